@@ -1,0 +1,1 @@
+"""cpr-gateway: a strangler-fig gateway for CPR Direkte."""

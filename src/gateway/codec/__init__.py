@@ -1,0 +1,32 @@
+"""Sans-IO CPR Direkte codec: framing, record layouts as data, encode/decode. No I/O here."""
+
+from gateway.codec.framing import RequestFramer, frame
+from gateway.codec.messages import (
+    MAX_ANSWER_LENGTH,
+    LogonAnswer,
+    LogonRequest,
+    LookupAnswer,
+    LookupRequest,
+    Record,
+    Request,
+    customer_number,
+    decode_records,
+    seal,
+)
+from gateway.codec.records import LAYOUTS
+
+__all__ = [
+    "LAYOUTS",
+    "MAX_ANSWER_LENGTH",
+    "LogonAnswer",
+    "LogonRequest",
+    "LookupAnswer",
+    "LookupRequest",
+    "Record",
+    "Request",
+    "RequestFramer",
+    "customer_number",
+    "decode_records",
+    "frame",
+    "seal",
+]

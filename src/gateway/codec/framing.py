@@ -1,0 +1,83 @@
+"""Sans-IO request framing (spec §1): bytes in, one request out, no I/O.
+
+Use it like h11: feed whatever the socket delivered to :meth:`receive_data`,
+then ask :meth:`next_request`; ``None`` means "need more bytes". A request that
+cannot be framed raises :class:`FramingError`, whose ``reason`` is a short label
+for metrics; the project rule is to close such a connection without answering.
+"""
+
+from __future__ import annotations
+
+from gateway.codec.fields import is_printable_latin1
+from gateway.codec.messages import LOGON_LENGTH, LOOKUP_LENGTH, LogonRequest, LookupRequest, Request
+from gateway.errors import FramingError
+
+#: Bytes 1-10 decide the record length (comma at byte 5, ABON_TYPE at byte 10).
+_DECIDING_PREFIX = 10
+
+#: Closed set of reasons a request is not framed; used as a metric label.
+NO_COMMA = "no_comma"
+NOT_PRINTABLE = "not_printable"
+TOO_LONG = "too_long"
+INCOMPLETE = "incomplete"
+TIMEOUT = "timeout"
+REASONS = (NO_COMMA, NOT_PRINTABLE, TOO_LONG, INCOMPLETE, TIMEOUT)
+
+
+def record_length(prefix: bytes) -> int | None:
+    """Length of the record that starts with ``prefix``, or None until byte 10 is known."""
+    if len(prefix) < _DECIDING_PREFIX:
+        return None
+    return LOGON_LENGTH if prefix[9:10] == b"9" else LOOKUP_LENGTH
+
+
+class RequestFramer:
+    """Accumulates one connection's bytes until they form exactly one request.
+
+    The buffer never holds more than one record plus what one read delivered:
+    anything past the longest record (39 bytes) is an error at once.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received so far."""
+        return len(self._buffer)
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes from the peer."""
+        self._buffer += data
+
+    def next_request(self) -> Request | None:
+        """The framed request, None if more bytes are needed, or FramingError."""
+        buf = bytes(self._buffer)
+        if not is_printable_latin1(buf):
+            raise FramingError(NOT_PRINTABLE, "byte outside printable Latin-1")
+        if len(buf) >= 5 and buf[4:5] != b",":
+            raise FramingError(NO_COMMA, f"byte 5 is {buf[4:5]!r}")
+        length = record_length(buf)
+        if length is None:
+            return None
+        if len(buf) > length:
+            raise FramingError(TOO_LONG, f"{len(buf)} bytes for a {length}-byte record")
+        if len(buf) < length:
+            return None
+        if length == LOGON_LENGTH:
+            return LogonRequest.decode(buf)
+        return LookupRequest.decode(buf)
+
+    def end_of_stream(self) -> FramingError:
+        """The error for a peer that closed before completing its record."""
+        return FramingError(INCOMPLETE, f"peer closed after {len(self._buffer)} bytes")
+
+
+def frame(data: bytes) -> Request:
+    """Frame a complete request in one go (for clients, tests and tools)."""
+    framer = RequestFramer()
+    framer.receive_data(data)
+    request = framer.next_request()
+    if request is None:
+        raise framer.end_of_stream()
+    return request

@@ -1,0 +1,92 @@
+"""Record layouts as data: a layout is a table of fields; encode and decode walk it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from gateway.codec.fields import FieldSpec, Kind, Value
+from gateway.errors import CodecError
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """A fixed-width record: its name, total length, and fields that tile it exactly."""
+
+    name: str
+    length: int
+    fields: tuple[FieldSpec, ...]
+    by_name: Mapping[str, FieldSpec] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        offset = 0
+        for spec in self.fields:
+            if spec.start != offset:
+                raise ValueError(f"layout {self.name}: {spec.name} starts at {spec.pos}")
+            offset = spec.end
+        if offset != self.length:
+            raise ValueError(f"layout {self.name}: fields cover {offset} of {self.length} bytes")
+        names = {spec.name: spec for spec in self.fields}
+        if len(names) != len(self.fields):
+            raise ValueError(f"layout {self.name}: duplicate field names")
+        object.__setattr__(self, "by_name", MappingProxyType(names))
+
+    def decode(self, data: bytes) -> dict[str, Value]:
+        """Decode exactly one record's bytes into field values by name."""
+        if len(data) != self.length:
+            raise CodecError(f"{self.name}: {len(data)} bytes, layout needs {self.length}")
+        return {spec.name: spec.decode(data[spec.start : spec.end]) for spec in self.fields}
+
+    def encode(self, values: Mapping[str, Value]) -> bytes:
+        """Encode values by name; fields not given take their empty value."""
+        unknown = set(values) - set(self.by_name)
+        if unknown:
+            raise CodecError(f"{self.name}: no field named {sorted(unknown)[0]!r}")
+        return b"".join(
+            spec.encode(values[spec.name] if spec.name in values else spec.empty())
+            for spec in self.fields
+        )
+
+    def blank(self) -> dict[str, Value]:
+        """Every field at its empty value."""
+        return {spec.name: spec.empty() for spec in self.fields}
+
+
+#: One row of a layout table: (name, 1-based position, length, kind).
+Row = tuple[str, int, int, Kind]
+
+
+def table(name: str, length: int, *rows: Row) -> Layout:
+    """Build a layout from (name, pos, length, kind) rows, as the spec lists them."""
+    return Layout(name, length, tuple(FieldSpec(n, p, ln, k) for n, p, ln, k in rows))
+
+
+def text(name: str, pos: int, length: int) -> Row:
+    """Row for an A field."""
+    return (name, pos, length, Kind.TEXT)
+
+
+def num(name: str, pos: int, length: int) -> Row:
+    """Row for an N field."""
+    return (name, pos, length, Kind.NUM)
+
+
+def digits(name: str, pos: int, length: int) -> Row:
+    """Row for a digit string kept as text (PNR, codes with meaningful zeros)."""
+    return (name, pos, length, Kind.DIGITS)
+
+
+def date(name: str, pos: int) -> Row:
+    """Row for a YYYYMMDD date."""
+    return (name, pos, 8, Kind.DATE)
+
+
+def stamp(name: str, pos: int) -> Row:
+    """Row for a YYYYMMDDHHMM timestamp."""
+    return (name, pos, 12, Kind.STAMP)
+
+
+def isodate(name: str, pos: int) -> Row:
+    """Row for a YYYY-MM-DD date."""
+    return (name, pos, 10, Kind.ISODATE)

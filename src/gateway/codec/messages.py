@@ -1,0 +1,372 @@
+"""Requests and answers of CPR Direkte (spec §3, §4): frozen values and their byte forms.
+
+Requests decode leniently: every field is kept as the text the client sent
+(right-trimmed), because deciding what is wrong with it is the server's job and
+earns a FEJLNR, not a codec error. Answers encode strictly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gateway.codec.fields import ENCODING, Value
+from gateway.codec.layout import Layout, digits, num, table, text
+from gateway.codec.records import END, LAYOUTS
+from gateway.errors import CodecError
+from gateway.model import Family, FejlNr, Operation
+
+LOGON_LENGTH = 35
+LOOKUP_LENGTH = 39
+LOGON_ANSWER_LENGTH = 24
+HEADER_LENGTH = 28
+#: Spec §1: at most 2880 data bytes after the 28-byte header.
+MAX_DATA_LENGTH = 2880
+MAX_ANSWER_LENGTH = HEADER_LENGTH + MAX_DATA_LENGTH
+
+LOGON_REQUEST = table(
+    "logon request",
+    LOGON_LENGTH,
+    text("CPRTRANS", 1, 4),
+    text("KOMMA", 5, 1),
+    text("KUNDENR", 6, 4),
+    text("ABON_TYPE", 10, 1),
+    text("DATA_TYPE", 11, 1),
+    text("BRUGER_ID", 12, 8),
+    text("KENDEORD", 20, 8),
+    text("NYT_KENDEORD", 28, 8),
+)
+LOOKUP_REQUEST = table(
+    "lookup request",
+    LOOKUP_LENGTH,
+    text("CPRTRANS", 1, 4),
+    text("KOMMA", 5, 1),
+    text("KUNDENR", 6, 4),
+    text("ABON_TYPE", 10, 1),
+    text("DATA_TYPE", 11, 1),
+    text("TOKEN", 12, 8),
+    text("BRUGER_ID", 20, 8),
+    text("FEJLNR", 28, 2),
+    text("PNR", 30, 10),
+)
+LOGON_ANSWER = table(
+    "logon answer",
+    LOGON_ANSWER_LENGTH,
+    text("KUNDENR", 1, 4),
+    text("ABON_TYPE", 5, 1),
+    text("DATA_TYPE", 6, 1),
+    text("TOKEN", 7, 8),
+    text("BRUGER_ID", 15, 8),
+    digits("FEJLNR", 23, 2),
+)
+ANSWER_HEADER = table(
+    "answer header",
+    HEADER_LENGTH,
+    text("KUNDENR", 1, 4),
+    text("ABON_TYPE", 5, 1),
+    text("DATA_TYPE", 6, 1),
+    text("TOKEN", 7, 8),
+    text("BRUGER_ID", 15, 8),
+    digits("FEJLNR", 23, 2),
+    num("LENGTH", 25, 4),
+)
+
+
+def _str(values: Mapping[str, Value], name: str) -> str:
+    value = values[name]
+    assert isinstance(value, str)  # every request field is a TEXT field
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class LogonRequest:
+    """A 35-byte logon, possibly carrying a new password (spec §3.1)."""
+
+    transaction: str
+    customer: str
+    user: str
+    password: str
+    new_password: str = ""
+    abon_type: str = "9"
+    data_type: str = "0"
+
+    @property
+    def operation(self) -> Operation:
+        """Logon, or a password change when a new password is given."""
+        return Operation.CHANGE_PASSWORD if self.new_password.strip() else Operation.LOGON
+
+    def encode(self) -> bytes:
+        """The request as a client writes it."""
+        return LOGON_REQUEST.encode(
+            {
+                "CPRTRANS": self.transaction,
+                "KOMMA": ",",
+                "KUNDENR": self.customer,
+                "ABON_TYPE": self.abon_type,
+                "DATA_TYPE": self.data_type,
+                "BRUGER_ID": self.user,
+                "KENDEORD": self.password,
+                "NYT_KENDEORD": self.new_password,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> LogonRequest:
+        """Decode a framed 35-byte logon record."""
+        v = LOGON_REQUEST.decode(data)
+        return cls(
+            transaction=_str(v, "CPRTRANS"),
+            customer=_str(v, "KUNDENR"),
+            user=_str(v, "BRUGER_ID"),
+            # Passwords are exactly 8 characters and may end in a space.
+            password=data[19:27].decode(ENCODING),
+            new_password=_str(v, "NYT_KENDEORD"),
+            abon_type=_str(v, "ABON_TYPE"),
+            data_type=_str(v, "DATA_TYPE"),
+        )
+
+    def __repr__(self) -> str:  # never show passwords, not even in a traceback
+        return (
+            f"LogonRequest(transaction={self.transaction!r}, customer={self.customer!r}, "
+            f"user={self.user!r}, password=<redacted>)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LookupRequest:
+    """A 39-byte lookup or subscription change (spec §3.2)."""
+
+    transaction: str
+    customer: str
+    token: str
+    user: str
+    pnr: str
+    abon_type: str = "0"
+    data_type: str = "6"
+    fejlnr: str = "00"
+
+    @property
+    def operation(self) -> Operation:
+        """Lookup, or a subscription change by ABON_TYPE."""
+        if self.abon_type == "1":
+            return Operation.SUBSCRIBE
+        if self.abon_type == "3":
+            return Operation.UNSUBSCRIBE
+        return Operation.LOOKUP
+
+    def encode(self) -> bytes:
+        """The request as a client writes it."""
+        return LOOKUP_REQUEST.encode(
+            {
+                "CPRTRANS": self.transaction,
+                "KOMMA": ",",
+                "KUNDENR": self.customer,
+                "ABON_TYPE": self.abon_type,
+                "DATA_TYPE": self.data_type,
+                "TOKEN": self.token,
+                "BRUGER_ID": self.user,
+                "FEJLNR": self.fejlnr,
+                "PNR": self.pnr,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> LookupRequest:
+        """Decode a framed 39-byte lookup record."""
+        v = LOOKUP_REQUEST.decode(data)
+        return cls(
+            transaction=_str(v, "CPRTRANS"),
+            customer=_str(v, "KUNDENR"),
+            token=_str(v, "TOKEN"),
+            user=_str(v, "BRUGER_ID"),
+            pnr=_str(v, "PNR"),
+            abon_type=_str(v, "ABON_TYPE"),
+            data_type=_str(v, "DATA_TYPE"),
+            fejlnr=_str(v, "FEJLNR"),
+        )
+
+    def __repr__(self) -> str:  # a PNR never reaches a log through repr
+        return (
+            f"LookupRequest(transaction={self.transaction!r}, customer={self.customer!r}, "
+            f"user={self.user!r}, abon_type={self.abon_type!r}, pnr=<redacted>)"
+        )
+
+
+Request = LogonRequest | LookupRequest
+
+
+def customer_number(raw: str) -> int | None:
+    """KUNDENR as a number, tolerating the space padding one old client sends."""
+    stripped = raw.strip()
+    if not stripped or not stripped.isascii() or not stripped.isdigit():
+        return None
+    return int(stripped)
+
+
+@dataclass(frozen=True, slots=True)
+class LogonAnswer:
+    """The 24-byte logon answer (spec §4.1)."""
+
+    customer: str
+    user: str
+    fejlnr: FejlNr
+    token: str = ""
+
+    def encode(self) -> bytes:
+        """Answer bytes; the token is blank unless the logon succeeded."""
+        return LOGON_ANSWER.encode(
+            {
+                "KUNDENR": self.customer,
+                "ABON_TYPE": "9",
+                "DATA_TYPE": "0",
+                "TOKEN": self.token,
+                "BRUGER_ID": self.user,
+                "FEJLNR": self.fejlnr.value,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> LogonAnswer:
+        """Decode a 24-byte logon answer."""
+        v = LOGON_ANSWER.decode(data)
+        if (v["ABON_TYPE"], v["DATA_TYPE"]) != ("9", "0"):
+            raise CodecError("logon answer: ABON_TYPE/DATA_TYPE must be 9/0")
+        return cls(
+            customer=_str(v, "KUNDENR"),
+            user=_str(v, "BRUGER_ID"),
+            fejlnr=_fejlnr(_str(v, "FEJLNR")),
+            token=_str(v, "TOKEN"),
+        )
+
+
+def _fejlnr(raw: str) -> FejlNr:
+    try:
+        return FejlNr(raw)
+    except ValueError:
+        raise CodecError(f"FEJLNR {raw!r} is reserved") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One data record: its type and its field values (PNR included, RECTYPE implied)."""
+
+    type: str
+    fields: Mapping[str, Value] = field(hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LookupAnswer:
+    """A lookup answer: the 28-byte header and its data records (spec §4.2)."""
+
+    customer: str
+    abon_type: str
+    data_type: str
+    token: str
+    user: str
+    fejlnr: FejlNr
+    records: tuple[Record, ...] = ()
+
+    @classmethod
+    def for_request(
+        cls, request: LookupRequest, fejlnr: FejlNr, records: tuple[Record, ...] = ()
+    ) -> LookupAnswer:
+        """An answer that echoes the request's header fields."""
+        return cls(
+            customer=request.customer,
+            abon_type=request.abon_type,
+            data_type=request.data_type,
+            token=request.token,
+            user=request.user,
+            fejlnr=fejlnr,
+            records=records,
+        )
+
+    def encode(self, family: Family) -> bytes:
+        """Header plus records; the length field is computed, never given."""
+        layouts = LAYOUTS[family]
+        body = b"".join(_encode_record(layouts, record) for record in self.records)
+        if len(body) > MAX_DATA_LENGTH:
+            raise CodecError(f"answer data of {len(body)} bytes exceeds {MAX_DATA_LENGTH}")
+        header = ANSWER_HEADER.encode(
+            {
+                "KUNDENR": self.customer,
+                "ABON_TYPE": self.abon_type,
+                "DATA_TYPE": self.data_type,
+                "TOKEN": self.token,
+                "BRUGER_ID": self.user,
+                "FEJLNR": self.fejlnr.value,
+                "LENGTH": HEADER_LENGTH + len(body),
+            }
+        )
+        return header + body
+
+    @classmethod
+    def decode(cls, data: bytes, family: Family) -> LookupAnswer:
+        """Decode a whole answer; the length field must match the bytes given."""
+        if len(data) < HEADER_LENGTH:
+            raise CodecError(f"answer of {len(data)} bytes is shorter than its header")
+        v = ANSWER_HEADER.decode(data[:HEADER_LENGTH])
+        if v["LENGTH"] != len(data):
+            raise CodecError(f"length field says {v['LENGTH']}, answer has {len(data)} bytes")
+        return cls(
+            customer=_str(v, "KUNDENR"),
+            abon_type=_str(v, "ABON_TYPE"),
+            data_type=_str(v, "DATA_TYPE"),
+            token=_str(v, "TOKEN"),
+            user=_str(v, "BRUGER_ID"),
+            fejlnr=_fejlnr(_str(v, "FEJLNR")),
+            records=decode_records(data[HEADER_LENGTH:], family),
+        )
+
+
+def _encode_record(layouts: Mapping[str, Layout], record: Record) -> bytes:
+    layout = layouts.get(record.type)
+    if layout is None:
+        raise CodecError(f"record type {record.type!r} is not in this family")
+    return layout.encode({"RECTYPE": record.type, **record.fields})
+
+
+def decode_records(data: bytes, family: Family) -> tuple[Record, ...]:
+    """Split concatenated records by their type's layout length and decode each."""
+    layouts = LAYOUTS[family]
+    records: list[Record] = []
+    offset = 0
+    while offset < len(data):
+        rectype = data[offset : offset + 3].decode(ENCODING)
+        layout = layouts.get(rectype)
+        if layout is None:
+            raise CodecError(f"record type {rectype!r} at offset {offset} is not in {family}")
+        values = layout.decode(data[offset : offset + layout.length])
+        del values["RECTYPE"]
+        records.append(Record(rectype, values))
+        offset += layout.length
+    return tuple(records)
+
+
+def seal(records: list[Record], family: Family) -> tuple[Record, ...]:
+    """Order records, fit them into 2880 bytes and close them with 999 (spec §4.2).
+
+    ``records`` holds 000 and the person records, without 999. Trailing repeated
+    records are dropped until everything fits (project rule); 000 and 001 never are.
+    """
+    layouts = LAYOUTS[family]
+    ordered = sorted(records, key=lambda r: r.type)  # stable: repeats keep their order
+    size = sum(layouts[r.type].length for r in ordered) + END.length
+    while size > MAX_DATA_LENGTH:
+        index = _last_repeated(ordered)
+        if index is None:
+            raise CodecError(f"{size} bytes of unrepeated records exceed {MAX_DATA_LENGTH}")
+        size -= layouts[ordered.pop(index).type].length
+    count = sum(1 for r in ordered if r.type != "000")
+    return (*ordered, Record("999", {"PNR": "9" * 10, "ANTAL": count}))
+
+
+def _last_repeated(records: list[Record]) -> int | None:
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record.type] = counts.get(record.type, 0) + 1
+    for index in range(len(records) - 1, -1, -1):
+        rtype = records[index].type
+        if counts[rtype] > 1 and rtype not in ("000", "001"):
+            return index
+    return None

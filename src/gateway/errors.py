@@ -1,0 +1,66 @@
+"""One error tree, split by who is at fault.
+
+Each error carries what the client gets on the wire: a FEJLNR, or ``None`` for
+"close the connection without an answer" (the spec's project rule for requests
+that cannot be framed). Messages are short facts that may include the offending
+value, but never a PNR or a password.
+"""
+
+from __future__ import annotations
+
+from gateway.model import FejlNr
+
+
+class GatewayError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    #: What the client receives: a FEJLNR, or None for a clean close.
+    wire: FejlNr | None = FejlNr.NO_CONNECTION
+
+
+class PeerError(GatewayError):
+    """The peer (client or backend) sent bytes that break the wire contract."""
+
+    wire = None
+
+
+class CodecError(PeerError):
+    """Bytes do not decode, or a value does not encode, under a record layout."""
+
+
+class FramingError(CodecError):
+    """A request cannot be framed; the project rule is to close without answering."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        #: A closed, low-cardinality reason usable as a metric label.
+        self.reason = reason
+
+
+class BackendError(GatewayError):
+    """A backend could not serve the request; the client gets 09."""
+
+    wire = FejlNr.NO_CONNECTION
+
+
+class BackendUnavailable(BackendError):
+    """The backend refused, reset or could not be reached."""
+
+
+class BackendTimeout(BackendError):
+    """The backend did not answer within the route's deadline."""
+
+
+class BackendProtocolError(BackendError):
+    """The backend answered something that is not a valid CPR Direkte answer."""
+
+
+class ConfigError(GatewayError):
+    """Configuration is wrong; raised at load time, never at request time."""
+
+    wire = None
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        #: Path-qualified messages, e.g. ``routes[2].backend: unknown backend 'x'``.
+        self.problems = problems
