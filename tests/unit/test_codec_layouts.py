@@ -1,0 +1,120 @@
+"""Record layouts: each table tiles its record, and values round-trip byte-exactly."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.codec.fields import FieldSpec, Kind, Value
+from gateway.codec.layout import Layout
+from gateway.codec.records import LAYOUTS, OFF4_LAYOUTS, PRIV_LAYOUTS
+from gateway.errors import CodecError
+from gateway.model import Family
+
+ALL_LAYOUTS = [(family, layout) for family, table in LAYOUTS.items() for layout in table.values()]
+
+SPEC_LENGTHS = {
+    Family.PRIV: {
+        "000": 35, "001": 469, "002": 195, "003": 195, "004": 26,
+        "005": 217, "011": 88, "050": 29, "999": 21,
+    },
+    Family.OFF4: {
+        "000": 35, "001": 106, "002": 306, "003": 249, "004": 37, "005": 200, "006": 203,
+        "007": 26, "008": 193, "009": 37, "010": 30, "011": 25, "012": 95, "013": 36,
+        "014": 23, "015": 147, "016": 58, "017": 272, "018": 60, "019": 75, "020": 47,
+        "050": 29, "999": 21,
+    },
+}  # fmt: skip
+
+_LATIN1_PRINTABLE = st.characters(
+    codec="latin-1", categories=("L", "N", "P", "S", "Zs"), exclude_characters="\xa0\xad"
+)
+
+
+def test_families_hold_exactly_the_spec_record_types_and_lengths() -> None:
+    """PRIV and OFF4 declare the spec's record types at the spec's lengths, nothing else."""
+    for family, lengths in SPEC_LENGTHS.items():
+        assert {k: v.length for k, v in LAYOUTS[family].items()} == lengths
+
+
+def test_every_layout_starts_with_type_and_pnr() -> None:
+    """Bytes 1-3 are the record type and 4-13 the PNR in every record."""
+    for _family, layout in ALL_LAYOUTS:
+        assert [(f.name, f.pos, f.length) for f in layout.fields[:2]] == [
+            ("RECTYPE", 1, 3),
+            ("PNR", 4, 10),
+        ]
+
+
+def test_a_layout_with_a_gap_is_refused_at_import_time() -> None:
+    """Tables must tile the record; a gap is a programming error caught at once."""
+    with pytest.raises(ValueError, match="starts at"):
+        Layout("bad", 10, (FieldSpec("A", 1, 3), FieldSpec("B", 5, 6)))
+
+
+def _value_for(spec: FieldSpec) -> st.SearchStrategy[Value]:
+    """Valid values of one field, without trailing spaces (they are padding)."""
+    if spec.kind is Kind.TEXT:
+        return st.text(_LATIN1_PRINTABLE, max_size=spec.length).map(str.rstrip)
+    if spec.kind is Kind.NUM:
+        return st.integers(0, 10**spec.length - 1)
+    if spec.kind is Kind.DIGITS:
+        return st.text("0123456789", min_size=spec.length, max_size=spec.length)
+    if spec.kind in (Kind.DATE, Kind.ISODATE):
+        return st.none() | st.dates(dt.date(1000, 1, 1), dt.date(9999, 12, 31))
+    return st.none() | st.datetimes(dt.datetime(1000, 1, 1)).map(
+        lambda t: t.replace(second=0, microsecond=0)
+    )
+
+
+@st.composite
+def layout_values(draw: st.DrawFn) -> tuple[Layout, dict[str, Value]]:
+    _family, layout = draw(st.sampled_from(ALL_LAYOUTS))
+    return layout, {spec.name: draw(_value_for(spec)) for spec in layout.fields}
+
+
+# The 469-byte PRIV 001 record has 30 fields; drawing them all is legitimately slow.
+_WIDE = settings(suppress_health_check=[HealthCheck.too_slow])
+
+
+@_WIDE
+@given(layout_values())
+def test_decode_of_encode_is_identity(case: tuple[Layout, dict[str, Value]]) -> None:
+    """decode(encode(x)) == x for every valid value of every record type."""
+    layout, values = case
+    data = layout.encode(values)
+    assert len(data) == layout.length
+    assert layout.decode(data) == values
+
+
+@_WIDE
+@given(layout_values())
+def test_encode_of_decode_is_identity(case: tuple[Layout, dict[str, Value]]) -> None:
+    """encode(decode(b)) == b for every valid record's bytes."""
+    layout, values = case
+    data = layout.encode(values)
+    assert layout.encode(layout.decode(data)) == data
+
+
+@given(st.sampled_from(ALL_LAYOUTS), st.binary(min_size=0, max_size=500))
+def test_arbitrary_bytes_raise_only_codec_error(case: tuple[Family, Layout], data: bytes) -> None:
+    """Garbage never escapes the decoder as anything but CodecError."""
+    _family, layout = case
+    with contextlib.suppress(CodecError):
+        layout.decode(data)
+
+
+def test_unknown_field_name_is_refused() -> None:
+    """A misspelt field name is an error, not silently ignored."""
+    with pytest.raises(CodecError, match="no field named"):
+        PRIV_LAYOUTS["004"].encode({"CIVSTAND": "G"})
+
+
+def test_off4_and_priv_share_start_end_and_credit_warning() -> None:
+    """000, 050 and 999 are the same records in both families."""
+    for rtype in ("000", "050", "999"):
+        assert PRIV_LAYOUTS[rtype] is OFF4_LAYOUTS[rtype]
