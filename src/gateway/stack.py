@@ -1,0 +1,97 @@
+"""`cpr-gateway up`: the whole default stack on one machine, in the foreground.
+
+Each part runs as its own process (as it would in production), started in
+dependency order, each awaited until its port accepts connections. Ctrl-C or
+SIGTERM stops them in reverse order, each with its own graceful drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+#: How long a part may take to open its port before the stack gives up.
+_START_TIMEOUT_S = 120.0
+#: How long a part may take to drain after SIGTERM before it is killed.
+_STOP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One process of the stack and the address that says it is up."""
+
+    name: str
+    argv: tuple[str, ...]
+    host: str
+    port: int
+    what: str
+
+
+async def run_stack(parts: Sequence[Part]) -> int:
+    """Start every part, print where it listens, and wait for a signal or a crash."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    running: list[tuple[Part, asyncio.subprocess.Process]] = []
+    try:
+        for part in parts:
+            process = await asyncio.create_subprocess_exec(*part.argv)
+            running.append((part, process))
+            await _wait_until_listening(part, process)
+            print(f"  {part.name:<10} {part.what} on {part.host}:{part.port}", flush=True)
+        print("stack is up; Ctrl-C stops it", flush=True)
+        return await _wait_for_stop_or_exit(stop, running)
+    finally:
+        await _stop_all(running)
+
+
+async def _wait_until_listening(part: Part, process: asyncio.subprocess.Process) -> None:
+    deadline = asyncio.get_running_loop().time() + _START_TIMEOUT_S
+    while asyncio.get_running_loop().time() < deadline:
+        if process.returncode is not None:
+            raise SystemExit(f"{part.name} exited with {process.returncode} while starting")
+        try:
+            _reader, writer = await asyncio.open_connection(part.host, part.port)
+        except OSError:
+            await asyncio.sleep(0.2)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+    raise SystemExit(f"{part.name} did not listen on {part.host}:{part.port} in time")
+
+
+async def _wait_for_stop_or_exit(
+    stop: asyncio.Event, running: list[tuple[Part, asyncio.subprocess.Process]]
+) -> int:
+    waits = {asyncio.ensure_future(p.wait()): part for part, p in running}
+    stopper = asyncio.ensure_future(stop.wait())
+    done, _pending = await asyncio.wait({stopper, *waits}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (stopper, *waits):
+        if task not in done:
+            task.cancel()
+    if stopper in done:
+        print("stopping…", flush=True)
+        return 0
+    crashed = next(waits[t] for t in done if t in waits)
+    print(f"{crashed.name} exited unexpectedly; stopping the stack", file=sys.stderr, flush=True)
+    return 1
+
+
+async def _stop_all(running: list[tuple[Part, asyncio.subprocess.Process]]) -> None:
+    for part, process in reversed(running):
+        if process.returncode is not None:
+            continue
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), _STOP_TIMEOUT_S)
+        except TimeoutError:
+            print(f"{part.name} did not stop in time; killing it", file=sys.stderr)
+            process.kill()
+            await process.wait()
