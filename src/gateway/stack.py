@@ -21,14 +21,21 @@ _STOP_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
-class Part:
-    """One process of the stack and the address that says it is up."""
+class Listener:
+    """An address a part opens; the part is up when all of its listeners accept."""
 
-    name: str
-    argv: tuple[str, ...]
     host: str
     port: int
     what: str
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One process of the stack."""
+
+    name: str
+    argv: tuple[str, ...]
+    listeners: tuple[Listener, ...]
 
 
 async def run_stack(parts: Sequence[Part]) -> int:
@@ -42,21 +49,24 @@ async def run_stack(parts: Sequence[Part]) -> int:
         for part in parts:
             process = await asyncio.create_subprocess_exec(*part.argv)
             running.append((part, process))
-            await _wait_until_listening(part, process)
-            print(f"  {part.name:<10} {part.what} on {part.host}:{part.port}", flush=True)
+            for listener in part.listeners:
+                await _wait_until_listening(part, listener, process)
+                print(f"  {listener.what:<40} {listener.host}:{listener.port}", flush=True)
         print("stack is up; Ctrl-C stops it", flush=True)
         return await _wait_for_stop_or_exit(stop, running)
     finally:
         await _stop_all(running)
 
 
-async def _wait_until_listening(part: Part, process: asyncio.subprocess.Process) -> None:
+async def _wait_until_listening(
+    part: Part, listener: Listener, process: asyncio.subprocess.Process
+) -> None:
     deadline = asyncio.get_running_loop().time() + _START_TIMEOUT_S
     while asyncio.get_running_loop().time() < deadline:
         if process.returncode is not None:
             raise SystemExit(f"{part.name} exited with {process.returncode} while starting")
         try:
-            _reader, writer = await asyncio.open_connection(part.host, part.port)
+            _reader, writer = await asyncio.open_connection(listener.host, listener.port)
         except OSError:
             await asyncio.sleep(0.2)
             continue
@@ -64,7 +74,7 @@ async def _wait_until_listening(part: Part, process: asyncio.subprocess.Process)
         with contextlib.suppress(OSError):
             await writer.wait_closed()
         return
-    raise SystemExit(f"{part.name} did not listen on {part.host}:{part.port} in time")
+    raise SystemExit(f"{part.name} did not listen on {listener.host}:{listener.port} in time")
 
 
 async def _wait_for_stop_or_exit(

@@ -1,0 +1,192 @@
+"""Composition root: argv → config → build everything → run.
+
+Subcommands import what they need lazily, so `check-config` or `data pnrs` start
+fast and never pay for the servers they do not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `cpr-gateway` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cpr-gateway", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_up(sub)
+    _add_serve(sub)
+    _add_emulator(sub)
+    _add_check_config(sub)
+    _add_data(sub)
+    _add_lookup(sub)
+    _add_certs(sub)
+    return parser
+
+
+def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("up", help="run the whole default stack in the foreground")
+    p.add_argument("--routing", type=Path, default=Path("routing.yaml"))
+    p.add_argument("--emulator-config", type=Path, default=Path("emulator.yaml"))
+    p.add_argument("--var", type=Path, default=Path("var"))
+    p.add_argument("--persons", type=int, default=10_000, help="register size if none exists")
+    p.set_defaults(handler=_run_up)
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the gateway")
+    p.add_argument("--config", type=Path, default=Path("routing.yaml"))
+    p.set_defaults(handler=_run_serve)
+
+
+def _add_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("emulator", help="run the mainframe emulator")
+    p.add_argument("--config", type=Path, default=Path("emulator.yaml"))
+    p.set_defaults(handler=_run_emulator)
+
+
+def _add_check_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("check-config", help="validate a routing.yaml")
+    p.add_argument("file", type=Path)
+    p.set_defaults(handler=_run_check_config)
+
+
+def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("data", help="the synthetic register")
+    data = p.add_subparsers(required=True, metavar="ACTION")
+    gen = data.add_parser("generate", help="build a synthetic register")
+    gen.add_argument("--register", type=Path, default=Path("var/register.sqlite"))
+    gen.add_argument("--count", type=int, default=10_000)
+    gen.add_argument("--seed", type=int, default=1)
+    gen.set_defaults(handler=_run_generate)
+    pnrs = data.add_parser("pnrs", help="print PNRs of the register, one per line")
+    pnrs.add_argument("--register", type=Path, default=Path("var/register.sqlite"))
+    pnrs.add_argument("--limit", type=int, default=10)
+    pnrs.add_argument("--status", help="only persons with this STATUS, e.g. 80")
+    pnrs.set_defaults(handler=_run_pnrs)
+
+
+def _add_lookup(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("lookup", help="logon and look up one person like an existing client")
+    p.add_argument("--pnr", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--ca", type=Path, default=Path("var/tls/ca.crt"))
+    p.add_argument("--plaintext", action="store_true")
+    p.add_argument("--transaction", default="PRIV")
+    p.add_argument("--customer", default="0001")
+    p.add_argument("--user", default="DEMO0001")
+    p.add_argument("--password", default="Demo#123")
+    p.set_defaults(handler=_run_lookup)
+
+
+def _add_certs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("certs", help="create the development CA and certificates")
+    p.add_argument("--dir", type=Path, default=Path("var/tls"))
+    p.set_defaults(handler=_run_certs)
+
+
+def _run_certs(args: argparse.Namespace) -> int:
+    from gateway.tls import ensure_dev_pki
+
+    pki = ensure_dev_pki(args.dir)
+    print(f"development CA: {pki.ca_cert}")
+    return 0
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from gateway.register.generate import generate
+
+    generate(args.register, count=args.count, seed=args.seed, progress=True)
+    print(f"register of {args.count} persons written to {args.register}")
+    return 0
+
+
+def _run_pnrs(args: argparse.Namespace) -> int:
+    from gateway.register.store import Register
+
+    if not args.register.exists():
+        print(f"no register at {args.register}; run `cpr-gateway data generate`", file=sys.stderr)
+        return 2
+    register = Register.open(args.register)
+    try:
+        for pnr in register.pnrs(limit=args.limit, status=args.status):
+            print(pnr)
+    finally:
+        register.close()
+    return 0
+
+
+def _run_check_config(args: argparse.Namespace) -> int:
+    from gateway.config import check_config
+
+    problems = check_config(args.file)
+    for problem in problems:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{args.file}: ok")
+    return 0
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from gateway.app import run_gateway
+    from gateway.config import load_routing
+    from gateway.errors import ConfigError
+    from gateway.observe.logs import configure_logging
+
+    configure_logging()
+    try:
+        config = load_routing(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{args.config}: {problem}", file=sys.stderr)
+        return 1
+    asyncio.run(run_gateway(config))
+    return 0
+
+
+def _run_emulator(args: argparse.Namespace) -> int:
+    from gateway.emulator.run import run_emulator
+    from gateway.errors import ConfigError
+    from gateway.observe.logs import configure_logging
+
+    configure_logging()
+    try:
+        asyncio.run(run_emulator(args.config))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{args.config}: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_lookup(args: argparse.Namespace) -> int:
+    from gateway.tools.lookup import run_lookup
+
+    return asyncio.run(run_lookup(args))
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    from gateway.tools.up import run_up
+
+    return asyncio.run(run_up(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

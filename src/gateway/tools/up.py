@@ -1,0 +1,65 @@
+"""`cpr-gateway up`: prepare var/ (certificates, register) and run every part of the stack."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gateway.config import load_routing
+from gateway.emulator.config import load_config
+from gateway.register.generate import generate
+from gateway.stack import Listener, Part, run_stack
+from gateway.tls import ensure_dev_pki
+
+
+async def run_up(args: argparse.Namespace) -> int:
+    """Make what the default stack needs under var/, then run it until Ctrl-C."""
+    var: Path = args.var
+    pki = ensure_dev_pki(var / "tls")
+    print(f"development CA (trust this in clients): {pki.ca_cert.resolve()}", flush=True)
+    register = var / "register.sqlite"
+    if not register.exists():
+        print(f"generating a synthetic register of {args.persons} persons…", flush=True)
+        generate(register, count=args.persons, seed=1, progress=True)
+    return await run_stack(_parts(args.routing, args.emulator_config))
+
+
+def _parts(routing: Path, emulator_config: Path) -> list[Part]:
+    gateway = load_routing(routing)
+    emulator = load_config(emulator_config)
+    cli = (sys.executable, "-m", "gateway.cli")
+    return [
+        Part(
+            "emulator",
+            (*cli, "emulator", "--config", str(emulator_config)),
+            (
+                Listener(
+                    _connectable(emulator.listen.host),
+                    emulator.listen.port,
+                    "mainframe emulator (CPR Direkte)",
+                ),
+            ),
+        ),
+        Part(
+            "gateway",
+            (*cli, "serve", "--config", str(routing)),
+            (
+                Listener(
+                    _connectable(gateway.listen.host),
+                    gateway.listen.port,
+                    "gateway (CPR Direkte)",
+                ),
+                Listener(
+                    _connectable(gateway.admin.host),
+                    gateway.admin.port,
+                    "gateway admin (/metrics /healthz /readyz)",
+                ),
+            ),
+        ),
+    ]
+
+
+def _connectable(host: str) -> str:
+    """A wildcard listen address is reached on loopback."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
