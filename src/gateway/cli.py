@@ -152,12 +152,12 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     configure_logging()
     try:
-        config = load_routing(args.config)
+        # Start-up can also fail on config: unreadable certificates, a port in use.
+        asyncio.run(run_gateway(load_routing(args.config)))
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"{args.config}: {problem}", file=sys.stderr)
         return 1
-    asyncio.run(run_gateway(config))
     return 0
 
 

@@ -1,0 +1,9 @@
+"""Backends, one module per ``kind`` behind one :class:`Backend` protocol.
+
+Importing an adapter module registers its kind, so every adapter is imported here.
+"""
+
+from gateway.backends.base import Backend, build_backend, register, registered_kinds
+from gateway.backends.legacy import LegacyBackend
+
+__all__ = ["Backend", "LegacyBackend", "build_backend", "register", "registered_kinds"]

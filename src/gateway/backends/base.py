@@ -1,0 +1,59 @@
+"""The one small protocol every backend kind implements, and the registry by ``kind``.
+
+A backend turns one framed request into the exact answer bytes the client gets.
+It applies the route's deadline itself and raises only :class:`BackendError`
+subclasses: foreign exceptions (OSError, ssl.SSLError, TimeoutError, later
+grpc.aio.AioRpcError) are translated inside the adapter and never travel up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from gateway.codec import Request
+from gateway.config.schema import BackendConfig
+
+
+class Backend(Protocol):
+    """A place requests can be sent to."""
+
+    @property
+    def name(self) -> str:
+        """The backend's name from routing.yaml (a metric label)."""
+        ...
+
+    async def call(self, request: Request, raw: bytes, *, deadline: float) -> bytes:
+        """Answer ``request`` (``raw`` is the bytes the client sent) within ``deadline`` seconds.
+
+        Returns answer bytes that satisfy the wire contract's shape; raises
+        BackendUnavailable, BackendTimeout or BackendProtocolError otherwise.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and pools; called once, at shutdown."""
+        ...
+
+
+#: Builds a backend from its validated config section.
+Factory = Callable[[Any], Backend]
+
+_FACTORIES: dict[str, Factory] = {}
+
+
+def register(kind: str, factory: Factory) -> None:
+    """Make ``kind:`` in routing.yaml build its backends with ``factory``."""
+    if kind in _FACTORIES:
+        raise ValueError(f"backend kind {kind!r} is registered twice")
+    _FACTORIES[kind] = factory
+
+
+def registered_kinds() -> Mapping[str, Factory]:
+    """Every kind an adapter exists for."""
+    return dict(_FACTORIES)
+
+
+def build_backend(config: BackendConfig) -> Backend:
+    """The adapter for ``config.kind``; may raise ConfigError (e.g. an unreadable CA file)."""
+    return _FACTORIES[config.kind](config)

@@ -1,0 +1,156 @@
+"""The legacy backend: a CPR Direkte server (the mainframe, or its emulator) over TCP/TLS.
+
+It speaks exactly what clients speak: a new connection per request, the client's
+bytes written unchanged, the answer read until EOF. The answer's shape is
+checked and its bytes are returned untouched, so the gateway relays them
+byte-identically. This is the only place that sees OSError, ssl.SSLError or a
+timeout from this kind of backend; each becomes a BackendError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+from gateway.backends.base import register
+from gateway.codec import LogonRequest, Request
+from gateway.codec.messages import HEADER_LENGTH, LOGON_ANSWER_LENGTH, MAX_ANSWER_LENGTH
+from gateway.config.schema import LegacyBackendConfig
+from gateway.errors import (
+    BackendProtocolError,
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigError,
+)
+from gateway.tls import client_context
+
+#: Spec §1: no legal answer exceeds 2908 bytes; reading one byte more makes an
+#: oversized answer visible without letting a backend stream into our memory.
+_READ_LIMIT = MAX_ANSWER_LENGTH + 1
+#: A backend that has sent EOF finishes closing at once; this bounds one that does not.
+_CLOSE_TIMEOUT_S = 1.0
+
+
+class LegacyBackend:
+    """One named CPR Direkte server."""
+
+    def __init__(self, config: LegacyBackendConfig, context: ssl.SSLContext | None) -> None:
+        self._config = config
+        self._context = context
+        self._server_name = (config.tls.server_name if config.tls else None) or config.host
+
+    @classmethod
+    def from_config(cls, config: LegacyBackendConfig) -> LegacyBackend:
+        """Build it, loading the CA now so a bad file fails at start, not at the first request."""
+        if config.tls is None:
+            return cls(config, None)
+        try:
+            context = client_context(config.tls.ca)
+        except (OSError, ssl.SSLError) as exc:
+            where = f"backends.{config.name}.tls.ca"
+            raise ConfigError([f"{where}: cannot load {config.tls.ca}: {exc}"]) from None
+        # A peer that closes without TLS close_notify has still sent a whole answer;
+        # the shape check below catches a truncated one.
+        context.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
+        return cls(config, context)
+
+    @property
+    def name(self) -> str:
+        """The backend's name from routing.yaml."""
+        return self._config.name
+
+    async def call(self, request: Request, raw: bytes, *, deadline: float) -> bytes:
+        """Send ``raw`` on a new connection and return the answer bytes, shape-checked."""
+        writer: asyncio.StreamWriter | None = None
+        answer: bytes | None = None
+        try:
+            async with asyncio.timeout(deadline):
+                reader, writer = await self._connect()
+                writer.write(raw)
+                await writer.drain()
+                answer = await _read_to_eof(reader, self.name)
+        except TimeoutError:
+            raise BackendTimeout(f"{self.name}: no answer within {deadline:g}s") from None
+        except ssl.SSLError as exc:
+            raise BackendUnavailable(f"{self.name}: TLS: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise BackendUnavailable(f"{self.name}: {_describe(exc)}") from None
+        finally:
+            if writer is not None:
+                await _close(writer, graceful=answer is not None)
+        assert answer is not None  # every path that leaves it None has raised
+        _check_shape(self.name, request, answer)
+        return answer
+
+    async def aclose(self) -> None:
+        """Nothing to release: every call has its own connection."""
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """TCP connect and TLS handshake within the backend's connect timeout."""
+        timeout = self._config.connect_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.open_connection(
+                    self._config.host,
+                    self._config.port,
+                    ssl=self._context,
+                    server_hostname=self._server_name if self._context else None,
+                )
+        except TimeoutError:
+            raise BackendUnavailable(f"{self.name}: no connection within {timeout:g}s") from None
+
+
+async def _read_to_eof(reader: asyncio.StreamReader, name: str) -> bytes:
+    """Everything until EOF, refusing more than the largest legal answer."""
+    data = bytearray()
+    while len(data) < _READ_LIMIT:
+        chunk = await reader.read(_READ_LIMIT - len(data))
+        if not chunk:
+            return bytes(data)
+        data += chunk
+    raise BackendProtocolError(f"{name}: answer longer than {MAX_ANSWER_LENGTH} bytes")
+
+
+async def _close(writer: asyncio.StreamWriter, *, graceful: bool) -> None:
+    """Close politely after a whole answer; abort after a failure or a slow close."""
+    if not graceful:
+        writer.transport.abort()
+        return
+    writer.close()
+    try:
+        async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+            await writer.wait_closed()
+    except (TimeoutError, OSError):
+        writer.transport.abort()
+
+
+def _check_shape(name: str, request: Request, answer: bytes) -> None:
+    """The wire contract's shape (spec §4); contents are the backend's business."""
+    fejlnr = answer[22:24]
+    if isinstance(request, LogonRequest):
+        if len(answer) != LOGON_ANSWER_LENGTH:
+            raise BackendProtocolError(f"{name}: logon answer of {len(answer)} bytes, not 24")
+    else:
+        length = answer[24:HEADER_LENGTH]
+        if len(answer) < HEADER_LENGTH or not _is_digits(length):
+            raise BackendProtocolError(
+                f"{name}: lookup answer of {len(answer)} bytes has no header"
+            )
+        if int(length) != len(answer):
+            raise BackendProtocolError(
+                f"{name}: length field says {int(length)}, answer has {len(answer)} bytes"
+            )
+    if not _is_digits(fejlnr):
+        raise BackendProtocolError(f"{name}: FEJLNR is not two digits")
+
+
+def _is_digits(data: bytes) -> bool:
+    return data.isascii() and data.isdigit()
+
+
+def _describe(exc: OSError) -> str:
+    """A short fact about a socket error (addresses and errno text; never payload)."""
+    return f"{type(exc).__name__}: {exc.strerror or exc}"
+
+
+register("legacy", LegacyBackend.from_config)

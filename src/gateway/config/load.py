@@ -1,0 +1,275 @@
+"""routing.yaml → :class:`GatewayConfig`, with every problem named by its YAML path.
+
+Loading never stops at the first problem: each section is read to the end and
+all problems are raised together in one :class:`ConfigError`, e.g.
+``routes[2].backend: unknown backend 'persons-v2'``. Unknown names, unreachable
+routes and a missing catch-all fail here, never at request time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from gateway.config import reader as r
+from gateway.config.reader import Problem, Problems, Skip, show
+from gateway.config.schema import (
+    Admin,
+    BackendConfig,
+    ClientTls,
+    GatewayConfig,
+    LegacyBackendConfig,
+    Limits,
+    Listen,
+    Match,
+    Route,
+    ServerTls,
+)
+from gateway.errors import ConfigError
+from gateway.model import Operation
+
+_VERSION = 1
+_TRANSACTION = re.compile(r"[A-Z0-9]{4}")
+_OPERATIONS = {operation.value: operation for operation in Operation}
+# Defaults come from instances: on a slotted dataclass, ``Admin.host`` is a descriptor.
+_ADMIN, _LIMITS, _LEGACY = Admin(), Limits(), LegacyBackendConfig("", "", 0, None)
+
+
+def load_routing(path: Path) -> GatewayConfig:
+    """Load and validate ``path``; raises ConfigError listing every problem found."""
+    reader = _Reader(path.resolve().parent)
+    raw = r.read_yaml(path)
+    try:
+        config = reader.gateway(raw, path)
+    except Skip:
+        raise ConfigError(reader.problems) from None
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return config
+
+
+def check_config(path: Path) -> list[str]:
+    """Every problem of ``path`` as path-qualified messages; empty when it is valid."""
+    try:
+        load_routing(path)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+class _Reader(Problems):
+    """Reads routing.yaml section by section; relative files resolve against ``base``."""
+
+    def __init__(self, base: Path) -> None:
+        super().__init__()
+        self.base = base
+
+    def gateway(self, raw: object, source: Path) -> GatewayConfig:
+        """The whole document."""
+        keys = ("version", "listen", "admin", "limits", "backends", "routes")
+        s = self.section(raw, "", keys)
+        s.get("version", _version)
+        listen = s.get("listen", self.listen)
+        admin = s.get("admin", self.admin, _ADMIN)
+        limits = s.get("limits", self.limits, _LIMITS)
+        backends = s.get("backends", self.backends)
+        named = raw.get("backends") if isinstance(raw, dict) else None
+        # Routes are checked against every name given, even of a backend with problems of its
+        # own, so one typo is reported once and not again at every route that uses it.
+        known = set(named) if isinstance(named, dict) else set()
+        routes = s.get("routes", lambda value, path: self.routes(value, path, known))
+        s.done()
+        return GatewayConfig(listen, admin, limits, backends, routes, source)
+
+    def listen(self, raw: object, path: str) -> Listen:
+        """The client-facing listener; ``tls`` must be given (null = plaintext, on purpose)."""
+        s = self.section(raw, path, ("host", "port", "tls"))
+        listen = Listen(s.get("host", r.host), s.get("port", r.port), s.get("tls", self.server_tls))
+        s.done()
+        return listen
+
+    def server_tls(self, raw: object, path: str) -> ServerTls | None:
+        """Certificate and key, or None for plaintext."""
+        if raw is None:
+            return None
+        s = self.section(raw, path, ("cert", "key"))
+        tls = ServerTls(s.get("cert", self.file), s.get("key", self.file))
+        s.done()
+        return tls
+
+    def admin(self, raw: object, path: str) -> Admin:
+        """The admin HTTP server."""
+        s = self.section(raw, path, ("host", "port"))
+        admin = Admin(s.get("host", r.host, _ADMIN.host), s.get("port", r.port, _ADMIN.port))
+        s.done()
+        return admin
+
+    def limits(self, raw: object, path: str) -> Limits:
+        """Read timeout, connection bound, grace period."""
+        s = self.section(raw, path, ("read_timeout", "max_connections", "grace_period"))
+        limits = Limits(
+            s.get("read_timeout", r.positive_duration, _LIMITS.read_timeout),
+            s.get("max_connections", r.positive_int, _LIMITS.max_connections),
+            s.get("grace_period", r.duration, _LIMITS.grace_period),
+        )
+        s.done()
+        return limits
+
+    def backends(self, raw: object, path: str) -> Mapping[str, BackendConfig]:
+        """Named backends, each built by the parser of its ``kind``."""
+        if not isinstance(raw, dict) or not raw:
+            raise Problem(f"expected a mapping of backend names to backends, got {show(raw)}")
+        result: dict[str, BackendConfig] = {}
+        failed = False
+        for name, value in raw.items():
+            try:
+                result[name] = self.backend(name, value, f"{path}.{name}")
+            except Skip:
+                failed = True
+        if failed:
+            raise Skip
+        return MappingProxyType(result)
+
+    def backend(self, name: object, raw: object, path: str) -> BackendConfig:
+        """One backend; the ``kind`` key picks the parser."""
+        if not r.is_name(name):
+            self.problem(path, f"a backend name is {r.NAME_RULE}")
+            raise Skip
+        if not isinstance(raw, dict):
+            self.problem(path, f"expected a mapping with a kind, got {show(raw)}")
+            raise Skip
+        kind = raw.get("kind")
+        parser = BACKEND_PARSERS.get(kind) if isinstance(kind, str) else None
+        if parser is None:
+            known = ", ".join(BACKEND_PARSERS)
+            what = "required" if kind is None else f"unknown kind {show(kind)} (known: {known})"
+            self.problem(f"{path}.kind", what)
+            raise Skip
+        return parser(self, str(name), raw, path)
+
+    def legacy(self, name: str, raw: object, path: str) -> LegacyBackendConfig:
+        """A CPR Direkte server reached over TCP, TLS optional."""
+        s = self.section(raw, path, ("kind", "address", "tls", "connect_timeout"))
+        s.get("kind", lambda value, _path: value)
+        address = s.get("address", r.address)
+        tls = s.get("tls", self.client_tls)
+        timeout = s.get("connect_timeout", r.positive_duration, _LEGACY.connect_timeout)
+        s.done()
+        return LegacyBackendConfig(name, *address, tls, timeout)
+
+    def client_tls(self, raw: object, path: str) -> ClientTls | None:
+        """How to verify a backend, or None for plaintext."""
+        if raw is None:
+            return None
+        s = self.section(raw, path, ("ca", "server_name"))
+        tls = ClientTls(s.get("ca", self.optional_file, None), s.get("server_name", r.host, None))
+        s.done()
+        return tls
+
+    def file(self, raw: object, path: str) -> Path:
+        """A file path, resolved against the YAML file's directory."""
+        return self.base / r.string(raw, path)
+
+    def optional_file(self, raw: object, path: str) -> Path | None:
+        """A file path or null."""
+        return None if raw is None else self.file(raw, path)
+
+    def routes(self, raw: object, path: str, backends: set[object]) -> tuple[Route, ...]:
+        """The ordered route list, then the checks that need all of it."""
+        if not isinstance(raw, list) or not raw:
+            raise Problem(f"expected a non-empty list of routes, got {show(raw)}")
+        routes: list[Route] = []
+        for index, item in enumerate(raw):
+            with contextlib.suppress(Skip):  # recorded; carry on to report the other routes
+                routes.append(self.route(item, f"{path}[{index}]", backends))
+        if len(routes) != len(raw):
+            raise Skip
+        for where, message in _route_order_problems(routes):
+            self.problem(f"{path}{where}", message)
+        return tuple(routes)
+
+    def route(self, raw: object, path: str, backends: set[object]) -> Route:
+        """One route: name, match, backend, deadline."""
+        s = self.section(raw, path, ("name", "match", "backend", "deadline"))
+        name = s.get("name", r.name)
+        match = s.get("match", self.match)
+        backend = s.get("backend", lambda value, _path: _backend_ref(value, backends))
+        deadline = s.get("deadline", r.positive_duration)
+        s.done()
+        return Route(name, match, backend, deadline)
+
+    def match(self, raw: object, path: str) -> Match:
+        """What a route takes; every key is a list and an absent key matches anything."""
+        s = self.section(raw, path, ("operation", "transaction", "customer"))
+        match = Match(
+            s.get("operation", lambda v, p: frozenset(self.items(v, p, _operation)), None),
+            s.get("transaction", lambda v, p: frozenset(self.items(v, p, _transaction)), None),
+            s.get("customer", lambda v, p: frozenset(self.items(v, p, _customer)), None),
+        )
+        s.done()
+        return match
+
+
+#: One parser per backend ``kind``; gateway.backends keeps the matching adapter registry.
+BACKEND_PARSERS: Mapping[str, Callable[[_Reader, str, object, str], BackendConfig]] = {
+    "legacy": _Reader.legacy,
+}
+
+
+def _version(raw: object, _path: str) -> int:
+    if raw != _VERSION or isinstance(raw, bool):
+        raise Problem(f"unsupported version {show(raw)} (expected {_VERSION})")
+    return _VERSION
+
+
+def _backend_ref(raw: object, backends: set[object]) -> str:
+    if not isinstance(raw, str):
+        raise Problem(f"expected a backend name, got {show(raw)}")
+    if raw not in backends:
+        raise Problem(f"unknown backend {show(raw)}")
+    return raw
+
+
+def _operation(raw: object) -> Operation:
+    operation = _OPERATIONS.get(raw) if isinstance(raw, str) else None
+    if operation is None:
+        raise Problem(f"unknown operation {show(raw)} (known: {', '.join(_OPERATIONS)})")
+    return operation
+
+
+def _transaction(raw: object) -> str:
+    if not isinstance(raw, str) or not _TRANSACTION.fullmatch(raw):
+        raise Problem(f"expected a 4-character transaction code like PRIV, got {show(raw)}")
+    return raw
+
+
+def _customer(raw: object) -> int:
+    # YAML reads an unquoted 0012 as the octal number 10, so only strings are trusted.
+    digits = raw.strip() if isinstance(raw, str) else ""
+    if not (isinstance(raw, str) and len(raw) <= 4 and digits.isascii() and digits.isdigit()):
+        raise Problem(f'expected a quoted customer number like "0012", got {show(raw)}')
+    return int(raw)
+
+
+def _route_order_problems(routes: list[Route]) -> Iterable[tuple[str, str]]:
+    """Duplicate names, a catch-all that is missing or not last, and unreachable routes."""
+    seen: dict[str, int] = {}
+    for index, route in enumerate(routes):
+        if route.name in seen:
+            first = seen[route.name]
+            yield f"[{index}].name", f"duplicate route name {route.name!r} (see routes[{first}])"
+        seen.setdefault(route.name, index)
+    catch_all = next((i for i, route in enumerate(routes) if route.match.is_catch_all), None)
+    if catch_all is None:
+        yield "", "no catch-all route: the last route must have an empty match (match: {})"
+    last = len(routes) if catch_all is None else catch_all + 1
+    for index in range(last, len(routes)):
+        yield f"[{index}]", f"comes after the catch-all routes[{catch_all}] and can never match"
+    for index in range(1, last):
+        covering = routes[index].match.covered_by([route.match for route in routes[:index]])
+        if covering:
+            names = ", ".join(f"routes[{i}]" for i in covering)
+            yield f"[{index}]", f"unreachable: {names} already match everything it matches"

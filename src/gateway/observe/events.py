@@ -1,0 +1,125 @@
+"""Typed events the core emits, and the tiny synchronous bus that telemetry subscribes to.
+
+The core (listener, dispatcher, app) knows nothing about metrics or logs: it emits
+these values, and :mod:`.metrics` and :mod:`.logs` subscribe. Fields hold config
+names and closed code lists only, never record contents and never a PNR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from gateway.codec.framing import REASONS
+from gateway.model import Operation
+
+#: Why a connection was closed without an answer, beyond the framing reasons.
+OVER_CAPACITY = "over_capacity"
+#: Every ``RequestRejected.reason``; metrics pre-create one series per reason.
+REJECT_REASONS = (*REASONS, OVER_CAPACITY)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOpened:
+    """A client connection was accepted and is being served."""
+
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """A served client connection is gone, answered or not."""
+
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRejected:
+    """A connection was closed without an answer (unframeable request, or no capacity)."""
+
+    peer: str
+    reason: str
+    #: Bytes received before giving up; never the bytes themselves (they may hold a PNR).
+    received: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCompleted:
+    """A framed request was answered (by the backend, or with 09 on its behalf)."""
+
+    peer: str
+    operation: Operation
+    route: str
+    backend: str
+    #: The two FEJLNR characters of the answer.
+    fejlnr: str
+    duration_s: float
+    #: Why the backend failed (its error message), or empty when it answered.
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendFailed:
+    """A backend call failed; the client got 09."""
+
+    backend: str
+    route: str
+    #: ``unavailable``, ``timeout`` or ``protocol``.
+    kind: str
+    #: The error's message: a short fact with no PNR (the backends guarantee it).
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class InternalError:
+    """Our own bug surfaced while serving a connection; the client was closed, not answered."""
+
+    peer: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lifecycle:
+    """The gateway changed phase: ``listening``, ``draining``, ``stopped``."""
+
+    phase: str
+    detail: str = ""
+
+
+Event = (
+    ConnectionOpened
+    | ConnectionClosed
+    | RequestRejected
+    | RequestCompleted
+    | BackendFailed
+    | InternalError
+    | Lifecycle
+)
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Delivers each event to every subscriber, synchronously, in subscription order.
+
+    A failing subscriber is logged and skipped: telemetry must never cost a client
+    its answer.
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Add ``subscriber``; it is called for every later event."""
+        self._subscribers.append(subscriber)
+
+    def emit(self, event: Event) -> None:
+        """Hand ``event`` to every subscriber."""
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except Exception:
+                structlog.get_logger("gateway.events").exception(
+                    "subscriber_failed", event_type=type(event).__name__
+                )

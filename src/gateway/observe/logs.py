@@ -1,0 +1,90 @@
+"""Structured logs: the only place that configures structlog, and the log subscriber.
+
+One canonical line per request (operation, route, backend, fejlnr, latency_ms,
+peer), JSON when the output is not a terminal. Never a PNR, password or token:
+events do not carry them, and this module logs only event fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import AbstractContextManager
+from typing import Any, TextIO
+
+import structlog
+
+from gateway.observe.events import (
+    Event,
+    InternalError,
+    Lifecycle,
+    RequestCompleted,
+    RequestRejected,
+)
+
+_log = structlog.get_logger("gateway")
+
+
+def configure_logging(
+    *, json: bool | None = None, level: str = "info", stream: TextIO | None = None
+) -> None:
+    """Configure structlog once per process: JSON unless ``stream`` (stderr) is a terminal."""
+    out = stream if stream is not None else sys.stderr
+    as_json = not out.isatty() if json is None else json
+    # Tracebacks without local variables: a frame's locals may hold request bytes (a PNR).
+    last: list[Any] = (
+        [
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
+            structlog.processors.JSONRenderer(),
+        ]
+        if as_json
+        else [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *last,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        # Not cached: a reconfigured process (or test) must reach every logger; a request
+        # logs once, so the saved lookup is not worth it.
+        cache_logger_on_first_use=False,
+    )
+
+
+def log_context(**values: str) -> AbstractContextManager[None]:
+    """Bind ``values`` to every log line of the current task while the block runs."""
+    return structlog.contextvars.bound_contextvars(**values)
+
+
+def log_event(event: Event) -> None:
+    """The log subscriber: one line per request, rejection, internal error and phase change."""
+    match event:
+        case RequestCompleted():
+            fields = {
+                "operation": event.operation.value,
+                "route": event.route,
+                "backend": event.backend,
+                "fejlnr": event.fejlnr,
+                "latency_ms": round(event.duration_s * 1000, 3),
+                "peer": event.peer,
+            }
+            if event.error:
+                _log.warning("request", error=event.error, **fields)
+            else:
+                _log.info("request", **fields)
+        case RequestRejected():
+            _log.info("rejected", reason=event.reason, received=event.received, peer=event.peer)
+        case InternalError():
+            _log.error("internal_error", error=event.error, peer=event.peer)
+        case Lifecycle():
+            _log.info(event.phase, detail=event.detail)
+        case _:
+            pass

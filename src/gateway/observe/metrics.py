@@ -1,0 +1,87 @@
+"""Prometheus metrics, fed by events; the only module that imports prometheus_client.
+
+Labels come from config names and closed code lists (operation, route, backend,
+FEJLNR, reason), never from record contents. Each :class:`Metrics` owns its
+registry, so tests get a fresh one and nothing lands in the global default.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from gateway.observe.events import (
+    REJECT_REASONS,
+    BackendFailed,
+    ConnectionClosed,
+    ConnectionOpened,
+    Event,
+    RequestCompleted,
+    RequestRejected,
+)
+
+#: Seconds; spans a loopback hit (~1 ms) to the longest sensible route deadline.
+_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+#: What the /metrics endpoint answers with.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """The gateway's series, registered in one registry; subscribe :meth:`on_event` to a bus."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "cpr_gateway_requests", "Answered requests.",
+            ("operation", "route", "backend", "fejlnr"), registry=r,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "cpr_gateway_request_duration_seconds", "Routing plus backend time per request.",
+            ("operation", "route", "backend"), buckets=_DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.rejected = Counter(
+            "cpr_gateway_rejected", "Connections closed without an answer.", ("reason",), registry=r
+        )
+        self.in_flight = Gauge(
+            "cpr_gateway_connections_in_flight", "Client connections being served.", registry=r
+        )
+        self.backend_errors = Counter(
+            "cpr_gateway_backend_errors", "Failed backend calls (answered 09).",
+            ("backend", "kind"), registry=r,
+        )  # fmt: skip
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)  # every reason shows, at 0, from the start
+
+    def on_event(self, event: Event) -> None:
+        """Update the series an event concerns."""
+        match event:
+            case RequestCompleted():
+                labels = (event.operation.value, event.route, event.backend)
+                self.requests.labels(*labels, event.fejlnr).inc()
+                self.duration.labels(*labels).observe(event.duration_s)
+            case RequestRejected():
+                self.rejected.labels(event.reason).inc()
+            case BackendFailed():
+                self.backend_errors.labels(event.backend, event.kind).inc()
+            case ConnectionOpened():
+                self.in_flight.inc()
+            case ConnectionClosed():
+                self.in_flight.dec()
+            case _:
+                pass
+
+    def value(self, name: str, **labels: str) -> float:
+        """Current value of one sample (0 when absent); for tests and tools."""
+        found = self.registry.get_sample_value(name, labels)
+        return 0.0 if found is None else found
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)

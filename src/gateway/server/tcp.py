@@ -1,0 +1,196 @@
+"""The client-facing CPR Direkte listener: frame one request, answer it in one write, close.
+
+Per connection: read into the sans-IO framer until one request is complete, all
+within the read timeout; hand it to the dispatcher; write the answer in a single
+``write`` and close. A request that cannot be framed is closed without an answer
+(spec §1, project rule). One client's trouble never reaches another client or
+the server: every connection is its own task with its own bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import traceback
+
+from gateway.codec import Request, RequestFramer
+from gateway.codec.framing import TIMEOUT
+from gateway.codec.messages import LOOKUP_LENGTH
+from gateway.config.schema import Limits, Listen
+from gateway.dispatch import Dispatcher
+from gateway.errors import ConfigError, FramingError
+from gateway.observe.events import (
+    OVER_CAPACITY,
+    ConnectionClosed,
+    ConnectionOpened,
+    EventBus,
+    InternalError,
+    RequestRejected,
+)
+from gateway.observe.logs import log_context
+from gateway.tasks import TaskSet
+from gateway.tls import server_context
+
+#: One byte past the longest record (39), so an over-long request shows in the first read
+#: and a client can never make us buffer more than that per read.
+_READ_SIZE = LOOKUP_LENGTH + 1
+
+
+class ClientListener:
+    """Accepts CPR Direkte clients and serves one request per connection."""
+
+    def __init__(
+        self, listen: Listen, limits: Limits, dispatcher: Dispatcher, bus: EventBus
+    ) -> None:
+        self._listen = listen
+        self._limits = limits
+        self._dispatcher = dispatcher
+        self._bus = bus
+        self._server: asyncio.Server | None = None
+        self._connections = TaskSet()
+
+    @property
+    def accepting(self) -> bool:
+        """True while the listening socket is open."""
+        return self._server is not None and self._server.is_serving()
+
+    @property
+    def in_flight(self) -> int:
+        """Connections being served right now."""
+        return len(self._connections)
+
+    async def start(self) -> tuple[str, int]:
+        """Bind and start accepting; returns the bound (host, port).
+
+        An address that cannot be bound or a certificate that cannot be loaded is
+        a ConfigError, so the operator sees which setting to fix.
+        """
+        context = _server_context(self._listen)
+        try:
+            self._server = await asyncio.start_server(
+                self._on_connection,
+                self._listen.host,
+                self._listen.port,
+                ssl=context,
+                # A client that stalls the handshake is as slow as one that stalls its record.
+                ssl_handshake_timeout=self._limits.read_timeout if context else None,
+            )
+        except OSError as exc:
+            where = f"{self._listen.host}:{self._listen.port}"
+            raise ConfigError([f"listen: cannot listen on {where}: {_reason(exc)}"]) from None
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket; connections already accepted carry on."""
+        if self._server is not None:
+            self._server.close()
+
+    async def drain(self, grace_s: float) -> int:
+        """Let in-flight connections finish within ``grace_s``; returns how many were cancelled."""
+        return await self._connections.drain(grace_s, "shutdown: grace period over")
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        peer = _peer(writer)
+        if len(self._connections) >= self._limits.max_connections:
+            self._bus.emit(RequestRejected(peer, OVER_CAPACITY, 0))
+            writer.transport.abort()
+            return
+        task = asyncio.current_task()
+        assert task is not None  # stream servers run each handler in its own task
+        self._connections.adopt(task)
+        self._bus.emit(ConnectionOpened(peer))
+        closed = False
+        try:
+            with log_context(peer=peer):
+                closed = await self._serve(reader, writer, peer)
+        except Exception as exc:  # one connection's bug must not end the server
+            self._bus.emit(InternalError(peer, _where(exc)))
+        finally:
+            if not closed:  # failed or cancelled: drop the connection without ceremony
+                writer.transport.abort()
+            self._bus.emit(ConnectionClosed(peer))
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> bool:
+        """Serve one connection; True once it is closed cleanly."""
+        framer = RequestFramer()
+        try:
+            request, raw = await self._read_request(reader, framer)
+        except FramingError as exc:
+            self._bus.emit(RequestRejected(peer, exc.reason, framer.buffered))
+            return await self._close(writer)
+        answer = await self._dispatcher.handle(request, raw, peer=peer)
+        writer.write(answer)  # one write: some clients do a single read (spec §1)
+        return await self._close(writer)
+
+    async def _read_request(
+        self, reader: asyncio.StreamReader, framer: RequestFramer
+    ) -> tuple[Request, bytes]:
+        """The framed request and the exact bytes it came in, or FramingError."""
+        timeout = self._limits.read_timeout
+        # The exact bytes, relayed unchanged; bounded like the framer's own buffer.
+        raw = bytearray()
+        try:
+            # One bound for the whole record, not per read: drip-feeding must not pay off.
+            async with asyncio.timeout(timeout):
+                while True:
+                    chunk = await reader.read(_READ_SIZE)
+                    if not chunk:
+                        raise framer.end_of_stream()
+                    framer.receive_data(chunk)
+                    raw += chunk
+                    request = framer.next_request()
+                    if request is not None:
+                        return request, bytes(raw)
+        except TimeoutError:
+            raise FramingError(TIMEOUT, f"incomplete after {timeout:g}s") from None
+        except OSError:  # reset or TLS failure mid-record: the peer is gone
+            raise framer.end_of_stream() from None
+
+    async def _close(self, writer: asyncio.StreamWriter) -> bool:
+        """Flush and close within the read timeout; abort a client that will not let go."""
+        writer.close()
+        try:
+            # The same patience a client gets to send its record, it gets to take its answer.
+            async with asyncio.timeout(self._limits.read_timeout):
+                await writer.wait_closed()
+        except (TimeoutError, OSError):
+            writer.transport.abort()
+        return True
+
+
+def _server_context(listen: Listen) -> ssl.SSLContext | None:
+    """The listener's TLS context; a bad certificate or key is a config problem."""
+    if listen.tls is None:
+        return None
+    try:
+        return server_context(listen.tls.cert, listen.tls.key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError([f"listen.tls: cannot load {listen.tls.cert}: {exc}"]) from None
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    """``host:port`` of the client, for logs (an address, never request contents)."""
+    address = writer.get_extra_info("peername")
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return "unknown"
+
+
+def _where(exc: BaseException) -> str:
+    """Exception type and the line it came from; the message is left out in case it holds data."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    return f"{type(exc).__name__} at {last.filename}:{last.lineno}"
+
+
+def _reason(exc: OSError) -> str:
+    """The plain errno text ("Address already in use"), without asyncio's wrapping."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)

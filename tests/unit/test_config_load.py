@@ -1,0 +1,360 @@
+"""routing.yaml loading: the shape it accepts, its defaults, and every problem it names."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gateway.config import (
+    Admin,
+    ClientTls,
+    LegacyBackendConfig,
+    Limits,
+    Match,
+    ServerTls,
+    check_config,
+    load_routing,
+)
+from gateway.errors import ConfigError
+from gateway.model import Operation
+
+REPO_ROUTING = Path(__file__).resolve().parents[2] / "routing.yaml"
+
+VALID = """\
+version: 1
+listen: {host: 0.0.0.0, port: 5000, tls: {cert: tls/gw.crt, key: tls/gw.key}}
+admin: {host: 127.0.0.1, port: 9100}
+limits: {read_timeout: 500ms, max_connections: 16, grace_period: 1m}
+backends:
+  mainframe:
+    kind: legacy
+    address: 127.0.0.1:5001
+    tls: {ca: tls/ca.crt, server_name: localhost}
+    connect_timeout: 1.5s
+  v6:
+    kind: legacy
+    address: "[::1]:5002"
+    tls: null
+routes:
+  - name: offentlige
+    match: {operation: [lookup], transaction: [OFF4], customer: ["0012"]}
+    backend: v6
+    deadline: 2s
+  - name: all-legacy
+    match: {}
+    backend: mainframe
+    deadline: 5s
+"""
+
+MINIMAL = """\
+version: 1
+listen: {host: 127.0.0.1, port: 0, tls: null}
+backends: {mainframe: {kind: legacy, address: "127.0.0.1:5001", tls: null}}
+routes: [{name: all, match: {}, backend: mainframe, deadline: 5s}]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "routing.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def _problems(tmp_path: Path, text: str) -> list[str]:
+    return check_config(_write(tmp_path, text))
+
+
+def test_full_config_becomes_frozen_values(tmp_path: Path) -> None:
+    """Every key of the documented shape lands in the matching dataclass field."""
+    config = load_routing(_write(tmp_path, VALID))
+    assert config.listen.tls == ServerTls(tmp_path / "tls/gw.crt", tmp_path / "tls/gw.key")
+    assert config.admin == Admin("127.0.0.1", 9100)
+    assert config.limits == Limits(read_timeout=0.5, max_connections=16, grace_period=60.0)
+    assert config.backends["mainframe"] == LegacyBackendConfig(
+        "mainframe", "127.0.0.1", 5001, ClientTls(tmp_path / "tls/ca.crt", "localhost"), 1.5
+    )
+    assert (config.backends["v6"].host, config.backends["v6"].port) == ("::1", 5002)
+    first, last = config.routes
+    assert first.match == Match(frozenset({Operation.LOOKUP}), frozenset({"OFF4"}), frozenset({12}))
+    assert (first.name, first.backend, first.deadline) == ("offentlige", "v6", 2.0)
+    assert last.match.is_catch_all
+
+
+def test_relative_paths_resolve_against_the_yaml_directory(tmp_path: Path) -> None:
+    """A config loaded from another working directory still finds its certificates."""
+    sub = tmp_path / "etc"
+    sub.mkdir()
+    config = load_routing(_write(sub, VALID))
+    assert config.listen.tls is not None
+    assert config.listen.tls.cert == sub / "tls/gw.crt"
+
+
+def test_optional_sections_take_their_defaults(tmp_path: Path) -> None:
+    """admin, limits and connect_timeout may be left out; tls: null means plaintext."""
+    config = load_routing(_write(tmp_path, MINIMAL))
+    assert config.admin == Admin()
+    assert config.limits == Limits()
+    assert config.listen.tls is None
+    assert config.backends["mainframe"].connect_timeout == 1.0
+
+
+def test_the_shipped_routing_yaml_is_valid() -> None:
+    """The repository's default routing.yaml loads: everything to the legacy mainframe."""
+    config = load_routing(REPO_ROUTING)
+    assert (config.listen.host, config.listen.port) == ("0.0.0.0", 5000)
+    assert (config.admin.host, config.admin.port) == ("127.0.0.1", 9100)
+    backend = config.backends["mainframe"]
+    assert (backend.kind, backend.host, backend.port) == ("legacy", "127.0.0.1", 5001)
+    assert backend.tls == ClientTls(REPO_ROUTING.parent / "var/tls/ca.crt", "localhost")
+    assert [r.backend for r in config.routes] == ["mainframe"]
+
+
+def test_load_raises_one_error_with_every_problem(tmp_path: Path) -> None:
+    """Loading does not stop at the first problem: all of them come in one ConfigError."""
+    text = MINIMAL.replace("port: 0", "port: high").replace("deadline: 5s", "deadline: soon")
+    with pytest.raises(ConfigError) as caught:
+        load_routing(_write(tmp_path, text))
+    assert caught.value.problems == [
+        "listen.port: expected an integer, got 'high'",
+        "routes[0].deadline: bad duration 'soon' (expected e.g. 500ms, 10s, 1m)",
+    ]
+
+
+def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
+    """check_config answers an empty list for a good file."""
+    assert _problems(tmp_path, VALID) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("version: 1", "version: 2", "version: unsupported version 2 (expected 1)"),
+        (
+            "tls: null}",
+            "tls: null, backlog: 5}",
+            "listen.backlog: unknown key (expected host, port, tls)",
+        ),
+        ("port: 0", "port: 70000", "listen.port: port 70000 is outside 0-65535"),
+        ("port: 0", "port: '5000'", "listen.port: expected an integer, got '5000'"),
+        ("port: 0", "port: true", "listen.port: expected an integer, got True"),
+        ("host: 127.0.0.1", "host: ''", "listen.host: expected a non-empty string, got ''"),
+        (
+            "tls: null}",
+            "tls: {cert: a.crt}}",
+            "listen.tls.key: required",
+        ),
+        (
+            "tls: null}",
+            "tls: [a.crt, a.key]}",
+            "listen.tls: expected a mapping with keys cert, key, got ['a.crt', 'a.key']",
+        ),
+        (
+            'address: "127.0.0.1:5001"',
+            'address: "127.0.0.1"',
+            "backends.mainframe.address: expected host:port with a port in 1-65535, "
+            "got '127.0.0.1'",
+        ),
+        (
+            'address: "127.0.0.1:5001"',
+            'address: "127.0.0.1:0"',
+            "backends.mainframe.address: expected host:port with a port in 1-65535, "
+            "got '127.0.0.1:0'",
+        ),
+        (
+            "kind: legacy",
+            "kind: grpc",
+            "backends.mainframe.kind: unknown kind 'grpc' (known: legacy)",
+        ),
+        ("kind: legacy, ", "", "backends.mainframe.kind: required"),
+        (
+            "tls: null}}",
+            "tls: null, deadline: 5s}}",
+            "backends.mainframe.deadline: unknown key "
+            "(expected kind, address, tls, connect_timeout)",
+        ),
+        (
+            "tls: null}}",
+            "tls: {ca: ca.crt, verify: false}}}",
+            "backends.mainframe.tls.verify: unknown key (expected ca, server_name)",
+        ),
+        (
+            "tls: null}}",
+            "tls: null, connect_timeout: 0ms}}",
+            "backends.mainframe.connect_timeout: must be greater than 0, got '0ms'",
+        ),
+        ("deadline: 5s", "deadline: 0s", "routes[0].deadline: must be greater than 0, got '0s'"),
+        (
+            "deadline: 5s",
+            "deadline: 5",
+            "routes[0].deadline: bad duration 5 (expected e.g. 500ms, 10s, 1m)",
+        ),
+        (
+            "deadline: 5s",
+            "deadline: -1s",
+            "routes[0].deadline: bad duration '-1s' (expected e.g. 500ms, 10s, 1m)",
+        ),
+        (
+            "backend: mainframe",
+            "backend: persons-v2",
+            "routes[0].backend: unknown backend 'persons-v2'",
+        ),
+        ("name: all, ", "", "routes[0].name: required"),
+        (
+            "name: all",
+            "name: all routes",
+            "routes[0].name: a name is letters, digits, '_', '.', '-' (at most 63), "
+            "got 'all routes'",
+        ),
+        (
+            "deadline: 5s}",
+            "deadline: 5s, shadow: []}",
+            "routes[0].shadow: unknown key (expected name, match, backend, deadline)",
+        ),
+        ("routes: [", "routes: [] #", "routes: expected a non-empty list of routes, got []"),
+        (
+            "routes: [{name: all, match: {}, backend: mainframe, deadline: 5s}]",
+            "",
+            "routes: required",
+        ),
+    ],
+)
+def test_each_problem_is_named_by_its_yaml_path(
+    tmp_path: Path, old: str, new: str, problem: str
+) -> None:
+    """A single mistake yields exactly one message naming its path and the bad value."""
+    assert old in MINIMAL
+    assert _problems(tmp_path, MINIMAL.replace(old, new, 1)) == [problem]
+
+
+@pytest.mark.parametrize(
+    ("limits", "problem"),
+    [
+        (
+            "{read_timeout: 10 s}",
+            "limits.read_timeout: bad duration '10 s' (expected e.g. 500ms, 10s, 1m)",
+        ),
+        ("{read_timeout: 0s}", "limits.read_timeout: must be greater than 0, got '0s'"),
+        ("{max_connections: 0}", "limits.max_connections: must be greater than 0, got 0"),
+        (
+            "{grace_period: 1h}",
+            "limits.grace_period: bad duration '1h' (expected e.g. 500ms, 10s, 1m)",
+        ),
+        (
+            "{timeout: 1s}",
+            "limits.timeout: unknown key (expected read_timeout, max_connections, grace_period)",
+        ),
+        (
+            "5s",
+            "limits: expected a mapping with keys read_timeout, max_connections, grace_period, "
+            "got '5s'",
+        ),
+    ],
+)
+def test_limit_problems(tmp_path: Path, limits: str, problem: str) -> None:
+    """Durations need a unit, bounds must be positive, and unknown limits are named."""
+    assert _problems(tmp_path, f"{MINIMAL}limits: {limits}\n") == [problem]
+
+
+def test_a_misspelt_key_is_unknown_and_the_right_one_missing(tmp_path: Path) -> None:
+    """Both facts are reported: the key given is unknown and the key needed is absent."""
+    assert _problems(tmp_path, MINIMAL.replace("tls: null}", "tsl: null}", 1)) == [
+        "listen.tls: required",
+        "listen.tsl: unknown key (expected host, port, tls)",
+    ]
+
+
+def test_a_bad_backend_name_is_named(tmp_path: Path) -> None:
+    """Backend names become metric labels, so they are plain; routes still see the name."""
+    text = MINIMAL.replace("backends: {mainframe:", "backends: {main frame:")
+    assert _problems(tmp_path, text) == [
+        "backends.main frame: a backend name is letters, digits, '_', '.', '-' (at most 63)",
+        "routes[0].backend: unknown backend 'mainframe'",
+    ]
+
+
+def test_unknown_top_level_key_is_named(tmp_path: Path) -> None:
+    """A misspelt section is reported instead of silently ignored."""
+    assert _problems(tmp_path, f"{MINIMAL}rotues: []\n") == [
+        "rotues: unknown key (expected version, listen, admin, limits, backends, routes)"
+    ]
+
+
+def test_grace_period_may_be_zero(tmp_path: Path) -> None:
+    """A zero grace period is legal: shut down by cancelling at once."""
+    assert load_routing(_write(tmp_path, f"{MINIMAL}limits: {{grace_period: 0s}}\n")).limits == (
+        Limits(grace_period=0.0)
+    )
+
+
+@pytest.mark.parametrize(
+    ("match", "problem"),
+    [
+        (
+            "{operation: [lokup]}",
+            "routes[0].match.operation[0]: unknown operation 'lokup' "
+            "(known: logon, change_password, lookup, subscribe, unsubscribe)",
+        ),
+        (
+            "{operation: lookup}",
+            "routes[0].match.operation: expected a non-empty list, got 'lookup'",
+        ),
+        ("{operation: []}", "routes[0].match.operation: expected a non-empty list, got []"),
+        (
+            "{transaction: [PRIV, priv]}",
+            "routes[0].match.transaction[1]: expected a 4-character transaction code like PRIV, "
+            "got 'priv'",
+        ),
+        (
+            "{customer: [0012]}",
+            'routes[0].match.customer[0]: expected a quoted customer number like "0012", got 10',
+        ),
+        (
+            '{customer: ["12345"]}',
+            'routes[0].match.customer[0]: expected a quoted customer number like "0012", '
+            "got '12345'",
+        ),
+        (
+            "{pnr: [x]}",
+            "routes[0].match.pnr: unknown key (expected operation, transaction, customer)",
+        ),
+    ],
+)
+def test_match_problems(tmp_path: Path, match: str, problem: str) -> None:
+    """Match values are checked item by item, against the closed operation list."""
+    text = MINIMAL.replace(
+        "routes: [", f"routes: [{{name: first, match: {match}, backend: mainframe, deadline: 1s}}, "
+    )
+    assert _problems(tmp_path, text) == [problem]
+
+
+def test_a_space_padded_customer_number_is_that_customer(tmp_path: Path) -> None:
+    """Config customers compare as numbers, like the old client's "  12"."""
+    text = MINIMAL.replace(
+        "routes: [",
+        'routes: [{name: c, match: {customer: ["  12"]}, backend: mainframe, deadline: 1s}, ',
+    )
+    assert load_routing(_write(tmp_path, text)).routes[0].match.customers == frozenset({12})
+
+
+def test_unreadable_file_and_bad_yaml_are_problems(tmp_path: Path) -> None:
+    """A missing file, broken YAML and duplicate keys are reported, not raised as tracebacks."""
+    [missing] = check_config(tmp_path / "nope.yaml")
+    assert missing.startswith(f"cannot read {tmp_path / 'nope.yaml'}")
+    [broken] = _problems(tmp_path, "version: [1\n")
+    assert broken.startswith("not valid YAML:")
+    assert "\n" not in broken
+    assert _problems(tmp_path, f"{MINIMAL}version: 1\n") == ["line 5: duplicate key 'version'"]
+    assert _problems(tmp_path, "- just\n- a list\n") == [
+        "(top level): expected a mapping with keys "
+        "version, listen, admin, limits, backends, routes, got ['just', 'a list']"
+    ]
+
+
+def test_a_bad_backend_is_reported_once_not_again_at_its_routes(tmp_path: Path) -> None:
+    """Routes naming a backend with its own problems do not repeat them as unknown names."""
+    text = MINIMAL.replace('address: "127.0.0.1:5001"', 'address: "nowhere"')
+    assert _problems(tmp_path, text) == [
+        "backends.mainframe.address: expected host:port with a port in 1-65535, got 'nowhere'"
+    ]
