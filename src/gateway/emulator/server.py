@@ -1,0 +1,271 @@
+"""The emulator's listener: one request per connection, one write, close — like CPR Direkte.
+
+Per connection: read into the sans-IO framer until one request is complete, all
+within the read timeout (else close without an answer: spec §1 project rule);
+answer 04 in a maintenance window; otherwise take one of ``regions`` transaction
+slots, as a mainframe region would, waiting in a queue of at most ``queue_limit``
+(beyond it: 08 at once); spend ``service_time_ms`` in the slot; write the whole
+answer in a single ``write`` and close without waiting for the client's EOF.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import ipaddress
+import ssl
+import traceback
+from dataclasses import dataclass, field
+
+import structlog
+
+from gateway.codec import Request, RequestFramer
+from gateway.codec.framing import TIMEOUT
+from gateway.codec.messages import LOOKUP_LENGTH
+from gateway.emulator.auth import Authenticator
+from gateway.emulator.handler import Clock, Handler, IPAddress, Outcome, refusal, utc_now
+from gateway.emulator.handler import in_maintenance as closed_for_maintenance
+from gateway.emulator.schema import EmulatorConfig
+from gateway.emulator.sessions import Sessions
+from gateway.emulator.state import StateStore
+from gateway.errors import ConfigError, FramingError
+from gateway.model import FejlNr
+from gateway.register.store import Register
+from gateway.tasks import TaskSet
+from gateway.tls import server_context
+
+_log = structlog.get_logger("gateway.emulator")
+
+#: One byte past the longest record (39): an over-long request shows in the first read,
+#: and no client makes us hold more than this per read.
+_READ_SIZE = LOOKUP_LENGTH + 1
+#: Reason label for a connection refused because max_connections are open.
+OVER_CONNECTIONS = "over_connections"
+
+
+@dataclass
+class EmulatorStats:
+    """Counters since start: why connections closed unanswered, and answers by FEJLNR."""
+
+    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+    answered: collections.Counter[FejlNr] = field(default_factory=collections.Counter)
+
+
+class Emulator:
+    """A CPR Direkte server answering from a synthetic register, like the mainframe does."""
+
+    def __init__(self, config: EmulatorConfig, *, clock: Clock = utc_now) -> None:
+        self.config = config
+        self.stats = EmulatorStats()
+        self._clock = clock
+        self._regions = asyncio.Semaphore(config.regions)
+        self._busy = 0
+        self._queued = 0
+        self._connections = TaskSet()
+        self._server: asyncio.Server | None = None
+        self._handler: Handler | None = None
+        self._register: Register | None = None
+        self._state: StateStore | None = None
+
+    @property
+    def busy(self) -> int:
+        """Transaction slots (regions) in use right now."""
+        return self._busy
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a free region right now."""
+        return self._queued
+
+    @property
+    def connections(self) -> int:
+        """Client connections open right now."""
+        return len(self._connections)
+
+    @property
+    def state(self) -> StateStore:
+        """The state store (users, subscriptions); only while running."""
+        assert self._state is not None, "the emulator is not running"
+        return self._state
+
+    async def start(self) -> tuple[str, int]:
+        """Open register and state, seed users, listen; returns the bound (host, port)."""
+        context = _tls_context(self.config)
+        try:
+            self._register = Register.open(self.config.register)
+            self._state = StateStore.open(self.config.state)
+            auth = Authenticator(self._state, self.config.scrypt_n)
+            await self._seed(auth)
+            sessions = Sessions(dt.timedelta(minutes=self.config.token_idle_minutes))
+            self._handler = Handler(
+                self.config,
+                register=self._register,
+                state=self._state,
+                auth=auth,
+                sessions=sessions,
+                clock=self._clock,
+            )
+            self._server = await self._listen(context)
+        except BaseException:
+            await self.aclose(0)
+            raise
+        host, port = self._server.sockets[0].getsockname()[:2]
+        _log.info("emulator listening", host=host, port=port, tls=context is not None)
+        return str(host), int(port)
+
+    async def _listen(self, context: ssl.SSLContext | None) -> asyncio.Server:
+        return await asyncio.start_server(
+            self._on_connection,
+            self.config.listen.host,
+            self.config.listen.port,
+            ssl=context,
+            # A client stalling its handshake is as slow as one stalling its record.
+            ssl_handshake_timeout=self.config.read_timeout_s if context else None,
+        )
+
+    async def aclose(self, grace: float) -> None:
+        """Stop accepting, give in-flight requests ``grace`` seconds, then close everything."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        cancelled = await self._connections.drain(grace, "emulator shutdown: grace period over")
+        if cancelled:
+            _log.warning("emulator shutdown cancelled requests", cancelled=cancelled)
+        for closing in (self._register, self._state):
+            if closing is not None:
+                closing.close()
+        self._register = self._state = None
+
+    async def _seed(self, auth: Authenticator) -> None:
+        """Users in config but not yet in the state get their configured password now."""
+        now = self._clock()
+        for customer in self.config.customers:
+            for user in customer.users:
+                if await auth.seed(customer.number, user.id, user.password, now):
+                    _log.info("emulator user seeded", customer=customer.number, user=user.id)
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        if len(self._connections) >= self.config.max_connections:
+            self.stats.rejected[OVER_CONNECTIONS] += 1
+            writer.transport.abort()
+            return
+        task = asyncio.current_task()
+        assert task is not None  # stream servers run each connection in its own task
+        self._connections.adopt(task)
+        closed = False
+        try:
+            closed = await self._serve(reader, writer)
+        except Exception as exc:  # one connection's bug must not end the server
+            _log.error("emulator internal error", where=_where(exc))
+        finally:
+            if not closed:  # failed or cancelled: drop the connection without ceremony
+                writer.transport.abort()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve one connection; True once it is closed cleanly."""
+        framer = RequestFramer()
+        try:
+            request = await self._read_request(reader, framer)
+        except FramingError as exc:
+            self.stats.rejected[exc.reason] += 1
+            _log.warning("emulator request rejected", reason=exc.reason, received=framer.buffered)
+            return await self._close(writer)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome = await self._answer(request, _peer(writer))
+        writer.write(outcome.answer)  # one write: some clients do a single read (spec §1)
+        self.stats.answered[outcome.fejlnr] += 1
+        _log.info(
+            "emulator request",
+            operation=outcome.operation.value,
+            customer=outcome.customer,
+            fejlnr=outcome.fejlnr.value,
+            duration_ms=round((loop.time() - started) * 1000, 1),
+        )
+        return await self._close(writer)
+
+    async def _answer(self, request: Request, peer: IPAddress | None) -> Outcome:
+        """04 when closed, 08 when the queue is full, else the handler's answer in a region."""
+        assert self._handler is not None
+        if closed_for_maintenance(self.config, self._clock()):
+            return refusal(request, FejlNr.CLOSED)
+        if self._regions.locked() and self._queued >= self.config.queue_limit:
+            return refusal(request, FejlNr.NOT_ACTIVE)
+        self._queued += 1
+        try:
+            await self._regions.acquire()
+        finally:
+            self._queued -= 1
+        self._busy += 1
+        try:
+            if self.config.service_time_ms:
+                await asyncio.sleep(self.config.service_time_ms / 1000)
+            return await self._handler.handle(request, peer)
+        finally:
+            self._busy -= 1
+            self._regions.release()
+
+    async def _read_request(self, reader: asyncio.StreamReader, framer: RequestFramer) -> Request:
+        """The framed request, or FramingError (timeout, garbage, early close)."""
+        timeout = self.config.read_timeout_s
+        try:
+            # One bound for the whole record, not per read: drip-feeding must not pay off.
+            async with asyncio.timeout(timeout):
+                while True:
+                    chunk = await reader.read(_READ_SIZE)
+                    if not chunk:
+                        raise framer.end_of_stream()
+                    framer.receive_data(chunk)
+                    request = framer.next_request()
+                    if request is not None:
+                        return request
+        except TimeoutError:
+            raise FramingError(TIMEOUT, f"incomplete after {timeout:g}s") from None
+        except OSError:  # reset or TLS failure mid-record: the peer is gone
+            raise framer.end_of_stream() from None
+
+    async def _close(self, writer: asyncio.StreamWriter) -> bool:
+        """Flush and close; a client that will not take its answer is aborted."""
+        writer.close()
+        try:
+            # The patience a client gets to send its record, it gets to take its answer.
+            async with asyncio.timeout(self.config.read_timeout_s):
+                await writer.wait_closed()
+        except (TimeoutError, OSError):
+            writer.transport.abort()
+        return True
+
+
+def _tls_context(config: EmulatorConfig) -> ssl.SSLContext | None:
+    if config.tls is None:
+        return None
+    try:
+        return server_context(config.tls.cert, config.tls.key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError([f"tls: cannot load {config.tls.cert}: {exc}"]) from None
+
+
+def _peer(writer: asyncio.StreamWriter) -> IPAddress | None:
+    """The client's address; an IPv4-mapped IPv6 address counts as the IPv4 one."""
+    address = writer.get_extra_info("peername")
+    if not (isinstance(address, tuple) and address):
+        return None
+    try:
+        ip = ipaddress.ip_address(str(address[0]))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _where(exc: BaseException) -> str:
+    """Exception type and the line it came from; the message may hold request data."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    return f"{type(exc).__name__} at {last.filename}:{last.lineno}"

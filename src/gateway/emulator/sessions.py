@@ -1,0 +1,81 @@
+"""Tokens (spec §4.4): 8 characters from ``[A-Za-z0-9]``, bound to one customer and user id.
+
+Tokens live in memory only, as on the mainframe: a restart logs every client out,
+and clients answer 07 by logging on again. A token expires after a configurable
+time without use (project rule, 30 minutes by default); each accepted use
+restarts that time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import string
+from collections import OrderedDict
+from dataclasses import dataclass
+
+TOKEN_LENGTH = 8
+_ALPHABET = string.ascii_letters + string.digits
+#: Live tokens kept at most. Clients reuse one token for many lookups, so even a busy
+#: day stays far below this; beyond it the least recently used token is forgotten
+#: (its client gets 07 and logs on again) instead of memory growing without end.
+MAX_TOKENS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """Who a token was issued to."""
+
+    customer: int
+    user: str
+
+
+class Sessions:
+    """Issues tokens and accepts them back while they are fresh."""
+
+    def __init__(self, idle: dt.timedelta, limit: int = MAX_TOKENS) -> None:
+        self._idle = idle
+        self._limit = limit
+        # token → (session, last use); ordered by last use, oldest first.
+        self._live: OrderedDict[str, tuple[Session, dt.datetime]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def issue(self, customer: int, user: str, now: dt.datetime) -> str:
+        """A new token for ``user`` of ``customer``."""
+        self._expire(now)
+        token = _new_token()
+        while token in self._live:  # 62**8 tokens: a clash is rare, but must not share a session
+            token = _new_token()
+        self._live[token] = (Session(customer, user), now)
+        while len(self._live) > self._limit:
+            self._live.popitem(last=False)
+        return token
+
+    def use(self, token: str, customer: int, user: str, now: dt.datetime) -> bool:
+        """True when ``token`` is live and was issued to this customer and user; refreshes it."""
+        entry = self._live.get(token)
+        if entry is None:
+            return False
+        session, last_use = entry
+        if now - last_use >= self._idle:
+            del self._live[token]
+            return False
+        if session != Session(customer, user):
+            return False  # someone else's token is no use, but it stays valid for its owner
+        self._live[token] = (session, now)
+        self._live.move_to_end(token)
+        return True
+
+    def _expire(self, now: dt.datetime) -> None:
+        """Forget idle tokens; the oldest come first, so stop at the first fresh one."""
+        while self._live:
+            token, (_session, last_use) = next(iter(self._live.items()))
+            if now - last_use < self._idle:
+                return
+            del self._live[token]
+
+
+def _new_token() -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(TOKEN_LENGTH))
