@@ -1,0 +1,70 @@
+"""The console script as operators and scripts use it: exit codes and output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_check_config_accepts_the_shipped_routing_yaml() -> None:
+    """The top-level routing.yaml is valid as shipped."""
+    result = _cli("check-config", str(ROOT / "routing.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+def test_check_config_names_the_yaml_path_of_each_problem(tmp_path: Path) -> None:
+    """A broken file exits non-zero with one path-qualified line per problem."""
+    broken = (ROOT / "routing.yaml").read_text().replace("backend: mainframe", "backend: nowhere")
+    path = tmp_path / "routing.yaml"
+    path.write_text(broken)
+    result = _cli("check-config", str(path))
+    assert result.returncode == 1
+    assert "routes[0].backend" in result.stderr
+    assert "nowhere" in result.stderr
+
+
+def test_data_generate_then_pnrs_by_status(tmp_path: Path) -> None:
+    """`data pnrs --status 80` prints only emigrated persons, one PNR per line."""
+    register = tmp_path / "register.sqlite"
+    generated = _cli("data", "generate", "--register", str(register), "--count", "2000")
+    assert generated.returncode == 0, generated.stderr
+    listed = _cli("data", "pnrs", "--register", str(register), "--limit", "5", "--status", "80")
+    assert listed.returncode == 0, listed.stderr
+    pnrs = listed.stdout.split()
+    assert len(pnrs) == 5
+    assert all(len(p) == 10 and p.isdigit() for p in pnrs)
+
+    from gateway.register.store import Register
+
+    store = Register.open(register)
+    try:
+        assert all(store.get(p) is not None for p in pnrs)
+        assert set(pnrs) <= set(store.pnrs(status="80"))
+    finally:
+        store.close()
+
+
+def test_emulator_with_a_broken_config_exits_with_path_qualified_errors(tmp_path: Path) -> None:
+    """A bad emulator.yaml is refused at start with the YAML path, not a traceback."""
+    broken = (ROOT / "emulator.yaml").read_text().replace("regions: 4", "regions: -1")
+    path = tmp_path / "emulator.yaml"
+    path.write_text(broken)
+    result = _cli("emulator", "--config", str(path))
+    assert result.returncode == 1
+    assert "regions" in result.stderr
+    assert "Traceback" not in result.stderr
