@@ -195,6 +195,34 @@ class LookupRequest:
 Request = LogonRequest | LookupRequest
 
 
+#: Where the token sits: bytes 12-19 of a lookup request, bytes 7-14 of every answer.
+_REQUEST_TOKEN = slice(11, 19)
+_ANSWER_TOKEN = slice(6, 14)
+TOKEN_LENGTH = 8
+
+
+def request_with_token(raw: bytes, token: str) -> bytes:
+    """A framed lookup record carrying ``token`` instead of its own (all else unchanged)."""
+    return raw[: _REQUEST_TOKEN.start] + _token_bytes(token) + raw[_REQUEST_TOKEN.stop :]
+
+
+def answer_with_token(raw: bytes, token: str) -> bytes:
+    """An answer (logon or lookup) carrying ``token`` instead of its own."""
+    return raw[: _ANSWER_TOKEN.start] + _token_bytes(token) + raw[_ANSWER_TOKEN.stop :]
+
+
+def answer_token(raw: bytes) -> str:
+    """The token an answer carries, right-trimmed (blank after a failed logon)."""
+    return raw[_ANSWER_TOKEN].decode(ENCODING).rstrip(" ")
+
+
+def _token_bytes(token: str) -> bytes:
+    data = token.encode(ENCODING, errors="strict").ljust(TOKEN_LENGTH)
+    if len(data) != TOKEN_LENGTH:
+        raise CodecError(f"a token is {TOKEN_LENGTH} characters, not {len(token)}")
+    return data
+
+
 def customer_number(raw: str) -> int | None:
     """KUNDENR as a number, tolerating the space padding one old client sends."""
     stripped = raw.strip()
