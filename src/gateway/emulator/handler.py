@@ -29,6 +29,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.calendar import production_date
 from gateway.codec import (
     LogonAnswer,
     LogonRequest,
@@ -175,7 +176,7 @@ class Handler:
         self._change_subscription(request, customer.number, now)
         records: tuple[Record, ...] = ()
         if request.data_type == "6":
-            today = now.astimezone(local_zone()).date()
+            today = production_date(now)
             records = render_answer(person, family, customer.task, customer.number, today)
         answer = LookupAnswer.for_request(request, FejlNr.OK, records).encode(family)
         return Outcome(request.operation, FejlNr.OK, answer, customer.number)

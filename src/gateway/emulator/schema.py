@@ -8,20 +8,20 @@ loaded config with :func:`dataclasses.replace`.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import ipaddress
-import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway import calendar
 from gateway.model import Family
 from gateway.render.task import Task
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Maintenance windows and the answer date are read in the mainframe operators' time zone
-#: (project rule).
-TIMEZONE = "Europe/Copenhagen"
+#: (project rule); gateway.calendar owns it so that every side agrees on PRODDTO.
+TIMEZONE = calendar.TIMEZONE
+local_zone = calendar.local_zone
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +116,3 @@ class EmulatorConfig:
         return next((c for c in self.customers if c.number == number), None)
 
 
-@functools.cache
-def local_zone() -> dt.tzinfo:
-    """Europe/Copenhagen, or UTC on a system without time zone data (then windows are refused)."""
-    try:
-        return zoneinfo.ZoneInfo(TIMEZONE)
-    except zoneinfo.ZoneInfoNotFoundError:
-        return dt.UTC
