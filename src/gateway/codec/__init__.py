@@ -11,6 +11,7 @@ from gateway.codec.messages import (
     Request,
     customer_number,
     decode_records,
+    refusal,
     seal,
 )
 from gateway.codec.records import LAYOUTS
@@ -27,6 +28,7 @@ __all__ = [
     "RequestFramer",
     "customer_number",
     "decode_records",
+    "refusal",
     "frame",
     "seal",
 ]

@@ -347,6 +347,17 @@ class LookupAnswer:
         )
 
 
+def refusal(request: Request, fejlnr: FejlNr) -> bytes:
+    """The answer that carries only ``fejlnr``, echoing ``request`` as the mainframe does.
+
+    A logon gets a 24-byte answer with a blank token; a lookup gets the 28-byte
+    header alone (project rule), whose bytes do not depend on the family.
+    """
+    if isinstance(request, LogonRequest):
+        return LogonAnswer(request.customer, request.user, fejlnr).encode()
+    return LookupAnswer.for_request(request, fejlnr).encode(Family.PRIV)
+
+
 def _encode_record(layouts: Mapping[str, Layout], record: Record) -> bytes:
     layout = layouts.get(record.type)
     if layout is None:
