@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from gateway.errors import BackendUnavailable, ConfigError
@@ -75,6 +76,20 @@ class Register:
         sql = f"SELECT pnr FROM person {where} ORDER BY pnr LIMIT ?"
         rows = self._query(sql, (*params, -1 if limit is None else limit))
         return [row[0] for row in rows]
+
+    def iter_persons(self, page: int = 1000) -> Iterator[Person]:
+        """Every person in ascending PNR order, read ``page`` rows at a time.
+
+        Each page is one query keyed on the last PNR seen, so the lock is held per
+        page (other threads read in between) and memory stays at one page.
+        """
+        last = ""
+        while rows := self._query(
+            "SELECT pnr, data FROM person WHERE pnr > ? ORDER BY pnr LIMIT ?", (last, page)
+        ):
+            for _pnr, data in rows:
+                yield Person.from_json(data)
+            last = rows[-1][0]
 
     def count(self) -> int:
         """Number of persons."""

@@ -1,0 +1,283 @@
+"""The cpr.v1 servicers (grpc.aio): PersonService, SubscriptionService and AuthService.
+
+Every call first refuses a deadline that has already passed, then waits the
+injected ``delay`` (fault injection for tests and demos: a slow backend), then
+does one short store operation on the event loop's thread. A call whose
+deadline passes, or whose caller goes away, is cancelled by grpc wherever it
+awaits; :attr:`Pace.cancelled` counts those.
+
+AuthService applies the emulator's rules with the emulator's own code
+(:class:`~gateway.emulator.auth.Authenticator` for scrypt digests, the §7
+password rules, history, 90-day expiry and the lock after 5 failures;
+:class:`~gateway.emulator.sessions.Sessions` for 8-character tokens and idle
+expiry), in the emulator's order. Outcomes map to status codes as the table in
+``proto/cpr/v1/auth.proto`` says; a failed call also carries its
+:class:`AuthOutcome` in trailing metadata (:func:`gateway.modern.convert.auth_outcome`
+reads it), because UNAUTHENTICATED and PERMISSION_DENIED each stand for two FEJLNR.
+
+Status details are short facts and never hold a PNR, password or token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar, cast
+
+import grpc
+
+from gateway.emulator import EmulatorConfig
+from gateway.emulator.auth import Authenticator
+from gateway.emulator.handler import Clock, IPAddress
+from gateway.emulator.schema import Customer, User
+from gateway.emulator.sessions import Sessions
+from gateway.errors import BackendUnavailable
+from gateway.model import FejlNr
+from gateway.modern import convert
+from gateway.modern.pb.cpr.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    person_pb2,
+    person_pb2_grpc,
+    subscription_pb2,
+    subscription_pb2_grpc,
+)
+from gateway.modern.store import ModernStore
+from gateway.register.person import birth_date_of
+
+AuthOutcome = auth_pb2.AuthOutcome
+_Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[Any]])
+_Context = grpc.aio.ServicerContext[Any, Any]
+
+#: Status code of each failed AuthService outcome (the table in auth.proto).
+STATUS_OF_OUTCOME: dict[convert.Outcome, grpc.StatusCode] = {
+    auth_pb2.AUTH_OUTCOME_BAD_CREDENTIALS: grpc.StatusCode.UNAUTHENTICATED,
+    auth_pb2.AUTH_OUTCOME_PASSWORD_EXPIRED: grpc.StatusCode.FAILED_PRECONDITION,
+    auth_pb2.AUTH_OUTCOME_PASSWORD_RULES: grpc.StatusCode.INVALID_ARGUMENT,
+    auth_pb2.AUTH_OUTCOME_CUSTOMER_UNKNOWN: grpc.StatusCode.NOT_FOUND,
+    auth_pb2.AUTH_OUTCOME_SESSION_INVALID: grpc.StatusCode.UNAUTHENTICATED,
+    auth_pb2.AUTH_OUTCOME_TRANSACTION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    auth_pb2.AUTH_OUTCOME_ADDRESS_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+}
+_DETAILS: dict[convert.Outcome, str] = {
+    auth_pb2.AUTH_OUTCOME_BAD_CREDENTIALS: "user id or password incorrect",
+    auth_pb2.AUTH_OUTCOME_PASSWORD_EXPIRED: "password expired; a new password is required",
+    auth_pb2.AUTH_OUTCOME_PASSWORD_RULES: "new password does not meet the rules",
+    auth_pb2.AUTH_OUTCOME_CUSTOMER_UNKNOWN: "unknown customer number",
+    auth_pb2.AUTH_OUTCOME_SESSION_INVALID: "session unknown or expired; log on again",
+    auth_pb2.AUTH_OUTCOME_TRANSACTION_DENIED: "transaction not granted to this user",
+    auth_pb2.AUTH_OUTCOME_ADDRESS_DENIED: "caller address not allowed for this customer",
+}
+_OUTCOME_OF_FEJLNR = {fejlnr: outcome for outcome, fejlnr in convert.FEJLNR_OF_OUTCOME.items()}
+
+
+class Pace:
+    """What every call does before its work: refuse a spent deadline, wait the injected delay."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        #: Seconds each call waits before its work (0 in production).
+        self.delay = delay
+        #: Calls cancelled mid-way since start: deadline passed or caller gone.
+        self.cancelled = 0
+
+    async def start(self, context: _Context) -> None:
+        """Abort with DEADLINE_EXCEEDED if no time is left; then wait ``delay``."""
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed on arrival")
+        if self.delay > 0:
+            await asyncio.sleep(self.delay)
+
+
+def _rpc(handler: _Handler) -> _Handler:
+    """Wrap a servicer method: pace it, count its cancellation, a dead store → UNAVAILABLE."""
+
+    @functools.wraps(handler)
+    async def call(self: _Servicer, request: Any, context: _Context) -> Any:
+        try:
+            await self.pace.start(context)
+            return await handler(self, request, context)
+        except asyncio.CancelledError:
+            self.pace.cancelled += 1
+            raise
+        except BackendUnavailable:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "modern store unavailable")
+
+    return cast(_Handler, call)
+
+
+class _Servicer:
+    pace: Pace
+
+
+class PersonServicer(_Servicer, person_pb2_grpc.PersonServiceServicer):
+    """GetPerson: the person with a PNR, from the modern store."""
+
+    def __init__(self, store: ModernStore, pace: Pace) -> None:
+        self._store = store
+        self.pace = pace
+
+    @_rpc
+    async def GetPerson(  # noqa: N802 (the proto's method name)
+        self, request: person_pb2.GetPersonRequest, context: _Context
+    ) -> person_pb2.Person:
+        """The person, NOT_FOUND (05) or INVALID_ARGUMENT (17)."""
+        await _check_pnr(request.pnr, context)
+        try:
+            person = self._store.get(request.pnr)
+        except ValueError:
+            await context.abort(grpc.StatusCode.INTERNAL, "stored person does not decode")
+        if person is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no person with this PNR")
+        return convert.to_proto(person)
+
+
+class SubscriptionServicer(_Servicer, subscription_pb2_grpc.SubscriptionServiceServicer):
+    """Create / Delete: idempotent PNR subscriptions, committed before the answer."""
+
+    def __init__(self, store: ModernStore, pace: Pace, clock: Clock) -> None:
+        self._store = store
+        self.pace = pace
+        self._clock = clock
+
+    @_rpc
+    async def Create(  # noqa: N802 (the proto's method name)
+        self, request: subscription_pb2.CreateSubscriptionRequest, context: _Context
+    ) -> subscription_pb2.CreateSubscriptionResponse:
+        """Subscribe; ``created`` is False when the subscription existed."""
+        await self._check(request.customer, request.pnr, context)
+        created = self._store.subscribe(request.customer, request.pnr, self._clock())
+        return subscription_pb2.CreateSubscriptionResponse(created=created)
+
+    @_rpc
+    async def Delete(  # noqa: N802 (the proto's method name)
+        self, request: subscription_pb2.DeleteSubscriptionRequest, context: _Context
+    ) -> subscription_pb2.DeleteSubscriptionResponse:
+        """Unsubscribe; ``deleted`` is False when there was none."""
+        await self._check(request.customer, request.pnr, context)
+        deleted = self._store.unsubscribe(request.customer, request.pnr)
+        return subscription_pb2.DeleteSubscriptionResponse(deleted=deleted)
+
+    async def _check(self, customer: int, pnr: str, context: _Context) -> None:
+        if not 1 <= customer <= 9999:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "customer is not 1-9999")
+        await _check_pnr(pnr, context)
+        if not self._store.contains(pnr):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no person with this PNR")
+
+
+class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
+    """Logon, ChangePassword, ValidateSession: the emulator's rules, in its order."""
+
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        auth: Authenticator,
+        sessions: Sessions,
+        pace: Pace,
+        clock: Clock,
+    ) -> None:
+        self._config = config
+        self._auth = auth
+        self._sessions = sessions
+        self.pace = pace
+        self._clock = clock
+
+    @_rpc
+    async def Logon(  # noqa: N802 (the proto's method name)
+        self, request: auth_pb2.LogonRequest, context: _Context
+    ) -> auth_pb2.LogonResponse:
+        """A session, or 06, 16, 01, 14, 02 (first failing check decides)."""
+        customer, user = await self._authenticate(request, context)
+        now = self._clock()
+        verdict = await self._auth.renew(customer.number, user.id, "", now)
+        await _fail_unless_ok(verdict, context)
+        return auth_pb2.LogonResponse(session=self._sessions.issue(customer.number, user.id, now))
+
+    @_rpc
+    async def ChangePassword(  # noqa: N802 (the proto's method name)
+        self, request: auth_pb2.ChangePasswordRequest, context: _Context
+    ) -> auth_pb2.ChangePasswordResponse:
+        """The password changed and a session, or 06, 16, 01, 14, 03."""
+        customer, user = await self._authenticate(request, context)
+        if not request.new_password:
+            await _fail(auth_pb2.AUTH_OUTCOME_PASSWORD_RULES, context)
+        now = self._clock()
+        verdict = await self._auth.renew(customer.number, user.id, request.new_password, now)
+        await _fail_unless_ok(verdict, context)
+        session = self._sessions.issue(customer.number, user.id, now)
+        return auth_pb2.ChangePasswordResponse(session=session)
+
+    @_rpc
+    async def ValidateSession(  # noqa: N802 (the proto's method name)
+        self, request: auth_pb2.ValidateSessionRequest, context: _Context
+    ) -> auth_pb2.ValidateSessionResponse:
+        """The customer's task, or 06, 16, 07, 14; a valid session's idle time restarts."""
+        customer = await self._customer(request.customer, context)
+        user = customer.user(request.user)
+        now = self._clock()
+        if user is None or not self._sessions.use(request.session, customer.number, user.id, now):
+            await _fail(auth_pb2.AUTH_OUTCOME_SESSION_INVALID, context)
+        await _check_grant(user, request.transaction, context)
+        return auth_pb2.ValidateSessionResponse(task=convert.task_to_proto(customer.task))
+
+    async def _authenticate(
+        self, request: auth_pb2.LogonRequest | auth_pb2.ChangePasswordRequest, context: _Context
+    ) -> tuple[Customer, User]:
+        """The customer and user after 06, 16, 01 and 14 have been ruled out."""
+        customer = await self._customer(request.customer, context)
+        user = customer.user(request.user)
+        if user is None or not await self._auth.verify(customer.number, user.id, request.password):
+            await _fail(auth_pb2.AUTH_OUTCOME_BAD_CREDENTIALS, context)
+        await _check_grant(user, request.transaction, context)
+        return customer, user
+
+    async def _customer(self, number: int, context: _Context) -> Customer:
+        """The customer, after 06 (unknown) and 16 (caller outside its networks)."""
+        customer = self._config.customer(number)
+        if customer is None:
+            await _fail(auth_pb2.AUTH_OUTCOME_CUSTOMER_UNKNOWN, context)
+        peer = peer_address(context.peer())
+        if peer is None or not customer.allows(peer):
+            await _fail(auth_pb2.AUTH_OUTCOME_ADDRESS_DENIED, context)
+        return customer
+
+
+def peer_address(peer: str) -> IPAddress | None:
+    """The IP address in a grpc peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``), or None."""
+    kind, _, rest = urllib.parse.unquote(peer).partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return None  # e.g. a unix socket: no address to check, so never allowed
+    host = rest.rpartition(":")[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+async def _check_pnr(pnr: str, context: _Context) -> None:
+    if birth_date_of(pnr) is None:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, "pnr is not 10 digits starting with a date"
+        )
+
+
+async def _check_grant(user: User, transaction: convert.Transaction, context: _Context) -> None:
+    family = convert.family_of(transaction)
+    if family is None or family not in user.grants:
+        await _fail(auth_pb2.AUTH_OUTCOME_TRANSACTION_DENIED, context)
+
+
+async def _fail_unless_ok(verdict: FejlNr, context: _Context) -> None:
+    if verdict is not FejlNr.OK:
+        await _fail(_OUTCOME_OF_FEJLNR[verdict], context)
+
+
+async def _fail(outcome: convert.Outcome, context: _Context) -> NoReturn:
+    """End the call with the outcome's status code and the outcome in trailing metadata."""
+    await context.abort(
+        STATUS_OF_OUTCOME[outcome], _DETAILS[outcome], trailing_metadata=convert.auth_error(outcome)
+    )
