@@ -28,7 +28,7 @@ __all__ = [
     "RequestFramer",
     "customer_number",
     "decode_records",
-    "refusal",
     "frame",
+    "refusal",
     "seal",
 ]

@@ -114,5 +114,3 @@ class EmulatorConfig:
     def customer(self, number: int) -> Customer | None:
         """The customer with KUNDENR ``number``."""
         return next((c for c in self.customers if c.number == number), None)
-
-
