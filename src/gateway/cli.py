@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_up(sub)
     _add_serve(sub)
     _add_emulator(sub)
+    _add_backend(sub)
+    _add_migrate(sub)
     _add_check_config(sub)
     _add_data(sub)
     _add_lookup(sub)
@@ -58,6 +60,23 @@ def _add_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = sub.add_parser("emulator", help="run the mainframe emulator")
     p.add_argument("--config", type=Path, default=Path("emulator.yaml"))
     p.set_defaults(handler=_run_emulator)
+
+
+def _add_backend(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("backend", help="run the new gRPC services")
+    p.add_argument("--config", type=Path, default=Path("emulator.yaml"), help="customers, users")
+    p.add_argument("--store", type=Path, default=Path("var/modern.sqlite"))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--delay", type=float, default=0.0, help="seconds added to every call")
+    p.set_defaults(handler=_run_backend)
+
+
+def _add_migrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("migrate", help="copy the legacy register into the modern store")
+    p.add_argument("--register", type=Path, default=Path("var/register.sqlite"))
+    p.add_argument("--store", type=Path, default=Path("var/modern.sqlite"))
+    p.set_defaults(handler=_run_migrate)
 
 
 def _add_check_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -173,6 +192,38 @@ def _run_emulator(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"{args.config}: {problem}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _run_backend(args: argparse.Namespace) -> int:
+    from gateway.errors import ConfigError
+    from gateway.observe.logs import configure_logging
+    from gateway.tools.backend import run_backend
+
+    configure_logging()
+    try:
+        return asyncio.run(run_backend(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"backend: {problem}", file=sys.stderr)
+        return 1
+
+
+def _run_migrate(args: argparse.Namespace) -> int:
+    from gateway.errors import ConfigError
+    from gateway.modern.migrate import migrate
+
+    try:
+        report = migrate(args.register, args.store, progress=True)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"migrate: {problem}", file=sys.stderr)
+        return 1
+    print(
+        f"read {report.read}: {report.inserted} inserted, {report.updated} updated, "
+        f"{report.unchanged} unchanged; {report.stored} persons in {args.store} "
+        f"(schema {report.schema_version})"
+    )
     return 0
 
 

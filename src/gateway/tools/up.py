@@ -8,9 +8,13 @@ from pathlib import Path
 
 from gateway.config import load_routing
 from gateway.emulator.config import load_config
+from gateway.modern.migrate import migrate
 from gateway.register.generate import generate
 from gateway.stack import Listener, Part, run_stack
 from gateway.tls import ensure_dev_pki
+
+#: Where `make run` serves the gRPC services; routing.yaml's grpc backend points here.
+MODERN_PORT = 50051
 
 
 async def run_up(args: argparse.Namespace) -> int:
@@ -22,10 +26,14 @@ async def run_up(args: argparse.Namespace) -> int:
     if not register.exists():
         print(f"generating a synthetic register of {args.persons} persons…", flush=True)
         generate(register, count=args.persons, seed=1, progress=True)
-    return await run_stack(_parts(args.routing, args.emulator_config))
+    modern = var / "modern.sqlite"
+    if not modern.exists():
+        print("migrating the register into the modern store…", flush=True)
+        migrate(register, modern, progress=True)
+    return await run_stack(_parts(args.routing, args.emulator_config, modern))
 
 
-def _parts(routing: Path, emulator_config: Path) -> list[Part]:
+def _parts(routing: Path, emulator_config: Path, modern: Path) -> list[Part]:
     gateway = load_routing(routing)
     emulator = load_config(emulator_config)
     cli = (sys.executable, "-m", "gateway.cli")
@@ -40,6 +48,11 @@ def _parts(routing: Path, emulator_config: Path) -> list[Part]:
                     "mainframe emulator (CPR Direkte)",
                 ),
             ),
+        ),
+        Part(
+            "backend",
+            (*cli, "backend", "--config", str(emulator_config), "--store", str(modern)),
+            (Listener("127.0.0.1", MODERN_PORT, "new gRPC services (cpr.v1)"),),
         ),
         Part(
             "gateway",

@@ -1,0 +1,30 @@
+"""`cpr-gateway backend`: the new gRPC services in the foreground until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from gateway.emulator.config import load_config
+from gateway.modern.server import ModernServer
+
+#: Seconds calls in flight get to finish after a stop signal.
+GRACE_S = 5.0
+
+
+async def run_backend(args: argparse.Namespace) -> int:
+    """Serve PersonService, SubscriptionService and AuthService from the modern store."""
+    server = ModernServer(
+        load_config(args.config), args.store, host=args.host, port=args.port, delay=args.delay
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        await server.aclose(GRACE_S)
+    return 0
