@@ -1,32 +1,55 @@
-"""Lifecycle of the gateway: build from config, start the listeners, drain on a signal.
+"""Lifecycle of the gateway: build from config, start the listeners, reload, drain on a signal.
 
 Shutdown runs in a fixed order: /readyz turns 503 and the client port stops
 accepting; in-flight requests get the grace period to finish; stragglers are
 cancelled with a reason; backends and the admin server close last.
+
+Reloads (file change, SIGHUP, or :meth:`Gateway.reload`) re-read the file the
+config came from. A valid file replaces routes, backends and limits for new
+requests without dropping one in flight; an invalid one is rejected with its
+path-qualified problems and the previous config stays in force. The listen and
+admin addresses are bound sockets: a change to them is not applied until a
+restart, and the gateway says so (log warning, ``cpr_gateway_config_restart_pending``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Mapping
+from dataclasses import replace
 
 from gateway.backends import Backend, build_backend
+from gateway.config.diff import diff_configs, restart_needed
+from gateway.config.load import load_routing
 from gateway.config.schema import GatewayConfig
+from gateway.config.watch import FileWatcher
 from gateway.dispatch import Dispatcher
-from gateway.observe.events import EventBus, Lifecycle
+from gateway.errors import ConfigError
+from gateway.observe.events import ConfigRejected, ConfigReloaded, EventBus, Lifecycle
 from gateway.observe.logs import log_event
 from gateway.observe.metrics import Metrics
 from gateway.routing import RouteTable
 from gateway.server.admin import AdminServer
 from gateway.server.tcp import ClientListener
+from gateway.tasks import TaskSet
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Seconds between polls of the config file: a change applies within about two polls.
+WATCH_INTERVAL_S = 1.0
 
 
 class Gateway:
     """One gateway: client listener, router, backends, admin server, telemetry."""
 
-    def __init__(self, config: GatewayConfig, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        metrics: Metrics | None = None,
+        watch_interval: float | None = WATCH_INTERVAL_S,
+    ) -> None:
+        #: The config in force (listen and admin stay as started until a restart).
         self.config = config
         #: Every event of this gateway; metrics and logs subscribe, tests may too.
         self.bus = EventBus()
@@ -34,11 +57,16 @@ class Gateway:
         self.metrics = metrics if metrics is not None else Metrics()
         self.bus.subscribe(self.metrics.on_event)
         self.bus.subscribe(log_event)
-        self._backends: dict[str, Backend] = {}
+        self._watch_interval = watch_interval
+        self._watcher: FileWatcher | None = None
+        self._dispatcher: Dispatcher | None = None
         self._listener: ClientListener | None = None
         self._admin: AdminServer | None = None
         self._admin_address: tuple[str, int] | None = None
         self._draining = False
+        # One reload at a time: a SIGHUP during a file-triggered reload waits its turn.
+        self._reload_lock = asyncio.Lock()
+        self._tasks = TaskSet()
 
     @property
     def admin_address(self) -> tuple[str, int]:
@@ -55,12 +83,12 @@ class Gateway:
         """Build backends and start serving; returns the bound client (host, port).
 
         Raises ConfigError when a certificate, key or CA file cannot be loaded or
-        an address cannot be bound.
+        an address cannot be bound. Watches the config file when it came from one.
         """
         config = self.config
-        self._backends = {name: build_backend(b) for name, b in config.backends.items()}
-        dispatcher = Dispatcher(RouteTable(config.routes), self._backends, self.bus)
-        self._listener = ClientListener(config.listen, config.limits, dispatcher, self.bus)
+        backends = {name: build_backend(b) for name, b in config.backends.items()}
+        self._dispatcher = Dispatcher(RouteTable(config.routes), backends, self.bus)
+        self._listener = ClientListener(config.listen, config.limits, self._dispatcher, self.bus)
         self._admin = AdminServer(config.admin, self.metrics, self.ready)
         self._admin_address = await self._admin.start()
         try:
@@ -68,6 +96,7 @@ class Gateway:
         except BaseException:
             await self._admin.aclose()
             raise
+        self._start_watching()
         self.bus.emit(Lifecycle("listening", f"{host}:{port}"))
         return host, port
 
@@ -76,34 +105,109 @@ class Gateway:
 
         The signal handlers are in place before the ports open, so a signal that
         arrives during start-up still ends in a graceful drain, never a kill.
+        SIGHUP reloads the config file.
         """
         stop = stop if stop is not None else asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in _STOP_SIGNALS:
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         try:
             await self.start()
             await stop.wait()
         finally:
-            for sig in _STOP_SIGNALS:
+            for sig in (*_STOP_SIGNALS, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             await self.aclose()
+
+    async def reload(self, trigger: str = "call") -> bool:
+        """Re-read the config file and apply it if valid; True when it was applied.
+
+        A rejected file leaves everything as it was and is reported as a
+        ConfigRejected event (logged, counted) with every problem.
+        """
+        async with self._reload_lock:
+            if self._dispatcher is None or self._listener is None or self._draining:
+                return False
+            source = self.config.source
+            if source is None:
+                self.bus.emit(ConfigRejected(trigger, ("the config was not loaded from a file",)))
+                return False
+            if self._watcher is not None:
+                self._watcher.baseline()
+            try:
+                new = await asyncio.to_thread(load_routing, source)
+                backends = await self._backends_for(new)
+            except ConfigError as exc:
+                self.bus.emit(ConfigRejected(trigger, tuple(exc.problems)))
+                return False
+            self._apply(new, backends, trigger)
+            return True
 
     async def aclose(self) -> None:
         """Drain gracefully and release everything; safe to call twice."""
         if self._draining or self._listener is None or self._admin is None:
             return
         self._draining = True
+        await self._tasks.drain(0, "shutdown: no more reloads")
         grace = self.config.limits.grace_period
         self.bus.emit(Lifecycle("draining", f"{self._listener.in_flight} in flight"))
         self._listener.stop_accepting()
         cancelled = await self._listener.drain(grace)
-        for backend in self._backends.values():
-            await backend.aclose()
+        if self._dispatcher is not None:
+            await self._dispatcher.aclose()
         await self._admin.aclose()
         self.bus.emit(Lifecycle("stopped", f"{cancelled} cancelled after {grace:g}s"))
 
+    def _start_watching(self) -> None:
+        source = self.config.source
+        if source is None or self._watch_interval is None:
+            return
+        self._watcher = FileWatcher(
+            source, lambda: self.reload("file"), interval=self._watch_interval
+        )
+        self._tasks.spawn(self._watcher.run(), name="config-watcher")
+
+    def _on_sighup(self) -> None:
+        if not self._draining:
+            self._tasks.spawn(self.reload("sighup"), name="reload:sighup")
+
+    async def _backends_for(self, new: GatewayConfig) -> dict[str, Backend]:
+        """Backends for ``new``: a running one is kept when its config is unchanged.
+
+        Raises ConfigError (e.g. an unreadable CA file) after closing what it built.
+        """
+        assert self._dispatcher is not None
+        running: Mapping[str, Backend] = self._dispatcher.backends
+        backends: dict[str, Backend] = {}
+        built: list[Backend] = []
+        try:
+            for name, config in new.backends.items():
+                if name in running and self.config.backends.get(name) == config:
+                    backends[name] = running[name]
+                else:
+                    backends[name] = build_backend(config)
+                    built.append(backends[name])
+        except ConfigError:
+            for backend in built:
+                await backend.aclose()
+            raise
+        return backends
+
+    def _apply(self, new: GatewayConfig, backends: Mapping[str, Backend], trigger: str) -> None:
+        """Swap routes and backends for new requests; listen and admin stay as bound."""
+        assert self._dispatcher is not None and self._listener is not None
+        changes = diff_configs(self.config, new)
+        restart = restart_needed(self.config, new)
+        self._dispatcher.swap(RouteTable(new.routes), backends)
+        self._listener.update_limits(new.limits)
+        self.config = replace(new, listen=self.config.listen, admin=self.config.admin)
+        self.bus.emit(ConfigReloaded(trigger, tuple(changes), tuple(restart)))
+
 
 async def run_gateway(config: GatewayConfig, *, stop: asyncio.Event | None = None) -> None:
-    """Serve ``config`` until SIGTERM or SIGINT (or ``stop``), then drain and return."""
+    """Serve ``config`` until SIGTERM or SIGINT (or ``stop``), then drain and return.
+
+    SIGHUP, or a change to the file ``config`` was loaded from, reloads it.
+    """
     await Gateway(config).serve(stop)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import (
+    BACKEND_PARSERS,
     Admin,
     ClientTls,
     LegacyBackendConfig,
@@ -75,10 +76,10 @@ def test_full_config_becomes_frozen_values(tmp_path: Path) -> None:
     assert config.backends["mainframe"] == LegacyBackendConfig(
         "mainframe", "127.0.0.1", 5001, ClientTls(tmp_path / "tls/ca.crt", "localhost"), 1.5
     )
-    assert (config.backends["v6"].host, config.backends["v6"].port) == ("::1", 5002)
+    assert config.backends["v6"] == LegacyBackendConfig("v6", "::1", 5002, None)
     first, last = config.routes
     assert first.match == Match(frozenset({Operation.LOOKUP}), frozenset({"OFF4"}), frozenset({12}))
-    assert (first.name, first.backend, first.deadline) == ("offentlige", "v6", 2.0)
+    assert (first.name, first.target, first.deadline) == ("offentlige", "v6", 2.0)
     assert last.match.is_catch_all
 
 
@@ -97,7 +98,9 @@ def test_optional_sections_take_their_defaults(tmp_path: Path) -> None:
     assert config.admin == Admin()
     assert config.limits == Limits()
     assert config.listen.tls is None
-    assert config.backends["mainframe"].connect_timeout == 1.0
+    backend = config.backends["mainframe"]
+    assert isinstance(backend, LegacyBackendConfig)
+    assert backend.connect_timeout == 1.0
 
 
 def test_the_shipped_routing_yaml_is_valid() -> None:
@@ -105,10 +108,13 @@ def test_the_shipped_routing_yaml_is_valid() -> None:
     config = load_routing(REPO_ROUTING)
     assert (config.listen.host, config.listen.port) == ("0.0.0.0", 5000)
     assert (config.admin.host, config.admin.port) == ("127.0.0.1", 9100)
-    backend = config.backends["mainframe"]
-    assert (backend.kind, backend.host, backend.port) == ("legacy", "127.0.0.1", 5001)
-    assert backend.tls == ClientTls(REPO_ROUTING.parent / "var/tls/ca.crt", "localhost")
-    assert [r.backend for r in config.routes] == ["mainframe"]
+    assert config.backends["mainframe"] == LegacyBackendConfig(
+        "mainframe",
+        "127.0.0.1",
+        5001,
+        ClientTls(REPO_ROUTING.parent / "var/tls/ca.crt", "localhost"),
+    )
+    assert [r.target for r in config.routes] == ["mainframe"]
 
 
 def test_load_raises_one_error_with_every_problem(tmp_path: Path) -> None:
@@ -164,8 +170,9 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
         ),
         (
             "kind: legacy",
-            "kind: grpc",
-            "backends.mainframe.kind: unknown kind 'grpc' (known: legacy)",
+            "kind: soap",
+            # Other modules register kinds (grpc); the message lists whatever is registered.
+            f"backends.mainframe.kind: unknown kind 'soap' (known: {', '.join(BACKEND_PARSERS)})",
         ),
         ("kind: legacy, ", "", "backends.mainframe.kind: required"),
         (
@@ -210,7 +217,18 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
         (
             "deadline: 5s}",
             "deadline: 5s, shadow: []}",
-            "routes[0].shadow: unknown key (expected name, match, backend, deadline)",
+            "routes[0].shadow: shadows are not supported yet",
+        ),
+        (
+            "deadline: 5s}",
+            "deadline: 5s, mirror: []}",
+            "routes[0].mirror: unknown key "
+            "(expected name, match, backend, split, deadline, shadow)",
+        ),
+        (
+            "backend: mainframe, ",
+            "",
+            "routes[0].backend: required (or split)",
         ),
         ("routes: [", "routes: [] #", "routes: expected a non-empty list of routes, got []"),
         (
@@ -317,8 +335,17 @@ def test_grace_period_may_be_zero(tmp_path: Path) -> None:
         ),
         (
             "{pnr: [x]}",
-            "routes[0].match.pnr: unknown key (expected operation, transaction, customer)",
+            "routes[0].match.pnr: unknown key (expected operation, transaction, customer, user)",
         ),
+        (
+            '{user: ["DEMO00012"]}',
+            "routes[0].match.user[0]: expected a user id of 1-8 characters, got 'DEMO00012'",
+        ),
+        (
+            "{user: ['  ']}",
+            "routes[0].match.user[0]: expected a user id of 1-8 characters, got '  '",
+        ),
+        ("{user: [7]}", "routes[0].match.user[0]: expected a user id of 1-8 characters, got 7"),
     ],
 )
 def test_match_problems(tmp_path: Path, match: str, problem: str) -> None:

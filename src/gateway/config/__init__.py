@@ -1,6 +1,14 @@
 """routing.yaml → frozen dataclasses, with path-qualified errors (see :mod:`.load`)."""
 
-from gateway.config.load import BACKEND_PARSERS, check_config, load_routing
+from gateway.config.diff import diff_configs, diff_tables
+from gateway.config.load import (
+    BACKEND_PARSERS,
+    BackendParser,
+    RoutingReader,
+    check_config,
+    load_routing,
+    register_backend_parser,
+)
 from gateway.config.schema import (
     Admin,
     BackendConfig,
@@ -12,12 +20,15 @@ from gateway.config.schema import (
     Match,
     Route,
     ServerTls,
+    Split,
+    SplitKey,
 )
 
 __all__ = [
     "BACKEND_PARSERS",
     "Admin",
     "BackendConfig",
+    "BackendParser",
     "ClientTls",
     "GatewayConfig",
     "LegacyBackendConfig",
@@ -25,7 +36,13 @@ __all__ = [
     "Listen",
     "Match",
     "Route",
+    "RoutingReader",
     "ServerTls",
+    "Split",
+    "SplitKey",
     "check_config",
+    "diff_configs",
+    "diff_tables",
     "load_routing",
+    "register_backend_parser",
 ]

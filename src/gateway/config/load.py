@@ -3,7 +3,11 @@
 Loading never stops at the first problem: each section is read to the end and
 all problems are raised together in one :class:`ConfigError`, e.g.
 ``routes[2].backend: unknown backend 'persons-v2'``. Unknown names, unreachable
-routes and a missing catch-all fail here, never at request time.
+routes, split weights that do not add up to 100 and a missing catch-all fail
+here, never at request time.
+
+Backend kinds are open: each kind's section is read by the parser registered for
+it (:func:`register_backend_parser`); ``legacy`` is registered here.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from types import MappingProxyType
 from gateway.config import reader as r
 from gateway.config.reader import Problem, Problems, Skip, show
 from gateway.config.schema import (
+    BUCKETS,
     Admin,
     BackendConfig,
     ClientTls,
@@ -27,12 +32,17 @@ from gateway.config.schema import (
     Match,
     Route,
     ServerTls,
+    Split,
+    SplitKey,
+    user_id,
 )
 from gateway.errors import ConfigError
 from gateway.model import Operation
 
 _VERSION = 1
 _TRANSACTION = re.compile(r"[A-Z0-9]{4}")
+_USER_LENGTH = 8  # BRUGER-ID (spec §3)
+_PER_PERCENT = BUCKETS // 100
 _OPERATIONS = {operation.value: operation for operation in Operation}
 # Defaults come from instances: on a slotted dataclass, ``Admin.host`` is a descriptor.
 _ADMIN, _LIMITS, _LEGACY = Admin(), Limits(), LegacyBackendConfig("", "", 0, None)
@@ -40,7 +50,7 @@ _ADMIN, _LIMITS, _LEGACY = Admin(), Limits(), LegacyBackendConfig("", "", 0, Non
 
 def load_routing(path: Path) -> GatewayConfig:
     """Load and validate ``path``; raises ConfigError listing every problem found."""
-    reader = _Reader(path.resolve().parent)
+    reader = RoutingReader(path.resolve().parent)
     raw = r.read_yaml(path)
     try:
         config = reader.gateway(raw, path)
@@ -60,8 +70,13 @@ def check_config(path: Path) -> list[str]:
     return []
 
 
-class _Reader(Problems):
-    """Reads routing.yaml section by section; relative files resolve against ``base``."""
+class RoutingReader(Problems):
+    """Reads routing.yaml section by section; relative files resolve against ``base``.
+
+    A backend parser (see :func:`register_backend_parser`) gets this reader and
+    may use :meth:`section`, :meth:`problem`, :meth:`file`, :meth:`optional_file`
+    and :meth:`client_tls`, plus the scalar parsers of :mod:`gateway.config.reader`.
+    """
 
     def __init__(self, base: Path) -> None:
         super().__init__()
@@ -142,9 +157,9 @@ class _Reader(Problems):
             self.problem(path, f"expected a mapping with a kind, got {show(raw)}")
             raise Skip
         kind = raw.get("kind")
-        parser = BACKEND_PARSERS.get(kind) if isinstance(kind, str) else None
+        parser = _PARSERS.get(kind) if isinstance(kind, str) else None
         if parser is None:
-            known = ", ".join(BACKEND_PARSERS)
+            known = ", ".join(_PARSERS)
             what = "required" if kind is None else f"unknown kind {show(kind)} (known: {known})"
             self.problem(f"{path}.kind", what)
             raise Skip
@@ -192,31 +207,78 @@ class _Reader(Problems):
         return tuple(routes)
 
     def route(self, raw: object, path: str, backends: set[object]) -> Route:
-        """One route: name, match, backend, deadline."""
-        s = self.section(raw, path, ("name", "match", "backend", "deadline"))
+        """One route: name, match, a backend or a split, deadline."""
+        keys = ("name", "match", "backend", "split", "deadline", "shadow")
+        s = self.section(raw, path, keys)
         name = s.get("name", r.name)
         match = s.get("match", self.match)
-        backend = s.get("backend", lambda value, _path: _backend_ref(value, backends))
+        backend = s.get("backend", lambda value, _path: _backend_ref(value, backends), None)
+        split = s.get("split", lambda value, p: self.split(value, p, backends), None)
         deadline = s.get("deadline", r.positive_duration)
+        s.get("shadow", _reserved_shadow, None)
+        target = _one_target(self, raw, path, backend, split)
         s.done()
-        return Route(name, match, backend, deadline)
+        if target is None:  # the problem is recorded already
+            raise Skip
+        return Route(name, match, target, deadline)
 
     def match(self, raw: object, path: str) -> Match:
         """What a route takes; every key is a list and an absent key matches anything."""
-        s = self.section(raw, path, ("operation", "transaction", "customer"))
+        s = self.section(raw, path, ("operation", "transaction", "customer", "user"))
         match = Match(
             s.get("operation", lambda v, p: frozenset(self.items(v, p, _operation)), None),
             s.get("transaction", lambda v, p: frozenset(self.items(v, p, _transaction)), None),
             s.get("customer", lambda v, p: frozenset(self.items(v, p, _customer)), None),
+            s.get("user", lambda v, p: frozenset(self.items(v, p, _user)), None),
         )
         s.done()
         return match
 
+    def split(self, raw: object, path: str, backends: set[object]) -> Split:
+        """A sticky weighted split: the hashed key and percentages summing to 100."""
+        s = self.section(raw, path, ("key", "backends"))
+        key = s.get("key", _split_key)
+        shares = s.get("backends", lambda v, p: self.shares(v, p, backends))
+        s.done()
+        return Split(key, shares)
 
-#: One parser per backend ``kind``; gateway.backends keeps the matching adapter registry.
-BACKEND_PARSERS: Mapping[str, Callable[[_Reader, str, object, str], BackendConfig]] = {
-    "legacy": _Reader.legacy,
-}
+    def shares(self, raw: object, path: str, backends: set[object]) -> tuple[tuple[str, int], ...]:
+        """``{backend: percent}`` in YAML order, as buckets out of BUCKETS."""
+        if not isinstance(raw, dict) or not raw:
+            raise Problem(f"expected a mapping of backend names to percentages, got {show(raw)}")
+        shares: list[tuple[str, int]] = []
+        for name, weight in raw.items():
+            try:
+                shares.append((_backend_ref(name, backends), _buckets(weight)))
+            except Problem as problem:
+                self.problem(f"{path}.{name}", str(problem))
+        if len(shares) != len(raw):
+            raise Skip
+        total = sum(buckets for _, buckets in shares)
+        if total != BUCKETS:
+            raise Problem(f"percentages add up to {total / _PER_PERCENT:g}, not 100")
+        return tuple(shares)
+
+
+#: Reads one backend section: (reader, name, raw mapping, YAML path) → the kind's frozen config.
+#: Report problems through the reader (or raise Problem/Skip), never by returning a partial config.
+BackendParser = Callable[[RoutingReader, str, object, str], BackendConfig]
+
+_PARSERS: dict[str, BackendParser] = {"legacy": RoutingReader.legacy}
+#: One parser per backend ``kind`` (read-only; add with :func:`register_backend_parser`).
+#: gateway.backends keeps the matching adapter registry.
+BACKEND_PARSERS: Mapping[str, BackendParser] = MappingProxyType(_PARSERS)
+
+
+def register_backend_parser(kind: str, parser: BackendParser) -> None:
+    """Make ``kind:`` in routing.yaml readable by ``parser``; a kind is registered once.
+
+    The module that defines a kind registers it at import (as ``legacy`` does
+    here), so the composition root must import it before loading a config.
+    """
+    if kind in _PARSERS:
+        raise ValueError(f"backend kind {kind!r} is registered twice")
+    _PARSERS[kind] = parser
 
 
 def _version(raw: object, _path: str) -> int:
@@ -231,6 +293,52 @@ def _backend_ref(raw: object, backends: set[object]) -> str:
     if raw not in backends:
         raise Problem(f"unknown backend {show(raw)}")
     return raw
+
+
+def _reserved_shadow(raw: object, _path: str) -> None:
+    # Reserved so that the name is taken and a config written ahead of time fails loudly.
+    raise Problem("shadows are not supported yet")
+
+
+def _one_target(
+    reader: RoutingReader, raw: object, path: str, backend: str | None, split: Split | None
+) -> str | Split | None:
+    """The route's target, or None with the problem recorded: give ``backend`` or ``split``."""
+    if not isinstance(raw, dict):
+        return None  # "expected a mapping" is recorded already
+    if "backend" in raw and "split" in raw:
+        reader.problem(path, "give backend or split, not both")
+        return None
+    if "backend" not in raw and "split" not in raw:
+        reader.problem(f"{path}.backend", "required (or split)")
+        return None
+    return backend if "backend" in raw else split
+
+
+def _split_key(raw: object, _path: str) -> SplitKey:
+    for key in SplitKey:
+        if raw == key.value:
+            return key
+    known = ", ".join(key.value for key in SplitKey)
+    raise Problem(f"unknown split key {show(raw)} (known: {known})")
+
+
+def _buckets(raw: object) -> int:
+    """A percentage 0-100 with at most two decimals, as buckets out of BUCKETS."""
+    if not isinstance(raw, int | float) or isinstance(raw, bool) or not 0 <= raw <= 100:
+        raise Problem(f"expected a percentage from 0 to 100, got {show(raw)}")
+    buckets = round(raw * _PER_PERCENT)
+    if abs(buckets - raw * _PER_PERCENT) > 1e-6:
+        raise Problem(f"a percentage has at most two decimals, got {show(raw)}")
+    return buckets
+
+
+def _user(raw: object) -> str:
+    # Compared right-trimmed, like the request's BRUGER-ID.
+    value = user_id(raw) if isinstance(raw, str) else ""
+    if not value or len(value) > _USER_LENGTH or not value.isprintable():
+        raise Problem(f"expected a user id of 1-{_USER_LENGTH} characters, got {show(raw)}")
+    return value
 
 
 def _operation(raw: object) -> Operation:

@@ -1,5 +1,8 @@
 """What routing.yaml means, as frozen values: listeners, limits, named backends, ordered routes.
 
+A route sends what its :class:`Match` takes to one backend or a sticky weighted
+:class:`Split`.
+
 Everything here is already validated: :mod:`gateway.config.load` is the only
 producer, and nothing downstream re-checks a name or a duration. Durations are
 seconds as floats; file paths are absolute (resolved against the YAML file).
@@ -7,12 +10,17 @@ seconds as floats; file paths are absolute (resolved against the YAML file).
 
 from __future__ import annotations
 
+import enum
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from gateway.model import Operation
+
+#: A match dimension's value type: transaction codes and user ids, or customer numbers.
+T = TypeVar("T", str, int)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +80,29 @@ class LegacyBackendConfig:
     kind: str = "legacy"
 
 
-#: Every backend kind's config; later kinds (grpc) join this union.
-BackendConfig = LegacyBackendConfig
+class BackendConfig(Protocol):
+    """What every backend kind's config has; each kind adds its own fields.
+
+    A kind registers its parser with :func:`gateway.config.register_backend_parser`
+    and its adapter with :func:`gateway.backends.register`; nothing here needs to
+    know the kinds. Configs must be frozen dataclasses: a reload keeps a running
+    backend whose config compares equal.
+    """
+
+    @property
+    def name(self) -> str:
+        """The backend's name in routing.yaml (a metric label)."""
+        ...
+
+    @property
+    def kind(self) -> str:
+        """The ``kind:`` that picked the parser and picks the adapter."""
+        ...
+
+
+def user_id(raw: str) -> str:
+    """BRUGER-ID as compared by routes: right-trimmed, since clients pad it or not (spec §3)."""
+    return raw.rstrip(" ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,25 +110,40 @@ class Match:
     """Which requests a route takes; a None dimension matches anything.
 
     Customer numbers are kept as integers so that ``"  12"`` and ``"0012"`` are
-    the same customer (old clients space-pad KUNDENR).
+    the same customer (old clients space-pad KUNDENR); user ids are kept
+    right-trimmed (see :func:`user_id`).
     """
 
     operations: frozenset[Operation] | None = None
     transactions: frozenset[str] | None = None
     customers: frozenset[int] | None = None
+    users: frozenset[str] | None = None
 
     @property
     def is_catch_all(self) -> bool:
         """True for ``match: {}``."""
-        return self.operations is None and self.transactions is None and self.customers is None
+        return (
+            self.operations is None
+            and self.transactions is None
+            and self.customers is None
+            and self.users is None
+        )
 
-    def admits(self, operation: Operation, transaction: str, customer: int | None) -> bool:
-        """Whether a request with these properties matches (``customer`` None: unparseable)."""
+    def admits(
+        self, operation: Operation, transaction: str, customer: int | None, user: str = ""
+    ) -> bool:
+        """Whether a request with these properties matches.
+
+        ``customer`` is None when KUNDENR is not a number; ``user`` is already
+        right-trimmed.
+        """
         if self.operations is not None and operation not in self.operations:
             return False
         if self.transactions is not None and transaction not in self.transactions:
             return False
-        return self.customers is None or customer in self.customers
+        if self.customers is not None and customer not in self.customers:
+            return False
+        return self.users is None or user in self.users
 
     def covered_by(self, earlier: Sequence[Match]) -> list[int] | None:
         """Indices of ``earlier`` matches that together take all this one takes, else None.
@@ -107,19 +151,102 @@ class Match:
         Exact, not heuristic: it tries every combination of the values any match
         names, plus one value none names, which stands for all the others.
         """
-        other_transaction, other_customer = "", -1  # values no valid match can name
-        transactions = self.transactions or {other_transaction}.union(
-            *(m.transactions or () for m in earlier)
-        )
-        customers = self.customers or {other_customer}.union(*(m.customers or () for m in earlier))
         used: set[int] = set()
-        cases = itertools.product(self.operations or Operation, transactions, customers)
-        for case in cases:
+        for case in self.cases(earlier):
             taker = next((i for i, m in enumerate(earlier) if m.admits(*case)), None)
             if taker is None:
                 return None
             used.add(taker)
         return sorted(used)
+
+    def cases(self, others: Sequence[Match]) -> Iterator[Case]:
+        """One representative request for every class of requests this match takes.
+
+        Two requests fall in one class when no match in ``others`` (or this one)
+        tells them apart; a value no match names (:data:`OTHER`) stands for all of
+        the values nobody names.
+        """
+        every = (self, *others)
+        return itertools.product(
+            [op for op in Operation if self.operations is None or op in self.operations],
+            _values(self.transactions, OTHER.transaction, (m.transactions for m in every)),
+            _values(self.customers, OTHER.customer, (m.customers for m in every)),
+            _values(self.users, OTHER.user, (m.users for m in every)),
+        )
+
+
+#: (operation, transaction, customer, user), the arguments of :meth:`Match.admits`.
+Case = tuple[Operation, str, int | None, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Other:
+    """Values no valid match can name, each standing for "any value nobody names"."""
+
+    transaction: str = ""  # transaction codes in a match are 4 characters
+    customer: int = -1  # customer numbers are 0-9999
+    user: str = ""  # user ids in a match are not empty
+
+
+#: The stand-ins :meth:`Match.cases` uses for values no match names.
+OTHER = _Other()
+
+
+def _values(
+    own: frozenset[T] | None, other: T, dimensions: Iterable[frozenset[T] | None]
+) -> list[T]:
+    """``own`` values sorted; or, when ``own`` is None, every value named anywhere plus ``other``.
+
+    Sorted so that anything derived from the cases (the diff) reads the same on every run.
+    """
+    if own is not None:
+        return sorted(own)
+    named: set[T] = set()
+    for dimension in dimensions:
+        named.update(dimension or ())
+    values = sorted(named)
+    values.append(other)
+    return values
+
+
+class SplitKey(enum.StrEnum):
+    """What a split hashes to pick a side, so that one key always lands on one side."""
+
+    #: The person number of a lookup or subscription; a logon (no PNR) falls back to KUNDENR.
+    PNR = "pnr"
+    #: KUNDENR: every request of one customer goes to one side.
+    CUSTOMER = "customer"
+
+
+#: A split divides this many buckets; a weight of 1% is 100 buckets.
+BUCKETS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """A weighted, sticky split of a route's requests between backends.
+
+    ``shares`` keeps the YAML order, which decides the bucket layout (see
+    :mod:`gateway.routing`): list the established backend first and the new one
+    last.
+    """
+
+    key: SplitKey
+    #: (backend, buckets out of :data:`BUCKETS`) in YAML order; the buckets add up to BUCKETS.
+    shares: tuple[tuple[str, int], ...]
+
+    def ranges(self) -> tuple[tuple[str, int, int], ...]:
+        """(backend, first bucket, end bucket) per backend: the last listed starts at 0.
+
+        Growing the last backend's share therefore only ever adds buckets at its
+        end, and every key already on it stays there.
+        """
+        result: list[tuple[str, int, int]] = []
+        start = 0
+        for backend, buckets in reversed(self.shares):
+            result.append((backend, start, start + buckets))
+            start += buckets
+        return tuple(result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +255,17 @@ class Route:
 
     name: str
     match: Match
-    backend: str
+    #: One backend's name, or a split between backends.
+    target: str | Split
     #: Seconds the backend gets for connect, write and read together.
     deadline: float
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """Every backend this route may send to (one request still goes to exactly one)."""
+        if isinstance(self.target, Split):
+            return tuple(backend for backend, _ in self.target.shares)
+        return (self.target,)
 
 
 @dataclass(frozen=True, slots=True)

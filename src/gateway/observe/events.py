@@ -88,6 +88,28 @@ class Lifecycle:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigReloaded:
+    """A changed routing.yaml is in force for new requests."""
+
+    #: What started the reload: ``file`` (the watcher), ``sighup``, or ``call``.
+    trigger: str
+    #: What changed, one line each (see gateway.config.diff); empty when nothing did.
+    changes: tuple[str, ...]
+    #: Settings that differ in the file but only take effect on a restart (listen, admin).
+    restart_needed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRejected:
+    """A reload failed; the previous routes and backends stay in force."""
+
+    #: ``file``, ``sighup`` or ``call``, as for ConfigReloaded.
+    trigger: str
+    #: Path-qualified problems, e.g. ``routes[1].split.backends: percentages add up to 90``.
+    problems: tuple[str, ...]
+
+
 Event = (
     ConnectionOpened
     | ConnectionClosed
@@ -96,6 +118,8 @@ Event = (
     | BackendFailed
     | InternalError
     | Lifecycle
+    | ConfigReloaded
+    | ConfigRejected
 )
 Subscriber = Callable[[Event], None]
 

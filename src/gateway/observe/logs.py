@@ -15,6 +15,8 @@ from typing import Any, TextIO
 import structlog
 
 from gateway.observe.events import (
+    ConfigRejected,
+    ConfigReloaded,
     Event,
     InternalError,
     Lifecycle,
@@ -65,7 +67,7 @@ def log_context(**values: str) -> AbstractContextManager[None]:
 
 
 def log_event(event: Event) -> None:
-    """The log subscriber: one line per request, rejection, internal error and phase change."""
+    """The log subscriber: one line per request, rejection, internal error, phase and reload."""
     match event:
         case RequestCompleted():
             fields = {
@@ -86,5 +88,11 @@ def log_event(event: Event) -> None:
             _log.error("internal_error", error=event.error, peer=event.peer)
         case Lifecycle():
             _log.info(event.phase, detail=event.detail)
+        case ConfigReloaded():
+            _log.info("config_reloaded", trigger=event.trigger, changes=list(event.changes))
+            if event.restart_needed:
+                _log.warning("config_needs_restart", settings=list(event.restart_needed))
+        case ConfigRejected():
+            _log.error("config_rejected", trigger=event.trigger, problems=list(event.problems))
         case _:
             pass

@@ -19,6 +19,8 @@ from prometheus_client import (
 from gateway.observe.events import (
     REJECT_REASONS,
     BackendFailed,
+    ConfigRejected,
+    ConfigReloaded,
     ConnectionClosed,
     ConnectionOpened,
     Event,
@@ -56,8 +58,25 @@ class Metrics:
             "cpr_gateway_backend_errors", "Failed backend calls (answered 09).",
             ("backend", "kind"), registry=r,
         )  # fmt: skip
+        self.reloads = Counter(
+            "cpr_gateway_config_reloads", "Config reloads by result: ok, or rejected (old kept).",
+            ("result",), registry=r,
+        )  # fmt: skip
+        self.last_reload_ok = Gauge(
+            "cpr_gateway_config_last_reload_successful",
+            "1 when the last reload was applied (or none was tried), 0 when it was rejected.",
+            registry=r,
+        )
+        self.restart_pending = Gauge(
+            "cpr_gateway_config_restart_pending",
+            "1 when the applied file changes listen or admin, which take effect on restart.",
+            registry=r,
+        )
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)  # every reason shows, at 0, from the start
+        for result in ("ok", "rejected"):
+            self.reloads.labels(result)
+        self.last_reload_ok.set(1)
 
     def on_event(self, event: Event) -> None:
         """Update the series an event concerns."""
@@ -74,6 +93,13 @@ class Metrics:
                 self.in_flight.inc()
             case ConnectionClosed():
                 self.in_flight.dec()
+            case ConfigReloaded():
+                self.reloads.labels("ok").inc()
+                self.last_reload_ok.set(1)
+                self.restart_pending.set(1 if event.restart_needed else 0)
+            case ConfigRejected():
+                self.reloads.labels("rejected").inc()
+                self.last_reload_ok.set(0)
             case _:
                 pass
 

@@ -82,6 +82,10 @@ class ClientListener:
         host, port = self._server.sockets[0].getsockname()[:2]
         return str(host), int(port)
 
+    def update_limits(self, limits: Limits) -> None:
+        """Use ``limits`` from now on (a reload); the TLS handshake timeout stays as started."""
+        self._limits = limits
+
     def stop_accepting(self) -> None:
         """Close the listening socket; connections already accepted carry on."""
         if self._server is not None:

@@ -1,0 +1,299 @@
+"""The gRPC backend: CPR Direkte requests answered by the new services (``kind: grpc``).
+
+A legacy request becomes calls to AuthService, PersonService and
+SubscriptionService; the result becomes the exact PRIV or OFF4 answer the
+customer's task asks for, rendered by the same code the mainframe emulator uses,
+so a modern route answers byte for byte like the legacy one. The checks run in
+the mainframe's order (docs/emulator.md); where the modern side decides, its
+status codes map to FEJLNR as in docs/routing.md ("gRPC status → FEJLNR").
+
+This is the only module that sees ``grpc.aio.AioRpcError``: statuses that mean
+"this backend cannot serve" become BackendError (the client gets 09); statuses
+that are answers (NOT_FOUND, UNAUTHENTICATED, ...) become their FEJLNR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+import grpc.aio
+
+from gateway.backends.base import register
+from gateway.calendar import production_date
+from gateway.codec import (
+    LogonAnswer,
+    LogonRequest,
+    LookupAnswer,
+    LookupRequest,
+    Record,
+    Request,
+    customer_number,
+    refusal,
+)
+from gateway.config import RoutingReader, register_backend_parser
+from gateway.config.reader import address as parse_address
+from gateway.config.schema import ClientTls
+from gateway.errors import BackendProtocolError, BackendTimeout, BackendUnavailable, ConfigError
+from gateway.model import Family, FejlNr, Operation
+from gateway.modern import convert
+from gateway.modern.pb.cpr.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    person_pb2,
+    person_pb2_grpc,
+    subscription_pb2,
+    subscription_pb2_grpc,
+)
+from gateway.register.person import Person, birth_date_of
+from gateway.render import render_answer
+
+T = TypeVar("T")
+
+_ABON_TYPES = frozenset({"0", "1", "3"})
+_DATA_TYPES = frozenset({"0", "6"})
+
+#: Statuses that mean "this backend cannot serve now": the client gets 09.
+_UNAVAILABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+#: Statuses that are answers; the FEJLNR depends on the call (see _RPC_FEJLNR).
+_PERSON_STATUS = {
+    grpc.StatusCode.NOT_FOUND: FejlNr.PNR_UNKNOWN,
+    grpc.StatusCode.INVALID_ARGUMENT: FejlNr.PNR_MISSING,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: FejlNr.NOT_ACTIVE,
+}
+_AUTH_STATUS = {
+    grpc.StatusCode.NOT_FOUND: FejlNr.CUSTOMER_UNKNOWN,
+    grpc.StatusCode.PERMISSION_DENIED: FejlNr.TRANSACTION_DENIED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: FejlNr.NOT_ACTIVE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcBackendConfig:
+    """The new services behind one gRPC address (``kind: grpc``)."""
+
+    name: str
+    host: str
+    port: int
+    tls: ClientTls | None
+    kind: str = "grpc"
+
+
+class Refused(Exception):
+    """A call's outcome is an answer with this FEJLNR, not a failure of the backend."""
+
+    def __init__(self, fejlnr: FejlNr) -> None:
+        super().__init__(fejlnr.value)
+        self.fejlnr = fejlnr
+
+
+class GrpcBackend:
+    """CPR Direkte in, gRPC out, CPR Direkte back."""
+
+    def __init__(self, config: GrpcBackendConfig, channel: grpc.aio.Channel) -> None:
+        self._config = config
+        self._channel = channel
+        self._auth = auth_pb2_grpc.AuthServiceStub(channel)
+        self._persons = person_pb2_grpc.PersonServiceStub(channel)
+        self._subscriptions = subscription_pb2_grpc.SubscriptionServiceStub(channel)
+
+    @classmethod
+    def from_config(cls, config: GrpcBackendConfig) -> GrpcBackend:
+        """Open a channel (connected lazily, so a service that starts later is fine)."""
+        target = f"{config.host}:{config.port}"
+        if config.tls is None:
+            return cls(config, grpc.aio.insecure_channel(target))
+        try:
+            ca = config.tls.ca.read_bytes() if config.tls.ca else None
+        except OSError as exc:
+            raise ConfigError([f"backends.{config.name}.tls.ca: cannot read: {exc}"]) from None
+        options = []
+        if config.tls.server_name:
+            options.append(("grpc.ssl_target_name_override", config.tls.server_name))
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+        return cls(config, grpc.aio.secure_channel(target, credentials, options=options))
+
+    @property
+    def name(self) -> str:
+        """The backend's name from routing.yaml."""
+        return self._config.name
+
+    async def aclose(self) -> None:
+        """Close the channel."""
+        await self._channel.close()
+
+    async def call(self, request: Request, raw: bytes, *, deadline: float) -> bytes:
+        """The answer bytes for ``request``, built from gRPC calls made within ``deadline``."""
+        expires = asyncio.get_running_loop().time() + deadline
+        try:
+            async with asyncio.timeout(deadline):
+                if isinstance(request, LogonRequest):
+                    return await self._logon(request, expires)
+                return await self._lookup(request, expires)
+        except Refused as refused:
+            return refusal(request, refused.fejlnr)
+        except TimeoutError:
+            raise BackendTimeout(f"{self.name}: no answer within {deadline:g}s") from None
+
+    async def _logon(self, request: LogonRequest, expires: float) -> bytes:
+        if request.data_type != "0":
+            raise Refused(FejlNr.DATA_TYPE_UNKNOWN)
+        customer = _customer(request)
+        transaction = _transaction(request.transaction)
+        if request.operation is Operation.CHANGE_PASSWORD:
+            changed = await self._rpc(
+                self._auth.ChangePassword,
+                auth_pb2.ChangePasswordRequest(
+                    customer=customer,
+                    user=request.user.strip(),
+                    password=request.password,
+                    new_password=request.new_password,
+                    transaction=transaction,
+                ),
+                expires,
+                _AUTH_STATUS,
+            )
+            session = changed.session
+        else:
+            logged_on = await self._rpc(
+                self._auth.Logon,
+                auth_pb2.LogonRequest(
+                    customer=customer,
+                    user=request.user.strip(),
+                    password=request.password,
+                    transaction=transaction,
+                ),
+                expires,
+                _AUTH_STATUS,
+            )
+            session = logged_on.session
+        return LogonAnswer(request.customer, request.user, FejlNr.OK, session).encode()
+
+    async def _lookup(self, request: LookupRequest, expires: float) -> bytes:
+        if request.abon_type not in _ABON_TYPES:
+            raise Refused(FejlNr.ABON_TYPE_UNKNOWN)
+        if request.data_type not in _DATA_TYPES:
+            raise Refused(FejlNr.DATA_TYPE_UNKNOWN)
+        customer = _customer(request)
+        validated = await self._rpc(
+            self._auth.ValidateSession,
+            auth_pb2.ValidateSessionRequest(
+                session=request.token,
+                customer=customer,
+                user=request.user.strip(),
+                transaction=_transaction(request.transaction),
+            ),
+            expires,
+            _AUTH_STATUS,
+        )
+        family = Family(request.transaction)  # ValidateSession granted it: PRIV or OFF4
+        if birth_date_of(request.pnr) is None:
+            raise Refused(FejlNr.PNR_MISSING)
+        await self._change_subscription(request, customer, expires)
+        records: tuple[Record, ...] = ()
+        if request.data_type == "6":
+            message = await self._rpc(
+                self._persons.GetPerson,
+                person_pb2.GetPersonRequest(pnr=request.pnr),
+                expires,
+                _PERSON_STATUS,
+            )
+            person = _person(message, self.name)
+            task = convert.to_task(validated.task)
+            records = render_answer(person, family, task, customer, production_date())
+        elif request.operation is Operation.LOOKUP:
+            await self._rpc(
+                self._persons.GetPerson,
+                person_pb2.GetPersonRequest(pnr=request.pnr),
+                expires,
+                _PERSON_STATUS,
+            )
+        return LookupAnswer.for_request(request, FejlNr.OK, records).encode(family)
+
+    async def _change_subscription(
+        self, request: LookupRequest, customer: int, expires: float
+    ) -> None:
+        if request.operation is Operation.SUBSCRIBE:
+            await self._rpc(
+                self._subscriptions.Create,
+                subscription_pb2.CreateSubscriptionRequest(customer=customer, pnr=request.pnr),
+                expires,
+                _PERSON_STATUS,
+            )
+        elif request.operation is Operation.UNSUBSCRIBE:
+            await self._rpc(
+                self._subscriptions.Delete,
+                subscription_pb2.DeleteSubscriptionRequest(customer=customer, pnr=request.pnr),
+                expires,
+                _PERSON_STATUS,
+            )
+
+    async def _rpc(
+        self,
+        method: Callable[..., Awaitable[T]],
+        message: object,
+        expires: float,
+        answers: dict[grpc.StatusCode, FejlNr],
+    ) -> T:
+        """One call with what is left of the deadline; its status becomes an answer or an error."""
+        remaining = expires - asyncio.get_running_loop().time()
+        try:
+            return await method(message, timeout=max(remaining, 0.001))
+        except grpc.aio.AioRpcError as exc:
+            raise self._translate(exc, answers) from None
+
+    def _translate(
+        self, exc: grpc.aio.AioRpcError, answers: dict[grpc.StatusCode, FejlNr]
+    ) -> Exception:
+        code = exc.code()
+        outcome = convert.auth_outcome(exc.trailing_metadata())
+        if outcome is not None and outcome in convert.FEJLNR_OF_OUTCOME:
+            return Refused(convert.FEJLNR_OF_OUTCOME[outcome])
+        if code is grpc.StatusCode.UNAUTHENTICATED:
+            return Refused(FejlNr.NEW_LOGON)
+        if code in answers:
+            return Refused(answers[code])
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            return BackendTimeout(f"{self.name}: deadline exceeded")
+        if code in _UNAVAILABLE:
+            return BackendUnavailable(f"{self.name}: {code.name.lower()}")
+        return BackendProtocolError(f"{self.name}: status {code.name}")
+
+
+def _customer(request: Request) -> int:
+    """KUNDENR as a number; one that is not a number is an unknown customer (06)."""
+    number = customer_number(request.customer)
+    if number is None:
+        raise Refused(FejlNr.CUSTOMER_UNKNOWN)
+    return number
+
+
+def _transaction(code: str) -> convert.Transaction:
+    try:
+        return convert.transaction_of(Family(code))
+    except ValueError:
+        return auth_pb2.TRANSACTION_UNSPECIFIED  # never granted: the service answers 14
+
+
+def _person(message: person_pb2.Person, backend: str) -> Person:
+    try:
+        return convert.to_person(message)
+    except ValueError as exc:
+        raise BackendProtocolError(f"{backend}: not a valid person: {exc}") from None
+
+
+def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> GrpcBackendConfig:
+    """``kind: grpc`` in routing.yaml: ``address`` and ``tls`` (null for plaintext)."""
+    section = reader.section(raw, path, ("kind", "address", "tls"))
+    section.get("kind", lambda value, _path: value)
+    host, port = section.get("address", parse_address)
+    tls = section.get("tls", reader.client_tls)
+    section.done()
+    return GrpcBackendConfig(name, host, port, tls)
+
+
+register("grpc", GrpcBackend.from_config)
+register_backend_parser("grpc", parse_config)
