@@ -4,6 +4,10 @@ The deadline is the route's; the backend applies it to connect, write and read
 together. Whatever happens, the client gets an answer built by the codec, and
 the bus hears about it as typed events.
 
+Tokens are brokered between sides (docs/sessions.md, :mod:`gateway.sessions`):
+a successful logon is repeated on every other routed backend and their tokens
+remembered; a later request carries the token of the side it is routed to.
+
 A reload swaps the route table and backends in one assignment (:meth:`Dispatcher.swap`);
 each request keeps the pair it started with. A backend the new config no longer
 has is closed once the last request using it has finished, never under it.
@@ -11,16 +15,20 @@ has is closed once the last request using it has finished, never under it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.backends.base import Backend
-from gateway.codec import LogonAnswer, LogonRequest, LookupAnswer, Request
+from gateway.codec import LogonRequest, LookupRequest, Request, customer_number, refusal
+from gateway.codec.messages import answer_token, answer_with_token, request_with_token
+from gateway.config.schema import user_id
 from gateway.errors import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable
-from gateway.model import Family, FejlNr
-from gateway.observe.events import BackendFailed, EventBus, RequestCompleted
+from gateway.model import FejlNr, Operation
+from gateway.observe.events import BackendFailed, EventBus, RequestCompleted, SessionEvent
 from gateway.routing import Decision, RouteTable
+from gateway.sessions import SessionBroker
 from gateway.tasks import TaskSet
 
 #: Metric label for each kind of backend failure.
@@ -31,6 +39,10 @@ _ERROR_KINDS: Mapping[type[BackendError], str] = {
 }
 #: Bytes 23-24 of every answer, logon and lookup alike (spec §4.1, §4.2).
 _FEJLNR = slice(22, 24)
+_OK = FejlNr.OK.value.encode()
+_NEW_LOGON = FejlNr.NEW_LOGON.value.encode()
+#: Idle time after which a brokered session is forgotten: the mainframe's token expiry.
+SESSION_IDLE_S = 30 * 60.0
 #: Shutdown waits this long for backends to close; each adapter bounds its own close, so
 #: this only guards against one that does not.
 _CLOSE_TIMEOUT_S = 5.0
@@ -52,6 +64,11 @@ class _Routing:
     table: RouteTable
     leases: Mapping[str, _Lease]
 
+    @property
+    def session_sides(self) -> frozenset[str]:
+        """Backends that any route can send a request to: a logon is repeated on each."""
+        return frozenset(b for route in self.table.routes for b in route.backends)
+
 
 class Dispatcher:
     """Routes requests to backends; shared by every connection."""
@@ -62,11 +79,13 @@ class Dispatcher:
         backends: Mapping[str, Backend],
         bus: EventBus,
         clock: Callable[[], float] = time.perf_counter,
+        sessions: SessionBroker | None = None,
     ) -> None:
         self._routing = _Routing(table, {name: _Lease(b) for name, b in backends.items()})
         self._bus = bus
         self._clock = clock
         self._closing = TaskSet()
+        self.sessions = sessions or SessionBroker(idle_s=SESSION_IDLE_S, clock=time.monotonic)
 
     @property
     def table(self) -> RouteTable:
@@ -104,14 +123,10 @@ class Dispatcher:
         started = self._clock()
         routing = self._routing  # one table and one set of backends for the whole request
         decision = routing.table.route(request)
-        lease = routing.leases[decision.backend]
-        lease.in_flight += 1
-        try:
-            answer, error = await self._call(lease.backend, decision, request, raw)
-        finally:
-            lease.in_flight -= 1
-            if lease.retired and lease.in_flight == 0:
-                self._close(lease)
+        if isinstance(request, LogonRequest):
+            answer, error = await self._logon(routing, decision, request, raw)
+        else:
+            decision, answer, error = await self._brokered(routing, decision, request, raw)
         self._bus.emit(
             RequestCompleted(
                 peer=peer,
@@ -124,6 +139,79 @@ class Dispatcher:
             )
         )
         return answer
+
+    async def _logon(
+        self, routing: _Routing, decision: Decision, request: LogonRequest, raw: bytes
+    ) -> tuple[bytes, str]:
+        """Log on at the routed side; on success repeat it on the others and open a session."""
+        answer, error = await self._leased(routing, decision, request, raw)
+        if answer[_FEJLNR] != _OK:
+            return answer, error
+        others = routing.session_sides - {decision.backend}
+        tokens = await self._fan_out(routing, decision, _plain_logon(request), others)
+        customer = customer_number(request.customer)
+        home_token = answer_token(answer)
+        self.sessions.open(home_token, customer, user_id(request.user), decision.backend, tokens)
+        self._bus.emit(SessionEvent("opened", decision.backend))
+        return answer, error
+
+    async def _fan_out(
+        self, routing: _Routing, decision: Decision, logon: LogonRequest, sides: frozenset[str]
+    ) -> dict[str, str]:
+        """The token each other side gives the same logon; the password is not kept."""
+        raw = logon.encode()
+
+        async def one(side: str) -> tuple[str, str | None]:
+            answer, _error = await self._leased(
+                routing, replace(decision, backend=side), logon, raw
+            )
+            if answer[_FEJLNR] == _OK:
+                return side, answer_token(answer)
+            self._bus.emit(SessionEvent("side_logon_failed", side))
+            return side, None
+
+        results = await asyncio.gather(*(one(side) for side in sorted(sides)))
+        return {side: token for side, token in results if token}
+
+    async def _brokered(
+        self, routing: _Routing, decision: Decision, request: LookupRequest, raw: bytes
+    ) -> tuple[Decision, bytes, str]:
+        """Call the routed side with its own token for this session; answer with the client's."""
+        client_token = request.token
+        session = self.sessions.find(
+            client_token, customer_number(request.customer), user_id(request.user)
+        )
+        token = client_token  # a session the gateway does not know: the side decides
+        if session is not None:
+            side_token = session.token_for(decision.backend)
+            if side_token is None and request.operation is Operation.LOOKUP:
+                self._bus.emit(SessionEvent("fallback", decision.backend))
+                decision = replace(decision, backend=session.home)
+                side_token = client_token
+            token = side_token or client_token
+        if token != client_token:
+            raw = request_with_token(raw, token)
+            request = replace(request, token=token)
+        answer, error = await self._leased(routing, decision, request, raw)
+        if session is not None and answer[_FEJLNR] == _NEW_LOGON:
+            self.sessions.forget(client_token, decision.backend)
+            self._bus.emit(SessionEvent("side_expired", decision.backend))
+        if token != client_token:
+            answer = answer_with_token(answer, client_token)
+        return decision, answer, error
+
+    async def _leased(
+        self, routing: _Routing, decision: Decision, request: Request, raw: bytes
+    ) -> tuple[bytes, str]:
+        """Call the decided backend holding its lease, so a reload cannot close it under us."""
+        lease = routing.leases[decision.backend]
+        lease.in_flight += 1
+        try:
+            return await self._call(lease.backend, decision, request, raw)
+        finally:
+            lease.in_flight -= 1
+            if lease.retired and lease.in_flight == 0:
+                self._close(lease)
 
     async def _call(
         self, backend: Backend, decision: Decision, request: Request, raw: bytes
@@ -149,14 +237,13 @@ class Dispatcher:
 
 def error_answer(request: Request, fejlnr: FejlNr) -> bytes:
     """An answer carrying only ``fejlnr``, echoing the request as the mainframe would."""
-    if isinstance(request, LogonRequest):
-        return LogonAnswer(request.customer, request.user, fejlnr).encode()
-    return LookupAnswer.for_request(request, fejlnr).encode(_family(request.transaction))
+    return refusal(request, fejlnr)
 
 
-def _family(transaction: str) -> Family:
-    """The record family of a transaction code; an error answer has no records, so PRIV will do."""
-    try:
-        return Family(transaction)
-    except ValueError:
-        return Family.PRIV
+def _plain_logon(request: LogonRequest) -> LogonRequest:
+    """The logon other sides get: a password change happened on the routed side only, so
+    they are asked to log on with the new password, never to change theirs (a write goes
+    to exactly one side)."""
+    if request.operation is Operation.CHANGE_PASSWORD:
+        return replace(request, password=request.new_password.ljust(8), new_password="")
+    return request

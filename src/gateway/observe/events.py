@@ -73,6 +73,17 @@ class BackendFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionEvent:
+    """The session broker did something worth counting (see docs/sessions.md)."""
+
+    #: ``opened`` (a logon fanned out), ``side_logon_failed`` (another side refused or
+    #: failed the fan-out logon), ``fallback`` (a read went to the home side because the
+    #: routed side holds no token), ``side_expired`` (a side answered 07 and lost its token).
+    kind: str
+    backend: str
+
+
+@dataclass(frozen=True, slots=True)
 class InternalError:
     """Our own bug surfaced while serving a connection; the client was closed, not answered."""
 
@@ -116,6 +127,7 @@ Event = (
     | RequestRejected
     | RequestCompleted
     | BackendFailed
+    | SessionEvent
     | InternalError
     | Lifecycle
     | ConfigReloaded

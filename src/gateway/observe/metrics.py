@@ -26,6 +26,7 @@ from gateway.observe.events import (
     Event,
     RequestCompleted,
     RequestRejected,
+    SessionEvent,
 )
 
 #: Seconds; spans a loopback hit (~1 ms) to the longest sensible route deadline.
@@ -72,6 +73,11 @@ class Metrics:
             "1 when the applied file changes listen or admin, which take effect on restart.",
             registry=r,
         )
+        self.sessions = Counter(
+            "cpr_gateway_session_events",
+            "Session brokering: opened, side_logon_failed, fallback, side_expired.",
+            ("kind", "backend"), registry=r,
+        )  # fmt: skip
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)  # every reason shows, at 0, from the start
         for result in ("ok", "rejected"):
@@ -89,6 +95,8 @@ class Metrics:
                 self.rejected.labels(event.reason).inc()
             case BackendFailed():
                 self.backend_errors.labels(event.backend, event.kind).inc()
+            case SessionEvent():
+                self.sessions.labels(event.kind, event.backend).inc()
             case ConnectionOpened():
                 self.in_flight.inc()
             case ConnectionClosed():
