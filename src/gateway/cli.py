@@ -80,8 +80,9 @@ def _add_migrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _add_check_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("check-config", help="validate a routing.yaml")
+    p = sub.add_parser("check-config", help="validate a routing.yaml, and show what it changes")
     p.add_argument("file", type=Path)
+    p.add_argument("--against", type=Path, help="the routing.yaml in force, to compare with")
     p.set_defaults(handler=_run_check_config)
 
 
@@ -152,18 +153,27 @@ def _run_pnrs(args: argparse.Namespace) -> int:
 
 
 def _run_check_config(args: argparse.Namespace) -> int:
-    from gateway.config import check_config
+    import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
+    from gateway.config import diff_configs, load_routing
+    from gateway.errors import ConfigError
 
-    problems = check_config(args.file)
-    for problem in problems:
-        print(f"{args.file}: {problem}", file=sys.stderr)
-    if problems:
-        return 1
+    configs = []
+    for path in (args.file, args.against) if args.against else (args.file,):
+        try:
+            configs.append(load_routing(path))
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"{path}: {problem}", file=sys.stderr)
+            return 1
     print(f"{args.file}: ok")
+    if args.against:
+        changes = diff_configs(configs[1], configs[0])
+        print("\n".join(changes) if changes else f"no changes against {args.against}")
     return 0
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
     from gateway.app import run_gateway
     from gateway.config import load_routing
     from gateway.errors import ConfigError

@@ -34,7 +34,7 @@ def test_check_config_names_the_yaml_path_of_each_problem(tmp_path: Path) -> Non
     path.write_text(broken)
     result = _cli("check-config", str(path))
     assert result.returncode == 1
-    assert "routes[0].backend" in result.stderr
+    assert "routes[1].backend" in result.stderr
     assert "nowhere" in result.stderr
 
 
@@ -68,3 +68,19 @@ def test_emulator_with_a_broken_config_exits_with_path_qualified_errors(tmp_path
     assert result.returncode == 1
     assert "regions" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_config_against_reports_what_moves(tmp_path: Path) -> None:
+    """--against names each operation that moves, to which backend and by how much."""
+    shipped = (ROOT / "routing.yaml").read_text()
+    current = tmp_path / "current.yaml"
+    current.write_text(shipped)
+    proposed = tmp_path / "proposed.yaml"
+    proposed.write_text(
+        shipped.replace("{mainframe: 95, persons-v2: 5}", "{mainframe: 90, persons-v2: 10}")
+    )
+    result = _cli("check-config", str(proposed), "--against", str(current))
+    assert result.returncode == 0, result.stderr
+    assert "lookup: mainframe 95%, persons-v2 5% → mainframe 90%, persons-v2 10%" in result.stdout
+    same = _cli("check-config", str(current), "--against", str(current))
+    assert "no changes" in same.stdout
