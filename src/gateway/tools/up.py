@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
 from gateway.config import load_routing
 from gateway.emulator.config import load_config
 from gateway.modern.migrate import migrate
