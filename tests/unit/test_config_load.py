@@ -104,7 +104,7 @@ def test_optional_sections_take_their_defaults(tmp_path: Path) -> None:
 
 
 def test_the_shipped_routing_yaml_is_valid() -> None:
-    """The repository's default routing.yaml loads: everything to the legacy mainframe."""
+    """The repository's default routing.yaml loads: a lookup canary, the rest on the mainframe."""
     config = load_routing(REPO_ROUTING)
     assert (config.listen.host, config.listen.port) == ("0.0.0.0", 5000)
     assert (config.admin.host, config.admin.port) == ("127.0.0.1", 9100)
@@ -114,7 +114,8 @@ def test_the_shipped_routing_yaml_is_valid() -> None:
         5001,
         ClientTls(REPO_ROUTING.parent / "var/tls/ca.crt", "localhost"),
     )
-    assert [r.target for r in config.routes] == ["mainframe"]
+    assert [r.backends for r in config.routes] == [("mainframe", "persons-v2"), ("mainframe",)]
+    assert config.routes[-1].match.is_catch_all
 
 
 def test_load_raises_one_error_with_every_problem(tmp_path: Path) -> None:
