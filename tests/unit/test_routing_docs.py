@@ -8,7 +8,7 @@ from pathlib import Path
 
 import gateway.backends  # noqa: F401  (registers every backend kind that exists)
 from gateway.config import BACKEND_PARSERS, GatewayConfig, diff_tables, load_routing
-from gateway.config.schema import Match, Split
+from gateway.config.schema import Split
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "routing.md"
 TEXT = DOC.read_text(encoding="utf-8")
