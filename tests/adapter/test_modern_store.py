@@ -153,12 +153,6 @@ def test_another_database_is_refused_untouched(tmp_path: Path, register_path: Pa
     assert copy.read_bytes() == before
 
 
-def test_postgresql_is_refused_as_not_implemented() -> None:
-    """A PostgreSQL DSN is a clear ConfigError, not a file named 'postgresql:…'."""
-    with pytest.raises(ConfigError, match="PostgreSQL is not implemented"):
-        ModernStore.open("postgresql://cpr@localhost/cpr")
-
-
 def test_subscriptions_are_idempotent_and_survive_reopening(tmp_path: Path) -> None:
     """Subscribe twice → True then False; the subscription is there after close and reopen."""
     target = tmp_path / "modern.sqlite"

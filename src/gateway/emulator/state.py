@@ -1,6 +1,8 @@
 """The emulator's durable state: users' credentials and lock flags, and subscriptions.
 
-One SQLite file (path from config), created on first start. Passwords exist here
+One SQLite file (path from config), created on first start; the modern store
+runs the same code on its own database (SQLite or PostgreSQL) through the
+:class:`~gateway.emulator.database.Database` interface. Passwords exist here
 only as scrypt digests: each user has one random salt, and every password it ever
 had is kept as a digest under that salt, so "not used before" (spec §7) costs one
 hash, not one per old password. Every change is committed before the call returns,
@@ -12,11 +14,11 @@ All calls run on the event loop's thread: each is one small indexed statement.
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.emulator import subscriptions
+from gateway.emulator.database import Database, DatabaseError, SqliteDatabase
 from gateway.emulator.subscriptions import Subscriptions
 from gateway.errors import ConfigError
 
@@ -56,9 +58,9 @@ class UserState:
 
 
 class StateStore:
-    """Users and subscriptions in one SQLite file."""
+    """Users and subscriptions in one database (the emulator's: one SQLite file)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
         #: Subscriptions, sharing this store's connection.
         self.subscriptions = Subscriptions(db)
@@ -67,30 +69,29 @@ class StateStore:
     def open(cls, path: Path) -> StateStore:
         """Open ``path``, creating the file and its tables on first start."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path)
-        except (OSError, sqlite3.Error) as exc:
+            db = SqliteDatabase.open(path)
+        except DatabaseError as exc:
             raise ConfigError([f"state: cannot open {path}: {exc}"]) from None
         try:
-            with db:
+            with db.transaction():
                 for statement in SCHEMA:
                     db.execute(statement)
-        except sqlite3.Error as exc:
+        except DatabaseError as exc:
             db.close()
             raise ConfigError([f"state: {path} is not an emulator state file ({exc})"]) from None
         return cls(db)
 
     def close(self) -> None:
-        """Close the file; the store cannot be used afterwards."""
+        """Close the database; the store cannot be used afterwards."""
         self._db.close()
 
     def user(self, customer: int, user: str) -> UserState | None:
         """The stored state of ``user``, or None when it was never seeded."""
         row = self._db.execute(
-            "SELECT salt, cost, digest, set_at, changed_at, failures, locked FROM user"
-            " WHERE customer = ? AND user = ?",
+            'SELECT salt, cost, digest, set_at, changed_at, failures, locked FROM "user"'
+            ' WHERE customer = ? AND "user" = ?',
             (customer, user),
-        ).fetchone()
+        ).first()
         if row is None:
             return None
         salt, cost, digest, set_at, changed_at, failures, locked = row
@@ -117,9 +118,9 @@ class StateStore:
         now: dt.datetime,
     ) -> None:
         """Seed a user with its first password; its 90 days start ``now``."""
-        with self._db:
+        with self._db.transaction():
             self._db.execute(
-                "INSERT INTO user (customer, user, salt, cost, digest, set_at)"
+                'INSERT INTO "user" (customer, "user", salt, cost, digest, set_at)'
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (customer, user, salt, cost, digest, now.isoformat()),
             )
@@ -127,10 +128,10 @@ class StateStore:
 
     def set_password(self, customer: int, user: str, digest: bytes, now: dt.datetime) -> None:
         """Store a password the user chose; it becomes history at once."""
-        with self._db:
+        with self._db.transaction():
             self._db.execute(
-                "UPDATE user SET digest = ?, set_at = ?, changed_at = ?"
-                " WHERE customer = ? AND user = ?",
+                'UPDATE "user" SET digest = ?, set_at = ?, changed_at = ?'
+                ' WHERE customer = ? AND "user" = ?',
                 (digest, now.isoformat(), now.isoformat(), customer, user),
             )
             self._remember(customer, user, digest, now)
@@ -138,18 +139,18 @@ class StateStore:
     def used_before(self, customer: int, user: str, digest: bytes) -> bool:
         """True when the user has had the password with ``digest`` (current one included)."""
         row = self._db.execute(
-            "SELECT 1 FROM password_history WHERE customer = ? AND user = ? AND digest = ?",
+            'SELECT 1 FROM password_history WHERE customer = ? AND "user" = ? AND digest = ?',
             (customer, user, digest),
-        ).fetchone()
+        ).first()
         return row is not None
 
     def record_failure(self, customer: int, user: str, lock_after: int) -> int:
         """Count a failed logon; the user is locked once ``lock_after`` fail in a row."""
-        with self._db:
+        with self._db.transaction():
             self._db.execute(
-                "UPDATE user SET failures = failures + 1,"
+                'UPDATE "user" SET failures = failures + 1,'
                 " locked = CASE WHEN failures + 1 >= ? THEN 1 ELSE locked END"
-                " WHERE customer = ? AND user = ?",
+                ' WHERE customer = ? AND "user" = ?',
                 (lock_after, customer, user),
             )
         state = self.user(customer, user)
@@ -157,23 +158,23 @@ class StateStore:
 
     def clear_failures(self, customer: int, user: str) -> None:
         """A successful logon ends a run of failures."""
-        with self._db:
+        with self._db.transaction():
             self._db.execute(
-                "UPDATE user SET failures = 0 WHERE customer = ? AND user = ? AND failures > 0",
+                'UPDATE "user" SET failures = 0 WHERE customer = ? AND "user" = ? AND failures > 0',
                 (customer, user),
             )
 
     def unlock(self, customer: int, user: str) -> None:
         """Lift a lock (what CPR's support desk does on request); failures start from 0."""
-        with self._db:
+        with self._db.transaction():
             self._db.execute(
-                "UPDATE user SET locked = 0, failures = 0 WHERE customer = ? AND user = ?",
+                'UPDATE "user" SET locked = 0, failures = 0 WHERE customer = ? AND "user" = ?',
                 (customer, user),
             )
 
     def _remember(self, customer: int, user: str, digest: bytes, now: dt.datetime) -> None:
         self._db.execute(
-            "INSERT OR IGNORE INTO password_history (customer, user, digest, set_at)"
-            " VALUES (?, ?, ?, ?)",
+            'INSERT INTO password_history (customer, "user", digest, set_at)'
+            " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (customer, user, digest, now.isoformat()),
         )

@@ -41,7 +41,7 @@ class MigrationReport:
 
 def migrate(
     register_path: Path,
-    store_path: Path,
+    store_path: str | Path,
     progress: bool = True,
     batch_size: int = BATCH_SIZE,
 ) -> MigrationReport:
