@@ -1,0 +1,250 @@
+"""The mismatch store on real SQLite files, and the pseudonym key on real files."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConfigError
+from gateway.shadow.compare import Comparison, FieldDiff, FieldKey
+from gateway.shadow.noise import FieldStats, OperationStats, Tally, Thresholds
+from gateway.shadow.pseudonym import KEY_ENV, Pseudonymiser, is_pseudonym, load_key
+from gateway.shadow.store import AGE_PRUNE_INTERVAL, SCHEMA_VERSION, MismatchStore, Sample
+
+PNR = "0101601234"  # synthetic
+PSEUDONYM = Pseudonymiser(b"s" * 32).pnr(PNR)
+ADDRESS = FieldKey("lookup", "001", "STANDARDADR")
+DAY = FieldKey("lookup", "000", "PRODDTO")
+KEYS = (ADDRESS, DAY)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _sample(
+    *differing: FieldKey, noise: bool = False, n: int = 0, at: float | None = None
+) -> Sample:
+    diffs = tuple(FieldDiff(key, f"old {n}", f"new {n}") for key in differing)
+    other = "mainframe-2" if noise else "persons-v2"
+    comparison = Comparison(KEYS, diffs, "lookup")
+    return Sample("lookups", "mainframe", other, comparison, PSEUDONYM, noise, at)
+
+
+def _rows(path: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        return list(
+            db.execute("SELECT field, primary_value, candidate_value, subject FROM mismatch")
+        )
+
+
+def test_open_creates_a_versioned_schema_and_reopens(tmp_path: Path) -> None:
+    """A new file gets the schema and its version; opening it again works."""
+    path = tmp_path / "var" / "shadow.sqlite"
+    MismatchStore.open(path).close()
+    with sqlite3.connect(path) as db:
+        assert list(db.execute("SELECT version FROM schema_version")) == [(SCHEMA_VERSION,)]
+    with MismatchStore.open(path) as store:
+        assert store.row_count() == 0
+
+
+def test_open_refuses_another_version_and_non_databases(tmp_path: Path) -> None:
+    """A store from another schema version, or a file that is no database, is a ConfigError."""
+    path = tmp_path / "shadow.sqlite"
+    MismatchStore.open(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(ConfigError, match="schema version"):
+        MismatchStore.open(path)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ConfigError, match=r"junk\.sqlite"):
+        MismatchStore.open(junk)
+
+
+def test_record_keeps_each_difference_with_pseudonym_and_counts_matches_too(
+    tmp_path: Path,
+) -> None:
+    """Rows only for diffs; counters for every comparison, so rates stay exact."""
+    path = tmp_path / "shadow.sqlite"
+    with MismatchStore.open(path) as store:
+        store.record(_sample(ADDRESS))
+        store.record(_sample())
+        store.record(_sample(DAY, noise=True))
+        assert _rows(path) == [
+            ("STANDARDADR", "old 0", "new 0", PSEUDONYM),
+            ("PRODDTO", "old 0", "new 0", PSEUDONYM),
+        ]
+        tally = store.tally("lookups", "persons-v2")
+    assert tally.fields[ADDRESS] == FieldStats(2, 1, 1, 0)
+    assert tally.fields[DAY] == FieldStats(2, 0, 1, 1)
+    assert tally.operations["lookup"] == OperationStats(2, 1, 1, 1)
+
+
+def test_the_stored_tally_equals_the_in_memory_one_after_pruning(tmp_path: Path) -> None:
+    """Counters survive row pruning: the store's tally is exactly the in-memory tally."""
+    memory = Tally()
+    with MismatchStore.open(tmp_path / "s.sqlite", max_rows=3) as store:
+        for i in range(40):
+            sample = _sample(*KEYS[: i % 3], n=i, noise=i % 4 == 0)
+            store.record(sample)
+            (memory.record_noise if sample.noise else memory.record_comparison)(sample.comparison)
+        assert store.row_count() == 3
+        assert store.tally("lookups", "persons-v2") == memory
+
+
+def test_a_clear_pnr_as_subject_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    """The subject must be a pseudonym; a PNR there is a ValueError and no row."""
+    path = tmp_path / "s.sqlite"
+    with MismatchStore.open(path) as store:
+        bad = Sample("lookups", "mainframe", "persons-v2", _sample(ADDRESS).comparison, PNR)
+        with pytest.raises(ValueError, match="pseudonym"):
+            store.record_many([_sample(ADDRESS), bad])
+        assert store.row_count() == 0
+        assert store.tally("lookups", "persons-v2") == Tally()
+
+
+def test_values_are_scrubbed_of_pnrs_before_they_are_stored(tmp_path: Path) -> None:
+    """Even a diff built by hand with a PNR in it reaches the file redacted."""
+    path = tmp_path / "s.sqlite"
+    leaky = FieldDiff(FieldKey("lookup", "011", "KUNDEREF1"), f"ref {PNR}", "010160-1234")
+    comparison = Comparison((leaky.key,), (leaky,), "lookup")
+    with MismatchStore.open(path) as store:
+        store.record(Sample("lookups", "mainframe", "persons-v2", comparison, PSEUDONYM))
+    assert _rows(path) == [("KUNDEREF1", "ref <pnr>", "<pnr>", PSEUDONYM)]
+    assert PNR.encode() not in path.read_bytes()
+
+
+def test_rows_are_bounded_by_count_keeping_the_newest(tmp_path: Path) -> None:
+    """Beyond max_rows the oldest rows go, on every write."""
+    with MismatchStore.open(tmp_path / "s.sqlite", max_rows=5) as store:
+        for i in range(8):
+            store.record(_sample(ADDRESS, n=i))
+        assert store.row_count() == 5
+        newest = store.examples("lookups", "persons-v2", ADDRESS, limit=10)
+    assert [e.primary for e in newest] == [f"old {i}" for i in range(7, 2, -1)]
+
+
+def test_rows_are_bounded_by_age_on_open_and_periodically_on_write(tmp_path: Path) -> None:
+    """Rows older than max_age_s go when the store opens and once per prune interval."""
+    path, clock = tmp_path / "s.sqlite", Clock()
+    with MismatchStore.open(path, max_age_s=100, clock=clock) as store:
+        store.record(_sample(ADDRESS, at=clock.now - 90))
+        store.record(_sample(ADDRESS, at=clock.now))
+        clock.now += AGE_PRUNE_INTERVAL / 2  # the first row is past its age; no prune is due
+        store.record(_sample(DAY, at=clock.now))
+        assert store.row_count() == 3
+        clock.now += AGE_PRUNE_INTERVAL / 2
+        store.record(_sample())
+        assert store.row_count() == 2
+    clock.now += 1000
+    with MismatchStore.open(path, max_age_s=100, clock=clock) as store:
+        assert store.row_count() == 0
+        assert store.tally("lookups", "persons-v2").fields[ADDRESS].samples == 4
+
+
+def test_concurrent_writers_lose_no_count(tmp_path: Path) -> None:
+    """Four threads writing at once: every sample is counted exactly once."""
+    with MismatchStore.open(tmp_path / "s.sqlite") as store:
+
+        def write() -> None:
+            for i in range(50):
+                store.record(_sample(ADDRESS, n=i))
+
+        threads = [threading.Thread(target=write) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert store.tally("lookups", "persons-v2").fields[ADDRESS] == FieldStats(200, 200)
+        assert store.row_count() == 200
+
+
+def test_thresholds_and_reset(tmp_path: Path) -> None:
+    """Stored thresholds are read back per route; reset forgets a route's rows and counters."""
+    with MismatchStore.open(tmp_path / "s.sqlite") as store:
+        assert store.thresholds("lookups") == Thresholds()
+        store.set_thresholds("lookups", Thresholds(50, 0.02, 5))
+        assert store.thresholds("lookups") == Thresholds(50, 0.02, 5)
+        store.record(_sample(ADDRESS))
+        store.reset("other-route")
+        assert store.row_count() == 1
+        store.reset("lookups")
+        assert store.row_count() == 0 and store.targets() == []
+        assert store.thresholds("lookups") == Thresholds()
+
+
+def test_pseudonyms_are_keyed_stable_and_short() -> None:
+    """p: + 16 hex; the same PNR and key give the same pseudonym, another key another one."""
+    first, second = Pseudonymiser(b"a" * 32), Pseudonymiser(b"b" * 32)
+    assert first.pnr(PNR) == first.pnr(f" {PNR} ")
+    assert first.pnr(PNR) != second.pnr(PNR) and first.pnr(PNR) != first.pnr("0202702345")
+    assert is_pseudonym(first.pnr(PNR)) and len(first.pnr(PNR)) == 18
+    assert not is_pseudonym(PNR) and PNR not in repr(first)
+    with pytest.raises(ValueError, match="16 bytes"):
+        Pseudonymiser(b"short")
+
+
+def test_load_key_generates_a_private_key_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No file, no variable: a random key is written with mode 0600 and read back next time."""
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    path = tmp_path / "var" / "shadow.key"
+    key = load_key(path)
+    assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600
+    assert load_key(path) == key
+
+
+def test_load_key_prefers_the_file_then_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An existing file wins over the variable; without a file the variable is used as is."""
+    monkeypatch.setenv(KEY_ENV, "an environment key of some length")
+    assert load_key(None) == b"an environment key of some length"
+    assert load_key(tmp_path / "absent.key") == b"an environment key of some length"
+    assert not (tmp_path / "absent.key").exists()
+    path = tmp_path / "shadow.key"
+    path.write_text("00" * 32)
+    path.chmod(0o600)
+    assert load_key(path) == bytes(32)
+
+
+def test_load_key_refuses_readable_short_or_garbled_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key others can read, a short key or non-hex text is a ConfigError naming the file."""
+    path = tmp_path / "shadow.key"
+    path.write_text("ab" * 32)
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="lets others read it"):
+        load_key(path)
+    path.chmod(0o600)
+    path.write_text("ab" * 4)
+    with pytest.raises(ConfigError, match="at least 16 bytes"):
+        load_key(path)
+    path.write_text("not hex")
+    with pytest.raises(ConfigError, match="expected hex"):
+        load_key(path)
+    monkeypatch.setenv(KEY_ENV, "short")
+    with pytest.raises(ConfigError, match=KEY_ENV):
+        load_key(None)
+
+
+def test_no_key_anywhere_without_a_path_is_a_random_process_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a path or variable each call makes a fresh random key (nothing is written)."""
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    assert load_key(None) != load_key(None)
+    assert os.environ.get(KEY_ENV) is None
