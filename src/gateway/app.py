@@ -2,7 +2,9 @@
 
 Shutdown runs in a fixed order: /readyz turns 503 and the client port stops
 accepting; in-flight requests get the grace period to finish; stragglers are
-cancelled with a reason; backends and the admin server close last.
+cancelled with a reason; then waiting shadow copies are dropped and running ones
+get the grace period too; backends, the mismatch store and the admin server
+close last.
 
 Reloads (file change, SIGHUP, or :meth:`Gateway.reload`) re-read the file the
 config came from. A valid file replaces routes, backends and limits for new
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -24,7 +27,7 @@ from gateway.config.diff import diff_configs, restart_needed
 from gateway.config.load import load_routing
 from gateway.config.schema import GatewayConfig
 from gateway.config.watch import FileWatcher
-from gateway.dispatch import Dispatcher
+from gateway.dispatch import SESSION_IDLE_S, Dispatcher
 from gateway.errors import ConfigError
 from gateway.observe.events import ConfigRejected, ConfigReloaded, EventBus, Lifecycle
 from gateway.observe.logs import log_event
@@ -32,6 +35,11 @@ from gateway.observe.metrics import Metrics
 from gateway.routing import RouteTable
 from gateway.server.admin import AdminServer
 from gateway.server.tcp import ClientListener
+from gateway.sessions import SessionBroker
+from gateway.shadow.pseudonym import Pseudonymiser, load_key
+from gateway.shadow.runner import ShadowRunner
+from gateway.shadow.store import MismatchStore
+from gateway.shadow.writer import SampleWriter
 from gateway.tasks import TaskSet
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -60,6 +68,8 @@ class Gateway:
         self._watch_interval = watch_interval
         self._watcher: FileWatcher | None = None
         self._dispatcher: Dispatcher | None = None
+        self._shadows: ShadowRunner | None = None
+        self._writer: SampleWriter | None = None
         self._listener: ClientListener | None = None
         self._admin: AdminServer | None = None
         self._admin_address: tuple[str, int] | None = None
@@ -75,6 +85,13 @@ class Gateway:
             raise RuntimeError("the gateway has not started")
         return self._admin_address
 
+    @property
+    def shadows(self) -> ShadowRunner:
+        """The shadow runner (its tallies are the live comparison counts)."""
+        if self._shadows is None:
+            raise RuntimeError("the gateway has not started")
+        return self._shadows
+
     def ready(self) -> bool:
         """What /readyz reports: started, accepting, not draining."""
         return not self._draining and self._listener is not None and self._listener.accepting
@@ -86,15 +103,24 @@ class Gateway:
         an address cannot be bound. Watches the config file when it came from one.
         """
         config = self.config
+        sessions = SessionBroker(idle_s=SESSION_IDLE_S, clock=time.monotonic)
+        self._shadows = await self._shadow_runner(config, sessions)
         backends = {name: build_backend(b) for name, b in config.backends.items()}
-        self._dispatcher = Dispatcher(RouteTable(config.routes), backends, self.bus)
+        self._dispatcher = Dispatcher(
+            RouteTable(config.routes), backends, self.bus, sessions=sessions, shadows=self._shadows
+        )
         self._listener = ClientListener(config.listen, config.limits, self._dispatcher, self.bus)
         self._admin = AdminServer(config.admin, self.metrics, self.ready)
-        self._admin_address = await self._admin.start()
         try:
-            host, port = await self._listener.start()
+            self._admin_address = await self._admin.start()
+            try:
+                host, port = await self._listener.start()
+            except BaseException:
+                await self._admin.aclose()
+                raise
         except BaseException:
-            await self._admin.aclose()
+            if self._writer is not None:
+                await self._writer.aclose(0)
             raise
         self._start_watching()
         self.bus.emit(Lifecycle("listening", f"{host}:{port}"))
@@ -142,6 +168,8 @@ class Gateway:
                 self.bus.emit(ConfigRejected(trigger, tuple(exc.problems)))
                 return False
             self._apply(new, backends, trigger)
+            if self._writer is not None:
+                await self._writer.set_thresholds(new.routes)
             return True
 
     async def aclose(self) -> None:
@@ -154,10 +182,42 @@ class Gateway:
         self.bus.emit(Lifecycle("draining", f"{self._listener.in_flight} in flight"))
         self._listener.stop_accepting()
         cancelled = await self._listener.drain(grace)
+        if self._shadows is not None:  # after the clients: copies may still use the backends
+            await self._shadows.aclose(grace)
         if self._dispatcher is not None:
             await self._dispatcher.aclose()
+        if self._writer is not None:
+            await self._writer.aclose(grace)
         await self._admin.aclose()
         self.bus.emit(Lifecycle("stopped", f"{cancelled} cancelled after {grace:g}s"))
+
+    async def _shadow_runner(self, config: GatewayConfig, sessions: SessionBroker) -> ShadowRunner:
+        """The runner for shadow copies, writing to the mismatch store when one is configured.
+
+        ConfigError when the store or the pseudonym key cannot be used.
+        """
+        shadowing = config.shadowing
+        pseudonymiser = None
+        if shadowing.store is not None:
+            key = await asyncio.to_thread(load_key, shadowing.key_file)
+            store = await asyncio.to_thread(
+                MismatchStore.open,
+                shadowing.store,
+                max_rows=shadowing.retention.max_rows,
+                max_age_s=shadowing.retention.max_age,
+            )
+            pseudonymiser = Pseudonymiser(key)
+            self._writer = SampleWriter(store, self.bus)
+            self._writer.start()
+            await self._writer.set_thresholds(config.routes)
+        return ShadowRunner(
+            self.bus,
+            sessions,
+            max_in_flight=shadowing.max_in_flight,
+            max_queued=shadowing.max_queued,
+            writer=self._writer,
+            pseudonymiser=pseudonymiser,
+        )
 
     def _start_watching(self) -> None:
         source = self.config.source

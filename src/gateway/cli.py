@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_check_config(sub)
     _add_data(sub)
     _add_lookup(sub)
+    _add_diff(sub)
+    _add_traffic(sub)
     _add_certs(sub)
     return parser
 
@@ -65,17 +67,22 @@ def _add_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _add_backend(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("backend", help="run the new gRPC services")
     p.add_argument("--config", type=Path, default=Path("emulator.yaml"), help="customers, users")
-    p.add_argument("--store", type=Path, default=Path("var/modern.sqlite"))
+    p.add_argument("--store", default="var/modern.sqlite", help="SQLite file or postgresql:// DSN")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=50051)
     p.add_argument("--delay", type=float, default=0.0, help="seconds added to every call")
+    p.add_argument(
+        "--drift",
+        default="",
+        help="realistic drift, e.g. standardadr_2023,stale_address=0.1,missing_record=050",
+    )
     p.set_defaults(handler=_run_backend)
 
 
 def _add_migrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("migrate", help="copy the legacy register into the modern store")
     p.add_argument("--register", type=Path, default=Path("var/register.sqlite"))
-    p.add_argument("--store", type=Path, default=Path("var/modern.sqlite"))
+    p.add_argument("--store", default="var/modern.sqlite", help="SQLite file or postgresql:// DSN")
     p.set_defaults(handler=_run_migrate)
 
 
@@ -113,6 +120,27 @@ def _add_lookup(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--user", default="DEMO0001")
     p.add_argument("--password", default="Demo#123")
     p.set_defaults(handler=_run_lookup)
+
+
+def _add_diff(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("diff", help="the shadow comparison report: per operation and field")
+    p.add_argument("--store", type=Path, default=Path("var/shadow.sqlite"))
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_run_diff)
+
+
+def _add_traffic(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("traffic", help="replay realistic lookups like existing clients")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--ca", type=Path, default=Path("var/tls/ca.crt"))
+    p.add_argument("--plaintext", action="store_true")
+    p.add_argument("--register", type=Path, default=Path("var/register.sqlite"))
+    p.add_argument("--count", type=int, default=200, help="lookups to send")
+    p.add_argument("--rate", type=float, default=50.0, help="lookups per second")
+    p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(handler=_run_traffic)
 
 
 def _add_certs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -222,6 +250,7 @@ def _run_backend(args: argparse.Namespace) -> int:
 def _run_migrate(args: argparse.Namespace) -> int:
     from gateway.errors import ConfigError
     from gateway.modern.migrate import migrate
+    from gateway.modern.postgres import redact
 
     try:
         report = migrate(args.register, args.store, progress=True)
@@ -231,10 +260,22 @@ def _run_migrate(args: argparse.Namespace) -> int:
         return 1
     print(
         f"read {report.read}: {report.inserted} inserted, {report.updated} updated, "
-        f"{report.unchanged} unchanged; {report.stored} persons in {args.store} "
+        f"{report.unchanged} unchanged; {report.stored} persons in {redact(args.store)} "
         f"(schema {report.schema_version})"
     )
     return 0
+
+
+def _run_diff(args: argparse.Namespace) -> int:
+    from gateway.shadow.report import main_diff
+
+    return main_diff(args.store, args.json)
+
+
+def _run_traffic(args: argparse.Namespace) -> int:
+    from gateway.tools.traffic import run_traffic_command
+
+    return asyncio.run(run_traffic_command(args))
 
 
 def _run_lookup(args: argparse.Namespace) -> int:

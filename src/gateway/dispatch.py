@@ -8,6 +8,10 @@ Tokens are brokered between sides (docs/sessions.md, :mod:`gateway.sessions`):
 a successful logon is repeated on every other routed backend and their tokens
 remembered; a later request carries the token of the side it is routed to.
 
+A decision that names shadows is handed to the :class:`~gateway.shadow.runner.ShadowRunner`
+after the answer is final and the request's event emitted: shadows never delay or
+change the client's answer. A copy holds its backend's lease like a request does.
+
 A reload swaps the route table and backends in one assignment (:meth:`Dispatcher.swap`);
 each request keeps the pair it started with. A backend the new config no longer
 has is closed once the last request using it has finished, never under it.
@@ -16,8 +20,10 @@ has is closed once the last request using it has finished, never under it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from gateway.backends.base import Backend
@@ -29,6 +35,7 @@ from gateway.model import FejlNr, Operation
 from gateway.observe.events import BackendFailed, EventBus, RequestCompleted, SessionEvent
 from gateway.routing import Decision, RouteTable
 from gateway.sessions import SessionBroker
+from gateway.shadow.runner import ShadowJob, ShadowRunner
 from gateway.tasks import TaskSet
 
 #: Metric label for each kind of backend failure.
@@ -66,8 +73,9 @@ class _Routing:
 
     @property
     def session_sides(self) -> frozenset[str]:
-        """Backends that any route can send a request to: a logon is repeated on each."""
-        return frozenset(b for route in self.table.routes for b in route.backends)
+        """Backends any route sends requests or copies to: a logon is repeated on each."""
+        routes = self.table.routes
+        return frozenset(b for route in routes for b in (*route.backends, *route.copy_backends))
 
 
 class Dispatcher:
@@ -80,12 +88,21 @@ class Dispatcher:
         bus: EventBus,
         clock: Callable[[], float] = time.perf_counter,
         sessions: SessionBroker | None = None,
+        *,
+        shadows: ShadowRunner | None = None,
     ) -> None:
         self._routing = _Routing(table, {name: _Lease(b) for name, b in backends.items()})
         self._bus = bus
         self._clock = clock
         self._closing = TaskSet()
-        self.sessions = sessions or SessionBroker(idle_s=SESSION_IDLE_S, clock=time.monotonic)
+        # Not ``sessions or ...``: an empty broker is falsy (it has a length).
+        self.sessions = (
+            sessions
+            if sessions is not None
+            else SessionBroker(idle_s=SESSION_IDLE_S, clock=time.monotonic)
+        )
+        #: Where shadow copies go; None: decisions' shadows are ignored.
+        self.shadows = shadows
 
     @property
     def table(self) -> RouteTable:
@@ -138,6 +155,11 @@ class Dispatcher:
                 error=error,
             )
         )
+        if decision.shadows and not error and self.shadows is not None:
+            # The answer is final: the copies run after it, against the same backends.
+            call = functools.partial(self._copy, routing)
+            route = routing.table.named(decision.route)
+            self.shadows.submit(ShadowJob(route, decision, request, raw, answer, call))
         return answer
 
     async def _logon(
@@ -204,10 +226,22 @@ class Dispatcher:
         self, routing: _Routing, decision: Decision, request: Request, raw: bytes
     ) -> tuple[bytes, str]:
         """Call the decided backend holding its lease, so a reload cannot close it under us."""
-        lease = routing.leases[decision.backend]
+        with self._lease(routing, decision.backend) as backend:
+            return await self._call(backend, decision, request, raw)
+
+    async def _copy(
+        self, routing: _Routing, name: str, request: Request, raw: bytes, deadline: float
+    ) -> bytes:
+        """A shadow copy's call: leased like a request; BackendError is the runner's to count."""
+        with self._lease(routing, name) as backend:
+            return await backend.call(request, raw, deadline=deadline)
+
+    @contextlib.contextmanager
+    def _lease(self, routing: _Routing, name: str) -> Iterator[Backend]:
+        lease = routing.leases[name]
         lease.in_flight += 1
         try:
-            return await self._call(lease.backend, decision, request, raw)
+            yield lease.backend
         finally:
             lease.in_flight -= 1
             if lease.retired and lease.in_flight == 0:

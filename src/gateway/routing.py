@@ -16,6 +16,13 @@ side everywhere.
 
 A request without a PNR (logon, password change) in a ``key: pnr`` split is
 hashed by its customer number instead, so a customer's logons are sticky too.
+
+Shadows are sampled the same way, sticky by PNR but with their own hash
+personalisation, so which persons are shadowed is independent of which side a
+split gives them. A write is copied only to shadows that say ``dual_write`` (and
+a password change never: the loader refuses such a shadow); a shadow is left out
+when the request already goes to its backend. Noise copies go to a share of the
+shadowed lookups that are answered by the route's established side.
 """
 
 from __future__ import annotations
@@ -23,13 +30,17 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.codec import LookupRequest, Request, customer_number
-from gateway.config.schema import BUCKETS, Route, Split, SplitKey, user_id
+from gateway.config.schema import BUCKETS, Noise, Route, Shadow, Split, SplitKey, user_id
+from gateway.model import Operation
 
 #: Fixed personalisation: the same key maps to the same bucket in every release.
 _PERSON = b"cpr-gw-split"
+#: Shadow and noise samples hash with their own personalisation: independent of splits.
+_SHADOW_PERSON = b"cpr-gw-shadow"
+_NOISE_PERSON = b"cpr-gw-noise"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +52,15 @@ class Decision:
     backend: str
     #: Seconds for the backend call (connect, write and read together).
     deadline: float
-    #: Backends that would get a copy. Reserved for shadows (a later issue): always empty
-    #: now, and a shadow of a write will need the route to ask for it explicitly.
-    shadows: tuple[str, ...] = ()
+    #: Shadows that get a copy of this request; their answers are compared, never returned.
+    shadows: tuple[Shadow, ...] = ()
+    #: The second primary instance that also gets a copy, for noise; None for most requests.
+    noise: Noise | None = None
 
 
-def bucket(key: str) -> int:
+def bucket(key: str, person: bytes = _PERSON) -> int:
     """The split bucket of ``key``, in ``[0, BUCKETS)``; the same on every run and host."""
-    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8, person=_PERSON).digest()
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8, person=person).digest()
     return int.from_bytes(digest, "big") % BUCKETS
 
 
@@ -86,20 +98,52 @@ class RouteTable:
         if not routes or not routes[-1].match.is_catch_all:
             raise ValueError("a route table needs a final catch-all route")
         self.routes = tuple(routes)
-        self._compiled = tuple((r.match, _compile(r)) for r in routes)
+        self._compiled = tuple((r, _compile(r)) for r in routes)
+        self._named = {route.name: route for route in routes}
 
     def route(self, request: Request) -> Decision:
         """The decision of the first route that takes ``request``."""
         operation = request.operation
         customer = customer_number(request.customer)
         user = user_id(request.user)
-        for match, target in self._compiled:
-            if match.admits(operation, request.transaction, customer, user):
-                return target if isinstance(target, Decision) else target.choose(request)
+        for route, target in self._compiled:
+            if route.match.admits(operation, request.transaction, customer, user):
+                decision = target if isinstance(target, Decision) else target.choose(request)
+                return _with_copies(route, decision, request) if route.shadows else decision
         raise AssertionError("unreachable: the last route is a catch-all")
+
+    def named(self, name: str) -> Route:
+        """The route called ``name`` (a decision's ``route``)."""
+        return self._named[name]
 
 
 def _compile(route: Route) -> Decision | _Chooser:
     if isinstance(route.target, Split):
         return _Chooser(route, route.target)
     return Decision(route.name, route.target, route.deadline)
+
+
+def _with_copies(route: Route, decision: Decision, request: Request) -> Decision:
+    """``decision`` with the shadows (and noise) this request is sampled for."""
+    operation = request.operation
+    if operation is Operation.CHANGE_PASSWORD:
+        return decision  # never copied; the loader refuses such a shadow, this is the backstop
+    key = split_key(request, SplitKey.PNR)
+    sampled = bucket(key, _SHADOW_PERSON)
+    shadows = tuple(
+        shadow
+        for shadow in route.shadows
+        if sampled < shadow.sample
+        and shadow.backend != decision.backend
+        and (shadow.dual_write or not operation.is_write)
+    )
+    noise = route.noise
+    if (
+        noise is None
+        or not shadows
+        or operation is not Operation.LOOKUP
+        or decision.backend != route.primary
+        or bucket(key, _NOISE_PERSON) >= noise.sample
+    ):
+        noise = None
+    return replace(decision, shadows=shadows, noise=noise)

@@ -218,13 +218,13 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
         (
             "deadline: 5s}",
             "deadline: 5s, shadow: []}",
-            "routes[0].shadow: shadows are not supported yet",
+            "routes[0].shadow: expected a non-empty list of shadows, got []",
         ),
         (
             "deadline: 5s}",
             "deadline: 5s, mirror: []}",
-            "routes[0].mirror: unknown key "
-            "(expected name, match, backend, split, deadline, shadow)",
+            "routes[0].mirror: unknown key (expected name, match, backend, split, deadline, "
+            "shadow, noise, compare, thresholds)",
         ),
         (
             "backend: mainframe, ",
@@ -296,7 +296,7 @@ def test_a_bad_backend_name_is_named(tmp_path: Path) -> None:
 def test_unknown_top_level_key_is_named(tmp_path: Path) -> None:
     """A misspelt section is reported instead of silently ignored."""
     assert _problems(tmp_path, f"{MINIMAL}rotues: []\n") == [
-        "rotues: unknown key (expected version, listen, admin, limits, backends, routes)"
+        "rotues: unknown key (expected version, listen, admin, limits, backends, routes, shadowing)"
     ]
 
 
@@ -376,7 +376,7 @@ def test_unreadable_file_and_bad_yaml_are_problems(tmp_path: Path) -> None:
     assert _problems(tmp_path, f"{MINIMAL}version: 1\n") == ["line 5: duplicate key 'version'"]
     assert _problems(tmp_path, "- just\n- a list\n") == [
         "(top level): expected a mapping with keys "
-        "version, listen, admin, limits, backends, routes, got ['just', 'a list']"
+        "version, listen, admin, limits, backends, routes, shadowing, got ['just', 'a list']"
     ]
 
 

@@ -8,6 +8,7 @@ differ, e.g.::
 
     lookup: mainframe 100% → mainframe 95%, persons-v2 5% (split by pnr; 5% of requests move)
     lookup, transaction OFF4, customer not 0012: mainframe 100% → persons-v2 100% (...)
+    lookup: shadows none → persons-v2 100% within 1s, noise mainframe-2 20%
 
 Classes that change the same way are merged, and a dimension that covers all its
 values is left out of the label; ``not`` lists the values a change leaves out.
@@ -48,19 +49,27 @@ class _Outcome:
     #: The split key; None when one backend takes everything (no key matters then).
     key: SplitKey | None
     deadline: float
+    #: Shadows that copy this operation, and the noise instance: compared, never answering.
+    copies: str = "none"
 
     @classmethod
-    def of(cls, route: Route) -> _Outcome:
+    def of(cls, route: Route, operation: Operation) -> _Outcome:
         target = route.target
+        copies = _copies(route, operation)
         if not isinstance(target, Split):
-            return cls(((target, BUCKETS),), ((target, 0, BUCKETS),), None, route.deadline)
+            whole = ((target, 0, BUCKETS),)
+            return cls(((target, BUCKETS),), whole, None, route.deadline, copies)
         ranges = tuple(r for r in target.ranges() if r[2] > r[1])
         key = target.key if len(ranges) > 1 else None
-        return cls(target.shares, ranges, key, route.deadline)
+        return cls(target.shares, ranges, key, route.deadline, copies)
 
-    def same_effect(self, other: _Outcome) -> bool:
+    def same_answers(self, other: _Outcome) -> bool:
         """Whether every request goes to the same backend with the same deadline."""
         return (self.ranges, self.key, self.deadline) == (other.ranges, other.key, other.deadline)
+
+    def same_effect(self, other: _Outcome) -> bool:
+        """Same answers and the same copies."""
+        return self.same_answers(other) and self.copies == other.copies
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +90,9 @@ def diff_tables(old: Sequence[Route], new: Sequence[Route]) -> list[str]:
     domains = _domains(matches)
     changes: list[_Change] = []
     for case in Match().cases(matches):
-        before, after = _Outcome.of(_first(old, case)), _Outcome.of(_first(new, case))
+        operation = case[0]
+        before = _Outcome.of(_first(old, case), operation)
+        after = _Outcome.of(_first(new, case), operation)
         if not before.same_effect(after):
             operation, transaction, customer, user = case
             assert customer is not None  # cases use numbers, never "unparseable"
@@ -101,8 +112,9 @@ def diff_tables(old: Sequence[Route], new: Sequence[Route]) -> list[str]:
 
 
 def restart_needed(old: GatewayConfig, new: GatewayConfig) -> list[str]:
-    """Settings that differ but cannot change in a running gateway: ``listen``, ``admin``."""
-    return [name for name in ("listen", "admin") if getattr(old, name) != getattr(new, name)]
+    """Settings that differ but cannot change in a running gateway: listen, admin, shadowing."""
+    names = ("listen", "admin", "shadowing")
+    return [name for name in names if getattr(old, name) != getattr(new, name)]
 
 
 def diff_configs(old: GatewayConfig, new: GatewayConfig) -> list[str]:
@@ -185,7 +197,11 @@ def _show_customer(value: int) -> str:
 
 
 def _transition(old: _Outcome, new: _Outcome) -> str:
+    if old.same_answers(new):
+        return f"shadows {old.copies} → {new.copies}"
     notes: list[str] = []
+    if old.copies != new.copies:
+        notes.append(f"shadows {old.copies} → {new.copies}")
     if old.ranges == new.ranges and old.key == new.key:
         text = f"deadline {old.deadline:g}s → {new.deadline:g}s"
     else:
@@ -209,6 +225,18 @@ def _movement(old: _Outcome, new: _Outcome) -> str:
         if backend == new_backend
     )
     return f"{(BUCKETS - kept) / _PER_PERCENT:g}% of requests move"
+
+
+def _copies(route: Route, operation: Operation) -> str:
+    """The copies ``operation`` gets on ``route``, as the diff shows them."""
+    shadows = [
+        f"{shadow.backend} {shadow.sample / _PER_PERCENT:g}% within {shadow.deadline:g}s"
+        for shadow in route.shadows
+        if shadow.dual_write or not operation.is_write
+    ]
+    if shadows and route.noise is not None and operation is Operation.LOOKUP:
+        shadows.append(f"noise {route.noise.backend} {route.noise.sample / _PER_PERCENT:g}%")
+    return ", ".join(shadows) or "none"
 
 
 def _show_shares(outcome: _Outcome) -> str:

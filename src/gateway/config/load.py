@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from gateway.config import reader as r
+from gateway.config import shadows as sh
 from gateway.config.reader import Problem, Problems, Skip, show
 from gateway.config.schema import (
     BUCKETS,
@@ -32,12 +33,16 @@ from gateway.config.schema import (
     Match,
     Route,
     ServerTls,
+    Shadow,
+    Shadowing,
     Split,
     SplitKey,
     user_id,
 )
 from gateway.errors import ConfigError
 from gateway.model import Operation
+from gateway.shadow.noise import Thresholds
+from gateway.shadow.normalise import Rules
 
 _VERSION = 1
 _TRANSACTION = re.compile(r"[A-Z0-9]{4}")
@@ -46,6 +51,10 @@ _PER_PERCENT = BUCKETS // 100
 _OPERATIONS = {operation.value: operation for operation in Operation}
 # Defaults come from instances: on a slotted dataclass, ``Admin.host`` is a descriptor.
 _ADMIN, _LIMITS, _LEGACY = Admin(), Limits(), LegacyBackendConfig("", "", 0, None)
+_SHADOWING = Shadowing()
+_ROUTE_KEYS = (
+    "name", "match", "backend", "split", "deadline", "shadow", "noise", "compare", "thresholds",
+)  # fmt: skip
 
 
 def load_routing(path: Path) -> GatewayConfig:
@@ -84,7 +93,7 @@ class RoutingReader(Problems):
 
     def gateway(self, raw: object, source: Path) -> GatewayConfig:
         """The whole document."""
-        keys = ("version", "listen", "admin", "limits", "backends", "routes")
+        keys = ("version", "listen", "admin", "limits", "backends", "routes", "shadowing")
         s = self.section(raw, "", keys)
         s.get("version", _version)
         listen = s.get("listen", self.listen)
@@ -96,8 +105,11 @@ class RoutingReader(Problems):
         # own, so one typo is reported once and not again at every route that uses it.
         known = set(named) if isinstance(named, dict) else set()
         routes = s.get("routes", lambda value, path: self.routes(value, path, known))
+        shadowing = s.get(
+            "shadowing", lambda value, path: sh.shadowing(self, value, path, self.file), _SHADOWING
+        )
         s.done()
-        return GatewayConfig(listen, admin, limits, backends, routes, source)
+        return GatewayConfig(listen, admin, limits, backends, routes, source, shadowing)
 
     def listen(self, raw: object, path: str) -> Listen:
         """The client-facing listener; ``tls`` must be given (null = plaintext, on purpose)."""
@@ -207,20 +219,28 @@ class RoutingReader(Problems):
         return tuple(routes)
 
     def route(self, raw: object, path: str, backends: set[object]) -> Route:
-        """One route: name, match, a backend or a split, deadline."""
-        keys = ("name", "match", "backend", "split", "deadline", "shadow")
-        s = self.section(raw, path, keys)
+        """One route: name, match, a backend or a split, deadline; shadows and their rules."""
+        s = self.section(raw, path, _ROUTE_KEYS)
         name = s.get("name", r.name)
         match = s.get("match", self.match)
-        backend = s.get("backend", lambda value, _path: _backend_ref(value, backends), None)
+        backend = s.get("backend", lambda value, _path: sh.backend_ref(value, backends), None)
         split = s.get("split", lambda value, p: self.split(value, p, backends), None)
         deadline = s.get("deadline", r.positive_duration)
-        s.get("shadow", _reserved_shadow, None)
+        none: tuple[Shadow, ...] = ()
+        shadows = s.get(
+            "shadow", lambda v, p: sh.shadow_list(self, v, p, backends, deadline or 1.0), none
+        )
+        noise = s.get("noise", lambda value, p: sh.noise(self, value, p, backends), None)
+        rules = s.get("compare", lambda value, p: sh.rules(self, value, p), Rules())
+        thresholds = s.get("thresholds", lambda v, p: sh.thresholds(self, v, p), Thresholds())
         target = _one_target(self, raw, path, backend, split)
         s.done()
         if target is None:  # the problem is recorded already
             raise Skip
-        return Route(name, match, target, deadline)
+        route = Route(name, match, target, deadline, shadows, noise, rules, thresholds)
+        for where, message in sh.copy_problems(route):
+            self.problem(f"{path}{where}", message)
+        return route
 
     def match(self, raw: object, path: str) -> Match:
         """What a route takes; every key is a list and an absent key matches anything."""
@@ -249,7 +269,7 @@ class RoutingReader(Problems):
         shares: list[tuple[str, int]] = []
         for name, weight in raw.items():
             try:
-                shares.append((_backend_ref(name, backends), _buckets(weight)))
+                shares.append((sh.backend_ref(name, backends), sh.percent_buckets(weight)))
             except Problem as problem:
                 self.problem(f"{path}.{name}", str(problem))
         if len(shares) != len(raw):
@@ -287,19 +307,6 @@ def _version(raw: object, _path: str) -> int:
     return _VERSION
 
 
-def _backend_ref(raw: object, backends: set[object]) -> str:
-    if not isinstance(raw, str):
-        raise Problem(f"expected a backend name, got {show(raw)}")
-    if raw not in backends:
-        raise Problem(f"unknown backend {show(raw)}")
-    return raw
-
-
-def _reserved_shadow(raw: object, _path: str) -> None:
-    # Reserved so that the name is taken and a config written ahead of time fails loudly.
-    raise Problem("shadows are not supported yet")
-
-
 def _one_target(
     reader: RoutingReader, raw: object, path: str, backend: str | None, split: Split | None
 ) -> str | Split | None:
@@ -321,16 +328,6 @@ def _split_key(raw: object, _path: str) -> SplitKey:
             return key
     known = ", ".join(key.value for key in SplitKey)
     raise Problem(f"unknown split key {show(raw)} (known: {known})")
-
-
-def _buckets(raw: object) -> int:
-    """A percentage 0-100 with at most two decimals, as buckets out of BUCKETS."""
-    if not isinstance(raw, int | float) or isinstance(raw, bool) or not 0 <= raw <= 100:
-        raise Problem(f"expected a percentage from 0 to 100, got {show(raw)}")
-    buckets = round(raw * _PER_PERCENT)
-    if abs(buckets - raw * _PER_PERCENT) > 1e-6:
-        raise Problem(f"a percentage has at most two decimals, got {show(raw)}")
-    return buckets
 
 
 def _user(raw: object) -> str:

@@ -1,7 +1,9 @@
 """What routing.yaml means, as frozen values: listeners, limits, named backends, ordered routes.
 
 A route sends what its :class:`Match` takes to one backend or a sticky weighted
-:class:`Split`.
+:class:`Split`, and may send sampled copies to :class:`Shadow` backends whose
+answers are compared with the real one (never returned to the client);
+:class:`Shadowing` bounds that work for the whole gateway.
 
 Everything here is already validated: :mod:`gateway.config.load` is the only
 producer, and nothing downstream re-checks a name or a duration. Durations are
@@ -13,11 +15,13 @@ from __future__ import annotations
 import enum
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from gateway.model import Operation
+from gateway.shadow.noise import Thresholds
+from gateway.shadow.normalise import Rules
 
 #: A match dimension's value type: transaction codes and user ids, or customer numbers.
 T = TypeVar("T", str, int)
@@ -250,6 +254,32 @@ class Split:
 
 
 @dataclass(frozen=True, slots=True)
+class Shadow:
+    """A backend that gets a copy of a sampled share of a route's requests, off the answer path."""
+
+    backend: str
+    #: Requests copied, in buckets out of :data:`BUCKETS` (sticky by PNR, like a split).
+    sample: int
+    #: Seconds the shadow backend gets; its lateness never delays the client.
+    deadline: float
+    #: Copy subscribe and unsubscribe too (both sides then change state); never change_password.
+    dual_write: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Noise:
+    """A second instance of the primary side that gets a share of the shadowed lookups.
+
+    Fields that differ between two answers of the *same* side are noise, not drift
+    (see :mod:`gateway.shadow.noise`).
+    """
+
+    backend: str
+    #: Shadowed lookups also sent here, in buckets out of :data:`BUCKETS`.
+    sample: int
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """One entry of the ordered route list; the first matching route wins."""
 
@@ -259,6 +289,14 @@ class Route:
     target: str | Split
     #: Seconds the backend gets for connect, write and read together.
     deadline: float
+    #: Backends that get a copy; their answers are compared, never returned.
+    shadows: tuple[Shadow, ...] = ()
+    #: A second primary instance for noise comparisons, or None.
+    noise: Noise | None = None
+    #: What the comparison ignores and normalises.
+    compare: Rules = field(default_factory=Rules)
+    #: When a shadow's differences are enough to call, and real.
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property
     def backends(self) -> tuple[str, ...]:
@@ -266,6 +304,41 @@ class Route:
         if isinstance(self.target, Split):
             return tuple(backend for backend, _ in self.target.shares)
         return (self.target,)
+
+    @property
+    def primary(self) -> str:
+        """The established side: the one backend, or a split's first listed backend."""
+        return self.target.shares[0][0] if isinstance(self.target, Split) else self.target
+
+    @property
+    def copy_backends(self) -> tuple[str, ...]:
+        """Backends that get copies (shadows, then noise); each needs a session token too."""
+        noise = (self.noise.backend,) if self.noise else ()
+        return (*(shadow.backend for shadow in self.shadows), *noise)
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How much of the mismatch store is kept; the older rows go first."""
+
+    max_rows: int = 100_000
+    #: Seconds a sample is kept.
+    max_age: float = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Shadowing:
+    """Bounds on shadow work for the whole gateway, and where mismatches are kept."""
+
+    #: Shadowed requests being worked on at once; each costs a backend call per shadow.
+    max_in_flight: int = 64
+    #: Shadowed requests waiting for a slot; beyond it a copy is dropped (and counted).
+    max_queued: int = 256
+    #: The SQLite mismatch store; None keeps counts and logs only.
+    store: Path | None = None
+    #: The pseudonym key (hex, mode 0600; created when missing); None: a key per process.
+    key_file: Path | None = None
+    retention: Retention = Retention()
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,3 +352,4 @@ class GatewayConfig:
     routes: tuple[Route, ...]
     #: The file this was loaded from, for messages; None when built in code.
     source: Path | None = None
+    shadowing: Shadowing = Shadowing()

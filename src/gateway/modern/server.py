@@ -28,6 +28,7 @@ from gateway.emulator.auth import Authenticator
 from gateway.emulator.handler import Clock, utc_now
 from gateway.emulator.sessions import Sessions
 from gateway.errors import ConfigError
+from gateway.modern.drift import Drift
 from gateway.modern.pb.cpr.v1 import (
     auth_pb2,
     auth_pb2_grpc,
@@ -36,7 +37,13 @@ from gateway.modern.pb.cpr.v1 import (
     subscription_pb2,
     subscription_pb2_grpc,
 )
-from gateway.modern.services import AuthServicer, Pace, PersonServicer, SubscriptionServicer
+from gateway.modern.services import (
+    NO_DRIFT,
+    AuthServicer,
+    Pace,
+    PersonServicer,
+    SubscriptionServicer,
+)
 from gateway.modern.store import ModernStore
 
 _log = structlog.get_logger("gateway.modern")
@@ -61,21 +68,28 @@ class ModernServer:
     def __init__(
         self,
         config: EmulatorConfig,
-        store_path: Path,
+        store_path: str | Path,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
         credentials: grpc.ServerCredentials | None = None,
         delay: float = 0.0,
         clock: Clock = utc_now,
+        drift: Drift = NO_DRIFT,
     ) -> None:
-        """``delay`` (seconds) slows every call down: fault injection for deadline tests."""
+        """``delay`` (seconds) slows every call down: fault injection for deadline tests.
+
+        ``drift`` makes the answers differ from the register on purpose, the way a
+        migrated system realistically does (:mod:`gateway.modern.drift`).
+        """
         self.config = config
         self.store_path = store_path
         self.host = host
         self._port = port
         self._credentials = credentials
         self._clock = clock
+        #: The drift every PersonService and ValidateSession answer carries.
+        self.drift = drift
         #: The pacing every call goes through; ``pace.cancelled`` counts abandoned calls.
         self.pace = Pace(delay)
         self._store: ModernStore | None = None
@@ -96,7 +110,7 @@ class ModernServer:
         except BaseException:
             await self.aclose(0)
             raise
-        _log.info("modern backend listening", host=self.host, port=port)
+        _log.info("modern backend listening", host=self.host, port=port, drift=str(self.drift))
         return port
 
     async def aclose(self, grace: float | None = 5.0) -> None:
@@ -121,13 +135,14 @@ class ModernServer:
         )
         sessions = Sessions(dt.timedelta(minutes=self.config.token_idle_minutes))
         person_pb2_grpc.add_PersonServiceServicer_to_server(
-            PersonServicer(self._store, self.pace), server
+            PersonServicer(self._store, self.pace, self.drift), server
         )
         subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(
             SubscriptionServicer(self._store, self.pace, self._clock), server
         )
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
-            AuthServicer(self.config, auth, sessions, self.pace, self._clock), server
+            AuthServicer(self.config, auth, sessions, self.pace, self._clock, drift=self.drift),
+            server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

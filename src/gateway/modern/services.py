@@ -37,6 +37,7 @@ from gateway.emulator.sessions import Sessions
 from gateway.errors import BackendUnavailable
 from gateway.model import FejlNr
 from gateway.modern import convert
+from gateway.modern.drift import Drift
 from gateway.modern.pb.cpr.v1 import (
     auth_pb2,
     auth_pb2_grpc,
@@ -51,6 +52,8 @@ from gateway.register.person import birth_date_of
 AuthOutcome = auth_pb2.AuthOutcome
 _Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[Any]])
 _Context = grpc.aio.ServicerContext[Any, Any]
+#: The services as migrated: no drift (see :mod:`gateway.modern.drift`).
+NO_DRIFT = Drift()
 
 #: Status code of each failed AuthService outcome (the table in auth.proto).
 STATUS_OF_OUTCOME: dict[convert.Outcome, grpc.StatusCode] = {
@@ -116,9 +119,10 @@ class _Servicer:
 class PersonServicer(_Servicer, person_pb2_grpc.PersonServiceServicer):
     """GetPerson: the person with a PNR, from the modern store."""
 
-    def __init__(self, store: ModernStore, pace: Pace) -> None:
+    def __init__(self, store: ModernStore, pace: Pace, drift: Drift = NO_DRIFT) -> None:
         self._store = store
         self.pace = pace
+        self._drift = drift
 
     @_rpc
     async def GetPerson(  # noqa: N802 (the proto's method name)
@@ -132,7 +136,7 @@ class PersonServicer(_Servicer, person_pb2_grpc.PersonServiceServicer):
             await context.abort(grpc.StatusCode.INTERNAL, "stored person does not decode")
         if person is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no person with this PNR")
-        return convert.to_proto(person)
+        return convert.to_proto(self._drift.apply(person))
 
 
 class SubscriptionServicer(_Servicer, subscription_pb2_grpc.SubscriptionServiceServicer):
@@ -179,12 +183,15 @@ class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
         sessions: Sessions,
         pace: Pace,
         clock: Clock,
+        *,
+        drift: Drift = NO_DRIFT,
     ) -> None:
         self._config = config
         self._auth = auth
         self._sessions = sessions
         self.pace = pace
         self._clock = clock
+        self._drift = drift
 
     @_rpc
     async def Logon(  # noqa: N802 (the proto's method name)
@@ -222,7 +229,8 @@ class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
         if user is None or not self._sessions.use(request.session, customer.number, user.id, now):
             await _fail(auth_pb2.AUTH_OUTCOME_SESSION_INVALID, context)
         await _check_grant(user, request.transaction, context)
-        return auth_pb2.ValidateSessionResponse(task=convert.task_to_proto(customer.task))
+        task = self._drift.apply_task(customer.task)
+        return auth_pb2.ValidateSessionResponse(task=convert.task_to_proto(task))
 
     async def _authenticate(
         self, request: auth_pb2.LogonRequest | auth_pb2.ChangePasswordRequest, context: _Context

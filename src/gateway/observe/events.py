@@ -83,6 +83,58 @@ class SessionEvent:
     backend: str
 
 
+#: Every ``ShadowCompleted.outcome``.
+SHADOW_OUTCOMES = ("match", "differs", "error", "timeout", "dropped")
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowCompleted:
+    """A copy of a request sent to a shadow (or noise) backend ended; the client never saw it.
+
+    ``outcome`` is one of :data:`SHADOW_OUTCOMES`; ``reason`` says why an error or a
+    drop happened (``no_session``, ``unavailable``, ``timeout``, ``protocol``,
+    ``queue_full``, ``shutdown``). ``fields`` are the (record, field) keys that
+    differed, names from the layouts only, never values.
+    """
+
+    route: str
+    operation: Operation
+    backend: str
+    outcome: str
+    reason: str = ""
+    fields: tuple[tuple[str, str], ...] = ()
+    #: True for a noise comparison (a second instance of the primary side).
+    noise: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowVerdict:
+    """What the comparisons so far say about one shadow of a route for one operation."""
+
+    route: str
+    backend: str
+    operation: str
+    #: ``clean``, ``differs`` or ``inconclusive`` (gateway.shadow.noise.Verdict).
+    verdict: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowQueue:
+    """Shadowed requests waiting for a slot changed (the bound is ``shadowing.max_queued``)."""
+
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowSamplesLost:
+    """Comparisons that did not reach the mismatch store (its queue was full, or it failed)."""
+
+    #: ``queue_full`` or ``store_error``.
+    reason: str
+    count: int
+    detail: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class InternalError:
     """Our own bug surfaced while serving a connection; the client was closed, not answered."""
@@ -107,7 +159,8 @@ class ConfigReloaded:
     trigger: str
     #: What changed, one line each (see gateway.config.diff); empty when nothing did.
     changes: tuple[str, ...]
-    #: Settings that differ in the file but only take effect on a restart (listen, admin).
+    #: Settings that differ in the file but only take effect on a restart (listen, admin,
+    #: shadowing).
     restart_needed: tuple[str, ...] = ()
 
 
@@ -128,6 +181,10 @@ Event = (
     | RequestCompleted
     | BackendFailed
     | SessionEvent
+    | ShadowCompleted
+    | ShadowVerdict
+    | ShadowQueue
+    | ShadowSamplesLost
     | InternalError
     | Lifecycle
     | ConfigReloaded

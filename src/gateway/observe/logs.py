@@ -22,6 +22,8 @@ from gateway.observe.events import (
     Lifecycle,
     RequestCompleted,
     RequestRejected,
+    ShadowCompleted,
+    ShadowSamplesLost,
 )
 
 _log = structlog.get_logger("gateway")
@@ -94,5 +96,24 @@ def log_event(event: Event) -> None:
                 _log.warning("config_needs_restart", settings=list(event.restart_needed))
         case ConfigRejected():
             _log.error("config_rejected", trigger=event.trigger, problems=list(event.problems))
+        case ShadowCompleted():
+            _log_shadow(event)
+        case ShadowSamplesLost():
+            _log.warning(
+                "shadow_samples_lost", reason=event.reason, count=event.count, detail=event.detail
+            )
         case _:
             pass
+
+
+def _log_shadow(event: ShadowCompleted) -> None:
+    """One line per differing shadow comparison (field names only); failures at debug."""
+    fields = {
+        "route": event.route,
+        "operation": event.operation.value,
+        "backend": event.backend,
+    }
+    if event.outcome == "differs" and not event.noise:
+        _log.info("shadow_differs", fields=[f"{r}/{f}" for r, f in event.fields], **fields)
+    elif event.outcome in ("error", "timeout", "dropped"):
+        _log.debug(f"shadow_{event.outcome}", reason=event.reason, **fields)

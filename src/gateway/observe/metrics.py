@@ -27,7 +27,12 @@ from gateway.observe.events import (
     RequestCompleted,
     RequestRejected,
     SessionEvent,
+    ShadowCompleted,
+    ShadowQueue,
+    ShadowSamplesLost,
+    ShadowVerdict,
 )
+from gateway.shadow.noise import Verdict
 
 #: Seconds; spans a loopback hit (~1 ms) to the longest sensible route deadline.
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -70,7 +75,7 @@ class Metrics:
         )
         self.restart_pending = Gauge(
             "cpr_gateway_config_restart_pending",
-            "1 when the applied file changes listen or admin, which take effect on restart.",
+            "1 when the applied file changes listen, admin or shadowing (restart needed).",
             registry=r,
         )
         self.sessions = Counter(
@@ -78,15 +83,65 @@ class Metrics:
             "Session brokering: opened, side_logon_failed, fallback, side_expired.",
             ("kind", "backend"), registry=r,
         )  # fmt: skip
+        self._shadow_series(r)
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)  # every reason shows, at 0, from the start
         for result in ("ok", "rejected"):
             self.reloads.labels(result)
         self.last_reload_ok.set(1)
 
+    def _shadow_series(self, r: CollectorRegistry) -> None:
+        self.shadow_requests = Counter(
+            "cpr_gateway_shadow_requests",
+            "Copies sent to shadow and noise backends, by outcome: match, differs, error, "
+            "timeout, dropped.",
+            ("operation", "backend", "outcome"), registry=r,
+        )  # fmt: skip
+        self.shadow_differences = Counter(
+            "cpr_gateway_shadow_field_differences",
+            "Fields that differed between a shadow's answer and the client's.",
+            ("operation", "record", "field"), registry=r,
+        )  # fmt: skip
+        self.shadow_verdict = Gauge(
+            "cpr_gateway_shadow_verdict",
+            "1 for the current verdict of a route's shadow on an operation, 0 for the others.",
+            ("route", "backend", "operation", "verdict"), registry=r,
+        )  # fmt: skip
+        self.shadow_queue = Gauge(
+            "cpr_gateway_shadow_queue_depth", "Shadowed requests waiting for a slot.", registry=r
+        )
+        self.shadow_lost = Counter(
+            "cpr_gateway_shadow_samples_lost",
+            "Comparisons not stored: queue_full (store too slow) or store_error.",
+            ("reason",), registry=r,
+        )  # fmt: skip
+        for reason in ("queue_full", "store_error"):
+            self.shadow_lost.labels(reason)
+
+    def _on_shadow(self, event: ShadowCompleted) -> None:
+        operation = event.operation.value
+        self.shadow_requests.labels(operation, event.backend, event.outcome).inc()
+        if not event.noise:
+            for record, field in event.fields:
+                self.shadow_differences.labels(operation, record, field).inc()
+
+    def _on_verdict(self, event: ShadowVerdict) -> None:
+        for verdict in Verdict:
+            current = 1 if verdict.value == event.verdict else 0
+            labels = (event.route, event.backend, event.operation, verdict.value)
+            self.shadow_verdict.labels(*labels).set(current)
+
     def on_event(self, event: Event) -> None:
         """Update the series an event concerns."""
         match event:
+            case ShadowCompleted():
+                self._on_shadow(event)
+            case ShadowVerdict():
+                self._on_verdict(event)
+            case ShadowQueue():
+                self.shadow_queue.set(event.depth)
+            case ShadowSamplesLost():
+                self.shadow_lost.labels(event.reason).inc(event.count)
             case RequestCompleted():
                 labels = (event.operation.value, event.route, event.backend)
                 self.requests.labels(*labels, event.fejlnr).inc()

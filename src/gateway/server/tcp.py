@@ -60,8 +60,13 @@ class ClientListener:
         """Connections being served right now."""
         return len(self._connections)
 
-    async def start(self) -> tuple[str, int]:
+    async def start(self, *, reuse_port: bool = False) -> tuple[str, int]:
         """Bind and start accepting; returns the bound (host, port).
+
+        ``reuse_port`` sets SO_REUSEPORT, so that several gateway processes (each
+        started with it) share the port and the kernel spreads connections among
+        them (``serve --workers``). Off by default: a port taken by anyone else
+        must fail loudly, not be shared.
 
         An address that cannot be bound or a certificate that cannot be loaded is
         a ConfigError, so the operator sees which setting to fix.
@@ -75,6 +80,7 @@ class ClientListener:
                 ssl=context,
                 # A client that stalls the handshake is as slow as one that stalls its record.
                 ssl_handshake_timeout=self._limits.read_timeout if context else None,
+                reuse_port=reuse_port,
             )
         except OSError as exc:
             where = f"{self._listen.host}:{self._listen.port}"

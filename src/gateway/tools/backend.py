@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 
 from gateway.emulator.config import load_config
+from gateway.modern.drift import Drift
 from gateway.modern.server import ModernServer
 
 #: Seconds calls in flight get to finish after a stop signal.
@@ -15,8 +17,18 @@ GRACE_S = 5.0
 
 async def run_backend(args: argparse.Namespace) -> int:
     """Serve PersonService, SubscriptionService and AuthService from the modern store."""
+    try:
+        drift = Drift.parse(args.drift)
+    except ValueError as exc:
+        print(f"backend: --drift: {exc}", file=sys.stderr)
+        return 2
     server = ModernServer(
-        load_config(args.config), args.store, host=args.host, port=args.port, delay=args.delay
+        load_config(args.config),
+        args.store,
+        host=args.host,
+        port=args.port,
+        delay=args.delay,
+        drift=drift,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

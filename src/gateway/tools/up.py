@@ -16,6 +16,9 @@ from gateway.tls import ensure_dev_pki
 
 #: Where `make run` serves the gRPC services; routing.yaml's grpc backend points here.
 MODERN_PORT = 50051
+#: The demo's reference services drift the way a real migration does (docs/shadow.md), so
+#: that the default shadow on lookups has real findings to report.
+DEMO_DRIFT = "standardadr_2023,stale_address=0.1,missing_record=050"
 
 
 async def run_up(args: argparse.Namespace) -> int:
@@ -52,7 +55,16 @@ def _parts(routing: Path, emulator_config: Path, modern: Path) -> list[Part]:
         ),
         Part(
             "backend",
-            (*cli, "backend", "--config", str(emulator_config), "--store", str(modern)),
+            (
+                *cli,
+                "backend",
+                "--config",
+                str(emulator_config),
+                "--store",
+                str(modern),
+                "--drift",
+                DEMO_DRIFT,
+            ),
             (Listener("127.0.0.1", MODERN_PORT, "new gRPC services (cpr.v1)"),),
         ),
         Part(
