@@ -46,6 +46,11 @@ class RequestFramer:
         """Bytes received so far."""
         return len(self._buffer)
 
+    @property
+    def record(self) -> bytes:
+        """The bytes received so far: once a request is framed, exactly its record."""
+        return bytes(self._buffer)
+
     def receive_data(self, data: bytes) -> None:
         """Add bytes from the peer."""
         self._buffer += data

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 import structlog
 
 from gateway.codec import Request, RequestFramer
-from gateway.codec.framing import TIMEOUT
 from gateway.codec.messages import LOOKUP_LENGTH
 from gateway.emulator.auth import Authenticator
 from gateway.emulator.handler import Clock, Handler, IPAddress, Outcome, refusal, utc_now
@@ -32,6 +31,7 @@ from gateway.emulator.state import StateStore
 from gateway.errors import ConfigError, FramingError
 from gateway.model import FejlNr
 from gateway.register.store import Register
+from gateway.streams import close_patiently, read_request
 from gateway.tasks import TaskSet
 from gateway.tls import server_context
 
@@ -168,7 +168,7 @@ class Emulator:
         """Serve one connection; True once it is closed cleanly."""
         framer = RequestFramer()
         try:
-            request = await self._read_request(reader, framer)
+            request = await read_request(reader, framer, self.config.read_timeout_s)
         except FramingError as exc:
             self.stats.rejected[exc.reason] += 1
             _log.warning("emulator request rejected", reason=exc.reason, received=framer.buffered)
@@ -208,34 +208,9 @@ class Emulator:
             self._busy -= 1
             self._regions.release()
 
-    async def _read_request(self, reader: asyncio.StreamReader, framer: RequestFramer) -> Request:
-        """The framed request, or FramingError (timeout, garbage, early close)."""
-        timeout = self.config.read_timeout_s
-        try:
-            # One bound for the whole record, not per read: drip-feeding must not pay off.
-            async with asyncio.timeout(timeout):
-                while True:
-                    chunk = await reader.read(_READ_SIZE)
-                    if not chunk:
-                        raise framer.end_of_stream()
-                    framer.receive_data(chunk)
-                    request = framer.next_request()
-                    if request is not None:
-                        return request
-        except TimeoutError:
-            raise FramingError(TIMEOUT, f"incomplete after {timeout:g}s") from None
-        except OSError:  # reset or TLS failure mid-record: the peer is gone
-            raise framer.end_of_stream() from None
-
     async def _close(self, writer: asyncio.StreamWriter) -> bool:
-        """Flush and close; a client that will not take its answer is aborted."""
-        writer.close()
-        try:
-            # The patience a client gets to send its record, it gets to take its answer.
-            async with asyncio.timeout(self.config.read_timeout_s):
-                await writer.wait_closed()
-        except (TimeoutError, OSError):
-            writer.transport.abort()
+        # The patience a client gets to send its record, it gets to take its answer.
+        await close_patiently(writer, self.config.read_timeout_s)
         return True
 
 

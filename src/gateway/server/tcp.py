@@ -14,9 +14,7 @@ import os
 import ssl
 import traceback
 
-from gateway.codec import Request, RequestFramer
-from gateway.codec.framing import TIMEOUT
-from gateway.codec.messages import LOOKUP_LENGTH
+from gateway.codec import RequestFramer
 from gateway.config.schema import Limits, Listen
 from gateway.dispatch import Dispatcher
 from gateway.errors import ConfigError, FramingError
@@ -29,12 +27,9 @@ from gateway.observe.events import (
     RequestRejected,
 )
 from gateway.observe.logs import log_context
+from gateway.streams import close_patiently, read_request
 from gateway.tasks import TaskSet
 from gateway.tls import server_context
-
-#: One byte past the longest record (39), so an over-long request shows in the first read
-#: and a client can never make us buffer more than that per read.
-_READ_SIZE = LOOKUP_LENGTH + 1
 
 
 class ClientListener:
@@ -130,47 +125,18 @@ class ClientListener:
         """Serve one connection; True once it is closed cleanly."""
         framer = RequestFramer()
         try:
-            request, raw = await self._read_request(reader, framer)
+            request = await read_request(reader, framer, self._limits.read_timeout)
         except FramingError as exc:
             self._bus.emit(RequestRejected(peer, exc.reason, framer.buffered))
             return await self._close(writer)
-        answer = await self._dispatcher.handle(request, raw, peer=peer)
+        # The exact bytes the client sent, relayed unchanged on the legacy route.
+        answer = await self._dispatcher.handle(request, framer.record, peer=peer)
         writer.write(answer)  # one write: some clients do a single read (spec §1)
         return await self._close(writer)
 
-    async def _read_request(
-        self, reader: asyncio.StreamReader, framer: RequestFramer
-    ) -> tuple[Request, bytes]:
-        """The framed request and the exact bytes it came in, or FramingError."""
-        timeout = self._limits.read_timeout
-        # The exact bytes, relayed unchanged; bounded like the framer's own buffer.
-        raw = bytearray()
-        try:
-            # One bound for the whole record, not per read: drip-feeding must not pay off.
-            async with asyncio.timeout(timeout):
-                while True:
-                    chunk = await reader.read(_READ_SIZE)
-                    if not chunk:
-                        raise framer.end_of_stream()
-                    framer.receive_data(chunk)
-                    raw += chunk
-                    request = framer.next_request()
-                    if request is not None:
-                        return request, bytes(raw)
-        except TimeoutError:
-            raise FramingError(TIMEOUT, f"incomplete after {timeout:g}s") from None
-        except OSError:  # reset or TLS failure mid-record: the peer is gone
-            raise framer.end_of_stream() from None
-
     async def _close(self, writer: asyncio.StreamWriter) -> bool:
-        """Flush and close within the read timeout; abort a client that will not let go."""
-        writer.close()
-        try:
-            # The same patience a client gets to send its record, it gets to take its answer.
-            async with asyncio.timeout(self._limits.read_timeout):
-                await writer.wait_closed()
-        except (TimeoutError, OSError):
-            writer.transport.abort()
+        # The same patience a client gets to send its record, it gets to take its answer.
+        await close_patiently(writer, self._limits.read_timeout)
         return True
 
 
