@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint typecheck pytest proto clean
+.PHONY: run test install lint typecheck pytest proto bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+## Measure the gateway against direct and HAProxy (a few minutes; docs/benchmarks.md).
+bench: $(STAMP)
+	command -v haproxy >/dev/null || (apt-get update && apt-get install -y haproxy)
+	$(BIN)/cpr-gateway bench --var var
 
 ## Regenerate src/gateway/modern/pb from proto/ (the test suite fails when it is stale).
 proto: $(STAMP)

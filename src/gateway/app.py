@@ -56,7 +56,13 @@ class Gateway:
         *,
         metrics: Metrics | None = None,
         watch_interval: float | None = WATCH_INTERVAL_S,
+        reuse_port: bool = False,
+        admin_port: int | None = None,
     ) -> None:
+        """``reuse_port`` and ``admin_port`` are for one of several workers (gateway.workers):
+        share the client port, and serve the admin endpoints on a port of its own."""
+        self._reuse_port = reuse_port
+        self._admin_port = admin_port
         #: The config in force (listen and admin stay as started until a restart).
         self.config = config
         #: Every event of this gateway; metrics and logs subscribe, tests may too.
@@ -110,11 +116,14 @@ class Gateway:
             RouteTable(config.routes), backends, self.bus, sessions=sessions, shadows=self._shadows
         )
         self._listener = ClientListener(config.listen, config.limits, self._dispatcher, self.bus)
-        self._admin = AdminServer(config.admin, self.metrics, self.ready)
+        admin = config.admin
+        if self._admin_port is not None:  # config keeps the file's value, so reloads stay quiet
+            admin = replace(admin, port=self._admin_port)
+        self._admin = AdminServer(admin, self.metrics, self.ready)
         try:
             self._admin_address = await self._admin.start()
             try:
-                host, port = await self._listener.start()
+                host, port = await self._listener.start(reuse_port=self._reuse_port)
             except BaseException:
                 await self._admin.aclose()
                 raise
@@ -265,9 +274,15 @@ class Gateway:
         self.bus.emit(ConfigReloaded(trigger, tuple(changes), tuple(restart)))
 
 
-async def run_gateway(config: GatewayConfig, *, stop: asyncio.Event | None = None) -> None:
+async def run_gateway(
+    config: GatewayConfig,
+    *,
+    stop: asyncio.Event | None = None,
+    reuse_port: bool = False,
+    admin_port: int | None = None,
+) -> None:
     """Serve ``config`` until SIGTERM or SIGINT (or ``stop``), then drain and return.
 
     SIGHUP, or a change to the file ``config`` was loaded from, reloads it.
     """
-    await Gateway(config).serve(stop)
+    await Gateway(config, reuse_port=reuse_port, admin_port=admin_port).serve(stop)

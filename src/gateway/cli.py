@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_diff(sub)
     _add_traffic(sub)
     _add_certs(sub)
+    _add_bench(sub)
     return parser
 
 
@@ -55,7 +56,24 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the gateway")
     p.add_argument("--config", type=Path, default=Path("routing.yaml"))
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the client port (SO_REUSEPORT); worker i's admin is port + i",
+    )
+    # Set by --workers on each worker it starts; not for operators.
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--admin-port", type=int, help=argparse.SUPPRESS)
     p.set_defaults(handler=_run_serve)
+
+
+def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from gateway.bench.cli import add_arguments
+
+    p = sub.add_parser("bench", help="measure the gateway against direct and HAProxy")
+    add_arguments(p)
+    p.set_defaults(handler=_run_bench)
 
 
 def _add_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -209,8 +227,13 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     configure_logging()
     try:
+        config = load_routing(args.config)
+        if args.workers != 1:
+            from gateway.workers import run_workers
+
+            return asyncio.run(run_workers(args.config, config, args.workers))
         # Start-up can also fail on config: unreadable certificates, a port in use.
-        asyncio.run(run_gateway(load_routing(args.config)))
+        asyncio.run(run_gateway(config, reuse_port=args.reuse_port, admin_port=args.admin_port))
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"{args.config}: {problem}", file=sys.stderr)
@@ -282,6 +305,12 @@ def _run_lookup(args: argparse.Namespace) -> int:
     from gateway.tools.lookup import run_lookup
 
     return asyncio.run(run_lookup(args))
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from gateway.bench.cli import run
+
+    return run(args)
 
 
 def _run_up(args: argparse.Namespace) -> int:

@@ -1,0 +1,8 @@
+"""`python -m gateway.bench`: the benchmark, until `cpr-gateway bench` is wired in."""
+
+import sys
+
+from gateway.bench.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""`python -m gateway.bench --smoke`: the benchmark runs end to end and reports in shape.
+
+Checks that it works, never how fast: a second of tiny load against the
+emulator directly and through the gateway's legacy route, in every mode, with
+real processes on loopback. HAProxy and the gRPC services are not needed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    var = tmp_path_factory.mktemp("var")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.bench", "--smoke", "--var", str(var)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return var / "bench", result.stdout
+
+
+def _report(bench: Path) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads((bench / "latest.json").read_text())
+    return report
+
+
+def _rows(bench: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["phase"], r["scenario"]): r for r in _report(bench)["results"]}
+
+
+def test_every_phase_and_scenario_of_the_smoke_plan_is_reported(run: tuple[Path, str]) -> None:
+    """One row per (phase, scenario): open and closed loop on both paths, hold on the gateway."""
+    assert set(_rows(run[0])) == {
+        ("smoke-open", "direct-tls"),
+        ("smoke-open", "gateway-legacy-tls"),
+        ("smoke-closed", "direct-tls"),
+        ("smoke-closed", "gateway-legacy-tls"),
+        ("smoke-hold", "gateway-legacy-tls"),
+    }
+
+
+def test_no_request_failed(run: tuple[Path, str]) -> None:
+    """Every lookup of the smoke run got a good answer (FEJLNR 00, true length)."""
+    for key, row in _rows(run[0]).items():
+        assert row["errors"] == {}, key
+        assert row["failures"] == [], key
+        assert row["ok"] > 0, key
+
+
+def test_rows_carry_latency_cpu_memory_and_handshakes(run: tuple[Path, str]) -> None:
+    """Percentiles, the hop's CPU and peak memory (gateway only), TLS handshakes per second."""
+    rows = _rows(run[0])
+    for (_phase, scenario), row in rows.items():
+        latency = row["latency_ms"]
+        assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+        assert row["behind_cpu_ms"] > 0
+        assert row["generator_cpu_ms"] > 0
+        if scenario == "direct-tls":
+            assert row["hop_cpu_ms"] is None
+        else:
+            assert row["hop_cpu_ms"] > 0
+            assert row["hop_rss_peak_mb"] > 0
+    assert rows[("smoke-open", "gateway-legacy-tls")]["tls_handshakes_per_s"] > 0
+    hold = rows[("smoke-hold", "gateway-legacy-tls")]
+    assert hold["held"] == 10
+    assert hold["rss_held_mb"] > 0
+
+
+def test_the_report_describes_the_machine_and_every_target(run: tuple[Path, str]) -> None:
+    """nproc, CPU model, memory and Python version; P1-P6 each present (not measured here)."""
+    report = _report(run[0])
+    assert {"nproc", "cpu", "memory_gib", "python"} <= set(report["machine"])
+    assert [t["key"] for t in report["targets"]] == ["P1", "P2", "P3", "P4", "P5", "P6"]
+
+
+def test_the_markdown_table_is_written_and_printed(run: tuple[Path, str]) -> None:
+    """The same markdown goes to latest.md and to stdout, with a table per phase."""
+    bench, stdout = run
+    markdown = (bench / "latest.md").read_text()
+    assert markdown in stdout
+    for phase in ("smoke-open", "smoke-closed", "smoke-hold"):
+        assert f"#### {phase}" in markdown
+    assert "| gateway-legacy-tls | 20/s offered |" in markdown
+
+
+def test_configs_and_logs_of_the_run_are_kept(run: tuple[Path, str]) -> None:
+    """The run directory holds each server's config and log, to inspect or rerun by hand."""
+    (run_dir,) = run[0].glob("run-*")
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"emulator-tls.yaml", "emulator-tls.log"} <= names
+    assert {"gateway-legacy-tls.yaml", "gateway-legacy-tls.log"} <= names

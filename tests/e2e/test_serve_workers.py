@@ -1,0 +1,122 @@
+"""`cpr-gateway serve --workers N`: N processes share the client port and stop as one set."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.bench.measure import process_tree
+from gateway.bench.servers import free_port, free_ports
+from gateway.client import Endpoint, logon
+from gateway.emulator.testing import DEMO_PRIV, running_emulator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+ROUTING = """
+version: 1
+listen: {{host: 127.0.0.1, port: {port}, tls: null}}
+admin: {{host: 127.0.0.1, port: {admin}}}
+limits: {{read_timeout: 5s, max_connections: 64, grace_period: 1s}}
+backends:
+  mainframe: {{kind: legacy, address: "127.0.0.1:{backend}", tls: null, connect_timeout: 1s}}
+routes:
+  - {{name: all, match: {{}}, backend: mainframe, deadline: 5s}}
+"""
+
+
+def _free_ports(count: int) -> list[int]:
+    """A client port, and the first of ``count`` consecutive admin ports."""
+    return [free_port(), free_ports(count)]
+
+
+async def _ready(port: int) -> None:
+    """Wait until the admin server on ``port`` says ready (its client port accepts)."""
+    for _ in range(300):
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.write(b"GET /readyz HTTP/1.0\r\n\r\n")
+        status = await reader.readline()
+        writer.close()
+        if b" 200 " in status:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"admin port {port} never ready")
+
+
+async def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
+    """Two workers answer on one port (each with its own admin port); SIGTERM stops all."""
+    async with running_emulator(tls=False) as emu:
+        port, admin = _free_ports(2)
+        config = tmp_path / "routing.yaml"
+        config.write_text(ROUTING.format(port=port, admin=admin, backend=emu.port))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
+            "--workers", "2", cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            await _ready(admin)
+            await _ready(admin + 1)
+            assert len(process_tree(process.pid)) == 3
+            endpoint = Endpoint("127.0.0.1", port)
+            tokens = [await logon(endpoint, DEMO_PRIV.who, DEMO_PRIV.password) for _ in range(6)]
+            assert all(len(token) == 8 for token in tokens)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 20) == 0
+
+
+async def test_one_worker_dying_stops_the_set(tmp_path: Path) -> None:
+    """When a worker exits, the parent stops the others and exits 1 for its supervisor."""
+    async with running_emulator(tls=False) as emu:
+        port, admin = _free_ports(2)
+        config = tmp_path / "routing.yaml"
+        config.write_text(ROUTING.format(port=port, admin=admin, backend=emu.port))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
+            "--workers", "2", cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        await _ready(admin)
+        await _ready(admin + 1)
+        workers = [pid for pid in process_tree(process.pid) if pid != process.pid]
+        os.kill(workers[0], signal.SIGKILL)
+        assert await asyncio.wait_for(process.wait(), 20) == 1
+        with pytest.raises(ProcessLookupError):
+            os.kill(workers[1], 0)  # the other worker was stopped (and reaped) too
+
+
+async def test_a_port_without_reuse_is_not_shared(tmp_path: Path) -> None:
+    """A plain `serve` on a port the workers hold fails loudly instead of sharing it."""
+    async with running_emulator(tls=False) as emu:
+        port, admin = _free_ports(2)
+        config = tmp_path / "routing.yaml"
+        config.write_text(ROUTING.format(port=port, admin=admin, backend=emu.port))
+        workers = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
+            "--workers", "2", cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            await _ready(admin)
+            await _ready(admin + 1)
+            other = tmp_path / "other.yaml"
+            other.write_text(ROUTING.format(port=port, admin=0, backend=emu.port))
+            lone = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway.cli", "serve", "--config", str(other), cwd=ROOT,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _out, err = await asyncio.wait_for(lone.communicate(), 60)
+            assert lone.returncode == 1
+            assert b"cannot listen" in err
+        finally:
+            workers.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(workers.wait(), 20)

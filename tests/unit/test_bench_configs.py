@@ -1,0 +1,132 @@
+"""What a benchmark run writes: configs the real loaders accept, HAProxy doing the gateway's job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
+from gateway.bench.configs import (
+    READ_TIMEOUT_S,
+    TlsFiles,
+    Via,
+    check_hold,
+    emulator_yaml,
+    gateway_yaml,
+    haproxy_cfg,
+    write_pem,
+)
+from gateway.config import load_routing
+from gateway.emulator.config import load_config
+from gateway.tls import ensure_dev_pki
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    pki = ensure_dev_pki(tmp_path_factory.mktemp("tls"))
+    return TlsFiles(pki.cert("gateway"), pki.key("gateway"), pki.ca_cert)
+
+
+@pytest.mark.parametrize("via", [Via.LEGACY, Via.MODERN])
+def test_gateway_configs_load(via: Via, tls: TlsFiles, tmp_path: Path) -> None:
+    """Each gateway scenario's routing.yaml is valid, with the ports and TLS it was given."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        gateway_yaml(
+            via,
+            port=15000,
+            admin_port=19100,
+            tls=tls,
+            emulator_port=15001,
+            emulator_ca=tls.ca,
+            modern_port=15051,
+        )
+    )
+    config = load_routing(path)
+    assert (config.listen.port, config.admin.port) == (15000, 19100)
+    assert config.listen.tls is not None
+    assert config.limits.read_timeout == READ_TIMEOUT_S
+    assert [r.backends for r in config.routes] == [
+        ("mainframe",) if via is Via.LEGACY else ("persons-v2",)
+    ]
+
+
+def test_shadow_config_shadows_lookups_to_the_modern_side(tmp_path: Path) -> None:
+    """The shadow scenario sends lookups to the mainframe and names persons-v2 as their shadow."""
+    text = gateway_yaml(
+        Via.SHADOW,
+        port=1,
+        admin_port=2,
+        tls=None,
+        emulator_port=3,
+        emulator_ca=tmp_path / "ca.crt",
+        modern_port=4,
+    )
+    assert "shadow:" in text
+    assert "persons-v2" in text
+    assert "sample: 100%" in text
+
+
+def test_plaintext_gateway_config_has_no_tls(tmp_path: Path, tls: TlsFiles) -> None:
+    """tls=None is a plaintext client hop; the mainframe hop keeps TLS."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        gateway_yaml(
+            Via.LEGACY,
+            port=1,
+            admin_port=2,
+            tls=None,
+            emulator_port=3,
+            emulator_ca=tls.ca,
+            modern_port=4,
+        )
+    )
+    config = load_routing(path)
+    assert config.listen.tls is None
+    assert getattr(config.backends["mainframe"], "tls", None) is not None
+
+
+def test_emulator_config_loads_with_zero_service_time(tmp_path: Path, tls: TlsFiles) -> None:
+    """The emulator runs the shipped customers with no service time and cheap scrypt."""
+    path = tmp_path / "emulator.yaml"
+    path.write_text(emulator_yaml(15001, tls, tmp_path / "r.sqlite", tmp_path / "s.sqlite"))
+    config = load_config(path)
+    assert config.service_time_ms == 0
+    assert config.listen.port == 15001
+    assert config.tls is not None
+    assert config.scrypt_n == 1024
+    assert {c.number for c in config.customers} == {1, 2}
+
+
+def test_haproxy_terminates_tls_like_the_gateway(tmp_path: Path) -> None:
+    """TLS with the given certificate on the client side, verified TLS to the emulator without
+    session reuse (the gateway cannot resume sessions either), TCP mode."""
+    pem = tmp_path / "gateway.pem"
+    cfg = haproxy_cfg(port=5000, pem=pem, emulator_port=5001, emulator_ca=Path("/ca"), threads=2)
+    assert "mode tcp" in cfg
+    assert f"bind 127.0.0.1:5000 ssl crt {pem}" in cfg
+    assert "server emulator 127.0.0.1:5001 ssl verify required ca-file /ca" in cfg
+    assert "no-ssl-reuse" in cfg
+    assert "nbthread 2" in cfg
+
+
+def test_haproxy_plaintext_client_side() -> None:
+    """Without a PEM the client side is plaintext; the emulator side stays TLS."""
+    cfg = haproxy_cfg(port=5000, pem=None, emulator_port=5001, emulator_ca=Path("/ca"), threads=1)
+    assert "bind 127.0.0.1:5000\n" in cfg
+    assert "5001 ssl verify required" in cfg
+
+
+def test_pem_holds_certificate_then_key_for_the_owner_only(tmp_path: Path, tls: TlsFiles) -> None:
+    """HAProxy's PEM is certificate and key in one file, mode 0600."""
+    pem = write_pem(tls.cert, tls.key, tmp_path / "x.pem")
+    assert pem.read_bytes() == tls.cert.read_bytes() + tls.key.read_bytes()
+    assert pem.stat().st_mode & 0o077 == 0
+
+
+def test_holds_near_the_read_timeout_are_refused() -> None:
+    """A hold that the servers' read timeout would cut short is a settings error."""
+    check_hold(READ_TIMEOUT_S - 10)
+    with pytest.raises(ValueError, match="read timeout"):
+        check_hold(READ_TIMEOUT_S)

@@ -1,0 +1,75 @@
+"""The run's plan: interleaved order, phase selection, every scenario a phase names exists."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.bench.configs import Via
+from gateway.bench.loadgen import LoadMode, Workload
+from gateway.bench.scenarios import (
+    SMOKE,
+    Phase,
+    Settings,
+    interleave,
+    needed,
+    phases,
+    scenarios,
+    smoke_phases,
+)
+
+A = Workload(LoadMode.OPEN, 1.0, rate=10)
+
+
+def test_rounds_interleave_scenarios_within_each_phase() -> None:
+    """Round by round: A B C of phase 1, then phase 2, then all again: noise hits all alike."""
+    plan = [Phase("p", A, ("a", "b", "c")), Phase("q", A, ("d",))]
+    order = [(r, p.name, s) for r, p, s in interleave(plan, 2)]
+    assert order == [
+        (0, "p", "a"), (0, "p", "b"), (0, "p", "c"), (0, "q", "d"),
+        (1, "p", "a"), (1, "p", "b"), (1, "p", "c"), (1, "q", "d"),
+    ]  # fmt: skip
+
+
+def test_a_once_phase_runs_in_the_first_round_only() -> None:
+    """Holding thousands of connections is measured once, not every round."""
+    plan = [Phase("p", A, ("a",)), Phase("hold", A, ("a",), once=True)]
+    assert [p.name for _r, p, _s in interleave(plan, 3)] == ["p", "hold", "p", "p"]
+
+
+def test_every_scenario_a_phase_names_exists() -> None:
+    """The full and the smoke plan only name scenarios of the catalogue."""
+    for settings, plan in ((Settings(), phases(Settings())), (SMOKE, smoke_phases(SMOKE))):
+        assert set(needed(plan)) <= set(scenarios(settings))
+
+
+def test_the_smoke_run_needs_neither_haproxy_nor_grpc() -> None:
+    """`make test` may run where HAProxy is not installed: the smoke plan is direct and legacy."""
+    catalogue = scenarios(SMOKE)
+    vias = {catalogue[name].via for name in needed(smoke_phases(SMOKE))}
+    assert vias == {Via.DIRECT, Via.LEGACY}
+    assert {p.workload.mode for p in smoke_phases(SMOKE)} == set(LoadMode)
+
+
+def test_the_full_plan_covers_every_path_with_tls_and_plaintext() -> None:
+    """Direct, HAProxy, legacy, modern, each with a TLS and a plaintext client hop, and shadow."""
+    catalogue = scenarios(Settings())
+    used = {(catalogue[n].via, catalogue[n].tls) for n in needed(phases(Settings()))}
+    for via in (Via.DIRECT, Via.HAPROXY, Via.LEGACY, Via.MODERN):
+        assert {(via, True), (via, False)} <= used
+    assert (Via.SHADOW, True) in used
+
+
+def test_phases_are_selected_by_name() -> None:
+    """--phase picks phases; an unknown name is refused with the known ones listed."""
+    settings = Settings(phases=("closed-tls-32",))
+    assert [p.name for p in phases(settings)] == ["closed-tls-32"]
+    with pytest.raises(ValueError, match="unknown phases"):
+        phases(Settings(phases=("nope",)))
+
+
+def test_shadow_is_compared_with_one_worker_each() -> None:
+    """Sessions are per worker, so the shadow pair runs one gateway process each."""
+    catalogue = scenarios(Settings(workers=4))
+    assert catalogue["gateway-shadow-tls-1w"].workers == 1
+    assert catalogue["gateway-legacy-tls-1w"].workers == 1
+    assert catalogue["gateway-legacy-tls"].workers == 4

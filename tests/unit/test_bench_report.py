@@ -1,0 +1,152 @@
+"""Pooling rounds into rows, the markdown table, and the targets judged from rows."""
+
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.bench.loadgen import JobResult, LoadMode, Workload
+from gateway.bench.measure import ProcessUsage
+from gateway.bench.report import Row, Sample, pool, to_json, to_markdown, update_docs
+from gateway.bench.targets import check_targets
+
+OPEN = Workload(LoadMode.OPEN, 2.0, rate=100)
+CLOSED = Workload(LoadMode.CLOSED, 2.0, concurrency=8)
+META = {
+    "started": "2026-01-01T00:00:00+00:00",
+    "machine": {"nproc": 2, "cpu": "x", "memory_gib": 1.0, "python": "3", "kernel": "k"},
+    "settings": {"rounds": 2, "duration_s": 2.0},
+}
+
+
+def _sample(
+    phase: str,
+    scenario: str,
+    latencies: list[float],
+    *,
+    workload: Workload = OPEN,
+    errors: dict[str, int] | None = None,
+    hop_cpu: float | None = 0.2,
+    round_number: int = 0,
+) -> Sample:
+    result = JobResult(
+        latencies=latencies,
+        connects=[0.001] * len(latencies),
+        errors=collections.Counter(errors or {}),
+        ok=len(latencies),
+        exchanges=len(latencies) + sum((errors or {}).values()),
+    )
+    hop = None if hop_cpu is None else ProcessUsage(hop_cpu, 50 << 20, 60 << 20, 60 << 20, 1)
+    return Sample(
+        phase,
+        scenario,
+        round_number,
+        workload,
+        tls=True,
+        result=result,
+        window_s=workload.duration_s,
+        hop=hop,
+        behind=ProcessUsage(0.1, 0, 0, 0, 1),
+    )
+
+
+def test_rounds_are_pooled_before_percentiles() -> None:
+    """Two rounds of one scenario are one row whose percentiles span both rounds' samples."""
+    rows = pool(
+        [
+            _sample("p", "a", [0.001] * 100, round_number=0),
+            _sample("p", "a", [0.003] * 100, round_number=1),
+        ]
+    )
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row.rounds, row.ok) == (2, 200)
+    assert row.latency_ms["p50"] == pytest.approx(1.0)
+    assert row.latency_ms["p99"] == pytest.approx(3.0)
+    assert row.p99_spread_ms == pytest.approx((1.0, 3.0))
+    assert row.rps == pytest.approx(50.0)
+    assert row.hop_cpu_ms == pytest.approx(0.4 / 200 * 1000)
+
+
+def test_kept_up_needs_the_offered_rate_and_no_errors() -> None:
+    """An open-loop row keeps up when it answered ≥95% of the offered rate with no error."""
+    kept = pool([_sample("p", "a", [0.001] * 200)])[0]
+    behind = pool([_sample("p", "a", [0.001] * 150)])[0]
+    failing = pool([_sample("p", "a", [0.001] * 200, errors={"timeout": 1})])[0]
+    assert (kept.kept_up, behind.kept_up, failing.kept_up) == (True, False, False)
+
+
+def test_rows_with_other_work_on_the_machine_are_flagged() -> None:
+    """A measurement during which other processes used over 10% of the machine is noisy."""
+    quiet = _sample("p", "a", [0.001] * 10)
+    busy = _sample("p", "b", [0.001] * 10)
+    for sample, foreign in ((quiet, 0.01), (busy, 2.0)):
+        sample.elapsed_s, sample.foreign_cpu_s = 2.0, foreign
+    rows = {r.scenario: r for r in pool([quiet, busy])}
+    assert (rows["a"].noisy, rows["b"].noisy) == (False, True)
+
+
+def _rows(direct_ok: int = 200) -> list[Row]:
+    return pool(
+        [
+            _sample("open-tls-100", "direct-tls", [0.002] * direct_ok, hop_cpu=None),
+            _sample("open-tls-100", "haproxy-tls", [0.003] * 200, hop_cpu=0.2),
+            _sample("open-tls-100", "gateway-legacy-tls", [0.0025] * 200, hop_cpu=0.3),
+            _sample("closed-tls-8", "haproxy-tls", [0.01] * 1000, workload=CLOSED),
+            _sample("closed-tls-8", "gateway-legacy-tls", [0.01] * 500, workload=CLOSED),
+        ]
+    )
+
+
+def test_targets_are_judged_from_rows() -> None:
+    """P1 from added p50 and the p99 ratio, P2 from the throughput ratio, P5 from CPU."""
+    targets = {t["key"]: t for t in check_targets(_rows())}
+    assert targets["P1"]["met"] is True
+    assert "added p50 0.50 ms" in targets["P1"]["measured"]
+    assert targets["P2"]["met"] is False
+    assert "50%" in targets["P2"]["measured"]
+    assert targets["P5"]["met"] is True
+    assert "1.5×" in targets["P5"]["measured"]
+    assert targets["P6"]["met"] is None
+
+
+def test_a_target_is_not_measurable_when_the_baseline_falls_behind() -> None:
+    """If direct-to-emulator cannot keep up with the rate, P1 says so instead of failing."""
+    p1 = check_targets(_rows(direct_ok=100))[0]
+    assert p1["met"] is None
+    assert "not measurable here: direct-tls" in p1["measured"]
+
+
+def test_markdown_has_machine_phase_tables_targets_and_unavailable(tmp_path: Path) -> None:
+    """The markdown names the machine, has one table per phase, the targets and what did not run."""
+    rows = _rows()
+    targets = check_targets(rows)
+    text = to_markdown(rows, targets, META, {"haproxy-plain": "haproxy is not installed"})
+    assert text.startswith("Measured 2026-01-01T00:00:00+00:00 on 2 × x")
+    assert "#### open-tls-100" in text and "#### closed-tls-8" in text
+    assert "| gateway-legacy-tls | 100/s offered | 100 |" in text
+    assert "| P2 |" in text
+    assert "- **haproxy-plain**: not available — haproxy is not installed" in text
+
+
+def test_json_is_plain_and_has_no_nan() -> None:
+    """The JSON report serialises strictly (no NaN) and keeps rows, rounds and targets."""
+    rows = _rows()
+    samples = [_sample("p", "a", [])]
+    report = to_json(rows + pool(samples), samples, check_targets(rows), META)
+    text = json.dumps(report, allow_nan=False)
+    assert set(json.loads(text)) >= {"results", "rounds", "targets", "machine", "settings"}
+
+
+def test_update_docs_replaces_only_the_marked_section(tmp_path: Path) -> None:
+    """The table goes between the markers; what is written around them stays."""
+    doc = tmp_path / "b.md"
+    doc.write_text("intro\n<!-- bench:begin -->\nold\n<!-- bench:end -->\nafter\n")
+    update_docs(doc, "new table\n")
+    assert doc.read_text() == "intro\n<!-- bench:begin -->\nnew table\n<!-- bench:end -->\nafter\n"
+    doc.write_text("no markers")
+    with pytest.raises(ValueError, match="bench:begin"):
+        update_docs(doc, "x")
