@@ -41,6 +41,7 @@ from gateway.shadow.runner import ShadowRunner
 from gateway.shadow.store import MismatchStore
 from gateway.shadow.writer import SampleWriter
 from gateway.tasks import TaskSet
+from gateway.tls import bound_tls_buffers
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: Seconds between polls of the config file: a change applies within about two polls.
@@ -108,6 +109,7 @@ class Gateway:
         Raises ConfigError when a certificate, key or CA file cannot be loaded or
         an address cannot be bound. Watches the config file when it came from one.
         """
+        bound_tls_buffers()
         config = self.config
         sessions = SessionBroker(idle_s=SESSION_IDLE_S, clock=time.monotonic)
         self._shadows = await self._shadow_runner(config, sessions)

@@ -6,6 +6,7 @@ throwaway ones that let the whole stack run with TLS on one machine.
 
 from __future__ import annotations
 
+import asyncio.sslproto
 import datetime as dt
 import ipaddress
 import ssl
@@ -63,6 +64,18 @@ def ensure_dev_pki(directory: Path, servers: tuple[str, ...] = ("emulator", "gat
         _write_key(pki.key(server), key)
         pki.cert(server).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return pki
+
+
+#: Read buffer per TLS connection. CPython's asyncio allocates ``SSLProtocol.max_size``
+#: (256 KiB in 3.11) for every TLS connection and keeps it resident; no CPR Direkte message
+#: exceeds 2,908 bytes, so 32 KiB is ample, and 2,000 client connections plus their backend
+#: connections cost tens of megabytes instead of about a gigabyte (docs/benchmarks.md, P6).
+TLS_READ_BUFFER = 32 * 1024
+
+
+def bound_tls_buffers() -> None:
+    """Apply :data:`TLS_READ_BUFFER` to every asyncio TLS connection made from now on."""
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:

@@ -39,3 +39,15 @@ def test_ensure_is_idempotent(tmp_path: Path) -> None:
     assert second.ca_cert.read_bytes() == ca
     assert second.cert("emulator").read_bytes() == cert
     assert (tmp_path / "ca.key").stat().st_mode & 0o077 == 0
+
+
+def test_tls_read_buffers_are_bounded_once_a_gateway_configures_them() -> None:
+    """Each TLS connection's read buffer is 32 KiB, ten times the largest CPR Direkte answer."""
+    import asyncio.sslproto
+
+    from gateway.codec import MAX_ANSWER_LENGTH
+    from gateway.tls import TLS_READ_BUFFER, bound_tls_buffers
+
+    bound_tls_buffers()
+    assert asyncio.sslproto.SSLProtocol.max_size == TLS_READ_BUFFER
+    assert TLS_READ_BUFFER >= 10 * MAX_ANSWER_LENGTH
