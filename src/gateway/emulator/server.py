@@ -122,6 +122,8 @@ class Emulator:
             ssl=context,
             # A client stalling its handshake is as slow as one stalling its record.
             ssl_handshake_timeout=self.config.read_timeout_s if context else None,
+            # Room in the accept queue for a burst up to the connection limit (default: 100).
+            backlog=self.config.max_connections,
         )
 
     async def aclose(self, grace: float) -> None:

@@ -76,6 +76,9 @@ class ClientListener:
                 # A client that stalls the handshake is as slow as one that stalls its record.
                 ssl_handshake_timeout=self._limits.read_timeout if context else None,
                 reuse_port=reuse_port,
+                # Room in the kernel's accept queue for a burst up to the connection limit
+                # (asyncio's default of 100 overflows when many clients arrive at once).
+                backlog=self._limits.max_connections,
             )
         except OSError as exc:
             where = f"{self._listen.host}:{self._listen.port}"
