@@ -1,4 +1,8 @@
-"""Import layers: the codec and the router stay pure (no I/O, logging, metrics or HTTP).
+"""Import layers: the pure modules stay pure, and telemetry stays in observe/.
+
+The codec, the router and the session bookkeeping do no I/O, logging, metrics or
+HTTP; the shadow comparison core (compare, normalise, noise) not even databases,
+threads or the OS; nothing in shadow/ imports structlog or prometheus_client.
 
 Checked on the source with ``ast``, following imports inside ``gateway`` (package
 ``__init__`` files included, since importing ``a.b`` runs ``a/__init__.py``), so
@@ -13,15 +17,22 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
+GATEWAY = SRC / "gateway"
+SHADOW = GATEWAY / "shadow"
 FORBIDDEN = frozenset(
     {
         "asyncio", "socket", "ssl", "selectors", "grpc", "logging", "structlog",
         "prometheus_client", "aiohttp",
     }
 )  # fmt: skip
+#: The shadow comparison core is stricter still: no database, thread, OS or process either.
+NOT_EVEN_STORAGE = FORBIDDEN | {"sqlite3", "threading", "os", "subprocess"}
+TELEMETRY = frozenset({"structlog", "prometheus_client"})
 PURE = sorted(
-    [*(SRC / "gateway" / "codec").rglob("*.py"), SRC / "gateway" / "routing.py"],
+    [*(GATEWAY / "codec").rglob("*.py"), GATEWAY / "routing.py", GATEWAY / "sessions.py"],
 )
+SHADOW_CORE = [SHADOW / "compare.py", SHADOW / "normalise.py", SHADOW / "noise.py"]
+LAYERS = [(path, FORBIDDEN) for path in PURE] + [(p, NOT_EVEN_STORAGE) for p in SHADOW_CORE]
 
 
 def _module_name(path: Path) -> str:
@@ -86,15 +97,28 @@ def _reachable_foreign_imports(start: Path) -> dict[str, str]:
     return foreign
 
 
-@pytest.mark.parametrize("path", PURE, ids=lambda p: str(p.relative_to(SRC)))
-def test_pure_modules_import_no_io(path: Path) -> None:
-    """Nothing the codec or the router imports, directly or through gateway, does I/O."""
+@pytest.mark.parametrize(
+    ("path", "forbidden"), LAYERS, ids=[str(p.relative_to(SRC)) for p, _ in LAYERS]
+)
+def test_pure_modules_import_no_io(path: Path, forbidden: frozenset[str]) -> None:
+    """Nothing a pure module imports, directly or through gateway, does I/O."""
     bad = {
         name: importer
         for name, importer in _reachable_foreign_imports(path).items()
-        if name.split(".")[0] in FORBIDDEN
+        if name.split(".")[0] in forbidden
     }
     assert bad == {}
+
+
+@pytest.mark.parametrize("path", sorted(SHADOW.glob("*.py")), ids=lambda p: p.name)
+def test_no_shadow_module_imports_telemetry(path: Path) -> None:
+    """Metrics and logs subscribe to events elsewhere; shadow/ only returns values."""
+    assert not {n for n in _imports(path) if n.split(".")[0] in TELEMETRY}
+
+
+def test_the_walk_follows_gateway_imports() -> None:
+    """The shadow store is reached through gateway imports and its sqlite3 is seen."""
+    assert "sqlite3" in _reachable_foreign_imports(SHADOW / "report.py")
 
 
 def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
@@ -105,6 +129,6 @@ def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
 
 
 def test_the_pure_list_is_not_empty() -> None:
-    """The codec package and routing.py are really found on disk."""
-    names = {_module_name(p) for p in PURE}
-    assert {"gateway.codec.framing", "gateway.codec.messages", "gateway.routing"} <= names
+    """The codec package, routing.py and the shadow core are really found on disk."""
+    names = {_module_name(p) for p, _ in LAYERS}
+    assert {"gateway.codec.framing", "gateway.routing", "gateway.shadow.compare"} <= names
