@@ -190,3 +190,16 @@ def test_windows_are_copenhagen_time_in_summer_too(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, text))
     assert in_maintenance(config, dt.datetime(2026, 7, 1, 0, 30, tzinfo=dt.UTC))
     assert not in_maintenance(config, dt.datetime(2026, 7, 1, 2, 30, tzinfo=dt.UTC))
+
+
+def test_a_duplicate_key_is_refused_not_silently_overwritten(tmp_path: Path) -> None:
+    """Two `regions:` lines are an error with the line number, as in routing.yaml."""
+    text = (
+        default_config_path()
+        .read_text(encoding="utf-8")
+        .replace("regions: 4\n", "regions: 4\nregions: 1\n")
+    )
+    path = tmp_path / "emulator.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="duplicate key 'regions'"):
+        load_config(path)

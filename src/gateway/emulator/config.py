@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import yaml
-
+from gateway.config.reader import read_yaml
 from gateway.emulator.auth import password_problem
 from gateway.emulator.schema import (
     TIMEZONE,
@@ -65,12 +64,7 @@ def load_config(path: Path, *, base: Path | None = None) -> EmulatorConfig:
 
     Relative file paths resolve against ``base``, by default the file's own directory.
     """
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"cannot read {path}: {exc}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"not valid YAML: {exc}".replace("\n", " ")]) from None
+    raw = read_yaml(path)  # the routing loader's strict YAML: a duplicate key is an error
     # absolute(), not resolve(): the packaged default is a symlink to the top-level file.
     reader = _Reader(base if base is not None else path.absolute().parent)
     config = reader.config(raw, path)
