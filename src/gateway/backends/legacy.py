@@ -86,18 +86,25 @@ class LegacyBackend:
         """Nothing to release: every call has its own connection."""
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """TCP connect and TLS handshake within the backend's connect timeout."""
+        """TCP connect within the connect timeout, then the TLS handshake.
+
+        The connect timeout catches a backend that is not there; the handshake is
+        bounded by the route's deadline like the rest of the call, because under a
+        burst a live backend may take a while to get to our handshake.
+        """
         timeout = self._config.connect_timeout
         try:
             async with asyncio.timeout(timeout):
-                return await asyncio.open_connection(
-                    self._config.host,
-                    self._config.port,
-                    ssl=self._context,
-                    server_hostname=self._server_name if self._context else None,
-                )
+                reader, writer = await asyncio.open_connection(self._config.host, self._config.port)
         except TimeoutError:
             raise BackendUnavailable(f"{self.name}: no connection within {timeout:g}s") from None
+        if self._context is not None:
+            try:
+                await writer.start_tls(self._context, server_hostname=self._server_name)
+            except BaseException:
+                writer.transport.abort()
+                raise
+        return reader, writer
 
 
 async def _read_to_eof(reader: asyncio.StreamReader, name: str) -> bytes:
