@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gateway.errors import ConfigError
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -201,16 +203,13 @@ def _run_pnrs(args: argparse.Namespace) -> int:
 def _run_check_config(args: argparse.Namespace) -> int:
     import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
     from gateway.config import diff_configs, load_routing
-    from gateway.errors import ConfigError
 
     configs = []
     for path in (args.file, args.against) if args.against else (args.file,):
         try:
             configs.append(load_routing(path))
         except ConfigError as exc:
-            for problem in exc.problems:
-                print(f"{path}: {problem}", file=sys.stderr)
-            return 1
+            return _config_problems(path, exc)
     print(f"{args.file}: ok")
     if args.against:
         changes = diff_configs(configs[1], configs[0])
@@ -222,7 +221,6 @@ def _run_serve(args: argparse.Namespace) -> int:
     import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
     from gateway.app import run_gateway
     from gateway.config import load_routing
-    from gateway.errors import ConfigError
     from gateway.observe.logs import configure_logging
 
     configure_logging()
@@ -235,29 +233,23 @@ def _run_serve(args: argparse.Namespace) -> int:
         # Start-up can also fail on config: unreadable certificates, a port in use.
         asyncio.run(run_gateway(config, reuse_port=args.reuse_port, admin_port=args.admin_port))
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{args.config}: {problem}", file=sys.stderr)
-        return 1
+        return _config_problems(args.config, exc)
     return 0
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
     from gateway.emulator.run import run_emulator
-    from gateway.errors import ConfigError
     from gateway.observe.logs import configure_logging
 
     configure_logging()
     try:
         asyncio.run(run_emulator(args.config))
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{args.config}: {problem}", file=sys.stderr)
-        return 1
+        return _config_problems(args.config, exc)
     return 0
 
 
 def _run_backend(args: argparse.Namespace) -> int:
-    from gateway.errors import ConfigError
     from gateway.observe.logs import configure_logging
     from gateway.tools.backend import run_backend
 
@@ -265,22 +257,17 @@ def _run_backend(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run_backend(args))
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"backend: {problem}", file=sys.stderr)
-        return 1
+        return _config_problems("backend", exc)
 
 
 def _run_migrate(args: argparse.Namespace) -> int:
-    from gateway.errors import ConfigError
     from gateway.modern.migrate import migrate
     from gateway.modern.postgres import redact
 
     try:
         report = migrate(args.register, args.store, progress=True)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"migrate: {problem}", file=sys.stderr)
-        return 1
+        return _config_problems("migrate", exc)
     print(
         f"read {report.read}: {report.inserted} inserted, {report.updated} updated, "
         f"{report.unchanged} unchanged; {report.stored} persons in {redact(args.store)} "
@@ -317,6 +304,13 @@ def _run_up(args: argparse.Namespace) -> int:
     from gateway.tools.up import run_up
 
     return asyncio.run(run_up(args))
+
+
+def _config_problems(where: object, exc: ConfigError) -> int:
+    """Print each path-qualified problem of a refused configuration; the exit status is 1."""
+    for problem in exc.problems:
+        print(f"{where}: {problem}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
