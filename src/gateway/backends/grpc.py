@@ -53,8 +53,6 @@ from gateway.render import render_answer
 
 T = TypeVar("T")
 
-_ABON_TYPES = frozenset({"0", "1", "3"})
-_DATA_TYPES = frozenset({"0", "6"})
 
 #: Statuses that mean "this backend cannot serve now": the client gets 09.
 _UNAVAILABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
@@ -173,10 +171,8 @@ class GrpcBackend:
         return LogonAnswer(request.customer, request.user, FejlNr.OK, session).encode()
 
     async def _lookup(self, request: LookupRequest, expires: float) -> bytes:
-        if request.abon_type not in _ABON_TYPES:
-            raise Refused(FejlNr.ABON_TYPE_UNKNOWN)
-        if request.data_type not in _DATA_TYPES:
-            raise Refused(FejlNr.DATA_TYPE_UNKNOWN)
+        if (unknown := request.unknown_type()) is not None:
+            raise Refused(unknown)
         customer = _customer(request)
         validation = self._validate(request, customer, expires)
         person: person_pb2.Person | None = None

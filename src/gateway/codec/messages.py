@@ -132,6 +132,12 @@ class LogonRequest:
         )
 
 
+#: Spec §3.2: ABON_TYPE 0 (leave subscriptions), 1 (subscribe), 3 (unsubscribe).
+_ABON_TYPES = frozenset({"0", "1", "3"})
+#: Spec §3.2: DATA_TYPE 6 (person data per task) or 0 (header only).
+_DATA_TYPES = frozenset({"0", "6"})
+
+
 @dataclass(frozen=True, slots=True)
 class LookupRequest:
     """A 39-byte lookup or subscription change (spec §3.2)."""
@@ -153,6 +159,18 @@ class LookupRequest:
         if self.abon_type == "3":
             return Operation.UNSUBSCRIBE
         return Operation.LOOKUP
+
+    def unknown_type(self) -> FejlNr | None:
+        """10 for an ABON_TYPE other than 0/1/3, then 11 for a DATA_TYPE other than 0/6.
+
+        The first checks every CPR Direkte server makes of a lookup (spec §3.2); the
+        emulator and the gRPC adapter both ask here, so they cannot drift apart.
+        """
+        if self.abon_type not in _ABON_TYPES:
+            return FejlNr.ABON_TYPE_UNKNOWN
+        if self.data_type not in _DATA_TYPES:
+            return FejlNr.DATA_TYPE_UNKNOWN
+        return None
 
     def encode(self) -> bytes:
         """The request as a client writes it."""

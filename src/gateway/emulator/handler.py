@@ -52,9 +52,6 @@ from gateway.render import render_answer
 Clock = Callable[[], dt.datetime]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_ABON_TYPES = frozenset({"0", "1", "3"})
-_DATA_TYPES = frozenset({"0", "6"})
-
 
 def utc_now() -> dt.datetime:
     """The real clock."""
@@ -154,10 +151,8 @@ class Handler:
         return Outcome(request.operation, FejlNr.OK, answer, customer.number)
 
     def _lookup(self, request: LookupRequest, peer: IPAddress | None) -> Outcome:
-        if request.abon_type not in _ABON_TYPES:
-            return refusal(request, FejlNr.ABON_TYPE_UNKNOWN)
-        if request.data_type not in _DATA_TYPES:
-            return refusal(request, FejlNr.DATA_TYPE_UNKNOWN)
+        if (unknown := request.unknown_type()) is not None:
+            return refusal(request, unknown)
         customer = self._customer(request, peer)
         if isinstance(customer, FejlNr):
             return refusal(request, customer)
