@@ -15,15 +15,14 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     var = tmp_path_factory.mktemp("var")
+    # Relative, as `make bench` passes it: the servers' configs must not read it from elsewhere.
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.bench", "--smoke", "--var", str(var)],
-        cwd=ROOT,
+        [sys.executable, "-m", "gateway.bench", "--smoke", "--var", var.name],
+        cwd=var.parent,
         capture_output=True,
         text=True,
         timeout=180,

@@ -69,6 +69,9 @@ async def run_bench(
 ) -> Outcome:
     """Run ``plan`` (default: the full benchmark) and write the report under ``var/bench``."""
     plan = plan if plan is not None else phases(settings)
+    # Absolute: the servers' configs live in the run directory, and a relative path written
+    # into them would be read from there.
+    var = var.resolve()
     raise_fd_limit()  # inherited by every server started below
     started = dt.datetime.now(dt.UTC).replace(microsecond=0)
     stamp = started.strftime("%Y%m%d-%H%M%S")
