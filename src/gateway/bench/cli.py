@@ -7,7 +7,6 @@ handler imports the benchmark itself.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -58,11 +57,12 @@ def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: building the `cpr-gateway` parser must stay cheap.
     from gateway.bench.run import run_bench  # noqa: PLC0415
     from gateway.bench.scenarios import smoke_phases  # noqa: PLC0415
+    from gateway.loops import run as run_loop  # noqa: PLC0415
 
     try:
         settings = settings_from(args)
         plan = smoke_phases(settings) if args.smoke else None
-        outcome = asyncio.run(run_bench(settings, args.var, plan, args.update_docs))
+        outcome = run_loop(run_bench(settings, args.var.resolve(), plan, args.update_docs))
     except ValueError as exc:  # sizes that cannot work together, an unknown phase
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -67,11 +67,12 @@ class _Client:
 async def run_bench(
     settings: Settings, var: Path, plan: list[Phase] | None = None, docs: Path | None = None
 ) -> Outcome:
-    """Run ``plan`` (default: the full benchmark) and write the report under ``var/bench``."""
+    """Run ``plan`` (default: the full benchmark) and write the report under ``var/bench``.
+
+    ``var`` must be absolute: the servers' configs live in the run directory, and a relative
+    path written into them would be read from there.
+    """
     plan = plan if plan is not None else phases(settings)
-    # Absolute: the servers' configs live in the run directory, and a relative path written
-    # into them would be read from there.
-    var = var.resolve()
     raise_fd_limit()  # inherited by every server started below
     started = dt.datetime.now(dt.UTC).replace(microsecond=0)
     stamp = started.strftime("%Y%m%d-%H%M%S")
