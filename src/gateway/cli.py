@@ -7,12 +7,12 @@ fast and never pay for the servers they do not run.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gateway.errors import ConfigError
+from gateway.loops import run as run_loop
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -170,7 +170,7 @@ def _add_certs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _run_certs(args: argparse.Namespace) -> int:
-    from gateway.tls import ensure_dev_pki
+    from gateway.pki import ensure_dev_pki
 
     pki = ensure_dev_pki(args.dir)
     print(f"development CA: {pki.ca_cert}")
@@ -219,7 +219,6 @@ def _run_check_config(args: argparse.Namespace) -> int:
 
 def _run_serve(args: argparse.Namespace) -> int:
     import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
-    from gateway.app import run_gateway
     from gateway.config import load_routing
     from gateway.observe.logs import configure_logging
 
@@ -227,11 +226,15 @@ def _run_serve(args: argparse.Namespace) -> int:
     try:
         config = load_routing(args.config)
         if args.workers != 1:
+            # The parent only supervises: it never imports the gateway itself, whose memory
+            # would be paid once more beside the workers' (docs/benchmarks.md, P6).
             from gateway.workers import run_workers
 
-            return asyncio.run(run_workers(args.config, config, args.workers))
+            return run_loop(run_workers(args.config, config, args.workers))
+        from gateway.app import run_gateway
+
         # Start-up can also fail on config: unreadable certificates, a port in use.
-        asyncio.run(run_gateway(config, reuse_port=args.reuse_port, admin_port=args.admin_port))
+        run_loop(run_gateway(config, reuse_port=args.reuse_port, admin_port=args.admin_port))
     except ConfigError as exc:
         return _config_problems(args.config, exc)
     return 0
@@ -243,7 +246,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
 
     configure_logging()
     try:
-        asyncio.run(run_emulator(args.config))
+        run_loop(run_emulator(args.config))
     except ConfigError as exc:
         return _config_problems(args.config, exc)
     return 0
@@ -255,7 +258,7 @@ def _run_backend(args: argparse.Namespace) -> int:
 
     configure_logging()
     try:
-        return asyncio.run(run_backend(args))
+        return run_loop(run_backend(args))
     except ConfigError as exc:
         return _config_problems("backend", exc)
 
@@ -285,13 +288,13 @@ def _run_diff(args: argparse.Namespace) -> int:
 def _run_traffic(args: argparse.Namespace) -> int:
     from gateway.tools.traffic import run_traffic_command
 
-    return asyncio.run(run_traffic_command(args))
+    return run_loop(run_traffic_command(args))
 
 
 def _run_lookup(args: argparse.Namespace) -> int:
     from gateway.tools.lookup import run_lookup
 
-    return asyncio.run(run_lookup(args))
+    return run_loop(run_lookup(args))
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -303,7 +306,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 def _run_up(args: argparse.Namespace) -> int:
     from gateway.tools.up import run_up
 
-    return asyncio.run(run_up(args))
+    return run_loop(run_up(args))
 
 
 def _config_problems(where: object, exc: ConfigError) -> int:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backends.grpc import GrpcBackend, GrpcBackendConfig
+from gateway.backends.grpc import GrpcBackend
+from gateway.backends.grpc_config import GrpcBackendConfig
 from gateway.client import Endpoint, exchange, logon
 from gateway.codec import LogonAnswer, LogonRequest, LookupRequest
 from gateway.codec.messages import answer_with_token
@@ -93,6 +94,8 @@ async def _compare(sides: Sides, user: DemoUser, pnrs: list[str], **fields: str)
 
 
 @pytest.mark.slow
+# One loop: this checks translation over every person, not transports (two minutes a loop).
+@pytest.mark.asyncio(loop_factories=["uvloop"])
 @pytest.mark.parametrize("user", [DEMO_PRIV, DEMO_OFF4], ids=["PRIV", "OFF4"])
 async def test_parity_over_the_whole_default_register(tmp_path: Path, user: DemoUser) -> None:
     """Every person of the 10,000-person default register answers the same on both sides."""

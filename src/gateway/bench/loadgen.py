@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 
 from gateway.bench.measure import intended_start
 from gateway.bench.wire import Dialer, Target, describe, exchange_once, finish
+from gateway.loops import run as run_loop
 from gateway.tasks import TaskSet
 
 #: Requests one generator process keeps in flight in an open loop. Past it the server is far
@@ -259,7 +260,7 @@ def run_job(job: Job) -> JobResult:
     raise_fd_limit()
     result = JobResult()
     cpu = time.process_time()
-    asyncio.run(_RUNNERS[job.workload.mode](job, result))
+    run_loop(_RUNNERS[job.workload.mode](job, result))
     result.cpu_s = time.process_time() - cpu
     return result
 

@@ -13,6 +13,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from gateway.codec.messages import HEADER_LENGTH, MAX_ANSWER_LENGTH
 
@@ -54,10 +55,11 @@ class Exchange(asyncio.Protocol):
         self.closed: asyncio.Future[None] = loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # a stream connection, TLS or not
-        self.transport = transport
+        # A stream connection, TLS or not; not checked with isinstance: uvloop's TLS
+        # transport has asyncio.Transport's methods without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         self.connected = time.perf_counter()
-        transport.write(self.first)
+        self.transport.write(self.first)
 
     def data_received(self, data: bytes) -> None:
         self.answer += data
