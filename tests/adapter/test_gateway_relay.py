@@ -34,7 +34,8 @@ from gateway.codec import LogonAnswer, LookupAnswer, LookupRequest
 from gateway.config.schema import ClientTls, ServerTls
 from gateway.model import Family, FejlNr
 from gateway.observe.logs import configure_logging
-from gateway.tls import client_context, ensure_dev_pki, server_context
+from gateway.pki import ensure_dev_pki
+from gateway.tls import client_context, server_context
 
 LOGON_09 = LogonAnswer("0001", "DEMO0001", FejlNr.NO_CONNECTION).encode()
 LOOKUP_09 = LookupAnswer.for_request(LOOKUP, FejlNr.NO_CONNECTION).encode(Family.PRIV)

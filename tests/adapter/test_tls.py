@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.tls import client_context, ensure_dev_pki, server_context
+from gateway.pki import ensure_dev_pki
+from gateway.tls import client_context, server_context
 
 
 async def test_dev_certificates_verify_over_real_tls(tmp_path: Path) -> None:

@@ -31,7 +31,8 @@ from gateway.config.schema import (
 )
 from gateway.emulator.testing import DEMO_OFF4, DEMO_PRIV, DemoUser, running_emulator
 from gateway.model import Family, FejlNr
-from gateway.tls import client_context, ensure_dev_pki
+from gateway.pki import ensure_dev_pki
+from gateway.tls import client_context
 
 #: The issue asks for every person of a 2,000-person register.
 PERSONS = 2_000

@@ -19,7 +19,7 @@ from gateway.bench.configs import (
 )
 from gateway.config import load_routing
 from gateway.emulator.config import load_config
-from gateway.tls import ensure_dev_pki
+from gateway.pki import ensure_dev_pki
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ an I/O import cannot sneak in through a helper module either.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,22 @@ def test_the_pure_list_is_not_empty() -> None:
     """The codec package, routing.py and the shadow core are really found on disk."""
     names = {_module_name(p) for p, _ in LAYERS}
     assert {"gateway.codec.framing", "gateway.routing", "gateway.shadow.compare"} <= names
+
+
+def test_serving_loads_grpc_only_for_a_grpc_backend_and_x509_never() -> None:
+    """Each serving process pays only for what it runs (memory per worker, P6 of
+    docs/benchmarks.md): reading routing.yaml and starting a gateway import neither grpcio
+    nor the X.509 library; building a ``kind: grpc`` backend then loads grpcio."""
+    code = (
+        "import sys, gateway.cli, gateway.app, gateway.backends, gateway.workers\n"
+        "heavy = ('grpc', 'cryptography')\n"
+        "print(*[m for m in heavy if m in sys.modules])\n"
+        "from gateway.backends import build_backend\n"
+        "from gateway.backends.grpc_config import GrpcBackendConfig\n"
+        "build_backend(GrpcBackendConfig('persons-v2', '127.0.0.1', 1, None))\n"
+        "print(*[m for m in heavy if m in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.splitlines() == ["", "grpc"]

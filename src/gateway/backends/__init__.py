@@ -1,17 +1,18 @@
 """Backends, one module per ``kind`` behind one :class:`Backend` protocol.
 
-Importing an adapter module registers its kind, so every adapter is imported here.
+Importing a kind's module registers it, so every kind is imported here; the gRPC adapter
+itself is loaded only when a ``kind: grpc`` backend is built (:mod:`.grpc_config`).
 """
 
+from gateway.backends import grpc_config
 from gateway.backends.base import Backend, build_backend, register, registered_kinds
-from gateway.backends.grpc import GrpcBackend
 from gateway.backends.legacy import LegacyBackend
 
 __all__ = [
     "Backend",
-    "GrpcBackend",
     "LegacyBackend",
     "build_backend",
+    "grpc_config",
     "register",
     "registered_kinds",
 ]

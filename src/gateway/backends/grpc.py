@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
 import grpc.aio
 
-from gateway.backends.base import register
+from gateway.backends.grpc_config import GrpcBackendConfig
 from gateway.calendar import production_date
 from gateway.codec import (
     LogonAnswer,
@@ -34,9 +33,6 @@ from gateway.codec import (
     customer_number,
     refusal,
 )
-from gateway.config import RoutingReader, register_backend_parser
-from gateway.config.reader import address as parse_address
-from gateway.config.schema import ClientTls
 from gateway.errors import BackendProtocolError, BackendTimeout, BackendUnavailable, ConfigError
 from gateway.model import Family, FejlNr, Operation
 from gateway.modern import convert
@@ -67,17 +63,6 @@ _AUTH_STATUS = {
     grpc.StatusCode.PERMISSION_DENIED: FejlNr.TRANSACTION_DENIED,
     grpc.StatusCode.RESOURCE_EXHAUSTED: FejlNr.NOT_ACTIVE,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class GrpcBackendConfig:
-    """The new services behind one gRPC address (``kind: grpc``)."""
-
-    name: str
-    host: str
-    port: int
-    tls: ClientTls | None
-    kind: str = "grpc"
 
 
 class Refused(Exception):
@@ -300,17 +285,3 @@ def _person(message: person_pb2.Person, backend: str) -> Person:
         return convert.to_person(message)
     except ValueError as exc:
         raise BackendProtocolError(f"{backend}: not a valid person: {exc}") from None
-
-
-def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> GrpcBackendConfig:
-    """``kind: grpc`` in routing.yaml: ``address`` and ``tls`` (null for plaintext)."""
-    section = reader.section(raw, path, ("kind", "address", "tls"))
-    section.get("kind", lambda value, _path: value)
-    host, port = section.get("address", parse_address)
-    tls = section.get("tls", reader.client_tls)
-    section.done()
-    return GrpcBackendConfig(name, host, port, tls)
-
-
-register("grpc", GrpcBackend.from_config)
-register_backend_parser("grpc", parse_config)

@@ -39,8 +39,8 @@ from gateway.bench.wire import Target
 from gateway.config import load_routing
 from gateway.errors import ConfigError
 from gateway.modern.migrate import migrate
+from gateway.pki import ensure_dev_pki
 from gateway.register.generate import generate
-from gateway.tls import ensure_dev_pki
 
 
 @dataclass(frozen=True, slots=True)

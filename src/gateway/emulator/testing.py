@@ -33,9 +33,10 @@ from gateway.client import Credentials, Endpoint
 from gateway.emulator.config import EmulatorConfig, Listen, Tls, default_config_path, load_config
 from gateway.emulator.handler import Clock, utc_now
 from gateway.emulator.server import Emulator
+from gateway.pki import ensure_dev_pki
 from gateway.register.generate import generate
 from gateway.register.store import Register
-from gateway.tls import client_context, ensure_dev_pki
+from gateway.tls import client_context
 
 #: The cheapest scrypt cost the config accepts: tests log on often.
 TEST_SCRYPT_N = 2**10

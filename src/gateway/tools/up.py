@@ -10,9 +10,9 @@ import gateway.backends  # noqa: F401  (every backend kind registers its config 
 from gateway.config import load_routing
 from gateway.emulator.config import load_config
 from gateway.modern.migrate import migrate
+from gateway.pki import ensure_dev_pki
 from gateway.register.generate import generate
 from gateway.stack import Listener, Part, run_stack
-from gateway.tls import ensure_dev_pki
 
 #: Where `make run` serves the gRPC services; routing.yaml's grpc backend points here.
 MODERN_PORT = 50051
