@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from gateway_harness import (
     backend_server,
     free_port,
     hangs_up,
+    read_request,
     silent,
 )
 
@@ -29,11 +31,13 @@ from gateway.errors import (
     ConfigError,
 )
 from gateway.model import Family, FejlNr
-from gateway.tls import ensure_dev_pki, server_context
+from gateway.pki import ensure_dev_pki
+from gateway.tls import server_context
 
 
-def legacy(port: int, tls: ClientTls | None = None) -> LegacyBackend:
-    return LegacyBackend.from_config(LegacyBackendConfig("mainframe", "127.0.0.1", port, tls))
+def legacy(port: int, tls: ClientTls | None = None, most: int = 64) -> LegacyBackend:
+    config = LegacyBackendConfig("mainframe", "127.0.0.1", port, tls, max_connections=most)
+    return LegacyBackend.from_config(config)
 
 
 @pytest.mark.parametrize(("request_", "answer"), [(LOGON, LOGON_ANSWER), (LOOKUP, LOOKUP_ANSWER)])
@@ -87,6 +91,37 @@ async def test_silent_backend_times_out_within_the_deadline() -> None:
     async with backend_server(silent) as port:
         with pytest.raises(BackendTimeout, match=r"mainframe: no answer within 0\.2s"):
             await legacy(port).call(LOOKUP, LOOKUP.encode(), deadline=0.2)
+
+
+async def test_requests_past_max_connections_wait_for_a_free_one() -> None:
+    """With every connection busy the next request waits (it is not sent), then goes out
+    once one is free; a request still waiting at its deadline gets BackendTimeout."""
+    arrived, release = asyncio.Event(), asyncio.Event()
+    received: list[bytes] = []
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        received.append(await read_request(reader))
+        arrived.set()
+        await release.wait()
+        writer.write(LOOKUP_ANSWER)
+        await writer.drain()
+
+    async with backend_server(handle) as port:
+        backend = legacy(port, most=1)
+        first = asyncio.create_task(backend.call(LOOKUP, LOOKUP.encode(), deadline=5.0))
+        await arrived.wait()
+        with pytest.raises(BackendTimeout, match=r"no free connection of 1 within 0\.2s"):
+            await backend.call(LOOKUP, LOOKUP.encode(), deadline=0.2)
+        waiting = asyncio.create_task(backend.call(LOOKUP, LOOKUP.encode(), deadline=5.0))
+        await asyncio.sleep(0.1)
+        assert connections == 1  # neither the timed-out nor the waiting one got through
+        release.set()
+        assert await first == LOOKUP_ANSWER
+        assert await waiting == LOOKUP_ANSWER
+    assert connections == 2 and len(received) == 2
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import gateway.backends  # noqa: F401  (registers kind: grpc, which the shipped routing.yaml uses)
 from gateway.config import (
     BACKEND_PARSERS,
     Admin,
@@ -34,6 +35,7 @@ backends:
     address: 127.0.0.1:5001
     tls: {ca: tls/ca.crt, server_name: localhost}
     connect_timeout: 1.5s
+    max_connections: 32
   v6:
     kind: legacy
     address: "[::1]:5002"
@@ -74,7 +76,7 @@ def test_full_config_becomes_frozen_values(tmp_path: Path) -> None:
     assert config.admin == Admin("127.0.0.1", 9100)
     assert config.limits == Limits(read_timeout=0.5, max_connections=16, grace_period=60.0)
     assert config.backends["mainframe"] == LegacyBackendConfig(
-        "mainframe", "127.0.0.1", 5001, ClientTls(tmp_path / "tls/ca.crt", "localhost"), 1.5
+        "mainframe", "127.0.0.1", 5001, ClientTls(tmp_path / "tls/ca.crt", "localhost"), 1.5, 32
     )
     assert config.backends["v6"] == LegacyBackendConfig("v6", "::1", 5002, None)
     first, last = config.routes
@@ -93,7 +95,8 @@ def test_relative_paths_resolve_against_the_yaml_directory(tmp_path: Path) -> No
 
 
 def test_optional_sections_take_their_defaults(tmp_path: Path) -> None:
-    """admin, limits and connect_timeout may be left out; tls: null means plaintext."""
+    """admin, limits, connect_timeout and max_connections may be left out; tls: null means
+    plaintext."""
     config = load_routing(_write(tmp_path, MINIMAL))
     assert config.admin == Admin()
     assert config.limits == Limits()
@@ -101,6 +104,7 @@ def test_optional_sections_take_their_defaults(tmp_path: Path) -> None:
     backend = config.backends["mainframe"]
     assert isinstance(backend, LegacyBackendConfig)
     assert backend.connect_timeout == 1.0
+    assert backend.max_connections == 64
 
 
 def test_the_shipped_routing_yaml_is_valid() -> None:
@@ -180,7 +184,7 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
             "tls: null}}",
             "tls: null, deadline: 5s}}",
             "backends.mainframe.deadline: unknown key "
-            "(expected kind, address, tls, connect_timeout)",
+            "(expected kind, address, tls, connect_timeout, max_connections)",
         ),
         (
             "tls: null}}",
@@ -191,6 +195,11 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
             "tls: null}}",
             "tls: null, connect_timeout: 0ms}}",
             "backends.mainframe.connect_timeout: must be greater than 0, got '0ms'",
+        ),
+        (
+            "tls: null}}",
+            "tls: null, max_connections: 0}}",
+            "backends.mainframe.max_connections: must be greater than 0, got 0",
         ),
         ("deadline: 5s", "deadline: 0s", "routes[0].deadline: must be greater than 0, got '0s'"),
         (

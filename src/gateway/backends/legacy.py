@@ -38,6 +38,7 @@ class LegacyBackend:
         self._config = config
         self._context = context
         self._server_name = (config.tls.server_name if config.tls else None) or config.host
+        self._slots = asyncio.Semaphore(config.max_connections)
 
     @classmethod
     def from_config(cls, config: LegacyBackendConfig) -> LegacyBackend:
@@ -60,16 +61,26 @@ class LegacyBackend:
         return self._config.name
 
     async def call(self, request: Request, raw: bytes, *, deadline: float) -> bytes:
-        """Send ``raw`` on a new connection and return the answer bytes, shape-checked."""
+        """Send ``raw`` on a new connection and return the answer bytes, shape-checked.
+
+        Waits for one of the ``max_connections`` slots first; the wait counts
+        against ``deadline`` like the rest of the call.
+        """
         writer: asyncio.StreamWriter | None = None
         answer: bytes | None = None
+        slot = False
         try:
             async with asyncio.timeout(deadline):
+                await self._slots.acquire()
+                slot = True
                 reader, writer = await self._connect()
                 writer.write(raw)
                 await writer.drain()
                 answer = await _read_to_eof(reader, self.name)
         except TimeoutError:
+            if not slot:
+                what = f"no free connection of {self._config.max_connections}"
+                raise BackendTimeout(f"{self.name}: {what} within {deadline:g}s") from None
             raise BackendTimeout(f"{self.name}: no answer within {deadline:g}s") from None
         except ssl.SSLError as exc:
             raise BackendUnavailable(f"{self.name}: TLS: {exc.reason or exc}") from None
@@ -78,6 +89,8 @@ class LegacyBackend:
         finally:
             if writer is not None:
                 await _close(writer, graceful=answer is not None)
+            if slot:
+                self._slots.release()
         assert answer is not None  # every path that leaves it None has raised
         _check_shape(self.name, request, answer)
         return answer

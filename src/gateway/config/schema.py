@@ -81,6 +81,10 @@ class LegacyBackendConfig:
     port: int
     tls: ClientTls | None
     connect_timeout: float = 1.0
+    #: Connections open to it at once from one gateway process; further requests wait
+    #: for one within their route's deadline. A burst of clients then reaches the
+    #: mainframe as a steady stream, and the gateway's memory stays bounded.
+    max_connections: int = 64
     kind: str = "legacy"
 
 
