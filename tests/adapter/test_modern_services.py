@@ -338,6 +338,43 @@ async def test_session_validation(store: Path) -> None:
     assert ungranted == DENIED
 
 
+async def test_read_person_checks_the_session_as_validate_session_then_reads(
+    store: Path, register_path: Path, pnr: str
+) -> None:
+    """ReadPerson = ValidateSession + GetPerson in one call: the same task and person, the
+    session's refusals before the PNR's, and a use restarts the session's idle time."""
+    register = Register.open(register_path)
+    expected = register.get(pnr)
+    register.close()
+    clock = FakeClock()
+
+    def read(session: str, target: str = pnr, transaction: convert.Transaction = PRIV) -> Any:
+        check = auth_pb2.ValidateSessionRequest(
+            session=session, customer=1, user="DEMO0001", transaction=transaction
+        )
+        request = person_pb2.ReadPersonRequest(session=check, pnr=target)
+        return backend.persons.ReadPerson(request, timeout=5)
+
+    async with running(store, clock=clock) as backend:
+        session = await backend.logon()
+        answer = await read(session)
+        task = await backend.validate(session)
+        clock.advance(dt.timedelta(minutes=29))
+        await read(session)
+        clock.advance(dt.timedelta(minutes=29))
+        await backend.validate(session)  # alive: the read 29 minutes ago restarted it
+        unknown_session_and_pnr = await failure(read("AAAAAAAA", UNKNOWN_PNR))
+        ungranted_malformed = await failure(read(session, "3213", transaction=OFF4))
+        unknown_pnr = await failure(read(session, UNKNOWN_PNR))
+        malformed = await failure(read(session, "3213"))
+    assert answer.task == task
+    assert convert.to_person(answer.person) == expected
+    assert unknown_session_and_pnr == SESSION_INVALID
+    assert ungranted_malformed == DENIED
+    assert unknown_pnr == (grpc.StatusCode.NOT_FOUND, None)
+    assert malformed == (grpc.StatusCode.INVALID_ARGUMENT, None)
+
+
 async def test_sessions_end_with_the_server_but_passwords_do_not(store: Path) -> None:
     """After a restart an old session is SESSION_INVALID and a changed password still holds."""
     async with running(store) as backend:

@@ -159,46 +159,43 @@ class GrpcBackend:
         if (unknown := request.unknown_type()) is not None:
             raise Refused(unknown)
         customer = _customer(request)
-        validation = self._validate(request, customer, expires)
+        session = auth_pb2.ValidateSessionRequest(
+            session=request.token,
+            customer=customer,
+            user=request.user.strip(),
+            transaction=_transaction(request.transaction),
+        )
         person: person_pb2.Person | None = None
         if request.operation is Operation.LOOKUP and birth_date_of(request.pnr) is not None:
-            # A read: fetch the person while the session is checked (one round trip, not
-            # two); the session's verdict is still looked at first, as on the mainframe.
-            outcomes = await asyncio.gather(
-                validation, self._get_person(request, expires), return_exceptions=True
+            # A read, the common case: one call checks the session, then reads the person,
+            # in the mainframe's order (PersonService.ReadPerson).
+            read = await self._rpc(
+                self._persons.ReadPerson,
+                person_pb2.ReadPersonRequest(session=session, pnr=request.pnr),
+                expires,
+                _PERSON_STATUS,
             )
-            validated, person = _settled(outcomes[0]), _settled(outcomes[1])
+            task, person = read.task, read.person
         else:
-            validated = await validation
-        family = Family(request.transaction)  # ValidateSession granted it: PRIV or OFF4
-        if birth_date_of(request.pnr) is None:
-            raise Refused(FejlNr.PNR_MISSING)
-        await self._change_subscription(request, customer, expires)
-        if person is None and (request.data_type == "6" or request.operation is Operation.LOOKUP):
-            person = await self._get_person(request, expires)
+            validated = await self._rpc(self._auth.ValidateSession, session, expires, _AUTH_STATUS)
+            task = validated.task
+            if birth_date_of(request.pnr) is None:
+                raise Refused(FejlNr.PNR_MISSING)
+            await self._change_subscription(request, customer, expires)
+            if request.data_type == "6":
+                person = await self._get_person(request, expires)
+        family = Family(request.transaction)  # the session check granted it: PRIV or OFF4
         records: tuple[Record, ...] = ()
         if request.data_type == "6":
-            assert person is not None  # fetched above for every DATA_TYPE 6
-            task = convert.to_task(validated.task)
+            assert person is not None  # read above for every DATA_TYPE 6
             records = render_answer(
-                _person(person, self.name), family, task, customer, production_date()
+                _person(person, self.name),
+                family,
+                convert.to_task(task),
+                customer,
+                production_date(),
             )
         return LookupAnswer.for_request(request, FejlNr.OK, records).encode(family)
-
-    async def _validate(
-        self, request: LookupRequest, customer: int, expires: float
-    ) -> auth_pb2.ValidateSessionResponse:
-        return await self._rpc(
-            self._auth.ValidateSession,
-            auth_pb2.ValidateSessionRequest(
-                session=request.token,
-                customer=customer,
-                user=request.user.strip(),
-                transaction=_transaction(request.transaction),
-            ),
-            expires,
-            _AUTH_STATUS,
-        )
 
     async def _get_person(self, request: LookupRequest, expires: float) -> person_pb2.Person:
         return await self._rpc(
@@ -256,13 +253,6 @@ class GrpcBackend:
         if code in _UNAVAILABLE:
             return BackendUnavailable(f"{self.name}: {code.name.lower()}")
         return BackendProtocolError(f"{self.name}: status {code.name}")
-
-
-def _settled(outcome: T | BaseException) -> T:
-    """A gathered call's result, or its exception raised here."""
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
 
 
 def _customer(request: Request) -> int:

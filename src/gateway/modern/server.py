@@ -134,16 +134,16 @@ class ModernServer:
             ],
         )
         sessions = Sessions(dt.timedelta(minutes=self.config.token_idle_minutes))
+        auth_service = AuthServicer(
+            self.config, auth, sessions, self.pace, self._clock, drift=self.drift
+        )
         person_pb2_grpc.add_PersonServiceServicer_to_server(
-            PersonServicer(self._store, self.pace, self.drift), server
+            PersonServicer(self._store, self.pace, auth_service.authorize, self.drift), server
         )
         subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(
             SubscriptionServicer(self._store, self.pace, self._clock), server
         )
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(
-            AuthServicer(self.config, auth, sessions, self.pace, self._clock, drift=self.drift),
-            server,
-        )
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(auth_service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server

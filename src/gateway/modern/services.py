@@ -1,5 +1,8 @@
 """The cpr.v1 servicers (grpc.aio): PersonService, SubscriptionService and AuthService.
 
+PersonService.ReadPerson is ValidateSession and GetPerson in one call, for the
+gateway's lookups; it checks the session with the AuthService servicer's own method.
+
 Every call first refuses a deadline that has already passed, then waits the
 injected ``delay`` (fault injection for tests and demos: a slow backend), then
 does one short store operation on the event loop's thread. A call whose
@@ -116,12 +119,20 @@ class _Servicer:
     pace: Pace
 
 
-class PersonServicer(_Servicer, person_pb2_grpc.PersonServiceServicer):
-    """GetPerson: the person with a PNR, from the modern store."""
+#: Checks a session as AuthService.ValidateSession does; the customer's task, or the call ends.
+Authorize = Callable[[auth_pb2.ValidateSessionRequest, _Context], Awaitable[auth_pb2.Task]]
 
-    def __init__(self, store: ModernStore, pace: Pace, drift: Drift = NO_DRIFT) -> None:
+
+class PersonServicer(_Servicer, person_pb2_grpc.PersonServiceServicer):
+    """GetPerson: the person with a PNR, from the modern store; ReadPerson: the same for a
+    session, checked by ``authorize`` (:meth:`AuthServicer.authorize`) in the same call."""
+
+    def __init__(
+        self, store: ModernStore, pace: Pace, authorize: Authorize, drift: Drift = NO_DRIFT
+    ) -> None:
         self._store = store
         self.pace = pace
+        self._authorize = authorize
         self._drift = drift
 
     @_rpc
@@ -129,9 +140,22 @@ class PersonServicer(_Servicer, person_pb2_grpc.PersonServiceServicer):
         self, request: person_pb2.GetPersonRequest, context: _Context
     ) -> person_pb2.Person:
         """The person, NOT_FOUND (05) or INVALID_ARGUMENT (17)."""
-        await _check_pnr(request.pnr, context)
+        return await self._person(request.pnr, context)
+
+    @_rpc
+    async def ReadPerson(  # noqa: N802 (the proto's method name)
+        self, request: person_pb2.ReadPersonRequest, context: _Context
+    ) -> person_pb2.ReadPersonResponse:
+        """ValidateSession's answer and checks (06, 16, 07, 14), then GetPerson's (17, 05)."""
+        task = await self._authorize(request.session, context)
+        return person_pb2.ReadPersonResponse(
+            task=task, person=await self._person(request.pnr, context)
+        )
+
+    async def _person(self, pnr: str, context: _Context) -> person_pb2.Person:
+        await _check_pnr(pnr, context)
         try:
-            person = self._store.get(request.pnr)
+            person = self._store.get(pnr)
         except ValueError:
             await context.abort(grpc.StatusCode.INTERNAL, "stored person does not decode")
         if person is None:
@@ -223,14 +247,19 @@ class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.ValidateSessionRequest, context: _Context
     ) -> auth_pb2.ValidateSessionResponse:
         """The customer's task, or 06, 16, 07, 14; a valid session's idle time restarts."""
+        return auth_pb2.ValidateSessionResponse(task=await self.authorize(request, context))
+
+    async def authorize(
+        self, request: auth_pb2.ValidateSessionRequest, context: _Context
+    ) -> auth_pb2.Task:
+        """ValidateSession without its own call: PersonService.ReadPerson checks with it."""
         customer = await self._customer(request.customer, context)
         user = customer.user(request.user)
         now = self._clock()
         if user is None or not self._sessions.use(request.session, customer.number, user.id, now):
             await _fail(auth_pb2.AUTH_OUTCOME_SESSION_INVALID, context)
         await _check_grant(user, request.transaction, context)
-        task = self._drift.apply_task(customer.task)
-        return auth_pb2.ValidateSessionResponse(task=convert.task_to_proto(task))
+        return convert.task_to_proto(self._drift.apply_task(customer.task))
 
     async def _authenticate(
         self, request: auth_pb2.LogonRequest | auth_pb2.ChangePasswordRequest, context: _Context

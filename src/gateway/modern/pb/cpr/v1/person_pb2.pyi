@@ -16,6 +16,7 @@ absence means the model's default.
 """
 
 from collections import abc as _abc
+from gateway.modern.pb.cpr.v1 import auth_pb2 as _auth_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -994,3 +995,58 @@ class GetPersonRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPersonRequest: _TypeAlias = GetPersonRequest  # noqa: Y015
+
+@_typing.final
+class ReadPersonRequest(_message.Message):
+    """A lookup on behalf of a CPR Direkte session, in one round trip instead of
+    AuthService.ValidateSession followed by GetPerson: the gateway's modern route makes
+    one call per lookup, which halves the gRPC work on both sides (docs/benchmarks.md, P3).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    PNR_FIELD_NUMBER: _builtins.int
+    pnr: _builtins.str
+    """10 digits"""
+    @_builtins.property
+    def session(self) -> _auth_pb2.ValidateSessionRequest: ...
+    def __init__(
+        self,
+        *,
+        session: _auth_pb2.ValidateSessionRequest | None = ...,
+        pnr: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pnr", b"pnr", "session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadPersonRequest: _TypeAlias = ReadPersonRequest  # noqa: Y015
+
+@_typing.final
+class ReadPersonResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    PERSON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> _auth_pb2.Task:
+        """the customer's task, as ValidateSession answers it"""
+
+    @_builtins.property
+    def person(self) -> Global___Person: ...
+    def __init__(
+        self,
+        *,
+        task: _auth_pb2.Task | None = ...,
+        person: Global___Person | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["person", b"person", "task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["person", b"person", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadPersonResponse: _TypeAlias = ReadPersonResponse  # noqa: Y015

@@ -32,6 +32,10 @@ class PersonServiceStub:
     INVALID_ARGUMENT for a PNR that is not 10 digits starting with a calendar date (17);
     DEADLINE_EXCEEDED; UNAVAILABLE when the store cannot be read; INTERNAL when a
     stored person cannot be decoded. Messages never contain the PNR.
+
+    ReadPerson checks the session first, exactly as AuthService.ValidateSession does (the
+    same checks in the same order, the same status codes with the AuthOutcome in trailing
+    metadata, and a valid session's idle time restarts), then the PNR as GetPerson does.
     """
 
     def __init__(self, channel):
@@ -45,6 +49,11 @@ class PersonServiceStub:
                 request_serializer=cpr_dot_v1_dot_person__pb2.GetPersonRequest.SerializeToString,
                 response_deserializer=cpr_dot_v1_dot_person__pb2.Person.FromString,
                 _registered_method=True)
+        self.ReadPerson = channel.unary_unary(
+                '/cpr.v1.PersonService/ReadPerson',
+                request_serializer=cpr_dot_v1_dot_person__pb2.ReadPersonRequest.SerializeToString,
+                response_deserializer=cpr_dot_v1_dot_person__pb2.ReadPersonResponse.FromString,
+                _registered_method=True)
 
 
 class PersonServiceServicer:
@@ -54,10 +63,21 @@ class PersonServiceServicer:
     INVALID_ARGUMENT for a PNR that is not 10 digits starting with a calendar date (17);
     DEADLINE_EXCEEDED; UNAVAILABLE when the store cannot be read; INTERNAL when a
     stored person cannot be decoded. Messages never contain the PNR.
+
+    ReadPerson checks the session first, exactly as AuthService.ValidateSession does (the
+    same checks in the same order, the same status codes with the AuthOutcome in trailing
+    metadata, and a valid session's idle time restarts), then the PNR as GetPerson does.
     """
 
     def GetPerson(self, request, context):
         """The person with this PNR.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadPerson(self, request, context):
+        """The session's task and the person with this PNR.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -70,6 +90,11 @@ def add_PersonServiceServicer_to_server(servicer, server):
                     servicer.GetPerson,
                     request_deserializer=cpr_dot_v1_dot_person__pb2.GetPersonRequest.FromString,
                     response_serializer=cpr_dot_v1_dot_person__pb2.Person.SerializeToString,
+            ),
+            'ReadPerson': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadPerson,
+                    request_deserializer=cpr_dot_v1_dot_person__pb2.ReadPersonRequest.FromString,
+                    response_serializer=cpr_dot_v1_dot_person__pb2.ReadPersonResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +111,10 @@ class PersonService:
     INVALID_ARGUMENT for a PNR that is not 10 digits starting with a calendar date (17);
     DEADLINE_EXCEEDED; UNAVAILABLE when the store cannot be read; INTERNAL when a
     stored person cannot be decoded. Messages never contain the PNR.
+
+    ReadPerson checks the session first, exactly as AuthService.ValidateSession does (the
+    same checks in the same order, the same status codes with the AuthOutcome in trailing
+    metadata, and a valid session's idle time restarts), then the PNR as GetPerson does.
     """
 
     @staticmethod
@@ -105,6 +134,33 @@ class PersonService:
             '/cpr.v1.PersonService/GetPerson',
             cpr_dot_v1_dot_person__pb2.GetPersonRequest.SerializeToString,
             cpr_dot_v1_dot_person__pb2.Person.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadPerson(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpr.v1.PersonService/ReadPerson',
+            cpr_dot_v1_dot_person__pb2.ReadPersonRequest.SerializeToString,
+            cpr_dot_v1_dot_person__pb2.ReadPersonResponse.FromString,
             options,
             channel_credentials,
             insecure,

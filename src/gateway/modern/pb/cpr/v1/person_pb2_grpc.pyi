@@ -31,11 +31,17 @@ class PersonServiceStub:
     INVALID_ARGUMENT for a PNR that is not 10 digits starting with a calendar date (17);
     DEADLINE_EXCEEDED; UNAVAILABLE when the store cannot be read; INTERNAL when a
     stored person cannot be decoded. Messages never contain the PNR.
+
+    ReadPerson checks the session first, exactly as AuthService.ValidateSession does (the
+    same checks in the same order, the same status codes with the AuthOutcome in trailing
+    metadata, and a valid session's idle time restarts), then the PNR as GetPerson does.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetPerson: _aio.UnaryUnaryMultiCallable[_person_pb2.GetPersonRequest, _person_pb2.Person]
     """The person with this PNR."""
+    ReadPerson: _aio.UnaryUnaryMultiCallable[_person_pb2.ReadPersonRequest, _person_pb2.ReadPersonResponse]
+    """The session's task and the person with this PNR."""
 
 class PersonServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reads persons from the modern store.
@@ -44,6 +50,10 @@ class PersonServiceServicer(metaclass=_abc_1.ABCMeta):
     INVALID_ARGUMENT for a PNR that is not 10 digits starting with a calendar date (17);
     DEADLINE_EXCEEDED; UNAVAILABLE when the store cannot be read; INTERNAL when a
     stored person cannot be decoded. Messages never contain the PNR.
+
+    ReadPerson checks the session first, exactly as AuthService.ValidateSession does (the
+    same checks in the same order, the same status codes with the AuthOutcome in trailing
+    metadata, and a valid session's idle time restarts), then the PNR as GetPerson does.
     """
 
     @_abc_1.abstractmethod
@@ -53,5 +63,13 @@ class PersonServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_person_pb2.GetPersonRequest, _abc.Awaitable[_person_pb2.Person]],
     ) -> _abc.Awaitable[_person_pb2.Person]:
         """The person with this PNR."""
+
+    @_abc_1.abstractmethod
+    def ReadPerson(
+        self,
+        request: _person_pb2.ReadPersonRequest,
+        context: _aio.ServicerContext[_person_pb2.ReadPersonRequest, _abc.Awaitable[_person_pb2.ReadPersonResponse]],
+    ) -> _abc.Awaitable[_person_pb2.ReadPersonResponse]:
+        """The session's task and the person with this PNR."""
 
 def add_PersonServiceServicer_to_server(servicer: PersonServiceServicer, server: _aio.Server) -> None: ...
