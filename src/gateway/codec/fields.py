@@ -23,9 +23,14 @@ ENCODING = "latin-1"
 _PRINTABLE = frozenset(range(0x20, 0x7F)) | frozenset(range(0xA0, 0x100))
 
 
+_PRINTABLE_BYTES = bytes(sorted(_PRINTABLE))
+
+
 def is_printable_latin1(data: bytes) -> bool:
     """True when every byte is a printable Latin-1 character."""
-    return all(b in _PRINTABLE for b in data)
+    # Deleting every printable byte leaves nothing; done in C, as every field of every
+    # answer passes through here (a per-byte loop was ~4% of a lookup's CPU).
+    return not data.translate(None, _PRINTABLE_BYTES)
 
 
 def to_wire(text: str) -> bytes:
