@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from gateway.errors import ConfigError
-from gateway.loops import run as run_loop
 
 Handler = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,6 +67,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     # Set by --workers on each worker it starts; not for operators.
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.add_argument("--admin-port", type=int, help=argparse.SUPPRESS)
     p.set_defaults(handler=_run_serve)
 
@@ -110,6 +112,9 @@ def _add_check_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = sub.add_parser("check-config", help="validate a routing.yaml, and show what it changes")
     p.add_argument("file", type=Path)
     p.add_argument("--against", type=Path, help="the routing.yaml in force, to compare with")
+    p.add_argument(
+        "--workers", type=int, default=1, help="also check that N `serve` workers can share it"
+    )
     p.set_defaults(handler=_run_check_config)
 
 
@@ -203,11 +208,14 @@ def _run_pnrs(args: argparse.Namespace) -> int:
 def _run_check_config(args: argparse.Namespace) -> int:
     import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
     from gateway.config import diff_configs, load_routing
+    from gateway.workers import check_workers
 
     configs = []
     for path in (args.file, args.against) if args.against else (args.file,):
         try:
             configs.append(load_routing(path))
+            if path is args.file:
+                check_workers(configs[-1], args.workers)
         except ConfigError as exc:
             return _config_problems(path, exc)
     print(f"{args.file}: ok")
@@ -218,23 +226,25 @@ def _run_check_config(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    if args.workers != 1:
+        # The parent only supervises: no gateway code, no event loop (gateway.workers).
+        from gateway.workers import run_workers
+
+        return run_workers(args.config, args.workers)
     import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
+    from gateway.app import run_gateway
     from gateway.config import load_routing
     from gateway.observe.logs import configure_logging
+    from gateway.workers import admin_port
 
     configure_logging()
     try:
         config = load_routing(args.config)
-        if args.workers != 1:
-            # The parent only supervises: it never imports the gateway itself, whose memory
-            # would be paid once more beside the workers' (docs/benchmarks.md, P6).
-            from gateway.workers import run_workers
-
-            return run_loop(run_workers(args.config, config, args.workers))
-        from gateway.app import run_gateway
-
+        port = args.admin_port
+        if port is None and args.worker_index is not None:
+            port = admin_port(config, args.worker_index)
         # Start-up can also fail on config: unreadable certificates, a port in use.
-        run_loop(run_gateway(config, reuse_port=args.reuse_port, admin_port=args.admin_port))
+        run_loop(run_gateway(config, reuse_port=args.reuse_port, admin_port=port))
     except ConfigError as exc:
         return _config_problems(args.config, exc)
     return 0
@@ -307,6 +317,14 @@ def _run_up(args: argparse.Namespace) -> int:
     from gateway.tools.up import run_up
 
     return run_loop(run_up(args))
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on the chosen event loop (:mod:`gateway.loops`, imported only here: the
+    ``serve --workers`` parent runs none and should not pay for one)."""
+    from gateway.loops import run
+
+    return run(main)
 
 
 def _config_problems(where: object, exc: ConfigError) -> int:

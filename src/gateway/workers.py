@@ -13,6 +13,13 @@ worker drains gracefully) and SIGHUP (each worker reloads its routing file);
 when one worker exits, the others are stopped and the parent exits non-zero, so
 a supervisor restarts the set as a whole rather than running short-handed.
 
+The parent is deliberately small: no event loop, no gateway code. It validates
+the routing file once by running ``check-config --workers N`` as a child (so a
+broken file fails once, with its problems, instead of once per worker), then
+starts the workers and polls them. Everything it imported would stay resident
+beside the workers' own copies: with an event loop and the config code it was
+~32 MB, now ~11 MB (docs/benchmarks.md, P6).
+
 Sessions are per worker: the broker that maps a client's token to each side's
 token lives in the worker that saw the logon. A lookup the kernel hands to
 another worker is relayed with the client's token unchanged. That is right when
@@ -23,27 +30,34 @@ run several workers only with routes that keep each session on one side.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
-from gateway.config.schema import GatewayConfig
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.config.schema import GatewayConfig
 
 #: Signals passed on to every worker: stop gracefully, or reload the routing file.
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: Each worker bounds its own drain by ``limits.grace_period``; this backstop on top of
 #: it covers a worker that hangs anyway, so the set never outlives a stop by much.
 STOP_BACKSTOP_S = 15.0
+#: How often the parent looks at its workers: how soon it notices one has exited.
+_POLL_S = 0.1
 
 
-def admin_ports(config: GatewayConfig, workers: int) -> list[int]:
-    """The admin port of each worker: ``admin.port + i``, or 0 for all when it is 0."""
+def admin_port(config: GatewayConfig, index: int) -> int:
+    """Worker ``index``'s admin port: ``admin.port + index``, or 0 when it is 0."""
     base = config.admin.port
-    return [0 if base == 0 else base + i for i in range(workers)]
+    return 0 if base == 0 else base + index
 
 
 def check_workers(config: GatewayConfig, workers: int) -> None:
@@ -60,87 +74,79 @@ def check_workers(config: GatewayConfig, workers: int) -> None:
         raise ConfigError(problems)
 
 
-def worker_argv(config_path: Path, admin_port: int) -> list[str]:
-    """The command line of one worker: ``cpr-gateway serve`` sharing the client port."""
-    return [
-        sys.executable,
-        "-m",
-        "gateway.cli",
-        "serve",
-        "--config",
-        str(config_path),
-        "--reuse-port",
-        "--admin-port",
-        str(admin_port),
-    ]
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gateway.cli", *args]
 
 
-async def run_workers(config_path: Path, config: GatewayConfig, workers: int) -> int:
+def worker_argv(config_path: Path, index: int) -> list[str]:
+    """The command line of worker ``index``: ``cpr-gateway serve`` sharing the client port."""
+    return _cli("serve", "--config", str(config_path), "--reuse-port", "--worker-index", str(index))
+
+
+def run_workers(config_path: Path, workers: int) -> int:
     """Run ``workers`` gateway processes until a stop signal or until one of them exits.
 
-    ``config`` is ``config_path`` already loaded: it is validated once here, so a
-    broken file fails once with its problems instead of once per worker.
-    Returns 0 after a requested stop, 1 when a worker exited on its own.
+    Returns 0 after a requested stop, 1 when a worker exited on its own, and
+    check-config's status when the routing file is refused (it printed why).
     """
-    check_workers(config, workers)
-    processes: list[asyncio.subprocess.Process] = []
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in FORWARDED:
-        loop.add_signal_handler(sig, _forward, sig, processes, stop)
+    check = subprocess.run(
+        _cli("check-config", str(config_path), "--workers", str(workers)),
+        stdout=subprocess.DEVNULL,  # its "ok"; problems go to stderr
+        check=False,
+    )
+    if check.returncode != 0:
+        return check.returncode
+    processes: list[subprocess.Popen[bytes]] = []
+    stopping: list[float] = []  # when a stop began; empty while running
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        _signal_all(processes, signal.Signals(signum))
+        if signum != signal.SIGHUP and not stopping:
+            stopping.append(time.monotonic())
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
-        for port in admin_ports(config, workers):
-            processes.append(await asyncio.create_subprocess_exec(*worker_argv(config_path, port)))
-        return await _supervise(processes, stop)
+        processes.extend(subprocess.Popen(worker_argv(config_path, i)) for i in range(workers))
+        return _supervise(processes, stopping)
     finally:
-        for sig in FORWARDED:
-            loop.remove_signal_handler(sig)
-        await stop_all(processes, STOP_BACKSTOP_S)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        # After a stop signal the workers have it already: a second SIGTERM must not
+        # cut their drain short. After a crash the others are told here.
+        _stop(processes, STOP_BACKSTOP_S, tell=not stopping)
 
 
-def _forward(
-    sig: signal.Signals, processes: Sequence[asyncio.subprocess.Process], stop: asyncio.Event
-) -> None:
-    """Pass ``sig`` to every running worker; a stop signal also ends the supervision."""
+def _supervise(processes: Sequence[subprocess.Popen[bytes]], stopping: list[float]) -> int:
+    """Wait for a stop signal (0) or for any worker to exit (1)."""
+    while not stopping:
+        for index, process in enumerate(processes):
+            code = process.poll()
+            if code is not None:
+                print(
+                    f"gateway worker {index} exited with {code}; stopping the others",
+                    file=sys.stderr,
+                )
+                return 1
+        time.sleep(_POLL_S)
+    return 0
+
+
+def _signal_all(processes: Sequence[subprocess.Popen[bytes]], sig: signal.Signals) -> None:
     for process in processes:
-        if process.returncode is None:
+        if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(sig)
-    if sig is not signal.SIGHUP:
-        stop.set()
 
 
-async def _supervise(processes: Sequence[asyncio.subprocess.Process], stop: asyncio.Event) -> int:
-    """Wait for a stop signal (0) or for any worker to exit (1)."""
-    exits = [asyncio.ensure_future(p.wait()) for p in processes]
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        done, _pending = await asyncio.wait({stopper, *exits}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (stopper, *exits):
-            task.cancel()
-    if stopper in done:
-        return 0
-    crashed = next(i for i, task in enumerate(exits) if task in done)
-    code = processes[crashed].returncode
-    print(f"gateway worker {crashed} exited with {code}; stopping the others", file=sys.stderr)
-    return 1
-
-
-async def stop_all(processes: Sequence[asyncio.subprocess.Process], backstop_s: float) -> None:
-    """SIGTERM every running worker, wait for their drains, kill any that outlive ``backstop_s``."""
-    running = [p for p in processes if p.returncode is None]
-    for process in running:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-    if not running:
-        return
-    waits = [asyncio.ensure_future(p.wait()) for p in running]
-    _done, late = await asyncio.wait(waits, timeout=backstop_s)
-    for process in running:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-    for task in late:
-        task.cancel()
+def _stop(processes: Sequence[subprocess.Popen[bytes]], backstop_s: float, *, tell: bool) -> None:
+    """SIGTERM every running worker (if ``tell``), wait for their drains, kill any that
+    outlive ``backstop_s``."""
+    if tell:
+        _signal_all(processes, signal.SIGTERM)
+    deadline = time.monotonic() + backstop_s
+    for process in processes:
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

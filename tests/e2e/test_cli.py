@@ -38,6 +38,18 @@ def test_check_config_names_the_yaml_path_of_each_problem(tmp_path: Path) -> Non
     assert "nowhere" in result.stderr
 
 
+def test_check_config_workers_needs_a_fixed_client_port(tmp_path: Path) -> None:
+    """`--workers N` also checks that N `serve` workers can share the file's ports."""
+    shipped = (ROOT / "routing.yaml").read_text()
+    assert "port: 5000" in shipped
+    path = tmp_path / "routing.yaml"
+    path.write_text(shipped.replace("port: 5000", "port: 0"))
+    assert _cli("check-config", str(path)).returncode == 0
+    result = _cli("check-config", str(path), "--workers", "2")
+    assert result.returncode == 1
+    assert "listen.port: --workers needs a fixed port" in result.stderr
+
+
 def test_data_generate_then_pnrs_by_status(tmp_path: Path) -> None:
     """`data pnrs --status 80` prints only emigrated persons, one PNR per line."""
     register = tmp_path / "register.sqlite"

@@ -34,6 +34,11 @@ def _free_ports(count: int) -> list[int]:
     return [free_port(), free_ports(count)]
 
 
+def _mapped_files(pid: int) -> str:
+    """What process ``pid`` has mapped: its shared libraries and extension modules."""
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
 async def _ready(port: int) -> None:
     """Wait until the admin server on ``port`` says ready (its client port accepts)."""
     for _ in range(300):
@@ -66,12 +71,31 @@ async def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
             await _ready(admin)
             await _ready(admin + 1)
             assert len(process_tree(process.pid)) == 3
+            # The parent only supervises: no event loop, TLS or gateway code is resident in
+            # it beside the workers' own copies (docs/benchmarks.md, P6).
+            loaded = _mapped_files(process.pid)
+            assert "uvloop" not in loaded and "_ssl" not in loaded and "_asyncio" not in loaded
             endpoint = Endpoint("127.0.0.1", port)
             tokens = [await logon(endpoint, DEMO_PRIV.who, DEMO_PRIV.password) for _ in range(6)]
             assert all(len(token) == 8 for token in tokens)
         finally:
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), 20) == 0
+
+
+async def test_a_broken_routing_file_fails_once_before_any_worker_starts(tmp_path: Path) -> None:
+    """The parent validates first: one list of problems, exit 1, no worker started."""
+    config = tmp_path / "routing.yaml"
+    config.write_text(ROUTING.format(port=1, admin=0, backend=1).replace("5s}", "never}"))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
+        "--workers", "2", cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    problems = err.decode().splitlines()
+    assert sum("routes[0].deadline" in line for line in problems) == 1, problems
+    assert not any("worker" in line for line in problems), problems
 
 
 async def test_one_worker_dying_stops_the_set(tmp_path: Path) -> None:
