@@ -35,12 +35,8 @@ from gateway.pki import ensure_dev_pki
 from gateway.tls import server_context
 
 
-def legacy(
-    port: int, tls: ClientTls | None = None, most: int = 64, *, resume: bool = True
-) -> LegacyBackend:
-    config = LegacyBackendConfig(
-        "mainframe", "127.0.0.1", port, tls, max_connections=most, tls_resumption=resume
-    )
+def legacy(port: int, tls: ClientTls | None = None, most: int = 64) -> LegacyBackend:
+    config = LegacyBackendConfig("mainframe", "127.0.0.1", port, tls, max_connections=most)
     return LegacyBackend.from_config(config)
 
 
@@ -71,29 +67,6 @@ async def test_over_tls_verified_against_the_ca(tmp_path: Path) -> None:
     async with backend_server(answering(LOOKUP_ANSWER), context) as port:
         backend = legacy(port, ClientTls(pki.ca_cert, "localhost"))
         assert await backend.call(LOOKUP, LOOKUP.encode(), deadline=2.0) == LOOKUP_ANSWER
-
-
-@pytest.mark.parametrize(("resume", "reused"), [(True, [False, True, True]), (False, [False] * 3)])
-async def test_later_connections_resume_the_tls_session(
-    tmp_path: Path, resume: bool, reused: list[bool]
-) -> None:
-    """With tls_resumption (the default) the second and later connections resume the first
-    one's session instead of a full handshake; without it every handshake is full."""
-    pki = ensure_dev_pki(tmp_path, servers=("emulator",))
-    context = server_context(pki.cert("emulator"), pki.key("emulator"))
-    seen: list[bool] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        seen.append(writer.get_extra_info("ssl_object").session_reused)
-        writer.write(LOOKUP_ANSWER)
-        await writer.drain()
-
-    async with backend_server(handle, context) as port:
-        backend = legacy(port, ClientTls(pki.ca_cert, "localhost"), resume=resume)
-        for _ in reused:
-            assert await backend.call(LOOKUP, LOOKUP.encode(), deadline=2.0) == LOOKUP_ANSWER
-    assert seen == reused
 
 
 async def test_untrusted_certificate_is_unavailable(tmp_path: Path) -> None:

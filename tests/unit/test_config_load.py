@@ -184,7 +184,7 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
             "tls: null}}",
             "tls: null, deadline: 5s}}",
             "backends.mainframe.deadline: unknown key "
-            "(expected kind, address, tls, connect_timeout, max_connections, tls_resumption)",
+            "(expected kind, address, tls, connect_timeout, max_connections)",
         ),
         (
             "tls: null}}",

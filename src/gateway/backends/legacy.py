@@ -22,7 +22,7 @@ from gateway.errors import (
     BackendUnavailable,
     ConfigError,
 )
-from gateway.tls import ResumingClientContext, client_context, resuming_client_context
+from gateway.tls import client_context
 
 #: Spec §1: no legal answer exceeds 2908 bytes; reading one byte more makes an
 #: oversized answer visible without letting a backend stream into our memory.
@@ -46,8 +46,7 @@ class LegacyBackend:
         if config.tls is None:
             return cls(config, None)
         try:
-            make = resuming_client_context if config.tls_resumption else client_context
-            context = make(config.tls.ca)
+            context = client_context(config.tls.ca)
         except (OSError, ssl.SSLError) as exc:
             where = f"backends.{config.name}.tls.ca"
             raise ConfigError([f"{where}: cannot load {config.tls.ca}: {exc}"]) from None
@@ -78,8 +77,6 @@ class LegacyBackend:
                 writer.write(raw)
                 await writer.drain()
                 answer = await _read_to_eof(reader, self.name)
-            if isinstance(self._context, ResumingClientContext):
-                self._context.remember(writer.get_extra_info("ssl_object"))
         except TimeoutError:
             if not slot:
                 what = f"no free connection of {self._config.max_connections}"

@@ -141,8 +141,9 @@ def haproxy_cfg(
 
     Client side: TLS with the gateway's certificate (``pem``: certificate and key
     in one file), or plaintext when None. Mainframe side: TLS verified against the
-    development CA, resuming earlier sessions (HAProxy's default) exactly as the
-    gateway does (``tls_resumption``), so that both do the same amount of work.
+    development CA, a full handshake per connection (``no-ssl-reuse``) exactly as
+    the gateway does; HAProxy's default would resume sessions, which the gateway
+    cannot, and that would measure a different amount of work.
     """
     tls = f" ssl crt {pem}" if pem is not None else ""
     return "\n".join(
@@ -160,7 +161,7 @@ def haproxy_cfg(
             "    default_backend mainframe",
             "backend mainframe",
             f"    server emulator 127.0.0.1:{emulator_port} ssl verify required"
-            f" ca-file {emulator_ca} sni str(localhost) verifyhost localhost",
+            f" ca-file {emulator_ca} sni str(localhost) verifyhost localhost no-ssl-reuse",
             "",
         ]
     )

@@ -179,16 +179,15 @@ class RoutingReader(Problems):
 
     def legacy(self, name: str, raw: object, path: str) -> LegacyBackendConfig:
         """A CPR Direkte server reached over TCP, TLS optional."""
-        keys = ("kind", "address", "tls", "connect_timeout", "max_connections", "tls_resumption")
+        keys = ("kind", "address", "tls", "connect_timeout", "max_connections")
         s = self.section(raw, path, keys)
         s.get("kind", lambda value, _path: value)
         address = s.get("address", r.address)
         tls = s.get("tls", self.client_tls)
         timeout = s.get("connect_timeout", r.positive_duration, _LEGACY.connect_timeout)
         most = s.get("max_connections", r.positive_int, _LEGACY.max_connections)
-        resume = s.get("tls_resumption", r.flag, _LEGACY.tls_resumption)
         s.done()
-        return LegacyBackendConfig(name, *address, tls, timeout, most, resume)
+        return LegacyBackendConfig(name, *address, tls, timeout, most)
 
     def client_tls(self, raw: object, path: str) -> ClientTls | None:
         """How to verify a backend, or None for plaintext."""

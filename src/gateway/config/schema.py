@@ -85,8 +85,6 @@ class LegacyBackendConfig:
     #: for one within their route's deadline. A burst of clients then reaches the
     #: mainframe as a steady stream, and the gateway's memory stays bounded.
     max_connections: int = 64
-    #: Resume earlier TLS sessions instead of a full handshake per request (tls only).
-    tls_resumption: bool = True
     kind: str = "legacy"
 
 
