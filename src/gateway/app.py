@@ -29,9 +29,16 @@ from gateway.config.schema import GatewayConfig
 from gateway.config.watch import FileWatcher
 from gateway.dispatch import SESSION_IDLE_S, Dispatcher
 from gateway.errors import ConfigError
-from gateway.observe.events import ConfigRejected, ConfigReloaded, EventBus, Lifecycle
+from gateway.observe.events import (
+    ConfigRejected,
+    ConfigReloaded,
+    EventBus,
+    Lifecycle,
+    LoopLagSampled,
+)
 from gateway.observe.logs import log_event
 from gateway.observe.metrics import Metrics
+from gateway.pressure import LoopLag
 from gateway.routing import RouteTable
 from gateway.server.admin import AdminServer
 from gateway.server.tcp import ClientListener
@@ -84,6 +91,8 @@ class Gateway:
         # One reload at a time: a SIGHUP during a file-triggered reload waits its turn.
         self._reload_lock = asyncio.Lock()
         self._tasks = TaskSet()
+        #: How late this process's event loop runs; the shadow runner sheds by it.
+        self.loop_lag = LoopLag(on_sample=lambda lag: self.bus.emit(LoopLagSampled(lag)))
 
     @property
     def admin_address(self) -> tuple[str, int]:
@@ -134,6 +143,7 @@ class Gateway:
                 await self._writer.aclose(0)
             raise
         self._start_watching()
+        self._tasks.spawn(self.loop_lag.run(), name="loop-lag")
         self.bus.emit(Lifecycle("listening", f"{host}:{port}"))
         return host, port
 
@@ -228,6 +238,8 @@ class Gateway:
             max_queued=shadowing.max_queued,
             writer=self._writer,
             pseudonymiser=pseudonymiser,
+            lag=self.loop_lag,
+            shed_lag_s=shadowing.shed_lag,
         )
 
     def _start_watching(self) -> None:

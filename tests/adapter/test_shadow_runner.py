@@ -33,7 +33,7 @@ from gateway_harness import (
 )
 
 from gateway.client import exchange
-from gateway.codec import LogonAnswer, LookupAnswer, Record, seal
+from gateway.codec import LogonAnswer, LookupAnswer, Record, Request, seal
 from gateway.codec.messages import request_with_token
 from gateway.config.schema import (
     BUCKETS,
@@ -45,9 +45,18 @@ from gateway.config.schema import (
     Shadowing,
 )
 from gateway.model import Family, FejlNr, Operation
-from gateway.observe.events import Event, RequestCompleted, ShadowCompleted
+from gateway.observe.events import (
+    Event,
+    EventBus,
+    LoopLagSampled,
+    RequestCompleted,
+    ShadowCompleted,
+)
 from gateway.observe.logs import configure_logging
+from gateway.routing import Decision
+from gateway.sessions import SessionBroker
 from gateway.shadow.compare import FieldKey
+from gateway.shadow.runner import ShadowJob, ShadowRunner
 from gateway.shadow.store import MismatchStore
 
 SHADOW_TOKEN = "Sh4dowTk"
@@ -303,3 +312,51 @@ async def test_a_matching_shadow_makes_a_clean_verdict_after_enough_samples(
             verdict="clean",
         )
         assert verdict == 1
+
+
+async def test_copies_offered_while_the_loop_is_late_are_dropped_as_overload() -> None:
+    """Past ``shadowing.shed_lag`` a copy is not sent but counted as dropped (``overload``);
+    once the loop is on time again copies go out as before."""
+    bus, seen, sent = EventBus(), EventLog(), []
+    bus.subscribe(seen)
+
+    async def call(backend: str, request: Request, raw: bytes, deadline: float) -> bytes:
+        sent.append(backend)
+        return LOOKUP_ANSWER
+
+    lag = [0.5]
+    runner = ShadowRunner(
+        bus, SessionBroker(idle_s=60, clock=lambda: 0.0), lag=lambda: lag[0], shed_lag_s=0.01
+    )
+    route = Route(
+        "lookups",
+        Match(frozenset({Operation.LOOKUP})),
+        "mainframe",
+        2.0,
+        (Shadow("persons-v2", BUCKETS, 1.0),),
+    )
+    decision = Decision(route.name, "mainframe", 2.0, route.shadows)
+    job = ShadowJob(route, decision, LOOKUP, LOOKUP.encode(), LOOKUP_ANSWER, call)
+    runner.submit(job)
+    assert [(e.outcome, e.reason) for e in seen.shadows()] == [("dropped", "overload")]
+    lag[0] = 0.0
+    runner.submit(job)
+    await seen.until_shadows(2)
+    await runner.aclose(1.0)
+    # Not shed: it ran (and found no session for the shadow side, as none was logged on).
+    assert [(e.outcome, e.reason) for e in seen.shadows()][1] == ("error", "no_session")
+    assert sent == []
+
+
+async def test_the_gateway_samples_its_event_loop_and_exports_the_lag(tmp_path: Path) -> None:
+    """A running gateway keeps sampling its loop; the gauge shows the latest sample."""
+    async with stack(tmp_path, replying(LOOKUP_ANSWER)) as (run, log, _received):
+        async with asyncio.timeout(5):
+            while sum(isinstance(e, LoopLagSampled) for e in log.events) < 3:
+                log.changed.clear()
+                await log.changed.wait()
+        latest = [e for e in log.events if isinstance(e, LoopLagSampled)][-1]
+        assert run.gateway.loop_lag() == latest.lag_s
+        gauge = run.gateway.metrics.value("cpr_gateway_event_loop_lag_seconds")
+        assert gauge == latest.lag_s
+        assert "cpr_gateway_event_loop_lag_seconds" in run.gateway.metrics.render().decode()

@@ -64,6 +64,7 @@ SHADOWED = f"""{HEAD}routes:
   store: var/shadow.sqlite
   key_file: var/shadow.key
   retention: {{max_rows: 1000, max_age: 7d}}
+  shed_lag: 25ms
 """
 # Synthetic PNRs with valid birth dates (spec §9); none is a real person's.
 PNRS = [
@@ -109,7 +110,12 @@ def test_a_shadowed_route_becomes_frozen_values(tmp_path: Path) -> None:
     assert route.thresholds == Thresholds(min_samples=50, max_excess_rate=0.02)
     assert route.copy_backends == ("persons-v2", "persons-v3", "mainframe-2")
     assert config.shadowing == Shadowing(
-        8, 0, tmp_path / "var/shadow.sqlite", tmp_path / "var/shadow.key", Retention(1000, 604800.0)
+        8,
+        0,
+        tmp_path / "var/shadow.sqlite",
+        tmp_path / "var/shadow.key",
+        Retention(1000, 604800.0),
+        shed_lag=0.025,
     )
 
 
@@ -283,10 +289,11 @@ def test_noise_compare_and_thresholds_need_a_shadow(tmp_path: Path) -> None:
 
 def test_shadowing_section_problems_are_named(tmp_path: Path) -> None:
     """Bad bounds and retention in shadowing are reported by path, all at once."""
-    text = _route("") + "shadowing: {max_in_flight: 0, retention: {max_age: soon}}\n"
+    text = _route("") + "shadowing: {max_in_flight: 0, retention: {max_age: soon}, shed_lag: 0s}\n"
     assert _problems(tmp_path, text) == [
         "shadowing.max_in_flight: must be greater than 0, got 0",
         "shadowing.retention.max_age: bad duration 'soon' (expected e.g. 500ms, 10s, 1m)",
+        "shadowing.shed_lag: must be greater than 0, got '0s'",
     ]
 
 

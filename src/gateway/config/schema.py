@@ -343,6 +343,9 @@ class Shadowing:
     #: The pseudonym key (hex, mode 0600; created when missing); None: a key per process.
     key_file: Path | None = None
     retention: Retention = Retention()
+    #: While the event loop runs this many seconds late, new copies are dropped (and
+    #: counted): the clients' requests get the CPU (gateway.pressure).
+    shed_lag: float = 0.010
 
 
 @dataclass(frozen=True, slots=True)

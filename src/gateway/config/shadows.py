@@ -113,7 +113,7 @@ def thresholds(reader: Problems, raw: object, path: str) -> Thresholds:
 
 def shadowing(reader: Problems, raw: object, path: str, file: FileParser) -> Shadowing:
     """The top-level ``shadowing:`` section; ``file`` resolves a path against the YAML file."""
-    keys = ("max_in_flight", "max_queued", "store", "key_file", "retention")
+    keys = ("max_in_flight", "max_queued", "store", "key_file", "retention", "shed_lag")
     s = reader.section(raw, path, keys)
 
     def optional_file(value: object, at: str) -> Path | None:
@@ -125,6 +125,7 @@ def shadowing(reader: Problems, raw: object, path: str, file: FileParser) -> Sha
         s.get("store", optional_file, None),
         s.get("key_file", optional_file, None),
         s.get("retention", lambda value, at: _retention(reader, value, at), _RETENTION),
+        s.get("shed_lag", r.positive_duration, _SHADOWING.shed_lag),
     )
     s.done()
     return found

@@ -93,7 +93,7 @@ class ShadowCompleted:
 
     ``outcome`` is one of :data:`SHADOW_OUTCOMES`; ``reason`` says why an error or a
     drop happened (``no_session``, ``unavailable``, ``timeout``, ``protocol``,
-    ``queue_full``, ``shutdown``). ``fields`` are the (record, field) keys that
+    ``queue_full``, ``overload``, ``shutdown``). ``fields`` are the (record, field) keys that
     differed, names from the layouts only, never values.
     """
 
@@ -123,6 +123,13 @@ class ShadowQueue:
     """Shadowed requests waiting for a slot changed (the bound is ``shadowing.max_queued``)."""
 
     depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoopLagSampled:
+    """How late the event loop ran a timer that was due (:mod:`gateway.pressure`)."""
+
+    lag_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +192,7 @@ Event = (
     | ShadowVerdict
     | ShadowQueue
     | ShadowSamplesLost
+    | LoopLagSampled
     | InternalError
     | Lifecycle
     | ConfigReloaded

@@ -24,6 +24,7 @@ from gateway.observe.events import (
     ConnectionClosed,
     ConnectionOpened,
     Event,
+    LoopLagSampled,
     RequestCompleted,
     RequestRejected,
     SessionEvent,
@@ -117,6 +118,12 @@ class Metrics:
         )  # fmt: skip
         for reason in ("queue_full", "store_error"):
             self.shadow_lost.labels(reason)
+        self.loop_lag = Gauge(
+            "cpr_gateway_event_loop_lag_seconds",
+            "How late the event loop ran a timer that was due (last sample); shadow copies "
+            "are dropped while it exceeds shadowing.shed_lag.",
+            registry=r,
+        )
 
     def _on_shadow(self, event: ShadowCompleted) -> None:
         operation = event.operation.value
@@ -142,6 +149,8 @@ class Metrics:
                 self.shadow_queue.set(event.depth)
             case ShadowSamplesLost():
                 self.shadow_lost.labels(event.reason).inc(event.count)
+            case LoopLagSampled():
+                self.loop_lag.set(event.lag_s)
             case RequestCompleted():
                 labels = (event.operation.value, event.route, event.backend)
                 self.requests.labels(*labels, event.fejlnr).inc()

@@ -4,7 +4,9 @@ The dispatcher answers the client first and only then hands the request to
 :meth:`ShadowRunner.submit`, which never waits and never raises. A bounded
 number of shadowed requests run at once (``shadowing.max_in_flight``); a bounded
 number wait for a slot (``max_queued``); anything beyond is dropped and counted
-(outcome ``dropped``). The client's answer is the control: a shadow's lateness,
+(outcome ``dropped``), and so is every copy offered while the event loop runs
+later than ``shadowing.shed_lag`` (:mod:`gateway.pressure`): a machine out of CPU
+spends it on the clients, not on shadows. The client's answer is the control: a shadow's lateness,
 failure or difference becomes metrics and log lines, never a client error.
 
 Each copy carries its side's token: the session broker knows it from the fan-out
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -87,11 +90,15 @@ class ShadowRunner:
         max_queued: int = 256,
         writer: SampleWriter | None = None,
         pseudonymiser: Pseudonymiser | None = None,
+        lag: Callable[[], float] = lambda: 0.0,
+        shed_lag_s: float = math.inf,
     ) -> None:
         self._bus = bus
         self._sessions = sessions
         self._max_in_flight = max_in_flight
         self._max_queued = max_queued
+        self._lag = lag
+        self._shed_lag_s = shed_lag_s
         self._writer = writer
         self._pseudonymiser = pseudonymiser
         self._redact = pseudonymiser.pnr if pseudonymiser else placeholder
@@ -121,6 +128,8 @@ class ShadowRunner:
         """Start ``job`` now, queue it, or drop it (counted); never waits."""
         if self._closing:
             self._dropped(job, "shutdown")
+        elif self._lag() > self._shed_lag_s:
+            self._dropped(job, "overload")  # the loop is late: the clients come first
         elif self._in_flight < self._max_in_flight:
             self._start(job)
         elif len(self._queue) < self._max_queued:
