@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 from pathlib import Path
 
@@ -150,3 +151,21 @@ def test_update_docs_replaces_only_the_marked_section(tmp_path: Path) -> None:
     doc.write_text("no markers")
     with pytest.raises(ValueError, match="bench:begin"):
         update_docs(doc, "x")
+
+
+def test_shadow_copies_are_summed_over_rounds_and_shown_with_their_drops() -> None:
+    """A shadowed path's copies by outcome, dropped ones included, add up over the rounds
+    and appear under its phase's table: drops are counted, not hidden."""
+    rounds = [
+        dataclasses.replace(
+            _sample("open-shadow-300", "gateway-shadow-tls-1w", [0.001] * 100, round_number=n),
+            shadow_copies=copies,
+        )
+        for n, copies in enumerate([{"match": 90, "dropped": 10}, {"match": 70, "dropped": 30}])
+    ]
+    (row,) = pool(rounds)
+    assert row.shadow_copies == {"dropped": 40, "match": 160}
+    text = to_markdown([row], [], META, {})
+    assert "Shadow copies of gateway-shadow-tls-1w: 40 dropped, 160 match." in text
+    (plain,) = pool([_sample("p", "gateway-legacy-tls-1w", [0.001] * 10)])
+    assert plain.shadow_copies is None

@@ -196,7 +196,9 @@ class Stack:
         if scenario.workers > 1:
             argv += ["--workers", str(scenario.workers)]
         ready = [(admin + i, "/readyz") for i in range(scenario.workers)]
-        return await self.servers.start(scenario.name, argv, port, ready)
+        server = await self.servers.start(scenario.name, argv, port, ready)
+        server.admin_ports = tuple(p for p, _path in ready)
+        return server
 
 
 def _shared_names(wanted: list[Scenario]) -> list[str]:

@@ -58,6 +58,8 @@ class Sample:
     #: benchmark used on the machine meanwhile.
     elapsed_s: float = 0.0
     foreign_cpu_s: float = 0.0
+    #: Shadow copies made during the sample, by outcome; None when the path has no shadow.
+    shadow_copies: dict[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,8 @@ class Row:
     failures: list[str]
     #: Share of the machine's CPU that other processes used during the measurements.
     foreign_share: float
+    #: Shadow copies by outcome over every round (dropped ones included); None: no shadow.
+    shadow_copies: dict[str, int] | None = None
 
     @property
     def error_count(self) -> int:
@@ -172,7 +176,25 @@ def _row(group: Sequence[Sample]) -> Row:
         rss_held_mb=max(held) / _MB if held else None,
         failures=[s.failure for s in group if s.failure],
         foreign_share=_foreign_share(group),
+        shadow_copies=_shadow_copies(group),
     )
+
+
+def _shadow_copies(group: Sequence[Sample]) -> dict[str, int] | None:
+    counted = [s.shadow_copies for s in group if s.shadow_copies is not None]
+    if not counted:
+        return None
+    total: dict[str, int] = {}
+    for copies in counted:
+        for outcome, count in copies.items():
+            total[outcome] = total.get(outcome, 0) + count
+    return dict(sorted(total.items()))
+
+
+def shadow_text(row: Row) -> str:
+    """``row``'s shadow copies by outcome, e.g. ``1,204 match, 596 dropped``."""
+    copies = row.shadow_copies or {}
+    return ", ".join(f"{n:,} {outcome}" for outcome, n in copies.items()) or "none"
 
 
 def _foreign_share(group: Sequence[Sample]) -> float:
@@ -298,7 +320,11 @@ def to_markdown(
         "",
     ]
     for phase in dict.fromkeys(r.phase for r in rows):
-        lines += [f"#### {phase}", "", *_table([r for r in rows if r.phase == phase]), ""]
+        in_phase = [r for r in rows if r.phase == phase]
+        lines += [f"#### {phase}", "", *_table(in_phase), ""]
+        for r in in_phase:
+            if r.shadow_copies is not None:
+                lines += [f"Shadow copies of {r.scenario}: {shadow_text(r)}.", ""]
     if targets:
         lines += ["#### Targets", "", "| target | goal | measured | met |", "|---|---|---|---|"]
         lines += [

@@ -19,11 +19,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.bench.configs import Via
 from gateway.bench.deploy import Deployed, Stack
 from gateway.bench.loadgen import Generator, LoadMode, raise_fd_limit
 from gateway.bench.measure import ProcessUsage, machine_busy_s, reset_peak, usage
 from gateway.bench.report import Sample, machine, pool, to_json, to_markdown, update_docs
 from gateway.bench.scenarios import Phase, Settings, interleave, needed, phases, scenarios
+from gateway.bench.servers import shadow_copies
 from gateway.bench.targets import check_targets
 from gateway.client import Credentials, Endpoint, LogonFailed, logon
 from gateway.codec import LookupRequest
@@ -187,6 +189,8 @@ class _Measurer:
             for pnr in self.client.pnrs
         )
         reset_peak(d.proxy.pids if d.proxy is not None else ())
+        admin = d.proxy.admin_ports if d.scenario.via is Via.SHADOW and d.proxy else ()
+        copies_before = await shadow_copies(admin)
         hop_before, behind_before = _usage(d)
         start_at = self.generator.next_start()
         running = asyncio.ensure_future(self.generator.run(workload, d.target, records, start_at))
@@ -200,6 +204,8 @@ class _Measurer:
         if hop_after is not None and hop_before is not None:
             sample.hop = hop_after - hop_before
         sample.behind = behind_after - behind_before
+        if admin:  # shadow drops are counted, not hidden (issue 5, P4)
+            sample.shadow_copies = dict(await shadow_copies(admin) - copies_before)
         sample.window_s = workload.duration_s
         if workload.mode is LoadMode.OPEN:  # answers arriving after the schedule count too
             measured_from = start_at + workload.warmup_s

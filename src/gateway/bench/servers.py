@@ -9,6 +9,7 @@ processes and stops them all, gracefully, on the way out.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import shutil
 import socket
@@ -16,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.bench.measure import ProcessUsage, process_tree, usage
 
@@ -38,6 +41,8 @@ class Server:
     log: Path
     #: Every pid of the server: the process and, for gateway workers, its children.
     pids: list[int] = field(default_factory=list)
+    #: A gateway's admin ports, one per worker (its /metrics); empty for other servers.
+    admin_ports: tuple[int, ...] = ()
 
     def usage(self) -> ProcessUsage:
         """CPU so far and peak memory of all of the server's processes."""
@@ -177,3 +182,26 @@ async def stop_all(processes: Sequence[asyncio.subprocess.Process], backstop_s: 
             await process.wait()
     for task in late:
         task.cancel()
+
+
+#: The counter the gateway keeps of shadow copies, by outcome (docs/shadow.md).
+_SHADOW_COPIES = "cpr_gateway_shadow_requests_total"
+
+
+async def shadow_copies(admin_ports: Sequence[int]) -> collections.Counter[str]:
+    """Shadow copies so far by outcome (match, differs, error, timeout, dropped), summed
+    over a gateway's workers, read from their /metrics."""
+    counts: collections.Counter[str] = collections.Counter()
+    for port in admin_ports:
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        try:
+            writer.write(f"GET /metrics HTTP/1.0\r\nHost: {LOOPBACK}\r\n\r\n".encode())
+            response = await reader.read()
+        finally:
+            writer.close()
+        body = response.partition(b"\r\n\r\n")[2].decode()
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                if sample.name == _SHADOW_COPIES:
+                    counts[sample.labels["outcome"]] += int(sample.value)
+    return counts

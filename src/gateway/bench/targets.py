@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gateway.bench.report import Row
+from gateway.bench.report import Row, shadow_text
 
 #: P6's bound on the gateway's resident memory.
 RSS_LIMIT_MB = 200.0
@@ -133,7 +133,7 @@ def _p4_text(on: Row | None, off: Row | None) -> str:
     ratio = on.latency_ms["p99"] / off.latency_ms["p99"]
     return (
         f"p99 {on.latency_ms['p99']:.1f} vs {off.latency_ms['p99']:.1f} ms = {ratio:.2f}×,"
-        f" {on.error_count} errors"
+        f" {on.error_count} errors; shadow copies: {shadow_text(on)}"
     )
 
 
