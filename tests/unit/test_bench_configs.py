@@ -108,6 +108,9 @@ def test_haproxy_terminates_tls_like_the_gateway(tmp_path: Path) -> None:
     assert f"bind 127.0.0.1:5000 ssl crt {pem}" in cfg
     assert "server emulator 127.0.0.1:5001 ssl verify required ca-file /ca" in cfg
     assert "no-ssl-reuse" in cfg
+    # The gateway's admission towards the mainframe: 64 per worker, waiting up to the deadline.
+    assert "no-ssl-reuse maxconn 128" in cfg
+    assert "timeout queue 30s" in cfg
     assert "nbthread 2" in cfg
 
 

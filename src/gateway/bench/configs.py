@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from gateway.config.schema import LEGACY_MAX_CONNECTIONS
 from gateway.emulator.config import default_config_path
 
 #: scrypt's lowest accepted cost: the benchmark logs on once per measurement and
@@ -143,8 +144,15 @@ def haproxy_cfg(
     in one file), or plaintext when None. Mainframe side: TLS verified against the
     development CA, a full handshake per connection (``no-ssl-reuse``) exactly as
     the gateway does; HAProxy's default would resume sessions, which the gateway
-    cannot, and that would measure a different amount of work.
+    does not (docs/benchmarks.md says why), and that would measure a different
+    amount of work. At most as many connections to the mainframe at once as the
+    gateway's workers open together (``max_connections`` each), the rest waiting in
+    HAProxy's queue: the same admission policy. In TCP mode HAProxy connects to the
+    server when the client connects, not when its request arrives, so a queued
+    client's wait includes its own think time; the queue timeout is therefore the
+    client timeout, not the gateway's route deadline.
     """
+    towards_mainframe = LEGACY_MAX_CONNECTIONS * threads
     tls = f" ssl crt {pem}" if pem is not None else ""
     return "\n".join(
         [
@@ -154,6 +162,7 @@ def haproxy_cfg(
             "defaults",
             "    mode tcp",
             "    timeout connect 1s",
+            f"    timeout queue {READ_TIMEOUT_S}s",
             f"    timeout client {READ_TIMEOUT_S}s",
             f"    timeout server {READ_TIMEOUT_S}s",
             "frontend cpr",
@@ -161,7 +170,8 @@ def haproxy_cfg(
             "    default_backend mainframe",
             "backend mainframe",
             f"    server emulator 127.0.0.1:{emulator_port} ssl verify required"
-            f" ca-file {emulator_ca} sni str(localhost) verifyhost localhost no-ssl-reuse",
+            f" ca-file {emulator_ca} sni str(localhost) verifyhost localhost no-ssl-reuse"
+            f" maxconn {towards_mainframe}",
             "",
         ]
     )

@@ -72,6 +72,10 @@ class ClientTls:
     server_name: str | None
 
 
+#: A legacy backend's default ``max_connections`` per gateway process.
+LEGACY_MAX_CONNECTIONS = 64
+
+
 @dataclass(frozen=True, slots=True)
 class LegacyBackendConfig:
     """A CPR Direkte server (the mainframe or its emulator), one TCP connection per request."""
@@ -84,7 +88,7 @@ class LegacyBackendConfig:
     #: Connections open to it at once from one gateway process; further requests wait
     #: for one within their route's deadline. A burst of clients then reaches the
     #: mainframe as a steady stream, and the gateway's memory stays bounded.
-    max_connections: int = 64
+    max_connections: int = LEGACY_MAX_CONNECTIONS
     kind: str = "legacy"
 
 
