@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gateway.processes import stop
+
 #: How long a part may take to open its port before the stack gives up.
 _START_TIMEOUT_S = 120.0
 #: How long a part may take to drain after SIGTERM before it is killed.
@@ -96,12 +98,5 @@ async def _wait_for_stop_or_exit(
 
 async def _stop_all(running: list[tuple[Part, asyncio.subprocess.Process]]) -> None:
     for part, process in reversed(running):
-        if process.returncode is not None:
-            continue
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), _STOP_TIMEOUT_S)
-        except TimeoutError:
-            print(f"{part.name} did not stop in time; killing it", file=sys.stderr)
-            process.kill()
-            await process.wait()
+        if not await stop(process, _STOP_TIMEOUT_S):
+            print(f"{part.name} did not stop in time; killed it", file=sys.stderr)

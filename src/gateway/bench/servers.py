@@ -21,6 +21,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.bench.measure import ProcessUsage, process_tree, usage
+from gateway.processes import stop
 
 #: A server gets this long to open its port(s); the gateway imports grpc and a cold
 #: start on a busy two-core machine takes a few seconds.
@@ -124,7 +125,7 @@ class Servers:
     async def aclose(self) -> None:
         """Stop every server, newest first (the gateways before what they call)."""
         for server in reversed(self.started):
-            await stop_all([server.process], _STOP_TIMEOUT_S)
+            await stop(server.process, _STOP_TIMEOUT_S)
         self.started.clear()
 
 
@@ -163,25 +164,6 @@ def cli(*args: str) -> list[str]:
 def haproxy_binary() -> str | None:
     """The haproxy executable, or None when it is not installed."""
     return shutil.which("haproxy")
-
-
-async def stop_all(processes: Sequence[asyncio.subprocess.Process], backstop_s: float) -> None:
-    """SIGTERM every running process, wait for their drains, kill those past ``backstop_s``."""
-    running = [p for p in processes if p.returncode is None]
-    for process in running:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-    if not running:
-        return
-    waits = [asyncio.ensure_future(p.wait()) for p in running]
-    _done, late = await asyncio.wait(waits, timeout=backstop_s)
-    for process in running:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-    for task in late:
-        task.cancel()
 
 
 #: The counter the gateway keeps of shadow copies, by outcome (docs/shadow.md).
