@@ -7,6 +7,7 @@ fast and never pay for the servers they do not run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -27,6 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`cpr-gateway data pnrs | head`): stop quietly, as Unix tools
+        # do, and keep Python from reporting the same error again when it flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -50,6 +50,24 @@ def test_check_config_workers_needs_a_fixed_client_port(tmp_path: Path) -> None:
     assert "listen.port: --workers needs a fixed port" in result.stderr
 
 
+def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path: Path) -> None:
+    """`cpr-gateway data pnrs | head -1`: no traceback when head stops reading."""
+    register = tmp_path / "register.sqlite"
+    assert _cli("data", "generate", "--register", str(register), "--count", "8000").returncode == 0
+    # 8,000 lines are 88 KB, more than a pipe holds: the writer is still writing when head
+    # exits, so the pipe really breaks.
+    command = (
+        f"{sys.executable} -m gateway.cli data pnrs --register {register} --limit 8000 | head -1"
+    )
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert len(result.stdout.split()) == 1
+    assert result.stderr == ""
+    assert result.returncode == 141
+
+
 def test_data_generate_then_pnrs_by_status(tmp_path: Path) -> None:
     """`data pnrs --status 80` prints only emigrated persons, one PNR per line."""
     register = tmp_path / "register.sqlite"
