@@ -74,7 +74,6 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     # Set by --workers on each worker it starts; not for operators.
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--admin-port", type=int, help=argparse.SUPPRESS)
     p.set_defaults(handler=_run_serve)
 
 
@@ -246,9 +245,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     configure_logging()
     try:
         config = load_routing(args.config)
-        port = args.admin_port
-        if port is None and args.worker_index is not None:
-            port = admin_port(config, args.worker_index)
+        port = None if args.worker_index is None else admin_port(config, args.worker_index)
         # Start-up can also fail on config: unreadable certificates, a port in use.
         run_loop(run_gateway(config, reuse_port=args.reuse_port, admin_port=port))
     except ConfigError as exc:

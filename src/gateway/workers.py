@@ -18,7 +18,7 @@ the routing file once by running ``check-config --workers N`` as a child (so a
 broken file fails once, with its problems, instead of once per worker), then
 starts the workers and polls them. Everything it imported would stay resident
 beside the workers' own copies: with an event loop and the config code it was
-~32 MB, now ~11 MB (docs/benchmarks.md, P6).
+~32 MB, now ~15 MB (docs/benchmarks.md, P6).
 
 Sessions are per worker: the broker that maps a client's token to each side's
 token lives in the worker that saw the logon. A lookup the kernel hands to
