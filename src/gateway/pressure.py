@@ -4,35 +4,48 @@ Everything a gateway process does shares one event loop: the clients' requests a
 shadow copies alike. When the loop falls behind, a callback that is due waits for the
 CPU, and that wait is added to every client's answer. :class:`LoopLag` measures it the
 direct way, by asking to be woken every ``interval`` and noting how late the wake-up
-came; the shadow runner sheds copies while it is high (docs/shadow.md), so that shadow
-work never slows the clients down even when the machine runs out of CPU.
+came; the shadow runner sheds copies while it stays high (docs/shadow.md), so that shadow
+work never slows the clients down even when the machine runs out of CPU. "Stays": the
+lateness that counts is the least of the last few samples, so a single blip (a garbage
+collection, a password hash, a reload) sheds nothing, while an overload is acted on
+within about a tenth of a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Callable
 
 #: How often the loop is sampled. Short enough to react within a few requests'
 #: time; each sample is one timer, nothing else.
 SAMPLE_INTERVAL_S = 0.025
+#: Samples that must all be late before the loop counts as late (4 × 25 ms = 100 ms).
+SUSTAINED_SAMPLES = 4
 
 
 class LoopLag:
-    """The event loop's lateness in seconds, as of the last sample (0 until sampled)."""
+    """The event loop's sustained lateness in seconds (0 until sampled)."""
 
     def __init__(
         self,
         interval_s: float = SAMPLE_INTERVAL_S,
         on_sample: Callable[[float], None] | None = None,
+        sustained: int = SUSTAINED_SAMPLES,
     ) -> None:
         self.interval_s = interval_s
         self._on_sample = on_sample
-        self._lag_s = 0.0
+        self._recent: collections.deque[float] = collections.deque(maxlen=sustained)
 
     def __call__(self) -> float:
-        """The last sample: how late the loop ran a timer that was due."""
-        return self._lag_s
+        """How late the loop has run timers throughout the last ``sustained`` samples."""
+        return min(self._recent, default=0.0)
+
+    def record(self, lag_s: float) -> None:
+        """Take one sample: a timer ran ``lag_s`` seconds after it was due."""
+        self._recent.append(lag_s)
+        if self._on_sample is not None:
+            self._on_sample(lag_s)
 
     async def run(self) -> None:
         """Sample until cancelled."""
@@ -40,6 +53,4 @@ class LoopLag:
         while True:
             due = loop.time() + self.interval_s
             await asyncio.sleep(self.interval_s)
-            self._lag_s = max(loop.time() - due, 0.0)
-            if self._on_sample is not None:
-                self._on_sample(self._lag_s)
+            self.record(max(loop.time() - due, 0.0))

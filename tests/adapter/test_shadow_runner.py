@@ -53,6 +53,7 @@ from gateway.observe.events import (
     ShadowCompleted,
 )
 from gateway.observe.logs import configure_logging
+from gateway.pressure import SUSTAINED_SAMPLES
 from gateway.routing import Decision
 from gateway.sessions import SessionBroker
 from gateway.shadow.compare import FieldKey
@@ -153,8 +154,10 @@ def shadowed_config(
         **base.backends,
         "persons-v2": LegacyBackendConfig("persons-v2", "127.0.0.1", shadow, None),
     }
+    # Never shed: client, backends and gateway share the test's loop, so its lateness says
+    # nothing about the gateway (shedding has a test of its own below).
     shadowing = Shadowing(
-        *bounds, store=tmp_path / "shadow.sqlite", key_file=tmp_path / "shadow.key"
+        *bounds, store=tmp_path / "shadow.sqlite", key_file=tmp_path / "shadow.key", shed_lag=60.0
     )
     return replace(base, backends=backends, routes=(lookups, *base.routes), shadowing=shadowing)
 
@@ -352,11 +355,11 @@ async def test_the_gateway_samples_its_event_loop_and_exports_the_lag(tmp_path: 
     """A running gateway keeps sampling its loop; the gauge shows the latest sample."""
     async with stack(tmp_path, replying(LOOKUP_ANSWER)) as (run, log, _received):
         async with asyncio.timeout(5):
-            while sum(isinstance(e, LoopLagSampled) for e in log.events) < 3:
+            while sum(isinstance(e, LoopLagSampled) for e in log.events) < SUSTAINED_SAMPLES:
                 log.changed.clear()
                 await log.changed.wait()
-        latest = [e for e in log.events if isinstance(e, LoopLagSampled)][-1]
-        assert run.gateway.loop_lag() == latest.lag_s
+        samples = [e.lag_s for e in log.events if isinstance(e, LoopLagSampled)]
+        assert run.gateway.loop_lag() == min(samples[-SUSTAINED_SAMPLES:])
         gauge = run.gateway.metrics.value("cpr_gateway_event_loop_lag_seconds")
-        assert gauge == latest.lag_s
+        assert gauge == samples[-1]
         assert "cpr_gateway_event_loop_lag_seconds" in run.gateway.metrics.render().decode()
