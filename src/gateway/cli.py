@@ -325,9 +325,14 @@ def _run_up(args: argparse.Namespace) -> int:
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` on the chosen event loop (:mod:`gateway.loops`, imported only here: the
     ``serve --workers`` parent runs none and should not pay for one)."""
-    from gateway.loops import run
+    from gateway.loops import chosen_loop, run
 
-    return run(main)
+    try:
+        name = chosen_loop()
+    except ValueError as exc:  # a misspelt CPR_GATEWAY_LOOP: say so, no traceback
+        main.close()
+        raise SystemExit(f"cpr-gateway: {exc}") from None
+    return run(main, name)
 
 
 def _config_problems(where: object, exc: ConfigError) -> int:

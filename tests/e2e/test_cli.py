@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,19 @@ def test_check_config_workers_needs_a_fixed_client_port(tmp_path: Path) -> None:
     result = _cli("check-config", str(path), "--workers", "2")
     assert result.returncode == 1
     assert "listen.port: --workers needs a fixed port" in result.stderr
+
+
+def test_an_unknown_event_loop_is_refused_in_one_line() -> None:
+    """A misspelt CPR_GATEWAY_LOOP stops any command that runs a loop, with the reason."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "lookup", "--pnr", "0101010000", "--port", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "CPR_GATEWAY_LOOP": "trio"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == (
+        "cpr-gateway: CPR_GATEWAY_LOOP='trio': expected one of uvloop, asyncio\n"
+    )
 
 
 def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path: Path) -> None:
