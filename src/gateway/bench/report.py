@@ -9,6 +9,7 @@ sent, warm-up included, since the CPU window includes it too.
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import platform
@@ -181,14 +182,10 @@ def _row(group: Sequence[Sample]) -> Row:
 
 
 def _shadow_copies(group: Sequence[Sample]) -> dict[str, int] | None:
-    counted = [s.shadow_copies for s in group if s.shadow_copies is not None]
+    counted = [collections.Counter(s.shadow_copies) for s in group if s.shadow_copies is not None]
     if not counted:
         return None
-    total: dict[str, int] = {}
-    for copies in counted:
-        for outcome, count in copies.items():
-            total[outcome] = total.get(outcome, 0) + count
-    return dict(sorted(total.items()))
+    return dict(sorted(sum(counted, collections.Counter()).items()))
 
 
 def shadow_text(row: Row) -> str:

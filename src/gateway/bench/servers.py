@@ -139,21 +139,33 @@ async def _wait_ready(server: Server, port: int, path: str | None) -> None:
 async def _answers(port: int, path: str | None) -> bool:
     """Whether ``port`` accepts (and, given a path, answers GET ``path`` with 200)."""
     try:
-        reader, writer = await asyncio.open_connection(LOOPBACK, port)
-    except OSError:
-        return False
-    try:
         if path is None:
+            _reader, writer = await asyncio.open_connection(LOOPBACK, port)
+            await _close(writer)
             return True
-        writer.write(f"GET {path} HTTP/1.0\r\nHost: {LOOPBACK}\r\n\r\n".encode())
-        status = await reader.readline()
-        return status.split()[1:2] == [b"200"]
+        status, _body = await _get(port, path)
     except OSError:
         return False
+    return status == 200
+
+
+async def _get(port: int, path: str) -> tuple[int, bytes]:
+    """GET ``path`` from the HTTP server on loopback ``port``: (status, body)."""
+    reader, writer = await asyncio.open_connection(LOOPBACK, port)
+    try:
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: {LOOPBACK}\r\n\r\n".encode())
+        response = await reader.read()
     finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        await _close(writer)
+    head, _, body = response.partition(b"\r\n\r\n")
+    fields = head.split(maxsplit=2)[1:2]
+    return (int(fields[0]) if fields and fields[0].isdigit() else 0), body
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
 
 
 def cli(*args: str) -> list[str]:
@@ -175,14 +187,8 @@ async def shadow_copies(admin_ports: Sequence[int]) -> collections.Counter[str]:
     over a gateway's workers, read from their /metrics."""
     counts: collections.Counter[str] = collections.Counter()
     for port in admin_ports:
-        reader, writer = await asyncio.open_connection(LOOPBACK, port)
-        try:
-            writer.write(f"GET /metrics HTTP/1.0\r\nHost: {LOOPBACK}\r\n\r\n".encode())
-            response = await reader.read()
-        finally:
-            writer.close()
-        body = response.partition(b"\r\n\r\n")[2].decode()
-        for family in text_string_to_metric_families(body):
+        _status, body = await _get(port, "/metrics")
+        for family in text_string_to_metric_families(body.decode()):
             for sample in family.samples:
                 if sample.name == _SHADOW_COPIES:
                     counts[sample.labels["outcome"]] += int(sample.value)
