@@ -42,6 +42,7 @@ from gateway.pressure import LoopLag
 from gateway.routing import RouteTable
 from gateway.server.admin import AdminServer
 from gateway.server.tcp import ClientListener
+from gateway.session_peers import PeerDirectory, SessionPeers
 from gateway.sessions import SessionBroker
 from gateway.shadow.pseudonym import Pseudonymiser, load_key
 from gateway.shadow.runner import ShadowRunner
@@ -66,11 +67,15 @@ class Gateway:
         watch_interval: float | None = WATCH_INTERVAL_S,
         reuse_port: bool = False,
         admin_port: int | None = None,
+        peers: PeerDirectory | None = None,
     ) -> None:
-        """``reuse_port`` and ``admin_port`` are for one of several workers (gateway.workers):
-        share the client port, and serve the admin endpoints on a port of its own."""
+        """``reuse_port``, ``admin_port`` and ``peers`` are for one of several workers
+        (gateway.workers): share the client port, serve the admin endpoints on a port of
+        its own, and share sessions with the siblings (gateway.session_peers)."""
         self._reuse_port = reuse_port
         self._admin_port = admin_port
+        self._peer_directory = peers
+        self._peers: SessionPeers | None = None
         #: The config in force (listen and admin stay as started until a restart).
         self.config = config
         #: Every event of this gateway; metrics and logs subscribe, tests may too.
@@ -122,9 +127,16 @@ class Gateway:
         config = self.config
         sessions = SessionBroker(idle_s=SESSION_IDLE_S, clock=time.monotonic)
         self._shadows = await self._shadow_runner(config, sessions)
+        if self._peer_directory is not None:
+            self._peers = await self._start_peers(self._peer_directory, sessions)
         backends = {name: build_backend(b) for name, b in config.backends.items()}
         self._dispatcher = Dispatcher(
-            RouteTable(config.routes), backends, self.bus, sessions=sessions, shadows=self._shadows
+            RouteTable(config.routes),
+            backends,
+            self.bus,
+            sessions=sessions,
+            shadows=self._shadows,
+            peers=self._peers,
         )
         self._listener = ClientListener(config.listen, config.limits, self._dispatcher, self.bus)
         admin = config.admin
@@ -141,6 +153,8 @@ class Gateway:
         except BaseException:
             if self._writer is not None:
                 await self._writer.aclose(0)
+            if self._peers is not None:
+                await self._peers.aclose()
             raise
         self._start_watching()
         self._tasks.spawn(self.loop_lag.run(), name="loop-lag")
@@ -207,10 +221,21 @@ class Gateway:
             await self._shadows.aclose(grace)
         if self._dispatcher is not None:
             await self._dispatcher.aclose()
+        if self._peers is not None:  # siblings may still ask while this one drains
+            await self._peers.aclose()
         if self._writer is not None:
             await self._writer.aclose(grace)
         await self._admin.aclose()
         self.bus.emit(Lifecycle("stopped", f"{cancelled} cancelled after {grace:g}s"))
+
+    async def _start_peers(self, where: PeerDirectory, sessions: SessionBroker) -> SessionPeers:
+        """Answer sibling workers' session questions; ConfigError when the socket cannot be made."""
+        peers = SessionPeers(where, sessions, self.bus)
+        try:
+            await peers.start()
+        except OSError as exc:
+            raise ConfigError([f"sessions directory {where.path}: {exc.strerror or exc}"]) from None
+        return peers
 
     async def _shadow_runner(self, config: GatewayConfig, sessions: SessionBroker) -> ShadowRunner:
         """The runner for shadow copies, writing to the mismatch store when one is configured.
@@ -294,9 +319,11 @@ async def run_gateway(
     stop: asyncio.Event | None = None,
     reuse_port: bool = False,
     admin_port: int | None = None,
+    peers: PeerDirectory | None = None,
 ) -> None:
     """Serve ``config`` until SIGTERM or SIGINT (or ``stop``), then drain and return.
 
     SIGHUP, or a change to the file ``config`` was loaded from, reloads it.
     """
-    await Gateway(config, reuse_port=reuse_port, admin_port=admin_port).serve(stop)
+    gateway = Gateway(config, reuse_port=reuse_port, admin_port=admin_port, peers=peers)
+    await gateway.serve(stop)

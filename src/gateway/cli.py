@@ -74,6 +74,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     # Set by --workers on each worker it starts; not for operators.
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--sessions-dir", type=Path, help=argparse.SUPPRESS)
     p.set_defaults(handler=_run_serve)
 
 
@@ -240,14 +241,19 @@ def _run_serve(args: argparse.Namespace) -> int:
     from gateway.app import run_gateway
     from gateway.config import load_routing
     from gateway.observe.logs import configure_logging
+    from gateway.session_peers import PeerDirectory
     from gateway.workers import admin_port
 
     configure_logging()
     try:
         config = load_routing(args.config)
-        port = None if args.worker_index is None else admin_port(config, args.worker_index)
+        port, peers = None, None
+        if args.worker_index is not None:
+            port = admin_port(config, args.worker_index)
+            if args.sessions_dir is not None:
+                peers = PeerDirectory(args.sessions_dir, args.worker_index)
         # Start-up can also fail on config: unreadable certificates, a port in use.
-        run_loop(run_gateway(config, reuse_port=args.reuse_port, admin_port=port))
+        run_loop(run_gateway(config, reuse_port=args.reuse_port, admin_port=port, peers=peers))
     except ConfigError as exc:
         return _config_problems(args.config, exc)
     return 0

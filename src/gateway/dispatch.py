@@ -34,7 +34,8 @@ from gateway.errors import BackendError, BackendProtocolError, BackendTimeout, B
 from gateway.model import FejlNr, Operation
 from gateway.observe.events import BackendFailed, EventBus, RequestCompleted, SessionEvent
 from gateway.routing import Decision, RouteTable
-from gateway.sessions import SessionBroker
+from gateway.session_peers import SessionPeers
+from gateway.sessions import Session, SessionBroker
 from gateway.shadow.runner import ShadowJob, ShadowRunner
 from gateway.tasks import TaskSet
 
@@ -90,6 +91,7 @@ class Dispatcher:
         sessions: SessionBroker | None = None,
         *,
         shadows: ShadowRunner | None = None,
+        peers: SessionPeers | None = None,
     ) -> None:
         self._routing = _Routing(table, {name: _Lease(b) for name, b in backends.items()})
         self._bus = bus
@@ -103,6 +105,8 @@ class Dispatcher:
         )
         #: Where shadow copies go; None: decisions' shadows are ignored.
         self.shadows = shadows
+        #: The sibling workers asked for sessions this one has not seen (``--workers``).
+        self._peers = peers
 
     @property
     def table(self) -> RouteTable:
@@ -200,9 +204,7 @@ class Dispatcher:
     ) -> tuple[Decision, bytes, str]:
         """Call the routed side with its own token for this session; answer with the client's."""
         client_token = request.token
-        session = self.sessions.find(
-            client_token, customer_number(request.customer), user_id(request.user)
-        )
+        session = await self._session(routing, request)
         token = client_token  # a session the gateway does not know: the side decides
         if session is not None:
             side_token = session.token_for(decision.backend)
@@ -221,6 +223,20 @@ class Dispatcher:
         if token != client_token:
             answer = answer_with_token(answer, client_token)
         return decision, answer, error
+
+    async def _session(self, routing: _Routing, request: LookupRequest) -> Session | None:
+        """The request's session: this worker's, or a sibling's copied here (gateway.session_peers).
+
+        Siblings are asked only when a route reaches more than one side: otherwise the token
+        always passes through unchanged and no session is needed.
+        """
+        customer, user = customer_number(request.customer), user_id(request.user)
+        session = self.sessions.find(request.token, customer, user)
+        if session is not None or self._peers is None or len(routing.session_sides) < 2:
+            return session
+        if await self._peers.fetch(request.token):
+            return self.sessions.find(request.token, customer, user)
+        return None
 
     async def _leased(
         self, routing: _Routing, decision: Decision, request: Request, raw: bytes

@@ -86,8 +86,19 @@ class SessionBroker:
         while len(self._sessions) > self._max:
             self._sessions.popitem(last=False)
 
+    def adopt(self, client_token: str, session: Session) -> None:
+        """Keep a copy of a session another worker of this gateway holds (gateway.session_peers)."""
+        self.open(client_token, session.customer, session.user, session.home, session.tokens)
+
     def find(self, client_token: str, customer: int | None, user: str) -> Session | None:
         """The live session for this token, customer and user, touching its idle clock."""
+        session = self.live(client_token)
+        if session is None or (session.customer, session.user) != (customer, user):
+            return None  # a token of another customer or user is not theirs to use
+        return session
+
+    def live(self, client_token: str) -> Session | None:
+        """The live session for this token, whoever it belongs to, touching its idle clock."""
         session = self._sessions.get(client_token)
         if session is None:
             return None
@@ -95,8 +106,6 @@ class SessionBroker:
         if now - session.last_used > self._idle_s:
             del self._sessions[client_token]
             return None
-        if (session.customer, session.user) != (customer, user):
-            return None  # a token of another customer or user is not theirs to use
         touched = replace(session, last_used=now)
         self._sessions[client_token] = touched
         self._sessions.move_to_end(client_token)

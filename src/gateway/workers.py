@@ -20,20 +20,21 @@ starts the workers and polls them. Everything it imported would stay resident
 beside the workers' own copies: with an event loop and the config code it was
 ~32 MB, now ~15 MB (docs/benchmarks.md, P6).
 
-Sessions are per worker: the broker that maps a client's token to each side's
-token lives in the worker that saw the logon. A lookup the kernel hands to
-another worker is relayed with the client's token unchanged. That is right when
-it goes to the side that answered the logon, but a split or a shadow that sends
-it to the other side gets 07 there. Until sessions are shared between workers,
-run several workers only with routes that keep each session on one side.
+Sessions are shared between the workers (gateway.session_peers): the parent makes a
+private directory (mode 0700, removed when the set stops) and each worker answers its
+siblings' session questions on a Unix socket there. A client's logon and its next
+lookup usually land on different workers; the second asks the first for the session
+when the lookup must carry another side's token (a split, a canary, a shadow).
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,9 +79,13 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "gateway.cli", *args]
 
 
-def worker_argv(config_path: Path, index: int) -> list[str]:
-    """The command line of worker ``index``: ``cpr-gateway serve`` sharing the client port."""
-    return _cli("serve", "--config", str(config_path), "--reuse-port", "--worker-index", str(index))
+def worker_argv(config_path: Path, index: int, sessions_dir: Path) -> list[str]:
+    """The command line of worker ``index``: ``cpr-gateway serve`` sharing the client port
+    and, through ``sessions_dir``, its sessions."""
+    return _cli(
+        "serve", "--config", str(config_path), "--reuse-port",
+        "--worker-index", str(index), "--sessions-dir", str(sessions_dir),
+    )  # fmt: skip
 
 
 def run_workers(config_path: Path, workers: int) -> int:
@@ -105,8 +110,12 @@ def run_workers(config_path: Path, workers: int) -> int:
             stopping.append(time.monotonic())
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    # Only this user can enter it: the workers pass session tokens through it.
+    sessions_dir = Path(tempfile.mkdtemp(prefix="cpr-gateway-sessions-"))
     try:
-        processes.extend(subprocess.Popen(worker_argv(config_path, i)) for i in range(workers))
+        processes.extend(
+            subprocess.Popen(worker_argv(config_path, i, sessions_dir)) for i in range(workers)
+        )
         return _supervise(processes, stopping)
     finally:
         for sig, handler in previous.items():
@@ -114,6 +123,7 @@ def run_workers(config_path: Path, workers: int) -> int:
         # After a stop signal the workers have it already: a second SIGTERM must not
         # cut their drain short. After a crash the others are told here.
         _stop(processes, STOP_BACKSTOP_S, tell=not stopping)
+        shutil.rmtree(sessions_dir, ignore_errors=True)
 
 
 def _supervise(processes: Sequence[subprocess.Popen[bytes]], stopping: list[float]) -> int:

@@ -9,12 +9,17 @@ after a 07 (the only recovery they know).
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from admin_http import lookups_answered, wait_ready
+
 from gateway.app import Gateway
+from gateway.bench.servers import free_port, free_ports
 from gateway.client import Endpoint, exchange, logon
 from gateway.codec import LookupAnswer, LookupRequest
 from gateway.config import load_routing
@@ -23,6 +28,7 @@ from gateway.model import Family, FejlNr
 from gateway.modern.migrate import migrate
 from gateway.modern.server import ModernServer
 
+ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 6
 LOOKUPS_PER_PHASE = 15
 
@@ -226,3 +232,33 @@ async def test_a_slow_modern_side_gives_09_within_the_deadline(tmp_path: Path) -
         )
         assert timeouts == 1
         s.modern.pace.delay = 0.0
+
+
+async def test_workers_share_sessions_so_a_split_needs_one_logon(tmp_path: Path) -> None:
+    """`serve --workers 2`: the kernel hands a client's connections to either worker, and a
+    lookup on the worker that did not see the logon still gets the other side's token."""
+    async with stack(tmp_path) as s:
+        port, admin = free_port(), free_ports(2)
+        s.ports["port"] = port
+        s.write_routes(logon_side="mainframe", modern_share=50)
+        text = s.routing.read_text().replace("port: 0}", f"port: {admin}}}", 1)
+        s.routing.write_text(text)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "serve", "--config", str(s.routing),
+            "--workers", "2", cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            await wait_ready(admin)
+            await wait_ready(admin + 1)
+            endpoint = Endpoint("127.0.0.1", port)
+            clients = [Client(DEMO_PRIV, endpoint) for _ in range(CLIENTS)]
+            await _phase(clients, s.pnrs, Family.PRIV)
+            await _phase(clients, s.pnrs, Family.PRIV)
+            assert [c.logons for c in clients] == [1] * CLIENTS
+            assert sum(c.answered for c in clients) == CLIENTS * LOOKUPS_PER_PHASE * 2
+            served = [await lookups_answered(admin + i) for i in range(2)]
+            assert all(n > 0 for n in served), served  # both workers took a share
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 20) == 0

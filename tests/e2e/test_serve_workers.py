@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from admin_http import wait_ready
 
 from gateway.bench.measure import process_tree
 from gateway.bench.servers import free_port, free_ports
@@ -39,23 +40,6 @@ def _mapped_files(pid: int) -> str:
     return Path(f"/proc/{pid}/maps").read_text()
 
 
-async def _ready(port: int) -> None:
-    """Wait until the admin server on ``port`` says ready (its client port accepts)."""
-    for _ in range(300):
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.1)
-            continue
-        writer.write(b"GET /readyz HTTP/1.0\r\n\r\n")
-        status = await reader.readline()
-        writer.close()
-        if b" 200 " in status:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"admin port {port} never ready")
-
-
 async def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
     """Two workers answer on one port (each with its own admin port); SIGTERM stops all."""
     async with running_emulator(tls=False) as emu:
@@ -68,8 +52,8 @@ async def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            await _ready(admin)
-            await _ready(admin + 1)
+            await wait_ready(admin)
+            await wait_ready(admin + 1)
             assert len(process_tree(process.pid)) == 3
             # The parent only supervises: no event loop, TLS or gateway code is resident in
             # it beside the workers' own copies (docs/benchmarks.md, P6).
@@ -109,8 +93,8 @@ async def test_one_worker_dying_stops_the_set(tmp_path: Path) -> None:
             "--workers", "2", cwd=ROOT,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
-        await _ready(admin)
-        await _ready(admin + 1)
+        await wait_ready(admin)
+        await wait_ready(admin + 1)
         workers = [pid for pid in process_tree(process.pid) if pid != process.pid]
         os.kill(workers[0], signal.SIGKILL)
         assert await asyncio.wait_for(process.wait(), 20) == 1
@@ -130,8 +114,8 @@ async def test_a_port_without_reuse_is_not_shared(tmp_path: Path) -> None:
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            await _ready(admin)
-            await _ready(admin + 1)
+            await wait_ready(admin)
+            await wait_ready(admin + 1)
             other = tmp_path / "other.yaml"
             other.write_text(ROUTING.format(port=port, admin=0, backend=emu.port))
             lone = await asyncio.create_subprocess_exec(

@@ -81,3 +81,32 @@ def test_token_rewriting_touches_only_the_token_bytes() -> None:
     answer = b"000106Zz9Yy8XxDEMO0001050028"
     assert answer_with_token(answer, "Tk3nAbCd") == b"000106Tk3nAbCdDEMO0001050028"
     assert answer_token(b"000190        DEMO000101") == ""
+
+
+def test_an_adopted_copy_is_found_like_an_own_session_and_lives_on_its_own_clock() -> None:
+    """A sibling worker's session copied here: same tokens, same owner check, fresh idle clock."""
+    clock = Clock()
+    theirs, mine = _broker(clock), _broker(clock)
+    theirs.open("Tok", 1, "U", "mainframe", {"persons-v2": "Other"})
+    copy = theirs.live("Tok")
+    assert copy is not None
+    clock.now += 1000
+    mine.adopt("Tok", copy)
+    assert mine.find("Tok", 2, "U") is None
+    found = mine.find("Tok", 1, "U")
+    assert found is not None and found.token_for("persons-v2") == "Other"
+    clock.now += 1000  # 2000 s after the original logon, 1000 s after the copy was made
+    assert mine.find("Tok", 1, "U") is not None
+    assert theirs.find("Tok", 1, "U") is None
+
+
+def test_live_ignores_the_owner_but_not_the_idle_time() -> None:
+    """What a sibling is told: the session whoever asks, unless it has expired."""
+    clock = Clock()
+    broker = _broker(clock)
+    broker.open("Tok", 7, "U", "mainframe", {})
+    session = broker.live("Tok")
+    assert session is not None and (session.customer, session.user) == (7, "U")
+    clock.now += 1801
+    assert broker.live("Tok") is None
+    assert broker.live("Unknown") is None

@@ -83,6 +83,16 @@ class SessionEvent:
     backend: str
 
 
+@dataclass(frozen=True, slots=True)
+class SessionShared:
+    """A worker asked its siblings for a session it did not know (gateway.session_peers)."""
+
+    #: ``found`` (a sibling had it; copied here), ``unknown`` (no sibling has it), or
+    #: ``failed`` (a sibling did not answer properly or in time; ``detail`` says how).
+    outcome: str
+    detail: str = ""
+
+
 #: Every ``ShadowCompleted.outcome``.
 SHADOW_OUTCOMES = ("match", "differs", "error", "timeout", "dropped")
 
@@ -188,6 +198,7 @@ Event = (
     | RequestCompleted
     | BackendFailed
     | SessionEvent
+    | SessionShared
     | ShadowCompleted
     | ShadowVerdict
     | ShadowQueue

@@ -22,6 +22,7 @@ from gateway.observe.events import (
     Lifecycle,
     RequestCompleted,
     RequestRejected,
+    SessionShared,
     ShadowCompleted,
     ShadowSamplesLost,
 )
@@ -96,6 +97,8 @@ def log_event(event: Event) -> None:
                 _log.warning("config_needs_restart", settings=list(event.restart_needed))
         case ConfigRejected():
             _log.error("config_rejected", trigger=event.trigger, problems=list(event.problems))
+        case SessionShared(outcome="failed"):
+            _log.warning("session_peer_failed", detail=event.detail)
         case ShadowCompleted():
             _log_shadow(event)
         case ShadowSamplesLost():

@@ -28,6 +28,7 @@ from gateway.observe.events import (
     RequestCompleted,
     RequestRejected,
     SessionEvent,
+    SessionShared,
     ShadowCompleted,
     ShadowQueue,
     ShadowSamplesLost,
@@ -84,9 +85,16 @@ class Metrics:
             "Session brokering: opened, side_logon_failed, fallback, side_expired.",
             ("kind", "backend"), registry=r,
         )  # fmt: skip
+        self.session_peers = Counter(
+            "cpr_gateway_session_peer_lookups",
+            "Sessions asked of sibling workers: found, unknown, failed.",
+            ("outcome",), registry=r,
+        )  # fmt: skip
         self._shadow_series(r)
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)  # every reason shows, at 0, from the start
+        for outcome in ("found", "unknown", "failed"):
+            self.session_peers.labels(outcome)
         for result in ("ok", "rejected"):
             self.reloads.labels(result)
         self.last_reload_ok.set(1)
@@ -161,6 +169,8 @@ class Metrics:
                 self.backend_errors.labels(event.backend, event.kind).inc()
             case SessionEvent():
                 self.sessions.labels(event.kind, event.backend).inc()
+            case SessionShared():
+                self.session_peers.labels(event.outcome).inc()
             case ConnectionOpened():
                 self.in_flight.inc()
             case ConnectionClosed():
