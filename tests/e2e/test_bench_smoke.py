@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from gateway.bench.session_peers import measure as measure_session_peers
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
@@ -102,3 +104,12 @@ def test_configs_and_logs_of_the_run_are_kept(run: tuple[Path, str]) -> None:
     names = {p.name for p in run_dir.iterdir()}
     assert {"emulator-tls.yaml", "emulator-tls.log"} <= names
     assert {"gateway-legacy-tls.yaml", "gateway-legacy-tls.log"} <= names
+
+
+def test_the_session_peer_benchmark_fetches_every_session_from_a_sibling_process() -> None:
+    """`python -m gateway.bench.session_peers`, tiny: each session comes back from a real
+    sibling process over its Unix socket (it raises if one does not); figures, not speed."""
+    figures = measure_session_peers(20)
+    assert figures.questions == 20
+    assert 0 < figures.p50_us <= figures.p99_us
+    assert "20 sessions fetched from a sibling" in str(figures)
