@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from admin_http import lookups_answered, wait_ready
+from admin_http import lookups_answered, shadow_outcomes, wait_ready
 
 from gateway.app import Gateway
 from gateway.bench.servers import free_port, free_ports
@@ -259,6 +260,60 @@ async def test_workers_share_sessions_so_a_split_needs_one_logon(tmp_path: Path)
             assert sum(c.answered for c in clients) == CLIENTS * LOOKUPS_PER_PHASE * 2
             served = [await lookups_answered(admin + i) for i in range(2)]
             assert all(n > 0 for n in served), served  # both workers took a share
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 20) == 0
+
+
+SHADOWED = """
+version: 1
+listen: {{host: 127.0.0.1, port: {port}, tls: null}}
+admin: {{host: 127.0.0.1, port: {admin}}}
+backends:
+  mainframe: {{kind: legacy, address: "127.0.0.1:{legacy}", tls: null}}
+  persons-v2: {{kind: grpc, address: "127.0.0.1:{modern}", tls: null}}
+routes:
+  - name: lookups
+    match: {{operation: [lookup]}}
+    backend: mainframe
+    deadline: 5s
+    shadow: [{{backend: persons-v2, sample: 100%, deadline: 5s}}]
+  - {{name: rest, match: {{}}, backend: mainframe, deadline: 5s}}
+# Never shed: the test asserts that every copy ran (shedding: test_shadow_runner.py).
+shadowing: {{shed_lag: 1m}}
+"""
+
+
+async def test_workers_share_sessions_so_every_shadow_copy_carries_its_sides_token(
+    tmp_path: Path,
+) -> None:
+    """`serve --workers 2` shadowing every lookup: each copy, on whichever worker, matches."""
+    async with stack(tmp_path) as s:
+        port, admin = free_port(), free_ports(2)
+        s.routing.write_text(SHADOWED.format(port=port, admin=admin, **{
+            k: v for k, v in s.ports.items() if k != "port"
+        }))  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "serve", "--config", str(s.routing),
+            "--workers", "2", cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            await wait_ready(admin)
+            await wait_ready(admin + 1)
+            clients = [Client(DEMO_PRIV, Endpoint("127.0.0.1", port)) for _ in range(CLIENTS)]
+            await _phase(clients, s.pnrs, Family.PRIV)
+            lookups = CLIENTS * LOOKUPS_PER_PHASE
+            copies: Counter[str] = Counter()
+            for _attempt in range(50):  # copies finish after the answers
+                copies = Counter()
+                for i in range(2):
+                    copies.update(await shadow_outcomes(admin + i))
+                if copies.total() >= lookups:
+                    break
+                await asyncio.sleep(0.1)
+            assert copies == Counter(match=lookups)
+            assert [c.logons for c in clients] == [1] * CLIENTS
         finally:
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), 20) == 0

@@ -67,9 +67,11 @@ def test_phases_are_selected_by_name() -> None:
         phases(Settings(phases=("nope",)))
 
 
-def test_shadow_is_compared_with_one_worker_each() -> None:
-    """Sessions are per worker, so the shadow pair runs one gateway process each."""
-    catalogue = scenarios(Settings(workers=4))
-    assert catalogue["gateway-shadow-tls-1w"].workers == 1
-    assert catalogue["gateway-legacy-tls-1w"].workers == 1
+def test_shadow_on_is_compared_with_shadow_off_on_the_same_workers() -> None:
+    """Workers share sessions, so shadow on runs as many gateway processes as shadow off."""
+    settings = Settings(workers=4)
+    catalogue = scenarios(settings)
+    assert catalogue["gateway-shadow-tls"].workers == 4
     assert catalogue["gateway-legacy-tls"].workers == 4
+    (shadow,) = [p for p in phases(settings) if p.name.startswith("open-shadow-")]
+    assert shadow.scenarios == ("gateway-legacy-tls", "gateway-shadow-tls")

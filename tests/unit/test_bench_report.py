@@ -158,7 +158,7 @@ def test_shadow_copies_are_summed_over_rounds_and_shown_with_their_drops() -> No
     and appear under its phase's table: drops are counted, not hidden."""
     rounds = [
         dataclasses.replace(
-            _sample("open-shadow-300", "gateway-shadow-tls-1w", [0.001] * 100, round_number=n),
+            _sample("open-shadow-300", "gateway-shadow-tls", [0.001] * 100, round_number=n),
             shadow_copies=copies,
         )
         for n, copies in enumerate([{"match": 90, "dropped": 10}, {"match": 70, "dropped": 30}])
@@ -166,6 +166,6 @@ def test_shadow_copies_are_summed_over_rounds_and_shown_with_their_drops() -> No
     (row,) = pool(rounds)
     assert row.shadow_copies == {"dropped": 40, "match": 160}
     text = to_markdown([row], [], META, {})
-    assert "Shadow copies of gateway-shadow-tls-1w: 40 dropped, 160 match." in text
-    (plain,) = pool([_sample("p", "gateway-legacy-tls-1w", [0.001] * 10)])
+    assert "Shadow copies of gateway-shadow-tls: 40 dropped, 160 match." in text
+    (plain,) = pool([_sample("p", "gateway-legacy-tls", [0.001] * 10)])
     assert plain.shadow_copies is None

@@ -103,10 +103,9 @@ def scenarios(settings: Settings) -> dict[str, Scenario]:
         Scenario("gateway-legacy-plain", Via.LEGACY, False, w),
         Scenario("gateway-modern-tls", Via.MODERN, True, w),
         Scenario("gateway-modern-plain", Via.MODERN, False, w),
-        # Sessions are per worker (gateway.workers): a shadow needs the worker that saw the
-        # logon, so shadow on and shadow off are compared with one worker each.
-        Scenario("gateway-legacy-tls-1w", Via.LEGACY, True, 1),
-        Scenario("gateway-shadow-tls-1w", Via.SHADOW, True, 1),
+        # Shadow on against gateway-legacy-tls (shadow off): the same workers, which share
+        # sessions (gateway.session_peers), so each copy finds its side's token.
+        Scenario("gateway-shadow-tls", Via.SHADOW, True, w),
     ]
     return {s.name: s for s in catalogue}
 
@@ -116,9 +115,9 @@ def phases(settings: Settings) -> list[Phase]:
     s = settings
     tls_paths = ("direct-tls", "haproxy-tls", "gateway-legacy-tls", "gateway-modern-tls")
     plain_paths = ("direct-plain", "haproxy-plain", "gateway-legacy-plain", "gateway-modern-plain")
-    shadow_pair = ("gateway-legacy-tls-1w", "gateway-shadow-tls-1w")
+    shadow_pair = ("gateway-legacy-tls", "gateway-shadow-tls")
     every = [
-        Phase(f"light-tls-{s.light_rate:g}", _open(s, s.light_rate), tls_paths + shadow_pair),
+        Phase(f"light-tls-{s.light_rate:g}", _open(s, s.light_rate), (*tls_paths, shadow_pair[1])),
         Phase(f"open-tls-{s.tls_rate:g}", _open(s, s.tls_rate), tls_paths),
         Phase(f"open-shadow-{s.shadow_rate:g}", _open(s, s.shadow_rate), shadow_pair),
         Phase(f"open-plain-{s.plain_rate:g}", _open(s, s.plain_rate), plain_paths),

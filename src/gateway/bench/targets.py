@@ -111,8 +111,8 @@ def _p3(find: Find) -> dict[str, Any]:
 
 
 def _p4(find: Find) -> dict[str, Any]:
-    goal = "shadow on: primary p99 ≤ 1.2 × shadow off (one worker each)"
-    names = ("gateway-shadow-tls-1w", "gateway-legacy-tls-1w")
+    goal = "shadow on: primary p99 ≤ 1.2 × shadow off (same workers)"
+    names = ("gateway-shadow-tls", "gateway-legacy-tls")
     on, off = (find("open-shadow-", s) for s in names)
     light_on, light_off = (find("light-tls-", s) for s in names)
     context = ""
