@@ -118,3 +118,26 @@ def test_off4_and_priv_share_start_end_and_credit_warning() -> None:
     """000, 050 and 999 are the same records in both families."""
     for rtype in ("000", "050", "999"):
         assert PRIV_LAYOUTS[rtype] is OFF4_LAYOUTS[rtype]
+
+
+def test_a_field_that_cannot_go_on_the_wire_is_named_in_the_error() -> None:
+    """The record is converted at once; a bad field still gets an error that names it."""
+    layout = PRIV_LAYOUTS["001"]
+    good = layout.blank()
+    good["PNR"] = "0101001234"
+    assert layout.decode(layout.encode(good))["PNR"] == "0101001234"
+    for bad in ("line\nbreak", "snowman ☃"):
+        values = {**good, "ADRNVN": bad}
+        with pytest.raises(CodecError, match="control character|not Latin-1") as raised:
+            layout.encode(values)
+        assert "PNR" not in str(raised.value)
+
+
+def test_a_field_that_cannot_be_read_is_named_in_the_error() -> None:
+    """The record is read at once; bytes a field cannot hold still name that field."""
+    layout = PRIV_LAYOUTS["999"]
+    data = bytearray(layout.encode(layout.blank()))
+    antal = layout.by_name["ANTAL"]
+    data[antal.start] = ord("x")
+    with pytest.raises(CodecError, match="^ANTAL: N field holds"):
+        layout.decode(bytes(data))

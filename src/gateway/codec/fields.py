@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.errors import CodecError
@@ -200,7 +201,7 @@ def _encode_isodate(spec: FieldSpec, value: Value) -> str:
     return f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
 
 
-_DECODERS = {
+_DECODERS: dict[Kind, Decoder] = {
     Kind.TEXT: _decode_text,
     Kind.NUM: _decode_num,
     Kind.DIGITS: _decode_digits,
@@ -209,7 +210,19 @@ _DECODERS = {
     Kind.ISODATE: _decode_isodate,
 }
 
-_ENCODERS = {
+#: How a field's value becomes its text (exactly ``length`` characters), and back.
+Encoder = Callable[[FieldSpec, Value], str]
+Decoder = Callable[[FieldSpec, str], Value]
+
+
+def codecs_of(kind: Kind) -> tuple[Encoder, Decoder]:
+    """The (encoder, decoder) of ``kind``: what :meth:`FieldSpec.encode` and
+    :meth:`FieldSpec.decode` use, without the bytes and checks around them, for a layout
+    that converts a whole record at once."""
+    return _ENCODERS[kind], _DECODERS[kind]
+
+
+_ENCODERS: dict[Kind, Encoder] = {
     Kind.TEXT: _encode_text,
     Kind.NUM: _encode_num,
     Kind.DIGITS: _encode_digits,

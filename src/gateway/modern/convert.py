@@ -124,8 +124,18 @@ def _fill(plan: Plan, message: Any, value: Any) -> None:
 
 
 def _build(cls: type, descriptor: Descriptor, message: Any) -> Any:
-    plan = _plan(cls, descriptor)
-    return cls(**{name: load(message) for name, _dump, load in plan})
+    return _builder(cls, descriptor)(message)
+
+
+@functools.cache
+def _builder(cls: type, descriptor: Descriptor) -> Load:
+    """Builds a ``cls`` from a message; its plan is looked up once, not once per message."""
+    loads = tuple((name, load) for name, _dump, load in _plan(cls, descriptor))
+
+    def build(message: Any) -> Any:
+        return cls(**{name: load(message) for name, load in loads})
+
+    return build
 
 
 @functools.cache
@@ -226,9 +236,7 @@ def _message_codec(where: str, inner: Any, descriptor: Descriptor) -> tuple[Dump
         return _fill_date, functools.partial(_build_date, where)
     if inner is dt.datetime:
         return _fill_datetime, functools.partial(_build_datetime, where)
-    return functools.partial(_fill, _plan(inner, descriptor)), functools.partial(
-        _build, inner, descriptor
-    )
+    return functools.partial(_fill, _plan(inner, descriptor)), _builder(inner, descriptor)
 
 
 def _repeated(where: str, name: str, inner: Any, fd: FieldDescriptor) -> tuple[Dump, Load]:
