@@ -18,7 +18,7 @@ from gateway.codec.fields import (
 )
 from gateway.errors import CodecError
 
-_Step = tuple[str, FieldSpec, Encoder, Decoder, Value]
+_Step = tuple[str, FieldSpec, Encoder, Decoder, Value, slice]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ class Layout:
     length: int
     fields: tuple[FieldSpec, ...]
     by_name: Mapping[str, FieldSpec] = field(init=False, repr=False, compare=False)
-    #: Per field, in order: (name, spec, encoder, decoder, its empty value).
+    #: Per field, in order: (name, spec, encoder, decoder, its empty value, its slice).
     _plan: tuple[_Step, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -44,7 +44,9 @@ class Layout:
         if len(names) != len(self.fields):
             raise ValueError(f"layout {self.name}: duplicate field names")
         object.__setattr__(self, "by_name", MappingProxyType(names))
-        plan = tuple((s.name, s, *codecs_of(s.kind), s.empty()) for s in self.fields)
+        plan = tuple(
+            (s.name, s, *codecs_of(s.kind), s.empty(), slice(s.start, s.end)) for s in self.fields
+        )
         object.__setattr__(self, "_plan", plan)
 
     def decode(self, data: bytes) -> dict[str, Value]:
@@ -56,8 +58,8 @@ class Layout:
         text = data.decode(ENCODING)
         try:
             return {
-                name: decode(spec, text[spec.start : spec.end])
-                for name, spec, _encode, decode, _empty in self._plan
+                name: decode(spec, text[where])
+                for name, spec, _encode, decode, _empty, where in self._plan
             }
         except ValueError:
             pass
@@ -73,7 +75,7 @@ class Layout:
         # turned into bytes and checked for printable Latin-1 once, not once per field.
         parts = [
             encode(spec, values.get(name, empty))
-            for name, spec, encode, _decode, empty in self._plan
+            for name, spec, encode, _decode, empty, _where in self._plan
         ]
         try:
             data = "".join(parts).encode(ENCODING)
