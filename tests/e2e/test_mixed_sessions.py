@@ -9,6 +9,8 @@ after a 07 (the only recovery they know).
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
 import sys
 from collections import Counter
@@ -244,11 +246,13 @@ async def test_workers_share_sessions_so_a_split_needs_one_logon(tmp_path: Path)
         s.write_routes(logon_side="mainframe", modern_share=50)
         text = s.routing.read_text().replace("port: 0}", f"port: {admin}}}", 1)
         s.routing.write_text(text)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "serve", "--config", str(s.routing),
-            "--workers", "2", cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+        log = tmp_path / "gateway.log"
+        with log.open("wb") as shared_stderr:  # both workers write here, unbuffered
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway.cli", "serve", "--config", str(s.routing),
+                "--workers", "2", cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=asyncio.subprocess.DEVNULL, stderr=shared_stderr,
+            )  # fmt: skip
         try:
             await wait_ready(admin)
             await wait_ready(admin + 1)
@@ -263,6 +267,9 @@ async def test_workers_share_sessions_so_a_split_needs_one_logon(tmp_path: Path)
         finally:
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), 20) == 0
+        # Every line whole, none mixed with the other worker's: one JSON object each.
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        assert sum(line["event"] == "request" for line in lines) >= sum(served)
 
 
 SHADOWED = """

@@ -57,7 +57,10 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # One write per line, newline included: workers share stderr, and an unbuffered
+        # stream (PYTHONUNBUFFERED=1) would otherwise get the text and the newline in two
+        # writes, which another process's line can come between.
+        logger_factory=structlog.WriteLoggerFactory(out),
         # Not cached: a reconfigured process (or test) must reach every logger; a request
         # logs once, so the saved lookup is not worth it.
         cache_logger_on_first_use=False,
