@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from gateway.bench.grpc_floor import measure as measure_grpc_floor
 from gateway.bench.session_peers import measure as measure_session_peers
 
 
@@ -113,3 +114,12 @@ def test_the_session_peer_benchmark_fetches_every_session_from_a_sibling_process
     assert figures.questions == 20
     assert 0 < figures.p50_us <= figures.p99_us
     assert "20 sessions fetched from a sibling" in str(figures)
+
+
+def test_the_grpc_floor_benchmark_makes_its_calls_against_a_real_server_process() -> None:
+    """`python -m gateway.bench.grpc_floor`, tiny: real calls to a real grpc.aio server in
+    another process, each side's CPU read from /proc; figures, not speed."""
+    figures = measure_grpc_floor(200, concurrency=4)
+    assert figures.calls == 200
+    assert figures.per_second > 0 and figures.client_us > 0 and figures.server_us >= 0
+    assert "200 empty unary gRPC calls" in str(figures)

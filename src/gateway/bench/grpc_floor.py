@@ -1,0 +1,116 @@
+"""What one gRPC call costs with nothing in it: ``python -m gateway.bench.grpc_floor``.
+
+A grpc.aio server in another process answers every call at once with a fixed
+1,500-byte reply (the size of a person); this process makes unary calls with a
+60-byte request from 32 concurrent tasks, as a gateway worker does under load, on
+the production event loop. Printed: calls per second, and the CPU each call cost
+the caller and the server. That is the floor under the modern route's CPU per
+lookup on each side (docs/benchmarks.md, P3): no servicer, no conversion, no
+socket to a client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+import grpc
+
+from gateway.bench.measure import usage
+from gateway.loops import run
+
+_METHOD = "/bench.Floor/Call"
+_REPLY = b"x" * 1500
+_REQUEST = b"y" * 60
+_WARMUP_CALLS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    calls: int
+    per_second: float
+    client_us: float
+    server_us: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.calls} empty unary gRPC calls: {self.per_second:,.0f}/s,"
+            f" {self.client_us:.0f} µs CPU in the caller and {self.server_us:.0f} µs"
+            " in the server per call"
+        )
+
+
+async def _reply(_request: bytes, _context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+    return _REPLY
+
+
+def _serve(port_to: Connection) -> None:
+    async def serve() -> None:
+        server = grpc.aio.server()
+        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(_reply)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("bench.Floor", {"Call": handler}),)
+        )
+        port_to.send(server.add_insecure_port("127.0.0.1:0"))
+        await server.start()
+        await server.wait_for_termination()
+
+    run(serve())
+
+
+def _cpu_s(pid: int) -> float:
+    return usage([pid]).cpu_s
+
+
+async def _call_all(port: int, calls: int, concurrency: int, server_pid: int) -> Figures:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(_METHOD)
+        left = _WARMUP_CALLS
+
+        async def caller() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                await call(_REQUEST, timeout=10)
+
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        left = calls
+        server_cpu, cpu, started = _cpu_s(server_pid), time.process_time(), time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+        cpu, server_cpu = time.process_time() - cpu, _cpu_s(server_pid) - server_cpu
+    return Figures(calls, calls / elapsed, cpu / calls * 1e6, server_cpu / calls * 1e6)
+
+
+def measure(calls: int, concurrency: int = 32) -> Figures:
+    """Start the server, make ``calls`` calls (after a warm-up), stop it."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    server = context.Process(target=_serve, args=(send,))
+    server.start()
+    try:
+        if not receive.poll(60):
+            raise RuntimeError("the gRPC server did not start")
+        port = receive.recv()
+        assert server.pid is not None
+        return run(_call_all(port, calls, concurrency, server.pid))
+    finally:
+        server.kill()
+        server.join()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.bench.grpc_floor")
+    parser.add_argument("--calls", type=int, default=20_000, help="calls measured")
+    parser.add_argument("--concurrency", type=int, default=32, help="calls in flight")
+    args = parser.parse_args(argv)
+    print(measure(args.calls, args.concurrency))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
