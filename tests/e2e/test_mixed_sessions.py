@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from admin_http import lookups_answered, shadow_outcomes, wait_ready
+from workers_harness import lookups_answered, serving_workers, shadow_outcomes
 
 from gateway.app import Gateway
 from gateway.bench.servers import free_port, free_ports
@@ -31,7 +28,6 @@ from gateway.model import Family, FejlNr
 from gateway.modern.migrate import migrate
 from gateway.modern.server import ModernServer
 
-ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 6
 LOOKUPS_PER_PHASE = 15
 
@@ -247,26 +243,16 @@ async def test_workers_share_sessions_so_a_split_needs_one_logon(tmp_path: Path)
         text = s.routing.read_text().replace("port: 0}", f"port: {admin}}}", 1)
         s.routing.write_text(text)
         log = tmp_path / "gateway.log"
-        with log.open("wb") as shared_stderr:  # both workers write here, unbuffered
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway.cli", "serve", "--config", str(s.routing),
-                "--workers", "2", cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                stdout=asyncio.subprocess.DEVNULL, stderr=shared_stderr,
-            )  # fmt: skip
-        try:
-            await wait_ready(admin)
-            await wait_ready(admin + 1)
-            endpoint = Endpoint("127.0.0.1", port)
-            clients = [Client(DEMO_PRIV, endpoint) for _ in range(CLIENTS)]
-            await _phase(clients, s.pnrs, Family.PRIV)
-            await _phase(clients, s.pnrs, Family.PRIV)
-            assert [c.logons for c in clients] == [1] * CLIENTS
-            assert sum(c.answered for c in clients) == CLIENTS * LOOKUPS_PER_PHASE * 2
-            served = [await lookups_answered(admin + i) for i in range(2)]
-            assert all(n > 0 for n in served), served  # both workers took a share
-        finally:
-            process.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(process.wait(), 20) == 0
+        with log.open("wb") as shared_stderr:  # both workers write here
+            async with serving_workers(s.routing, admin, stderr=shared_stderr):
+                endpoint = Endpoint("127.0.0.1", port)
+                clients = [Client(DEMO_PRIV, endpoint) for _ in range(CLIENTS)]
+                await _phase(clients, s.pnrs, Family.PRIV)
+                await _phase(clients, s.pnrs, Family.PRIV)
+                assert [c.logons for c in clients] == [1] * CLIENTS
+                assert sum(c.answered for c in clients) == CLIENTS * LOOKUPS_PER_PHASE * 2
+                served = [await lookups_answered(admin + i) for i in range(2)]
+                assert all(n > 0 for n in served), served  # both workers took a share
         # Every line whole, none mixed with the other worker's: one JSON object each.
         lines = [json.loads(line) for line in log.read_text().splitlines()]
         assert sum(line["event"] == "request" for line in lines) >= sum(served)
@@ -300,14 +286,7 @@ async def test_workers_share_sessions_so_every_shadow_copy_carries_its_sides_tok
         s.routing.write_text(SHADOWED.format(port=port, admin=admin, **{
             k: v for k, v in s.ports.items() if k != "port"
         }))  # fmt: skip
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "serve", "--config", str(s.routing),
-            "--workers", "2", cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            await wait_ready(admin)
-            await wait_ready(admin + 1)
+        async with serving_workers(s.routing, admin):
             clients = [Client(DEMO_PRIV, Endpoint("127.0.0.1", port)) for _ in range(CLIENTS)]
             await _phase(clients, s.pnrs, Family.PRIV)
             lookups = CLIENTS * LOOKUPS_PER_PHASE
@@ -321,6 +300,3 @@ async def test_workers_share_sessions_so_every_shadow_copy_carries_its_sides_tok
                 await asyncio.sleep(0.1)
             assert copies == Counter(match=lookups)
             assert [c.logons for c in clients] == [1] * CLIENTS
-        finally:
-            process.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(process.wait(), 20) == 0

@@ -9,14 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from admin_http import wait_ready
+from workers_harness import ROOT, serving_workers, wait_ready
 
 from gateway.bench.measure import process_tree
 from gateway.bench.servers import free_port, free_ports
 from gateway.client import Endpoint, logon
 from gateway.emulator.testing import DEMO_PRIV, running_emulator
-
-ROOT = Path(__file__).resolve().parents[2]
 
 ROUTING = """
 version: 1
@@ -46,14 +44,7 @@ async def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
         port, admin = _free_ports(2)
         config = tmp_path / "routing.yaml"
         config.write_text(ROUTING.format(port=port, admin=admin, backend=emu.port))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
-            "--workers", "2", cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            await wait_ready(admin)
-            await wait_ready(admin + 1)
+        async with serving_workers(config, admin) as process:
             assert len(process_tree(process.pid)) == 3
             # The parent only supervises: no event loop, TLS or gateway code is resident in
             # it beside the workers' own copies (docs/benchmarks.md, P6).
@@ -62,9 +53,6 @@ async def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
             endpoint = Endpoint("127.0.0.1", port)
             tokens = [await logon(endpoint, DEMO_PRIV.who, DEMO_PRIV.password) for _ in range(6)]
             assert all(len(token) == 8 for token in tokens)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(process.wait(), 20) == 0
 
 
 async def test_a_broken_routing_file_fails_once_before_any_worker_starts(tmp_path: Path) -> None:
@@ -108,14 +96,7 @@ async def test_a_port_without_reuse_is_not_shared(tmp_path: Path) -> None:
         port, admin = _free_ports(2)
         config = tmp_path / "routing.yaml"
         config.write_text(ROUTING.format(port=port, admin=admin, backend=emu.port))
-        workers = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
-            "--workers", "2", cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            await wait_ready(admin)
-            await wait_ready(admin + 1)
+        async with serving_workers(config, admin):
             other = tmp_path / "other.yaml"
             other.write_text(ROUTING.format(port=port, admin=0, backend=emu.port))
             lone = await asyncio.create_subprocess_exec(
@@ -125,6 +106,3 @@ async def test_a_port_without_reuse_is_not_shared(tmp_path: Path) -> None:
             _out, err = await asyncio.wait_for(lone.communicate(), 60)
             assert lone.returncode == 1
             assert b"cannot listen" in err
-        finally:
-            workers.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(workers.wait(), 20)
