@@ -88,8 +88,8 @@ class Layout:
         raise AssertionError("unreachable: some field is not printable Latin-1")
 
     def blank(self) -> dict[str, Value]:
-        """Every field at its empty value."""
-        return {spec.name: spec.empty() for spec in self.fields}
+        """Every field at its empty value (a new dict: callers fill it in)."""
+        return {name: empty for name, _spec, _encode, _decode, empty, _where in self._plan}
 
 
 #: One row of a layout table: (name, 1-based position, length, kind).
