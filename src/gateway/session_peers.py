@@ -140,7 +140,9 @@ class SessionPeers:
         """Answer siblings on this worker's socket (a stale file from a crash is replaced)."""
         path = socket_path(self._directory, self._index)
         path.unlink(missing_ok=True)
-        self._server = await asyncio.start_unix_server(self._answer, path=str(path))
+        self._server = await asyncio.start_unix_server(
+            self._answer, path=str(path), limit=_MAX_LINE
+        )
 
     async def aclose(self) -> None:
         """Stop answering and remove the socket."""
@@ -214,7 +216,13 @@ class SessionPeers:
             # A sibling's client is using the session: that keeps it alive here too.
             writer.write(encode_answer(self._broker.live(token)))
             await writer.drain()
-        except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        except (
+            OSError,
+            ValueError,
+            TimeoutError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+        ) as exc:
             self._bus.emit(SessionShared("failed", f"answering: {type(exc).__name__}"))
         finally:
             writer.close()

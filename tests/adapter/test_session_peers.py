@@ -146,6 +146,15 @@ async def test_a_malformed_question_is_answered_by_a_close_and_the_worker_carrie
         assert await first.peers.fetch("Tok")
 
 
+async def test_a_question_too_long_to_be_ours_is_answered_by_a_close(tmp_path: Path) -> None:
+    async with workers(tmp_path, 1) as (only,):
+        reader, writer = await asyncio.open_unix_connection(str(socket_path(tmp_path, 0)))
+        writer.write(b"x" * 70_000)  # over the 64 KiB a question may take
+        assert await reader.read() == b""
+        writer.close()
+        assert only.events == [("failed", "answering: LimitOverrunError")]
+
+
 async def test_closing_removes_the_socket(tmp_path: Path) -> None:
     async with workers(tmp_path, 1):
         assert socket_path(tmp_path, 0).exists()
