@@ -106,6 +106,7 @@ def scenarios(settings: Settings) -> dict[str, Scenario]:
         # Shadow on against gateway-legacy-tls (shadow off): the same workers, which share
         # sessions (gateway.session_peers), so each copy finds its side's token.
         Scenario("gateway-shadow-tls", Via.SHADOW, True, w),
+        Scenario("gateway-shadow-plain", Via.SHADOW, False, w),
     ]
     return {s.name: s for s in catalogue}
 
@@ -114,14 +115,20 @@ def phases(settings: Settings) -> list[Phase]:
     """The full benchmark's phases, or the selected ones."""
     s = settings
     tls_paths = ("direct-tls", "haproxy-tls", "gateway-legacy-tls", "gateway-modern-tls")
-    plain_paths = ("direct-plain", "haproxy-plain", "gateway-legacy-plain", "gateway-modern-plain")
+    plain_paths = (
+        "direct-plain",
+        "haproxy-plain",
+        "gateway-legacy-plain",
+        "gateway-modern-plain",
+        "gateway-shadow-plain",
+    )
     shadow_pair = ("gateway-legacy-tls", "gateway-shadow-tls")
     every = [
         Phase(f"light-tls-{s.light_rate:g}", _open(s, s.light_rate), (*tls_paths, shadow_pair[1])),
         Phase(f"open-tls-{s.tls_rate:g}", _open(s, s.tls_rate), tls_paths),
         Phase(f"open-shadow-{s.shadow_rate:g}", _open(s, s.shadow_rate), shadow_pair),
         Phase(f"open-plain-{s.plain_rate:g}", _open(s, s.plain_rate), plain_paths),
-        Phase(f"closed-tls-{s.concurrency}", _closed(s), tls_paths),
+        Phase(f"closed-tls-{s.concurrency}", _closed(s), (*tls_paths, shadow_pair[1])),
         Phase(f"closed-plain-{s.concurrency}", _closed(s), plain_paths),
         Phase(
             f"hold-{s.hold}",
