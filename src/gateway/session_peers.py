@@ -41,6 +41,7 @@ from typing import Any
 
 from gateway.observe.events import EventBus, SessionShared
 from gateway.sessions import Session, SessionBroker
+from gateway.workers import socket_path
 
 #: How long a worker waits for its siblings' answers. On loopback an idle sibling answers
 #: in well under a millisecond; this bounds what a busy or stuck one can add to a request.
@@ -61,11 +62,6 @@ class PeerDirectory:
 
     path: Path
     index: int
-
-
-def socket_path(directory: Path, index: int) -> Path:
-    """Where worker ``index`` answers its siblings."""
-    return directory / f"{index}.sock"
 
 
 def encode_question(token: str) -> bytes:

@@ -55,6 +55,15 @@ STOP_BACKSTOP_S = 15.0
 _POLL_S = 0.1
 
 
+#: The longest path a Unix socket can be bound to on Linux (``sun_path`` less its NUL).
+MAX_SOCKET_PATH = 107
+
+
+def socket_path(directory: Path, index: int) -> Path:
+    """Where worker ``index`` answers its siblings' session questions (gateway.session_peers)."""
+    return directory / f"{index}.sock"
+
+
 def admin_port(config: GatewayConfig, index: int) -> int:
     """Worker ``index``'s admin port: ``admin.port + index``, or 0 when it is 0."""
     base = config.admin.port
@@ -91,8 +100,9 @@ def worker_argv(config_path: Path, index: int, sessions_dir: Path) -> list[str]:
 def run_workers(config_path: Path, workers: int) -> int:
     """Run ``workers`` gateway processes until a stop signal or until one of them exits.
 
-    Returns 0 after a requested stop, 1 when a worker exited on its own, and
-    check-config's status when the routing file is refused (it printed why).
+    Returns 0 after a requested stop, 1 when a worker exited on its own or the
+    sessions directory cannot be made (said why), and check-config's status when the
+    routing file is refused (it printed why).
     """
     check = subprocess.run(
         _cli("check-config", str(config_path), "--workers", str(workers)),
@@ -101,6 +111,9 @@ def run_workers(config_path: Path, workers: int) -> int:
     )
     if check.returncode != 0:
         return check.returncode
+    sessions_dir = _sessions_dir(workers)
+    if sessions_dir is None:
+        return 1
     processes: list[subprocess.Popen[bytes]] = []
     stopping: list[float] = []  # when a stop began; empty while running
 
@@ -110,8 +123,6 @@ def run_workers(config_path: Path, workers: int) -> int:
             stopping.append(time.monotonic())
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
-    # Only this user can enter it: the workers pass session tokens through it.
-    sessions_dir = Path(tempfile.mkdtemp(prefix="cpr-gateway-sessions-"))
     try:
         processes.extend(
             subprocess.Popen(worker_argv(config_path, i, sessions_dir)) for i in range(workers)
@@ -124,6 +135,28 @@ def run_workers(config_path: Path, workers: int) -> int:
         # cut their drain short. After a crash the others are told here.
         _stop(processes, STOP_BACKSTOP_S, tell=not stopping)
         shutil.rmtree(sessions_dir, ignore_errors=True)
+
+
+def _sessions_dir(workers: int) -> Path | None:
+    """A new private directory for the workers' session sockets; None (and why, on stderr)
+    when it cannot be made or its socket paths would be too long to bind."""
+    try:
+        # Only this user can enter it: the workers pass session tokens through it.
+        directory = Path(tempfile.mkdtemp(prefix="cpr-gateway-sessions-"))
+    except OSError as exc:
+        print(f"sessions directory: cannot make one in {tempfile.gettempdir()}: {exc.strerror}",
+              file=sys.stderr)  # fmt: skip
+        return None
+    longest = len(bytes(socket_path(directory, workers - 1)))
+    if longest > MAX_SOCKET_PATH:  # said once here, rather than by every worker at start
+        directory.rmdir()
+        print(
+            f"sessions directory {directory}: its socket paths would be {longest} bytes, "
+            f"over the {MAX_SOCKET_PATH} a Unix socket takes; set TMPDIR to a shorter directory",
+            file=sys.stderr,
+        )
+        return None
+    return directory
 
 
 def _supervise(processes: Sequence[subprocess.Popen[bytes]], stopping: list[float]) -> int:

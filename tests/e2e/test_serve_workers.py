@@ -106,3 +106,24 @@ async def test_a_port_without_reuse_is_not_shared(tmp_path: Path) -> None:
             _out, err = await asyncio.wait_for(lone.communicate(), 60)
             assert lone.returncode == 1
             assert b"cannot listen" in err
+
+
+async def test_a_temp_directory_too_deep_for_unix_sockets_fails_once_before_any_worker(
+    tmp_path: Path,
+) -> None:
+    """Workers share sessions over Unix sockets under $TMPDIR; a path too long to bind is
+    said once by the parent, and no worker starts."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    config = tmp_path / "routing.yaml"
+    config.write_text(ROUTING.format(port=free_port(), admin=0, backend=1))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
+        "--workers", "2", cwd=ROOT, env={**os.environ, "TMPDIR": str(deep)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    (line,) = err.decode().splitlines()
+    assert "socket paths would be" in line and "set TMPDIR" in line
+    assert list(deep.iterdir()) == []  # nothing left behind
