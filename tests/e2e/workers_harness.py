@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO
 
+from gateway.bench.servers import http_get
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,24 +39,11 @@ async def serving_workers(
         assert await asyncio.wait_for(process.wait(), 20) == 0
 
 
-async def get(port: int, path: str) -> tuple[int, str]:
-    """GET ``path`` from the admin server on loopback ``port``: (status, body)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(f"GET {path} HTTP/1.0\r\n\r\n".encode())
-        response = (await reader.read()).decode()
-    finally:
-        writer.close()
-    head, _, body = response.partition("\r\n\r\n")
-    status = head.split(maxsplit=2)[1:2]
-    return (int(status[0]) if status and status[0].isdigit() else 0), body
-
-
 async def wait_ready(port: int) -> None:
     """Wait until the admin server on ``port`` says ready (its client port accepts)."""
     for _ in range(300):
         try:
-            status, _body = await get(port, "/readyz")
+            status, _body = await http_get(port, "/readyz")
         except OSError:
             status = 0
         if status == 200:
@@ -65,7 +54,8 @@ async def wait_ready(port: int) -> None:
 
 async def lookups_answered(port: int) -> float:
     """Lookups the gateway process behind admin ``port`` answered, from its /metrics."""
-    _status, body = await get(port, "/metrics")
+    _status, raw = await http_get(port, "/metrics")
+    body = raw.decode()
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in body.splitlines()
@@ -75,7 +65,8 @@ async def lookups_answered(port: int) -> float:
 
 async def shadow_outcomes(port: int) -> dict[str, float]:
     """Shadow copies by outcome of the gateway process behind admin ``port``, from /metrics."""
-    _status, body = await get(port, "/metrics")
+    _status, raw = await http_get(port, "/metrics")
+    body = raw.decode()
     outcomes: dict[str, float] = {}
     for line in body.splitlines():
         if line.startswith("cpr_gateway_shadow_requests_total{"):

@@ -143,13 +143,13 @@ async def _answers(port: int, path: str | None) -> bool:
             _reader, writer = await asyncio.open_connection(LOOPBACK, port)
             await _close(writer)
             return True
-        status, _body = await _get(port, path)
+        status, _body = await http_get(port, path)
     except OSError:
         return False
     return status == 200
 
 
-async def _get(port: int, path: str) -> tuple[int, bytes]:
+async def http_get(port: int, path: str) -> tuple[int, bytes]:
     """GET ``path`` from the HTTP server on loopback ``port``: (status, body)."""
     reader, writer = await asyncio.open_connection(LOOPBACK, port)
     try:
@@ -187,7 +187,7 @@ async def shadow_copies(admin_ports: Sequence[int]) -> collections.Counter[str]:
     over a gateway's workers, read from their /metrics."""
     counts: collections.Counter[str] = collections.Counter()
     for port in admin_ports:
-        _status, body = await _get(port, "/metrics")
+        _status, body = await http_get(port, "/metrics")
         for family in text_string_to_metric_families(body.decode()):
             for sample in family.samples:
                 if sample.name == _SHADOW_COPIES:
