@@ -16,10 +16,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers_harness import lookups_answered, serving_workers, shadow_outcomes
+from workers_harness import lookups_answered, serving_workers
 
 from gateway.app import Gateway
-from gateway.bench.servers import free_port, free_ports
+from gateway.bench.servers import free_port, free_ports, shadow_copies
 from gateway.client import Endpoint, exchange, logon
 from gateway.codec import LookupAnswer, LookupRequest
 from gateway.config import load_routing
@@ -292,9 +292,7 @@ async def test_workers_share_sessions_so_every_shadow_copy_carries_its_sides_tok
             lookups = CLIENTS * LOOKUPS_PER_PHASE
             copies: Counter[str] = Counter()
             for _attempt in range(50):  # copies finish after the answers
-                copies = Counter()
-                for i in range(2):
-                    copies.update(await shadow_outcomes(admin + i))
+                copies = await shadow_copies([admin, admin + 1])
                 if copies.total() >= lookups:
                     break
                 await asyncio.sleep(0.1)

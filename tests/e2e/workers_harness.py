@@ -61,17 +61,3 @@ async def lookups_answered(port: int) -> float:
         for line in body.splitlines()
         if line.startswith("cpr_gateway_requests_total{") and 'operation="lookup"' in line
     )
-
-
-async def shadow_outcomes(port: int) -> dict[str, float]:
-    """Shadow copies by outcome of the gateway process behind admin ``port``, from /metrics."""
-    _status, raw = await http_get(port, "/metrics")
-    body = raw.decode()
-    outcomes: dict[str, float] = {}
-    for line in body.splitlines():
-        if line.startswith("cpr_gateway_shadow_requests_total{"):
-            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
-            value = float(line.rsplit(" ", 1)[1])
-            if value:
-                outcomes[outcome] = outcomes.get(outcome, 0) + value
-    return outcomes
