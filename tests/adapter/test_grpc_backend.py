@@ -159,3 +159,60 @@ async def test_a_slow_service_times_out_within_the_deadline(tmp_path: Path) -> N
         assert call in done
         with pytest.raises(BackendTimeout):
             call.result()
+
+
+async def test_lookups_at_once_share_calls_and_each_gets_its_own_answer(tmp_path: Path) -> None:
+    """Lookups that arrive together go to the services in shared BatchReadPersons calls, and
+    each still gets exactly the mainframe's answer for its own user, token and PNR: found,
+    unknown (05), not granted (14), stale session (07)."""
+    async with both_sides(tmp_path) as sides:
+        tokens = {
+            user.who.user: (
+                await logon(sides.legacy, user.who, user.password),
+                await _modern_logon(sides, user),
+            )
+            for user in (DEMO_PRIV, DEMO_OFF4)
+        }
+        tokens["stale"] = ("NoSuchTk", "NoSuchTk")
+        cases = [(user, pnr) for pnr in sides.pnrs[:40] for user in (DEMO_PRIV, DEMO_OFF4)]
+        cases += [(DEMO_PRIV, "0101019999"), (DEMO_OFF4, sides.pnrs[0])]
+        stale = (DEMO_PRIV, sides.pnrs[1])
+        requests = []
+        for index, (user, pnr) in enumerate([*cases, stale]):
+            legacy_token, modern_token = tokens["stale" if index == len(cases) else user.who.user]
+            who = user.who
+            transaction = "PRIV" if index == len(cases) - 1 else who.transaction  # OFF4 user: 14
+            requests.append(
+                (
+                    legacy_token,
+                    LookupRequest(transaction, who.customer, legacy_token, who.user, pnr),
+                    LookupRequest(transaction, who.customer, modern_token, who.user, pnr),
+                )
+            )
+        got = await asyncio.gather(
+            *(sides.modern.call(m, m.encode(), deadline=10) for _t, _l, m in requests)
+        )
+        for (legacy_token, legacy, _modern), answer in zip(requests, got, strict=True):
+            expected = await exchange(sides.legacy, legacy.encode())
+            assert answer_with_token(answer, legacy_token) == expected, legacy.pnr[:6]
+        fejlnr = {answer[22:24] for answer in got}
+        reads = sides.modern.reads
+    assert fejlnr == {b"00", b"05", b"14", b"07"}
+    assert reads.items_sent == len(requests)
+    assert reads.calls_sent < reads.items_sent / 4  # shared calls, not one per lookup
+
+
+async def test_a_batched_lookup_fails_as_a_call_would(tmp_path: Path) -> None:
+    """A lookup whose services are too slow times out by its deadline; one whose services are
+    gone is unavailable: the client gets 09 either way, as for any other call."""
+    async with both_sides(tmp_path, delay=30.0) as sides:
+        request = LookupRequest("PRIV", "0001", "AnyTokn1", "DEMO0001", sides.pnrs[0])
+        call = asyncio.ensure_future(sides.modern.call(request, request.encode(), deadline=0.2))
+        done, _ = await asyncio.wait({call}, timeout=10)
+        assert call in done
+        with pytest.raises(BackendTimeout):
+            call.result()
+    async with both_sides(tmp_path / "stopped") as sides:
+        await sides.server.aclose(0)
+        with pytest.raises(BackendUnavailable):
+            await sides.modern.call(request, request.encode(), deadline=2)

@@ -375,6 +375,64 @@ async def test_read_person_checks_the_session_as_validate_session_then_reads(
     assert malformed == (grpc.StatusCode.INVALID_ARGUMENT, None)
 
 
+async def test_batch_read_gives_each_read_what_read_person_gives_it(
+    store: Path, register_path: Path, pnr: str
+) -> None:
+    """BatchReadPersons answers each read, in order, with ReadPerson's answer or its status
+    and outcome: one read's refusal is its own result and the others are still read."""
+    register = Register.open(register_path)
+    first, second = register.pnrs(limit=2)
+    expected = {p: register.get(p) for p in (first, second)}
+    register.close()
+
+    def check(session: str, transaction: convert.Transaction = PRIV) -> Any:
+        return auth_pb2.ValidateSessionRequest(
+            session=session, customer=1, user="DEMO0001", transaction=transaction
+        )
+
+    async with running(store) as backend:
+        session = await backend.logon()
+        reads = [
+            person_pb2.ReadPersonRequest(session=check(session), pnr=first),
+            person_pb2.ReadPersonRequest(session=check("AAAAAAAA"), pnr=first),
+            person_pb2.ReadPersonRequest(session=check(session), pnr=UNKNOWN_PNR),
+            person_pb2.ReadPersonRequest(session=check(session, OFF4), pnr=first),
+            person_pb2.ReadPersonRequest(session=check(session), pnr="3213"),
+            person_pb2.ReadPersonRequest(session=check(session), pnr=second),
+        ]
+        batch = await backend.persons.BatchReadPersons(
+            person_pb2.BatchReadPersonsRequest(reads=reads), timeout=5
+        )
+        one_by_one: list[Any] = []
+        for read in reads:
+            try:
+                one_by_one.append(await backend.persons.ReadPerson(read, timeout=5))
+            except grpc.aio.AioRpcError as exc:
+                one_by_one.append((exc.code(), convert.auth_outcome(exc.trailing_metadata())))
+        too_many = person_pb2.BatchReadPersonsRequest(reads=[reads[0]] * 257)
+        oversized = await failure(backend.persons.BatchReadPersons(too_many, timeout=5))
+
+    def outcome(result: person_pb2.ReadResult) -> Any:
+        if result.HasField("read"):
+            return result.read
+        code = next(c for c in grpc.StatusCode if c.value[0] == result.failure.code)
+        return code, result.failure.outcome or None
+
+    assert [outcome(r) for r in batch.results] == one_by_one
+    assert [o if isinstance(o, tuple) else None for o in one_by_one] == [
+        None,
+        SESSION_INVALID,
+        (grpc.StatusCode.NOT_FOUND, None),
+        DENIED,
+        (grpc.StatusCode.INVALID_ARGUMENT, None),
+        None,
+    ]
+    assert convert.to_person(batch.results[0].read.person) == expected[first]
+    assert convert.to_person(batch.results[5].read.person) == expected[second]
+    assert all(pnr not in r.failure.message for r in batch.results for pnr in (first, second))
+    assert oversized == (grpc.StatusCode.INVALID_ARGUMENT, None)
+
+
 async def test_sessions_end_with_the_server_but_passwords_do_not(store: Path) -> None:
     """After a restart an old session is SESSION_INVALID and a changed password still holds."""
     async with running(store) as backend:

@@ -15,12 +15,13 @@ that are answers (NOT_FOUND, UNAUTHENTICATED, ...) become their FEJLNR.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import grpc
 import grpc.aio
 
+from gateway.backends.batching import Batcher
 from gateway.backends.grpc_config import GrpcBackendConfig
 from gateway.calendar import production_date
 from gateway.codec import (
@@ -48,6 +49,11 @@ from gateway.register.person import Person, birth_date_of
 from gateway.render import render_answer
 
 T = TypeVar("T")
+#: Status codes by their number (a batch's ReadFailure carries the number).
+_STATUS_OF_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+#: Batched reads: calls on the way at once per worker, and reads per call (services allow 256).
+READ_CALLS_AT_ONCE = 2
+READS_PER_CALL = 64
 
 
 #: Statuses that mean "this backend cannot serve now": the client gets 09.
@@ -82,6 +88,13 @@ class GrpcBackend:
         self._auth = auth_pb2_grpc.AuthServiceStub(channel)
         self._persons = person_pb2_grpc.PersonServiceStub(channel)
         self._subscriptions = subscription_pb2_grpc.SubscriptionServiceStub(channel)
+        #: Lookups go to PersonService.BatchReadPersons together when calls are on the way.
+        self.reads: Batcher[person_pb2.ReadPersonRequest, person_pb2.ReadPersonResponse] = Batcher(
+            self._send_reads,
+            name=f"{config.name}: reads",
+            calls_at_once=READ_CALLS_AT_ONCE,
+            max_items=READS_PER_CALL,
+        )
 
     @classmethod
     def from_config(cls, config: GrpcBackendConfig) -> GrpcBackend:
@@ -105,7 +118,8 @@ class GrpcBackend:
         return self._config.name
 
     async def aclose(self) -> None:
-        """Close the channel."""
+        """Close the channel (reads on the way get a moment to finish)."""
+        await self.reads.aclose()
         await self._channel.close()
 
     async def call(self, request: Request, raw: bytes, *, deadline: float) -> bytes:
@@ -167,13 +181,10 @@ class GrpcBackend:
         )
         person: person_pb2.Person | None = None
         if request.operation is Operation.LOOKUP and birth_date_of(request.pnr) is not None:
-            # A read, the common case: one call checks the session, then reads the person,
-            # in the mainframe's order (PersonService.ReadPerson).
-            read = await self._rpc(
-                self._persons.ReadPerson,
-                person_pb2.ReadPersonRequest(session=session, pnr=request.pnr),
-                expires,
-                _PERSON_STATUS,
+            # A read, the common case: the session check, then the person, in the mainframe's
+            # order (PersonService.ReadPerson), batched with the worker's other reads.
+            read = await self.reads.submit(
+                person_pb2.ReadPersonRequest(session=session, pnr=request.pnr), expires
             )
             task, person = read.task, read.person
         else:
@@ -235,13 +246,40 @@ class GrpcBackend:
         try:
             return await method(message, timeout=max(remaining, 0.001))
         except grpc.aio.AioRpcError as exc:
-            raise self._translate(exc, answers) from None
+            raise self._failed(exc, answers) from None
 
-    def _translate(
+    async def _send_reads(
+        self, reads: Sequence[person_pb2.ReadPersonRequest], timeout_s: float
+    ) -> list[person_pb2.ReadPersonResponse | Exception]:
+        """One BatchReadPersons call; each read's result, or what its refusal means here."""
+        batch = person_pb2.BatchReadPersonsRequest(reads=reads)
+        try:
+            reply = await self._persons.BatchReadPersons(batch, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            return [self._failed(exc, _PERSON_STATUS) for _ in reads]
+        if len(reply.results) != len(reads):
+            problem = f"{self.name}: {len(reply.results)} results for {len(reads)} reads"
+            return [BackendProtocolError(problem) for _ in reads]
+        return [self._result(result) for result in reply.results]
+
+    def _result(self, result: person_pb2.ReadResult) -> person_pb2.ReadPersonResponse | Exception:
+        if result.HasField("read"):
+            return result.read
+        failure = result.failure
+        code = _STATUS_OF_NUMBER.get(failure.code, grpc.StatusCode.UNKNOWN)
+        return self._translate(code, failure.outcome or None, _PERSON_STATUS)
+
+    def _failed(
         self, exc: grpc.aio.AioRpcError, answers: dict[grpc.StatusCode, FejlNr]
     ) -> Exception:
-        code = exc.code()
-        outcome = convert.auth_outcome(exc.trailing_metadata())
+        return self._translate(exc.code(), convert.auth_outcome(exc.trailing_metadata()), answers)
+
+    def _translate(
+        self,
+        code: grpc.StatusCode,
+        outcome: convert.Outcome | None,
+        answers: dict[grpc.StatusCode, FejlNr],
+    ) -> Exception:
         if outcome is not None and outcome in convert.FEJLNR_OF_OUTCOME:
             return Refused(convert.FEJLNR_OF_OUTCOME[outcome])
         if code is grpc.StatusCode.UNAUTHENTICATED:

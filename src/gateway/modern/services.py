@@ -2,6 +2,9 @@
 
 PersonService.ReadPerson is ValidateSession and GetPerson in one call, for the
 gateway's lookups; it checks the session with the AuthService servicer's own method.
+BatchReadPersons is ReadPerson for several reads in one call: the same checks, run
+with a :class:`_ReadContext` whose abort ends one read (its status becomes that
+read's ReadFailure) instead of the call.
 
 Every call first refuses a deadline that has already passed, then waits the
 injected ``delay`` (fault injection for tests and demos: a slow backend), then
@@ -28,7 +31,7 @@ import functools
 import ipaddress
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 import grpc
 
@@ -55,6 +58,8 @@ from gateway.register.person import birth_date_of
 AuthOutcome = auth_pb2.AuthOutcome
 _Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[Any]])
 _Context = grpc.aio.ServicerContext[Any, Any]
+#: Reads one BatchReadPersons call may carry (person.proto).
+MAX_BATCH_READS = 256
 #: The services as migrated: no drift (see :mod:`gateway.modern.drift`).
 NO_DRIFT = Drift()
 
@@ -119,8 +124,58 @@ class _Servicer:
     pace: Pace
 
 
+class CallContext(Protocol):
+    """What the checks use of a call: the caller's address, the time left, and abort.
+
+    A grpc.aio context is one; so is :class:`_ReadContext`, one read of a batch.
+    """
+
+    def peer(self) -> str: ...
+
+    def time_remaining(self) -> float | None: ...
+
+    async def abort(
+        self,
+        code: grpc.StatusCode,
+        details: str = "",
+        trailing_metadata: tuple[tuple[str, bytes], ...] = (),
+    ) -> NoReturn: ...
+
+
+class ReadRefused(Exception):
+    """One read of a batch ended as a ReadPerson call would have; the batch goes on."""
+
+    def __init__(self, failure: person_pb2.ReadFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+class _ReadContext:
+    """The context each read of a BatchReadPersons call sees: the call's caller and deadline,
+    but an abort ends only this read, with the status ReadPerson would have ended with."""
+
+    def __init__(self, call: _Context) -> None:
+        self._call = call
+
+    def peer(self) -> str:
+        return self._call.peer()
+
+    def time_remaining(self) -> float | None:
+        return self._call.time_remaining()
+
+    async def abort(
+        self,
+        code: grpc.StatusCode,
+        details: str = "",
+        trailing_metadata: tuple[tuple[str, bytes], ...] = (),
+    ) -> NoReturn:
+        outcome = convert.auth_outcome(trailing_metadata) or auth_pb2.AUTH_OUTCOME_UNSPECIFIED
+        number = code.value[0]
+        raise ReadRefused(person_pb2.ReadFailure(code=number, message=details, outcome=outcome))
+
+
 #: Checks a session as AuthService.ValidateSession does; the customer's task, or the call ends.
-Authorize = Callable[[auth_pb2.ValidateSessionRequest, _Context], Awaitable[auth_pb2.Task]]
+Authorize = Callable[[auth_pb2.ValidateSessionRequest, CallContext], Awaitable[auth_pb2.Task]]
 
 
 class PersonServicer(_Servicer, person_pb2_grpc.PersonServiceServicer):
@@ -147,12 +202,35 @@ class PersonServicer(_Servicer, person_pb2_grpc.PersonServiceServicer):
         self, request: person_pb2.ReadPersonRequest, context: _Context
     ) -> person_pb2.ReadPersonResponse:
         """ValidateSession's answer and checks (06, 16, 07, 14), then GetPerson's (17, 05)."""
+        return await self._read(request, context)
+
+    @_rpc
+    async def BatchReadPersons(  # noqa: N802 (the proto's method name)
+        self, request: person_pb2.BatchReadPersonsRequest, context: _Context
+    ) -> person_pb2.BatchReadPersonsResponse:
+        """ReadPerson for each read in order; a read's refusal is its result, not the call's."""
+        if len(request.reads) > MAX_BATCH_READS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"more than {MAX_BATCH_READS} reads in one call"
+            )
+        response = person_pb2.BatchReadPersonsResponse()
+        one = _ReadContext(context)
+        for read in request.reads:
+            try:
+                response.results.add(read=await self._read(read, one))
+            except ReadRefused as refused:
+                response.results.add(failure=refused.failure)
+        return response
+
+    async def _read(
+        self, request: person_pb2.ReadPersonRequest, context: CallContext
+    ) -> person_pb2.ReadPersonResponse:
         task = await self._authorize(request.session, context)
         return person_pb2.ReadPersonResponse(
             task=task, person=await self._person(request.pnr, context)
         )
 
-    async def _person(self, pnr: str, context: _Context) -> person_pb2.Person:
+    async def _person(self, pnr: str, context: CallContext) -> person_pb2.Person:
         await _check_pnr(pnr, context)
         try:
             person = self._store.get(pnr)
@@ -250,7 +328,7 @@ class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.ValidateSessionResponse(task=await self.authorize(request, context))
 
     async def authorize(
-        self, request: auth_pb2.ValidateSessionRequest, context: _Context
+        self, request: auth_pb2.ValidateSessionRequest, context: CallContext
     ) -> auth_pb2.Task:
         """ValidateSession without its own call: PersonService.ReadPerson checks with it."""
         customer = await self._customer(request.customer, context)
@@ -272,7 +350,7 @@ class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
         await _check_grant(user, request.transaction, context)
         return customer, user
 
-    async def _customer(self, number: int, context: _Context) -> Customer:
+    async def _customer(self, number: int, context: CallContext) -> Customer:
         """The customer, after 06 (unknown) and 16 (caller outside its networks)."""
         customer = self._config.customer(number)
         if customer is None:
@@ -295,25 +373,25 @@ def peer_address(peer: str) -> IPAddress | None:
         return None
 
 
-async def _check_pnr(pnr: str, context: _Context) -> None:
+async def _check_pnr(pnr: str, context: CallContext) -> None:
     if birth_date_of(pnr) is None:
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT, "pnr is not 10 digits starting with a date"
         )
 
 
-async def _check_grant(user: User, transaction: convert.Transaction, context: _Context) -> None:
+async def _check_grant(user: User, transaction: convert.Transaction, context: CallContext) -> None:
     family = convert.family_of(transaction)
     if family is None or family not in user.grants:
         await _fail(auth_pb2.AUTH_OUTCOME_TRANSACTION_DENIED, context)
 
 
-async def _fail_unless_ok(verdict: FejlNr, context: _Context) -> None:
+async def _fail_unless_ok(verdict: FejlNr, context: CallContext) -> None:
     if verdict is not FejlNr.OK:
         await _fail(_OUTCOME_OF_FEJLNR[verdict], context)
 
 
-async def _fail(outcome: convert.Outcome, context: _Context) -> NoReturn:
+async def _fail(outcome: convert.Outcome, context: CallContext) -> NoReturn:
     """End the call with the outcome's status code and the outcome in trailing metadata."""
     await context.abort(
         STATUS_OF_OUTCOME[outcome], _DETAILS[outcome], trailing_metadata=convert.auth_error(outcome)

@@ -1050,3 +1050,110 @@ class ReadPersonResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReadPersonResponse: _TypeAlias = ReadPersonResponse  # noqa: Y015
+
+@_typing.final
+class BatchReadPersonsRequest(_message.Message):
+    """Several ReadPerson calls in one round trip (AIP-231 batch get). A gateway worker sends
+    the lookups that arrive while its earlier batch is on the way, so the per-call gRPC work
+    on both sides is shared instead of repeated (docs/modern.md, "Batched reads").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reads(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReadPersonRequest]:
+        """at most 256"""
+
+    def __init__(
+        self,
+        *,
+        reads: _abc.Iterable[Global___ReadPersonRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reads", b"reads"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchReadPersonsRequest: _TypeAlias = BatchReadPersonsRequest  # noqa: Y015
+
+@_typing.final
+class ReadFailure(_message.Message):
+    """Why one read of a batch failed: what ReadPerson would have ended its call with."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """the grpc.StatusCode value (5 NOT_FOUND, 16 UNAUTHENTICATED, ...)"""
+    message: _builtins.str
+    """the status details; never holds a PNR, password or token"""
+    outcome: _auth_pb2.AuthOutcome.ValueType
+    """as in ReadPerson's trailing metadata; unspecified when none"""
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        outcome: _auth_pb2.AuthOutcome.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadFailure: _TypeAlias = ReadFailure  # noqa: Y015
+
+@_typing.final
+class ReadResult(_message.Message):
+    """One read's outcome: the answer ReadPerson gives, or the status it ends with."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READ_FIELD_NUMBER: _builtins.int
+    FAILURE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def read(self) -> Global___ReadPersonResponse: ...
+    @_builtins.property
+    def failure(self) -> Global___ReadFailure: ...
+    def __init__(
+        self,
+        *,
+        read: Global___ReadPersonResponse | None = ...,
+        failure: Global___ReadFailure | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["failure", b"failure", "read", b"read", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failure", b"failure", "read", b"read", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["read", "failure"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___ReadResult: _TypeAlias = ReadResult  # noqa: Y015
+
+@_typing.final
+class BatchReadPersonsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReadResult]:
+        """one per read, in the request's order"""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ReadResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchReadPersonsResponse: _TypeAlias = BatchReadPersonsResponse  # noqa: Y015

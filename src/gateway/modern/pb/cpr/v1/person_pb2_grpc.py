@@ -54,6 +54,11 @@ class PersonServiceStub:
                 request_serializer=cpr_dot_v1_dot_person__pb2.ReadPersonRequest.SerializeToString,
                 response_deserializer=cpr_dot_v1_dot_person__pb2.ReadPersonResponse.FromString,
                 _registered_method=True)
+        self.BatchReadPersons = channel.unary_unary(
+                '/cpr.v1.PersonService/BatchReadPersons',
+                request_serializer=cpr_dot_v1_dot_person__pb2.BatchReadPersonsRequest.SerializeToString,
+                response_deserializer=cpr_dot_v1_dot_person__pb2.BatchReadPersonsResponse.FromString,
+                _registered_method=True)
 
 
 class PersonServiceServicer:
@@ -83,6 +88,15 @@ class PersonServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchReadPersons(self, request, context):
+        """ReadPerson for each read, in order; each read's refusal is its own result, so the
+        call itself fails only as a whole (DEADLINE_EXCEEDED, UNAVAILABLE, INVALID_ARGUMENT for
+        more than 256 reads).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PersonServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +109,11 @@ def add_PersonServiceServicer_to_server(servicer, server):
                     servicer.ReadPerson,
                     request_deserializer=cpr_dot_v1_dot_person__pb2.ReadPersonRequest.FromString,
                     response_serializer=cpr_dot_v1_dot_person__pb2.ReadPersonResponse.SerializeToString,
+            ),
+            'BatchReadPersons': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchReadPersons,
+                    request_deserializer=cpr_dot_v1_dot_person__pb2.BatchReadPersonsRequest.FromString,
+                    response_serializer=cpr_dot_v1_dot_person__pb2.BatchReadPersonsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -161,6 +180,33 @@ class PersonService:
             '/cpr.v1.PersonService/ReadPerson',
             cpr_dot_v1_dot_person__pb2.ReadPersonRequest.SerializeToString,
             cpr_dot_v1_dot_person__pb2.ReadPersonResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchReadPersons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpr.v1.PersonService/BatchReadPersons',
+            cpr_dot_v1_dot_person__pb2.BatchReadPersonsRequest.SerializeToString,
+            cpr_dot_v1_dot_person__pb2.BatchReadPersonsResponse.FromString,
             options,
             channel_credentials,
             insecure,

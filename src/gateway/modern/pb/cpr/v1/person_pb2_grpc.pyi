@@ -42,6 +42,11 @@ class PersonServiceStub:
     """The person with this PNR."""
     ReadPerson: _aio.UnaryUnaryMultiCallable[_person_pb2.ReadPersonRequest, _person_pb2.ReadPersonResponse]
     """The session's task and the person with this PNR."""
+    BatchReadPersons: _aio.UnaryUnaryMultiCallable[_person_pb2.BatchReadPersonsRequest, _person_pb2.BatchReadPersonsResponse]
+    """ReadPerson for each read, in order; each read's refusal is its own result, so the
+    call itself fails only as a whole (DEADLINE_EXCEEDED, UNAVAILABLE, INVALID_ARGUMENT for
+    more than 256 reads).
+    """
 
 class PersonServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reads persons from the modern store.
@@ -71,5 +76,16 @@ class PersonServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_person_pb2.ReadPersonRequest, _abc.Awaitable[_person_pb2.ReadPersonResponse]],
     ) -> _abc.Awaitable[_person_pb2.ReadPersonResponse]:
         """The session's task and the person with this PNR."""
+
+    @_abc_1.abstractmethod
+    def BatchReadPersons(
+        self,
+        request: _person_pb2.BatchReadPersonsRequest,
+        context: _aio.ServicerContext[_person_pb2.BatchReadPersonsRequest, _abc.Awaitable[_person_pb2.BatchReadPersonsResponse]],
+    ) -> _abc.Awaitable[_person_pb2.BatchReadPersonsResponse]:
+        """ReadPerson for each read, in order; each read's refusal is its own result, so the
+        call itself fails only as a whole (DEADLINE_EXCEEDED, UNAVAILABLE, INVALID_ARGUMENT for
+        more than 256 reads).
+        """
 
 def add_PersonServiceServicer_to_server(servicer: PersonServiceServicer, server: _aio.Server) -> None: ...
