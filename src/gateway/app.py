@@ -129,7 +129,7 @@ class Gateway:
         self._shadows = await self._shadow_runner(config, sessions)
         if self._peer_directory is not None:
             self._peers = await self._start_peers(self._peer_directory, sessions)
-        backends = {name: build_backend(b) for name, b in config.backends.items()}
+        backends = {name: build_backend(b, self.bus) for name, b in config.backends.items()}
         self._dispatcher = Dispatcher(
             RouteTable(config.routes),
             backends,
@@ -294,7 +294,7 @@ class Gateway:
                 if name in running and self.config.backends.get(name) == config:
                     backends[name] = running[name]
                 else:
-                    backends[name] = build_backend(config)
+                    backends[name] = build_backend(config, self.bus)
                     built.append(backends[name])
         except ConfigError:
             for backend in built:

@@ -190,6 +190,13 @@ async def test_a_modern_route_answers_byte_for_byte_like_the_legacy_one(tmp_path
                 via_modern = await exchange(endpoint, record.encode())
                 direct = await exchange(s.legacy, record.encode())
                 assert via_modern == direct
+        # Every lookup was read through BatchReadPersons; one at a time, each went alone.
+        assert s.gateway is not None
+        reads = s.gateway.metrics.value("cpr_gateway_backend_batch_reads_sum", backend="persons-v2")
+        calls = s.gateway.metrics.value(
+            "cpr_gateway_backend_batch_reads_count", backend="persons-v2"
+        )
+        assert reads == calls == 2 * 40
 
 
 async def test_a_stopped_or_slow_modern_side_gives_09_and_legacy_routes_carry_on(

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from gateway.codec import Request
 from gateway.config.schema import BackendConfig
+from gateway.observe.events import EventBus
 
 
 class Backend(Protocol):
@@ -36,8 +37,9 @@ class Backend(Protocol):
         ...
 
 
-#: Builds a backend from its validated config section.
-Factory = Callable[[Any], Backend]
+#: Builds a backend from its validated config section; the bus is for its own telemetry
+#: (None: nobody listens).
+Factory = Callable[[Any, EventBus | None], Backend]
 
 _FACTORIES: dict[str, Factory] = {}
 
@@ -54,6 +56,9 @@ def registered_kinds() -> Mapping[str, Factory]:
     return dict(_FACTORIES)
 
 
-def build_backend(config: BackendConfig) -> Backend:
-    """The adapter for ``config.kind``; may raise ConfigError (e.g. an unreadable CA file)."""
-    return _FACTORIES[config.kind](config)
+def build_backend(config: BackendConfig, bus: EventBus | None = None) -> Backend:
+    """The adapter for ``config.kind``; may raise ConfigError (e.g. an unreadable CA file).
+
+    ``bus`` hears what the adapter itself has to tell (e.g. how it batches calls).
+    """
+    return _FACTORIES[config.kind](config, bus)

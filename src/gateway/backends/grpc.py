@@ -45,6 +45,7 @@ from gateway.modern.pb.cpr.v1 import (
     subscription_pb2,
     subscription_pb2_grpc,
 )
+from gateway.observe.events import EventBus, ReadsBatched
 from gateway.register.person import Person, birth_date_of
 from gateway.render import render_answer
 
@@ -52,7 +53,11 @@ T = TypeVar("T")
 #: Status codes by their number (a batch's ReadFailure carries the number).
 _STATUS_OF_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 #: Batched reads: calls on the way at once per worker, and reads per call (services allow 256).
-READ_CALLS_AT_ONCE = 2
+#: One call at a time makes the largest batches, and the services run one call at a time anyway
+#: (one event loop): under overload (1,000/s offered, 2 workers) p99 was 310-440 ms with 1
+#: against 580-750 ms with 2, and each read cost both sides less. When the services keep up,
+#: a read waits at most for one call on the way (about a millisecond).
+READ_CALLS_AT_ONCE = 1
 READS_PER_CALL = 64
 
 
@@ -82,9 +87,12 @@ class Refused(Exception):
 class GrpcBackend:
     """CPR Direkte in, gRPC out, CPR Direkte back."""
 
-    def __init__(self, config: GrpcBackendConfig, channel: grpc.aio.Channel) -> None:
+    def __init__(
+        self, config: GrpcBackendConfig, channel: grpc.aio.Channel, bus: EventBus | None = None
+    ) -> None:
         self._config = config
         self._channel = channel
+        self._bus = bus
         self._auth = auth_pb2_grpc.AuthServiceStub(channel)
         self._persons = person_pb2_grpc.PersonServiceStub(channel)
         self._subscriptions = subscription_pb2_grpc.SubscriptionServiceStub(channel)
@@ -97,11 +105,11 @@ class GrpcBackend:
         )
 
     @classmethod
-    def from_config(cls, config: GrpcBackendConfig) -> GrpcBackend:
+    def from_config(cls, config: GrpcBackendConfig, bus: EventBus | None = None) -> GrpcBackend:
         """Open a channel (connected lazily, so a service that starts later is fine)."""
         target = f"{config.host}:{config.port}"
         if config.tls is None:
-            return cls(config, grpc.aio.insecure_channel(target))
+            return cls(config, grpc.aio.insecure_channel(target), bus)
         try:
             ca = config.tls.ca.read_bytes() if config.tls.ca else None
         except OSError as exc:
@@ -110,7 +118,7 @@ class GrpcBackend:
         if config.tls.server_name:
             options.append(("grpc.ssl_target_name_override", config.tls.server_name))
         credentials = grpc.ssl_channel_credentials(root_certificates=ca)
-        return cls(config, grpc.aio.secure_channel(target, credentials, options=options))
+        return cls(config, grpc.aio.secure_channel(target, credentials, options=options), bus)
 
     @property
     def name(self) -> str:
@@ -252,6 +260,8 @@ class GrpcBackend:
         self, reads: Sequence[person_pb2.ReadPersonRequest], timeout_s: float
     ) -> list[person_pb2.ReadPersonResponse | Exception]:
         """One BatchReadPersons call; each read's result, or what its refusal means here."""
+        if self._bus is not None:
+            self._bus.emit(ReadsBatched(self.name, len(reads)))
         batch = person_pb2.BatchReadPersonsRequest(reads=reads)
         try:
             reply = await self._persons.BatchReadPersons(batch, timeout=timeout_s)

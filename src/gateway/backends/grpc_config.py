@@ -15,6 +15,7 @@ from gateway.backends.base import register
 from gateway.config import RoutingReader, register_backend_parser
 from gateway.config.reader import address as parse_address
 from gateway.config.schema import ClientTls
+from gateway.observe.events import EventBus
 
 if TYPE_CHECKING:
     from gateway.backends.grpc import GrpcBackend
@@ -41,11 +42,11 @@ def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> Gr
     return GrpcBackendConfig(name, host, port, tls)
 
 
-def build(config: GrpcBackendConfig) -> GrpcBackend:
+def build(config: GrpcBackendConfig, bus: EventBus | None) -> GrpcBackend:
     """The adapter for ``config``; the first call loads grpcio."""
     from gateway.backends.grpc import GrpcBackend  # noqa: PLC0415  (see the module docstring)
 
-    return GrpcBackend.from_config(config)
+    return GrpcBackend.from_config(config, bus)
 
 
 register("grpc", build)

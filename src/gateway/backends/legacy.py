@@ -173,4 +173,4 @@ def _describe(exc: OSError) -> str:
     return f"{type(exc).__name__}: {exc.strerror or exc}"
 
 
-register("legacy", LegacyBackend.from_config)
+register("legacy", lambda config, _bus: LegacyBackend.from_config(config))

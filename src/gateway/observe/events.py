@@ -73,6 +73,15 @@ class BackendFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadsBatched:
+    """A gRPC backend sent lookups in one BatchReadPersons call (gateway.backends.batching)."""
+
+    backend: str
+    #: Lookups the call carried: 1 while the services keep up, more as far as they are behind.
+    reads: int
+
+
+@dataclass(frozen=True, slots=True)
 class SessionEvent:
     """The session broker did something worth counting (see docs/sessions.md)."""
 
@@ -197,6 +206,7 @@ Event = (
     | RequestRejected
     | RequestCompleted
     | BackendFailed
+    | ReadsBatched
     | SessionEvent
     | SessionShared
     | ShadowCompleted

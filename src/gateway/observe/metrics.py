@@ -25,6 +25,7 @@ from gateway.observe.events import (
     ConnectionOpened,
     Event,
     LoopLagSampled,
+    ReadsBatched,
     RequestCompleted,
     RequestRejected,
     SessionEvent,
@@ -37,6 +38,8 @@ from gateway.observe.events import (
 from gateway.shadow.noise import Verdict
 
 #: Seconds; spans a loopback hit (~1 ms) to the longest sensible route deadline.
+#: Lookups per BatchReadPersons call: 1 while the services keep up (READS_PER_CALL at most).
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 #: What the /metrics endpoint answers with.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -80,6 +83,11 @@ class Metrics:
             "1 when the applied file changes listen, admin or shadowing (restart needed).",
             registry=r,
         )
+        self.batch_reads = Histogram(
+            "cpr_gateway_backend_batch_reads",
+            "Lookups per gRPC call (BatchReadPersons): above 1, the services are behind.",
+            ("backend",), buckets=_BATCH_BUCKETS, registry=r,
+        )  # fmt: skip
         self.sessions = Counter(
             "cpr_gateway_session_events",
             "Session brokering: opened, side_logon_failed, fallback, side_expired.",
@@ -167,6 +175,8 @@ class Metrics:
                 self.rejected.labels(event.reason).inc()
             case BackendFailed():
                 self.backend_errors.labels(event.backend, event.kind).inc()
+            case ReadsBatched():
+                self.batch_reads.labels(event.backend).observe(event.reads)
             case SessionEvent():
                 self.sessions.labels(event.kind, event.backend).inc()
             case SessionShared():
