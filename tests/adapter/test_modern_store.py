@@ -13,8 +13,9 @@ import pytest
 
 from gateway.emulator.testing import register_of
 from gateway.errors import ConfigError
+from gateway.modern import convert
 from gateway.modern.migrate import migrate
-from gateway.modern.store import MIGRATIONS, ModernStore, upgrade
+from gateway.modern.store import MESSAGE_FORMAT, MIGRATIONS, ModernStore, upgrade
 from gateway.register.person import Person
 from gateway.register.store import Register
 
@@ -90,6 +91,55 @@ def test_a_changed_person_is_replaced(tmp_path: Path, register_path: Path) -> No
         assert store.get(pnr) == changed
     finally:
         store.close()
+
+
+def test_each_person_is_also_stored_as_the_message_the_services_answer_with(
+    tmp_path: Path, register_path: Path, register: Register
+) -> None:
+    """The stored message is the person's cpr.v1.Person, made by this program's conversion;
+    an unknown PNR has none."""
+    migrate(register_path, tmp_path / "modern.sqlite", progress=False)
+    store = ModernStore.open(tmp_path / "modern.sqlite")
+    try:
+        for person in register.iter_persons():
+            stored = store.person_message(person.pnr)
+            assert stored == convert.to_proto(person).SerializeToString()
+        assert store.person_message("0101019999") is None
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("written_as", [None, "0123456789abcdef"], ids=["before-v4", "other"])
+def test_a_message_of_another_format_is_not_used_and_the_next_migration_rewrites_it(
+    tmp_path: Path, register_path: Path, register: Register, written_as: str | None
+) -> None:
+    """Rows written before schema version 4, or by a program whose person.proto or conversion
+    differed, are answered from ``data`` (never from their message); migrating again
+    rewrites exactly those rows."""
+    target = tmp_path / "modern.sqlite"
+    migrate(register_path, target, progress=False)
+    pnr = register.pnrs(limit=1)[0]
+    db = sqlite3.connect(target)
+    with db:  # what an older program left: a message that is not this person's
+        db.execute(
+            "UPDATE person SET message = ?, message_format = ? WHERE pnr = ?",
+            (b"" if written_as is None else b"\x0a\x02no", written_as, pnr),
+        )
+    db.close()
+    person = register.get(pnr)
+    assert person is not None
+    expected = convert.to_proto(person).SerializeToString()
+    store = ModernStore.open(target)
+    try:
+        assert store.person_message(pnr) == expected
+    finally:
+        store.close()
+    report = migrate(register_path, target, progress=False)
+    assert (report.updated, report.unchanged) == (1, COUNT - 1)
+    db = sqlite3.connect(target)
+    row = db.execute("SELECT message, message_format FROM person WHERE pnr = ?", (pnr,)).fetchone()
+    db.close()
+    assert row == (expected, MESSAGE_FORMAT)
 
 
 def test_iter_persons_reads_everyone_once_in_order(register: Register) -> None:

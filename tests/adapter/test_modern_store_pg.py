@@ -17,6 +17,7 @@ from gateway.emulator.auth import Authenticator
 from gateway.emulator.testing import TEST_SCRYPT_N, register_of
 from gateway.errors import BackendUnavailable, ConfigError
 from gateway.model import FejlNr
+from gateway.modern.convert import to_proto
 from gateway.modern.migrate import migrate
 from gateway.modern.postgres import PostgresDatabase, redact
 from gateway.modern.schema import PG_MIGRATIONS, upgrade
@@ -48,7 +49,8 @@ def _content(dsn: str) -> list[list[tuple[Any, ...]]]:
 
 
 def test_migration_copies_every_person_exactly(register_path: Path, pg_dsn: str) -> None:
-    """Every register person is in the PostgreSQL store afterwards, equal to the register's."""
+    """Every register person is in the PostgreSQL store afterwards, equal to the register's,
+    and stored as the message the services answer with too (BYTEA)."""
     report = migrate(register_path, pg_dsn, progress=False, batch_size=64)
     assert (report.read, report.inserted, report.updated, report.unchanged) == (COUNT, COUNT, 0, 0)
     assert (report.stored, report.schema_version) == (COUNT, len(PG_MIGRATIONS))
@@ -57,6 +59,7 @@ def test_migration_copies_every_person_exactly(register_path: Path, pg_dsn: str)
     try:
         for person in register.iter_persons():
             assert store.get(person.pnr) == person
+            assert store.person_message(person.pnr) == to_proto(person).SerializeToString()
         assert store.meta()["source.seed"] == register.meta["seed"]
     finally:
         store.close()

@@ -81,6 +81,11 @@ class Drift:
         """True when any drift is configured."""
         return self != Drift()
 
+    @property
+    def changes_persons(self) -> bool:
+        """True when :meth:`apply` may answer a person otherwise than stored."""
+        return bool(self.missing_record) or self.stale_address > 0
+
     def affects(self, pnr: str) -> bool:
         """Whether ``stale_address`` picks this PNR (the same answer on every run and host)."""
         digest = hashlib.blake2b(pnr.encode("ascii"), digest_size=8, person=_PERSON).digest()

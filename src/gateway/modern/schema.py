@@ -63,6 +63,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " customer INTEGER NOT NULL, user TEXT NOT NULL, digest BLOB NOT NULL,"
         " set_at TEXT NOT NULL, PRIMARY KEY (customer, user, digest))",
     ),
+    # 4: each person also as the serialized cpr.v1.Person the services answer with, and the
+    # fingerprint of the message's shape it was written with (gateway.modern.store).
+    (
+        "ALTER TABLE person ADD COLUMN message BLOB",
+        "ALTER TABLE person ADD COLUMN message_format TEXT",
+    ),
 )
 
 #: The same versions for PostgreSQL; 1 and 2 are spelled alike in both.
@@ -79,6 +85,10 @@ PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE password_history ("
         ' customer INTEGER NOT NULL, "user" TEXT NOT NULL, digest BYTEA NOT NULL,'
         ' set_at TEXT NOT NULL, PRIMARY KEY (customer, "user", digest))',
+    ),
+    (
+        "ALTER TABLE person ADD COLUMN message BYTEA",
+        "ALTER TABLE person ADD COLUMN message_format TEXT",
     ),
 )
 

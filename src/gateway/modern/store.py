@@ -8,7 +8,14 @@ Schema (``gateway.modern.schema``): pragmatic, not fully normalised. ``person``
 has one row per PNR with typed, indexed columns for what an operator or a later
 service selects on (``status``, ``sex``, ``birth_date``, ``municipality``,
 ``post_code``, ``replaced_by``) and the whole person as JSON in ``data``
-(:meth:`Person.to_json`, the register's lossless form). Why not one table per
+(:meth:`Person.to_json`, the register's lossless form). ``message`` holds the same
+person as the serialized ``cpr.v1.Person`` the services answer with, written
+alongside ``data``, so that a read is one parse in C instead of JSON to model to
+message in Python (~210 µs of the services' ~450 µs per read); ``message_format``
+is a fingerprint of person.proto and the conversion code it was written with. A row
+whose fingerprint is not this program's (either changed since, or written before
+schema version 4) is answered from ``data``, exactly as before, until the next
+migration run rewrites it. Why not one table per
 part (addresses, relations, protections …): the only read the services make is
 "everything about one PNR", which would then be a dozen joins or queries per
 lookup, and the nested, mostly-empty parts of a person (27 fields, 17 optional
@@ -31,6 +38,7 @@ that opened it.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +48,8 @@ from gateway.emulator.database import Database, DatabaseError, SqliteDatabase
 from gateway.emulator.state import StateStore
 from gateway.emulator.subscriptions import Subscriptions
 from gateway.errors import BackendUnavailable, ConfigError
+from gateway.modern import convert
+from gateway.modern.pb.cpr.v1 import person_pb2
 from gateway.modern.postgres import PostgresDatabase, is_dsn, redact
 from gateway.modern.schema import MIGRATIONS, refuse_foreign, upgrade, version
 from gateway.register.person import Person
@@ -52,20 +62,27 @@ DEFAULT_PATH = Path("var/modern.sqlite")
 #: How long to wait for another process's write lock (a migration running alongside the
 #: server) before an operation fails, in milliseconds.
 _BUSY_TIMEOUT_MS = 5000
+#: What the stored messages were made with: person.proto and the code that fills it
+#: (gateway.modern.convert). A change to either changes it, and rows written before are then
+#: read from ``data`` (correct, only slower) until the next migration run rewrites them.
+MESSAGE_FORMAT = hashlib.sha256(
+    person_pb2.DESCRIPTOR.serialized_pb + Path(convert.__file__).read_bytes()
+).hexdigest()[:16]
 _INSERT = (
-    "INSERT INTO person"
-    " (pnr, status, sex, birth_date, municipality, post_code, replaced_by, data)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pnr) DO NOTHING"
+    "INSERT INTO person (pnr, status, sex, birth_date, municipality, post_code, replaced_by,"
+    " data, message, message_format)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pnr) DO NOTHING"
 )
 _UPDATE = (
     "UPDATE person SET status = ?, sex = ?, birth_date = ?, municipality = ?, post_code = ?,"
-    " replaced_by = ?, data = ? WHERE pnr = ? AND data <> ?"
+    " replaced_by = ?, data = ?, message = ?, message_format = ?"
+    " WHERE pnr = ? AND (data <> ? OR coalesce(message_format, '') <> ?)"
 )
 _SET_META = (
     "INSERT INTO meta (key, value) VALUES (?, ?)"
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
-_Row = tuple[str, str, str, str, int | None, int | None, str | None, str]
+_Row = tuple[str, str, str, str, int | None, int | None, str | None, str, bytes, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +140,20 @@ class ModernStore:
         row = self._read("SELECT data FROM person WHERE pnr = ?", (pnr,))
         return Person.from_json(row[0][0]) if row else None
 
+    def person_message(self, pnr: str) -> bytes | None:
+        """The person with ``pnr`` as a serialized cpr.v1.Person, or None.
+
+        The stored message when it has this program's format, else converted from ``data``
+        (ValueError when that does not decode).
+        """
+        row = self._read("SELECT message, message_format, data FROM person WHERE pnr = ?", (pnr,))
+        if not row:
+            return None
+        message, written_as, data = row[0]
+        if message is not None and written_as == MESSAGE_FORMAT:
+            return bytes(message)
+        return convert.to_proto(Person.from_json(data)).SerializeToString()
+
     def contains(self, pnr: str) -> bool:
         """True when a person with ``pnr`` is stored."""
         return bool(self._read("SELECT 1 FROM person WHERE pnr = ?", (pnr,)))
@@ -145,7 +176,7 @@ class ModernStore:
         rows = [_row(person) for person in persons]
         with self._db.transaction():
             inserted = self._db.executemany(_INSERT, rows)
-            changes = [(*row[1:], row[0], row[-1]) for row in rows]
+            changes = [(*row[1:], row[0], row[7], row[9]) for row in rows]
             updated = self._db.executemany(_UPDATE, changes)
         return UpsertCounts(inserted, updated, len(rows) - inserted - updated)
 
@@ -192,4 +223,6 @@ def _row(person: Person) -> _Row:
         address.post_code if address else None,
         person.replaced_by or None,
         person.to_json(),
+        convert.to_proto(person).SerializeToString(),
+        MESSAGE_FORMAT,
     )
