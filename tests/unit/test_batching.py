@@ -181,3 +181,21 @@ async def test_closing_lets_calls_finish_cancels_the_queue_and_refuses_new_items
     assert calls.sent == [["a"]]
     with pytest.raises(RuntimeError, match="reads: closed"):
         await batcher.submit("c", _far())
+
+
+async def test_a_call_whose_callers_all_gave_up_is_cancelled_and_frees_its_slot() -> None:
+    calls = Calls()
+    batcher: Batcher[str, str] = Batcher(calls.send, name="t", calls_at_once=1)
+    stalled = [asyncio.ensure_future(batcher.submit(i, _far())) for i in ("a", "b")]
+    await _settle()
+    later = asyncio.ensure_future(batcher.submit("c", _far()))
+    await _settle()
+    assert calls.sent == [["a"]]  # "b" and "c" queue behind the stalled call
+    stalled[0].cancel()  # the only caller of the call on the way gives up
+    await _settle()
+    assert calls.sent == [["a"], ["b", "c"]]  # cancelled, so the queue went out at once
+    stalled[1].cancel()  # one of two callers gives up: the call goes on for the other
+    await _settle()
+    calls.release(1)
+    assert await later == "C"
+    assert stalled[1].cancelled()

@@ -11,13 +11,15 @@ far as the backend is behind (like a database's group commit).
 
 Each item keeps its own deadline: the call carries the latest of its items', and
 a caller that stops waiting (its deadline, its client gone) leaves the call to
-finish for the others. What the call gives back for each item, a result or an
-exception, reaches that item's caller only.
+finish for the others; once all of a call's callers have stopped waiting, the call
+is cancelled, so its slot goes to the items queued behind it. What the call gives
+back for each item, a result or an exception, reaches that item's caller only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -96,7 +98,10 @@ class Batcher(Generic[Item, Result]):
                 batch.append(waiting)
         if batch:
             self._on_the_way += 1
-            self._calls.spawn(self._call(batch), name=f"{self._name}: {len(batch)} items")
+            call = self._calls.spawn(self._call(batch), name=f"{self._name}: {len(batch)} items")
+            abandoned = functools.partial(_cancel_if_abandoned, batch, call)
+            for waiting in batch:
+                waiting.future.add_done_callback(abandoned)
 
     async def _call(self, batch: list[_Waiting[Item, Result]]) -> None:
         self.calls_sent += 1
@@ -123,3 +128,13 @@ class Batcher(Generic[Item, Result]):
                 waiting.future.set_exception(outcome)
             else:
                 waiting.future.set_result(outcome)
+
+
+def _cancel_if_abandoned(
+    batch: list[_Waiting[Item, Result]], call: asyncio.Task[None], _done: object
+) -> None:
+    """Cancel a call once every caller in it has given up: nobody waits for it, and it holds
+    a slot that the reads queued behind it need (e.g. services that stall past every
+    deadline)."""
+    if not call.done() and all(waiting.future.cancelled() for waiting in batch):
+        call.cancel("every caller gave up")
