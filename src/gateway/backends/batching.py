@@ -46,7 +46,7 @@ class Batcher(Generic[Item, Result]):
     """Sends submitted items through ``send``, several per call when calls are on the way."""
 
     def __init__(
-        self, send: Send[Item, Result], *, name: str, calls_at_once: int = 2, max_items: int = 64
+        self, send: Send[Item, Result], *, name: str, calls_at_once: int = 1, max_items: int = 64
     ) -> None:
         if calls_at_once < 1 or max_items < 1:
             raise ValueError("calls_at_once and max_items must be at least 1")
