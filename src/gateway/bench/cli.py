@@ -28,7 +28,8 @@ _SIZES = (
     ("--hold", "hold", int, "connections held open at once (P6)"),
     ("--hold-seconds", "hold_s", float, "how long they are held"),
     ("--workers", "workers", int, "gateway worker processes and HAProxy threads"),
-    ("--generators", "generators", int, "load generator processes"),
+    ("--generators", "generators", int, "load generator processes (TLS clients)"),
+    ("--plain-generators", "plain_generators", int, "load generator processes (plaintext)"),
     ("--persons", "persons", int, "persons in the synthetic register"),
 )
 

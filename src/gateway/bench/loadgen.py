@@ -28,6 +28,7 @@ import asyncio
 import collections
 import concurrent.futures
 import enum
+import functools
 import multiprocessing
 import os
 import resource
@@ -36,7 +37,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from gateway.bench.measure import intended_start
-from gateway.bench.wire import Dialer, Target, describe, exchange_once, finish
+from gateway.bench.wire import Dialer, Outcome, Target, describe, exchange_once, finish
 from gateway.loops import run as run_loop
 from gateway.tasks import TaskSet
 
@@ -155,11 +156,14 @@ async def _open_loop(job: Job, result: JobResult) -> None:
     w = job.workload
     dialer = Dialer(job.target)
     measure_from = job.start_at + w.warmup_s
-    tasks = TaskSet()
+    in_flight = 0
+    all_done = asyncio.Event()
 
-    async def one(index: int, due: float) -> None:
-        lag = time.perf_counter() - due
-        outcome = await exchange_once(dialer, job.records[index % len(job.records)], w.timeout_s)
+    def answered(due: float, lag: float, outcome: Outcome) -> None:
+        nonlocal in_flight
+        in_flight -= 1
+        if in_flight == 0:
+            all_done.set()
         result.exchanges += 1
         if due >= measure_from:
             result.lags.append(lag)
@@ -170,15 +174,23 @@ async def _open_loop(job: Job, result: JobResult) -> None:
                 outcome.done,
             )
 
+    # No task per request: the lookup runs on callbacks (Dialer.start) and reports here.
     for index in range(job.index, int(w.rate * (w.warmup_s + w.duration_s)), job.of):
         due = intended_start(job.start_at, w.rate, index)
         await _sleep_until(due)
-        if len(tasks) >= MAX_IN_FLIGHT:
+        if in_flight >= MAX_IN_FLIGHT:
             if due >= measure_from:
                 result.errors["generator: too many in flight"] += 1
             continue
-        tasks.spawn(one(index, due), name=f"lookup-{index}")
-    await tasks.drain(w.timeout_s + 1, "load generator: past the request timeout")
+        in_flight += 1
+        all_done.clear()
+        lag = time.perf_counter() - due
+        record = job.records[index % len(job.records)]
+        dialer.start(record, w.timeout_s, functools.partial(answered, due, lag))
+    if in_flight:
+        # Every lookup ends within its timeout, so this bound is only a safety net.
+        async with asyncio.timeout(w.timeout_s + 1):
+            await all_done.wait()
 
 
 async def _closed_loop(job: Job, result: JobResult) -> None:
@@ -310,15 +322,24 @@ class Generator:
         return time.perf_counter() + self.LEAD_S
 
     async def run(
-        self, workload: Workload, target: Target, records: tuple[bytes, ...], start_at: float
+        self,
+        workload: Workload,
+        target: Target,
+        records: tuple[bytes, ...],
+        start_at: float,
+        processes: int | None = None,
     ) -> JobResult:
-        """Run ``workload`` against ``target`` on every process from ``start_at``; merged."""
+        """Run ``workload`` against ``target`` from ``start_at``; merged.
+
+        Split over ``processes`` of the pool (default: all of them).
+        """
         loop = asyncio.get_running_loop()
-        job = Job(workload, target, records, start_at, 0, self.processes)
+        of = min(processes or self.processes, self.processes)
+        job = Job(workload, target, records, start_at, 0, of)
         parts = await asyncio.gather(
             *(
                 loop.run_in_executor(self._pool, run_job, replace(job, index=index))
-                for index in range(self.processes)
+                for index in range(of)
             )
         )
         merged = JobResult()

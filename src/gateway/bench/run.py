@@ -83,7 +83,7 @@ async def run_bench(
     run_dir.mkdir(parents=True, exist_ok=True)
     catalogue = scenarios(settings)
     stack = Stack(var, run_dir, settings.persons)
-    generator = Generator(settings.generators)
+    generator = Generator(max(settings.generators, settings.plain_generators))
     began = time.monotonic()
     load_before = os.getloadavg()[0]  # other work on the machine skews every number
     try:
@@ -92,7 +92,7 @@ async def run_bench(
         client = _client(stack.register)
         pids = [os.getpid(), *(pid for server in stack.servers.started for pid in server.pids)]
         peaks = "per measurement" if reset_peak(pids) else "since each server started"
-        measurer = _Measurer(deployed, generator, client, pids)
+        measurer = _Measurer(deployed, generator, client, pids, settings)
         samples = await measurer.all(plan, settings.rounds)
     finally:
         generator.close()
@@ -156,6 +156,7 @@ class _Measurer:
     generator: Generator
     client: _Client
     ours: list[int]
+    settings: Settings
 
     async def all(self, plan: list[Phase], rounds: int) -> list[Sample]:
         """Every step of the plan in interleaved order, each on idle servers."""
@@ -193,7 +194,11 @@ class _Measurer:
         copies_before = await shadow_copies(admin)
         hop_before, behind_before = _usage(d)
         start_at = self.generator.next_start()
-        running = asyncio.ensure_future(self.generator.run(workload, d.target, records, start_at))
+        s = self.settings
+        processes = s.generators if d.scenario.tls else s.plain_generators
+        running = asyncio.ensure_future(
+            self.generator.run(workload, d.target, records, start_at, processes)
+        )
         if workload.mode is LoadMode.HOLD:
             release = start_at + workload.duration_s
             await asyncio.sleep(release - _BEFORE_RELEASE_S - time.perf_counter())

@@ -65,8 +65,12 @@ class Settings:
     hold_s: float = 8.0
     #: Gateway worker processes, and HAProxy threads, in the scenarios that scale.
     workers: int = os.cpu_count() or 1
-    #: Load generator processes.
+    #: Load generator processes for TLS clients (a TLS lookup costs a client ~2 ms of CPU).
     generators: int = os.cpu_count() or 1
+    #: Load generator processes for plaintext clients. A plaintext lookup costs a client
+    #: ~0.3 ms, so one process carries 1,000/s with a third of a core; a second one would
+    #: only be one more process contending for the cores the servers need.
+    plain_generators: int = 1
     #: Persons in the synthetic register.
     persons: int = 10_000
     #: Only these phases (by name); empty for all.
