@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from gateway.bench.measure import (
     LatencySummary,
     ProcessUsage,
-    machine_busy_s,
+    machine_times,
     open_loop_latency,
     parse_stat,
     parse_status_kib,
@@ -98,8 +98,10 @@ def test_process_tree_includes_the_root() -> None:
     assert os.getpid() in process_tree(os.getpid())
 
 
-def test_machine_busy_time_only_grows() -> None:
-    """The machine's busy CPU seconds since boot are positive and never go back."""
-    first = machine_busy_s()
+def test_machine_busy_and_stolen_times_only_grow() -> None:
+    """Busy CPU seconds since boot are positive; neither they nor stolen ones go back."""
+    first = machine_times()
     sum(range(200_000))  # a little work of our own
-    assert 0 < first <= machine_busy_s()
+    then = machine_times()
+    assert 0 < first.busy_s <= then.busy_s
+    assert 0 <= first.stolen_s <= then.stolen_s

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,19 @@ def test_rows_with_other_work_on_the_machine_are_flagged() -> None:
         sample.elapsed_s, sample.foreign_cpu_s = 2.0, foreign
     rows = {r.scenario: r for r in pool([quiet, busy])}
     assert (rows["a"].noisy, rows["b"].noisy) == (False, True)
+
+
+def test_rows_during_which_the_hypervisor_took_cpu_are_flagged_apart() -> None:
+    """Steal time is its own flag (over 5% of the machine), not counted as other processes."""
+    calm = _sample("p", "a", [0.001] * 10)
+    robbed = _sample("p", "b", [0.001] * 10)
+    for sample, stolen in ((calm, 0.1), (robbed, 0.4)):  # of 2 s x 2 cores: 2.5% and 10%
+        sample.elapsed_s, sample.stolen_cpu_s = 2.0, stolen
+    rows = {r.scenario: r for r in pool([calm, robbed])}
+    assert [(r.robbed, r.noisy) for r in rows.values()] == [(False, False), (True, False)]
+    assert rows["b"].stolen_share == pytest.approx(0.4 / (2.0 * (os.cpu_count() or 1)))
+    table = to_markdown(list(rows.values()), [], META, {})
+    assert table.count("⚠steal") == 2  # the legend, and row b
 
 
 def _rows(direct_ok: int = 200) -> list[Row]:

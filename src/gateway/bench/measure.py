@@ -122,12 +122,24 @@ def usage(pids: Iterable[int]) -> ProcessUsage:
     return ProcessUsage(ticks / _TICKS_PER_S, rss, peak, largest, count)
 
 
-def machine_busy_s() -> float:
-    """CPU seconds the whole machine has been busy since boot, all cores (/proc/stat)."""
+@dataclass(frozen=True, slots=True)
+class MachineTimes:
+    """CPU seconds since boot of the whole machine, all cores (/proc/stat)."""
+
+    #: Running something: any process, the kernel, interrupts.
+    busy_s: float
+    #: Wanted by this (virtual) machine but given to others by the hypervisor: capacity
+    #: that was simply not there, as if the cores had been slower for a while.
+    stolen_s: float
+
+
+def machine_times() -> MachineTimes:
+    """The machine's busy and stolen CPU seconds since boot."""
     with (_PROC / "stat").open() as stat:
         fields = [int(v) for v in stat.readline().split()[1:9]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / _TICKS_PER_S
+    busy = user + nice + system + irq + softirq
+    return MachineTimes(busy / _TICKS_PER_S, steal / _TICKS_PER_S)
 
 
 def reset_peak(pids: Iterable[int]) -> bool:

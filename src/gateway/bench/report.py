@@ -14,7 +14,7 @@ import math
 import os
 import platform
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,10 @@ GENERATOR_LAG_S = 0.005
 #: A row is flagged when processes outside the benchmark used more than this share of
 #: the machine's CPU during its measurements.
 NOISE_SHARE = 0.1
+#: A row is flagged when the hypervisor took more than this share of the machine's CPU
+#: (steal time) during its measurements: lower than NOISE_SHARE, as stolen time is
+#: capacity gone outright, in bursts that hit latency hardest.
+STEAL_SHARE = 0.05
 #: Share of the offered rate a path must answer to count as keeping up (see Row.kept_up).
 KEPT_UP = 0.95
 DOCS_BEGIN = "<!-- bench:begin -->"
@@ -55,10 +59,11 @@ class Sample:
     rss_held: int | None = None
     #: Why nothing was measured (e.g. the logon failed).
     failure: str | None = None
-    #: Wall-clock seconds of the measurement, and CPU seconds that processes outside the
-    #: benchmark used on the machine meanwhile.
+    #: Wall-clock seconds of the measurement; CPU seconds that processes outside the
+    #: benchmark used on the machine meanwhile, and that the hypervisor took (steal).
     elapsed_s: float = 0.0
     foreign_cpu_s: float = 0.0
+    stolen_cpu_s: float = 0.0
     #: Shadow copies made during the sample, by outcome; None when the path has no shadow.
     shadow_copies: dict[str, int] | None = None
 
@@ -95,6 +100,8 @@ class Row:
     failures: list[str]
     #: Share of the machine's CPU that other processes used during the measurements.
     foreign_share: float
+    #: Share of the machine's CPU that the hypervisor took during them (steal time).
+    stolen_share: float
     #: Shadow copies by outcome over every round (dropped ones included); None: no shadow.
     shadow_copies: dict[str, int] | None = None
 
@@ -116,6 +123,11 @@ class Row:
     def noisy(self) -> bool:
         """True when other processes used a notable share of the machine meanwhile."""
         return self.foreign_share > NOISE_SHARE
+
+    @property
+    def robbed(self) -> bool:
+        """True when the hypervisor took a notable share of the machine's CPU meanwhile."""
+        return self.stolen_share > STEAL_SHARE
 
     @property
     def generator_bound(self) -> bool:
@@ -176,7 +188,8 @@ def _row(group: Sequence[Sample]) -> Row:
         held=merged.held if is_hold else None,
         rss_held_mb=max(held) / _MB if held else None,
         failures=[s.failure for s in group if s.failure],
-        foreign_share=_foreign_share(group),
+        foreign_share=_share(group, lambda s: s.foreign_cpu_s),
+        stolen_share=_share(group, lambda s: s.stolen_cpu_s),
         shadow_copies=_shadow_copies(group),
     )
 
@@ -194,9 +207,10 @@ def shadow_text(row: Row) -> str:
     return ", ".join(f"{n:,} {outcome}" for outcome, n in copies.items()) or "none"
 
 
-def _foreign_share(group: Sequence[Sample]) -> float:
+def _share(group: Sequence[Sample], cpu_s: Callable[[Sample], float]) -> float:
+    """What share of the machine's CPU over ``group``'s measurements ``cpu_s`` amounts to."""
     capacity = sum(s.elapsed_s for s in group) * (os.cpu_count() or 1)
-    return sum(s.foreign_cpu_s for s in group) / capacity if capacity > 0 else 0.0
+    return sum(cpu_s(s) for s in group) / capacity if capacity > 0 else 0.0
 
 
 def _load(workload: Workload) -> str:
@@ -267,6 +281,7 @@ def to_json(
             "errors": dict(s.result.errors),
             "hop_rss_peak_mb": s.hop.rss_peak / _MB if s.hop is not None else None,
             "foreign_cpu_s": s.foreign_cpu_s,
+            "stolen_cpu_s": s.stolen_cpu_s,
             "latency_ms": {
                 k: v * 1000
                 for k, v in asdict(LatencySummary.of(s.result.latencies)).items()
@@ -341,6 +356,8 @@ _LEGEND = (
     " the lowest and highest round (memory a burst left behind raises the later rounds)."
     " ⚠gen: the generator sent late (p99 > 5 ms), so the whole machine was the limit."
     " ⚠busy: other processes used over 10% of the machine meanwhile."
+    " ⚠steal: the hypervisor took over 5% of the machine's CPU meanwhile (steal time: the"
+    " cores of a virtual machine are shared, so it had that much less capacity)."
 )
 _HEADER = (
     "| scenario | load | req/s | p50 ms | p90 ms | p99 ms (rounds) | max ms | errors "
@@ -352,7 +369,11 @@ def _table(rows: Sequence[Row]) -> list[str]:
     lines = [_HEADER, "|---" * 12 + "|"]
     for r in rows:
         lat = r.latency_ms
-        flag = (" ⚠gen" if r.generator_bound else "") + (" ⚠busy" if r.noisy else "")
+        flag = (
+            (" ⚠gen" if r.generator_bound else "")
+            + (" ⚠busy" if r.noisy else "")
+            + (" ⚠steal" if r.robbed else "")
+        )
         p99 = f"{_n(lat['p99'])} ({_n(r.p99_spread_ms[0])}–{_n(r.p99_spread_ms[1])})"
         rps = _n(r.rps, 0) if r.held is None else f"{r.held} held"
         rss = _n(r.hop_rss_peak_mb, 0)

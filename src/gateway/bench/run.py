@@ -22,7 +22,7 @@ from typing import Any
 from gateway.bench.configs import Via
 from gateway.bench.deploy import Deployed, Stack
 from gateway.bench.loadgen import Generator, LoadMode, raise_fd_limit
-from gateway.bench.measure import ProcessUsage, machine_busy_s, reset_peak, usage
+from gateway.bench.measure import ProcessUsage, machine_times, reset_peak, usage
 from gateway.bench.report import Sample, machine, pool, to_json, to_markdown, update_docs
 from gateway.bench.scenarios import Phase, Settings, interleave, needed, phases, scenarios
 from gateway.bench.servers import shadow_copies
@@ -164,13 +164,16 @@ class _Measurer:
         steps = [step for step in interleave(plan, rounds) if step[2] in self.deployed]
         for number, (round_number, phase, name) in enumerate(steps, 1):
             await _settle(self.ours)
-            busy, mine = machine_busy_s(), usage(self.ours).cpu_s
+            before, mine = machine_times(), usage(self.ours).cpu_s
             started = time.monotonic()
             sample = await self.one(self.deployed[name], phase, round_number)
-            # What else ran on the machine meanwhile: it skews every number of this sample.
+            # What else ran on the machine meanwhile, and what the hypervisor kept for other
+            # guests: either skews every number of this sample.
             sample.elapsed_s = time.monotonic() - started
             ours = usage(self.ours).cpu_s - mine + sample.result.cpu_s
-            sample.foreign_cpu_s = max(machine_busy_s() - busy - ours, 0.0)
+            after = machine_times()
+            sample.foreign_cpu_s = max(after.busy_s - before.busy_s - ours, 0.0)
+            sample.stolen_cpu_s = after.stolen_s - before.stolen_s
             samples.append(sample)
             print(f"[{number}/{len(steps)}] {_progress(sample)}", flush=True)
         return samples
