@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from gateway.bench.targets import check_targets
 
 OPEN = Workload(LoadMode.OPEN, 2.0, rate=100)
 CLOSED = Workload(LoadMode.CLOSED, 2.0, concurrency=8)
-META = {
+META: dict[str, Any] = {
     "started": "2026-01-01T00:00:00+00:00",
     "machine": {"nproc": 2, "cpu": "x", "memory_gib": 1.0, "python": "3", "kernel": "k"},
     "settings": {"rounds": 2, "duration_s": 2.0},
@@ -145,6 +146,14 @@ def test_markdown_has_machine_phase_tables_targets_and_unavailable(tmp_path: Pat
     assert "| gateway-legacy-tls | 100/s offered | 100 |" in text
     assert "| P2 |" in text
     assert "- **haproxy-plain**: not available — haproxy is not installed" in text
+
+
+def test_markdown_says_when_the_machine_is_virtual_and_how_much_was_stolen() -> None:
+    """A virtual machine is named as one, with the hypervisor's share over the whole run."""
+    meta = {**META, "machine": {**META["machine"], "virtual": True}, "stolen_share": 0.0412}
+    text = to_markdown(_rows(), [], meta, {})
+    assert text.startswith("Measured 2026-01-01T00:00:00+00:00 on 2 × x (virtual machine), ")
+    assert "the hypervisor took 4.1% of the CPU over the run (steal)." in text
 
 
 def test_json_is_plain_and_has_no_nan() -> None:

@@ -226,6 +226,8 @@ def machine() -> dict[str, Any]:
     return {
         "nproc": os.cpu_count(),
         "cpu": _cpuinfo("model name") or platform.processor() or "unknown",
+        # A virtual machine's cores are shared with other guests (see steal time).
+        "virtual": "hypervisor" in (_cpuinfo("flags") or "").split(),
         "memory_gib": round(_meminfo_kib("MemTotal") / 1024 / 1024, 1),
         "python": platform.python_version(),
         "kernel": platform.release(),
@@ -317,14 +319,17 @@ def to_markdown(
     """The table a person reads: machine, one section per phase, targets, what was not run."""
     m = meta["machine"]
     lines = [
-        f"Measured {meta['started']} on {m['nproc']} × {m['cpu']}, {m['memory_gib']} GiB, "
+        f"Measured {meta['started']} on {m['nproc']} × {m['cpu']}"
+        + (" (virtual machine)" if m.get("virtual") else "")
+        + f", {m['memory_gib']} GiB, "
         f"Python {m['python']}, Linux {m['kernel']}"
         + (f", {m['haproxy']}" if m.get("haproxy") else "")
         + f"; {meta['settings']['rounds']} interleaved rounds of "
         f"{meta['settings']['duration_s']:g}s per scenario"
+        + (f"; load average before the run {meta['load_before']}" if "load_before" in meta else "")
         + (
-            f"; load average before the run {meta['load_before']}."
-            if "load_before" in meta
+            f"; the hypervisor took {meta['stolen_share']:.1%} of the CPU over the run (steal)."
+            if "stolen_share" in meta
             else "."
         ),
         "",

@@ -22,7 +22,13 @@ from typing import Any
 from gateway.bench.configs import Via
 from gateway.bench.deploy import Deployed, Stack
 from gateway.bench.loadgen import Generator, LoadMode, raise_fd_limit
-from gateway.bench.measure import ProcessUsage, machine_times, reset_peak, usage
+from gateway.bench.measure import (
+    MachineTimes,
+    ProcessUsage,
+    machine_times,
+    reset_peak,
+    usage,
+)
 from gateway.bench.report import Sample, machine, pool, to_json, to_markdown, update_docs
 from gateway.bench.scenarios import Phase, Settings, interleave, needed, phases, scenarios
 from gateway.bench.servers import shadow_copies
@@ -84,7 +90,7 @@ async def run_bench(
     catalogue = scenarios(settings)
     stack = Stack(var, run_dir, settings.persons)
     generator = Generator(max(settings.generators, settings.plain_generators))
-    began = time.monotonic()
+    began, times_before = time.monotonic(), machine_times()
     load_before = os.getloadavg()[0]  # other work on the machine skews every number
     try:
         deployed = await stack.deploy(catalogue[name] for name in needed(plan))
@@ -105,6 +111,7 @@ async def run_bench(
         "unavailable": stack.unavailable,
         "rss_peak": peaks,
         "load_before": round(load_before, 2),
+        "stolen_share": round(_stolen_share(times_before, time.monotonic() - began), 4),
     }
     rows = pool(samples)
     targets = check_targets(rows)
@@ -219,6 +226,12 @@ class _Measurer:
             measured_from = start_at + workload.warmup_s
             sample.window_s = max(workload.duration_s, sample.result.last_done - measured_from)
         return sample
+
+
+def _stolen_share(before: MachineTimes, elapsed_s: float) -> float:
+    """Share of the machine's CPU the hypervisor took since ``before``, ``elapsed_s`` ago."""
+    capacity = elapsed_s * (os.cpu_count() or 1)
+    return (machine_times().stolen_s - before.stolen_s) / capacity if capacity > 0 else 0.0
 
 
 async def _logon(d: Deployed, client: _Client) -> str:
