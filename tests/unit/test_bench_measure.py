@@ -6,12 +6,14 @@ import itertools
 import math
 import os
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.bench.measure import (
     LatencySummary,
     ProcessUsage,
+    machine_share,
     machine_times,
     open_loop_latency,
     parse_stat,
@@ -105,3 +107,11 @@ def test_machine_busy_and_stolen_times_only_grow() -> None:
     then = machine_times()
     assert 0 < first.busy_s <= then.busy_s
     assert 0 <= first.stolen_s <= then.stolen_s
+
+
+def test_a_share_of_the_machine_counts_every_core() -> None:
+    """One CPU second over one second is one core's worth; no time elapsed is no share."""
+    cores = os.cpu_count() or 1
+    assert machine_share(1.0, 1.0) == pytest.approx(1 / cores)
+    assert machine_share(2.0 * cores, 2.0) == pytest.approx(1.0)
+    assert machine_share(1.0, 0.0) == 0.0

@@ -133,6 +133,12 @@ class MachineTimes:
     stolen_s: float
 
 
+def machine_share(cpu_s: float, elapsed_s: float) -> float:
+    """What share of the whole machine (every core) ``cpu_s`` is over ``elapsed_s``."""
+    capacity = elapsed_s * (os.cpu_count() or 1)
+    return cpu_s / capacity if capacity > 0 else 0.0
+
+
 def machine_times() -> MachineTimes:
     """The machine's busy and stolen CPU seconds since boot."""
     with (_PROC / "stat").open() as stat:

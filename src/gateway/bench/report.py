@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.bench.loadgen import JobResult, LoadMode, Workload
-from gateway.bench.measure import LatencySummary, ProcessUsage
+from gateway.bench.measure import LatencySummary, ProcessUsage, machine_share
 
 _MB = 1024 * 1024
 #: An open-loop measurement whose generator sent this late (p99) was limited by the
@@ -209,8 +209,7 @@ def shadow_text(row: Row) -> str:
 
 def _share(group: Sequence[Sample], cpu_s: Callable[[Sample], float]) -> float:
     """What share of the machine's CPU over ``group``'s measurements ``cpu_s`` amounts to."""
-    capacity = sum(s.elapsed_s for s in group) * (os.cpu_count() or 1)
-    return sum(cpu_s(s) for s in group) / capacity if capacity > 0 else 0.0
+    return machine_share(sum(cpu_s(s) for s in group), sum(s.elapsed_s for s in group))
 
 
 def _load(workload: Workload) -> str:

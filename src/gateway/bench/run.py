@@ -23,8 +23,8 @@ from gateway.bench.configs import Via
 from gateway.bench.deploy import Deployed, Stack
 from gateway.bench.loadgen import Generator, LoadMode, raise_fd_limit
 from gateway.bench.measure import (
-    MachineTimes,
     ProcessUsage,
+    machine_share,
     machine_times,
     reset_peak,
     usage,
@@ -103,15 +103,18 @@ async def run_bench(
     finally:
         generator.close()
         await stack.aclose()
+    elapsed = time.monotonic() - began
     meta = {
         "started": started.isoformat(),
-        "duration_s": round(time.monotonic() - began, 1),
+        "duration_s": round(elapsed, 1),
         "machine": machine(),
         "settings": {**asdict(settings), "phases": [p.name for p in plan]},
         "unavailable": stack.unavailable,
         "rss_peak": peaks,
         "load_before": round(load_before, 2),
-        "stolen_share": round(_stolen_share(times_before, time.monotonic() - began), 4),
+        "stolen_share": round(
+            machine_share(machine_times().stolen_s - times_before.stolen_s, elapsed), 4
+        ),
     }
     rows = pool(samples)
     targets = check_targets(rows)
@@ -226,12 +229,6 @@ class _Measurer:
             measured_from = start_at + workload.warmup_s
             sample.window_s = max(workload.duration_s, sample.result.last_done - measured_from)
         return sample
-
-
-def _stolen_share(before: MachineTimes, elapsed_s: float) -> float:
-    """Share of the machine's CPU the hypervisor took since ``before``, ``elapsed_s`` ago."""
-    capacity = elapsed_s * (os.cpu_count() or 1)
-    return (machine_times().stolen_s - before.stolen_s) / capacity if capacity > 0 else 0.0
 
 
 async def _logon(d: Deployed, client: _Client) -> str:
