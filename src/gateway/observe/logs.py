@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from contextlib import AbstractContextManager
 from typing import Any, TextIO
 
 import structlog
@@ -27,7 +26,9 @@ from gateway.observe.events import (
     ShadowSamplesLost,
 )
 
-_log = structlog.get_logger("gateway")
+#: Bound afresh by each :func:`configure_logging`: a bound logger skips the lookup of the
+#: configuration (and a new output object) that the lazy proxy does on every line.
+_log: Any = structlog.get_logger("gateway")
 
 
 def configure_logging(
@@ -49,7 +50,6 @@ def configure_logging(
     )
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             *last,
@@ -61,15 +61,11 @@ def configure_logging(
         # stream (PYTHONUNBUFFERED=1) would otherwise get the text and the newline in two
         # writes, which another process's line can come between.
         logger_factory=structlog.WriteLoggerFactory(out),
-        # Not cached: a reconfigured process (or test) must reach every logger; a request
-        # logs once, so the saved lookup is not worth it.
+        # Not cached by structlog: a reconfigured process (or test) must reach every logger.
         cache_logger_on_first_use=False,
     )
-
-
-def log_context(**values: str) -> AbstractContextManager[None]:
-    """Bind ``values`` to every log line of the current task while the block runs."""
-    return structlog.contextvars.bound_contextvars(**values)
+    global _log  # noqa: PLW0603  (this module's one logger follows its configuration)
+    _log = structlog.get_logger("gateway").bind()
 
 
 def log_event(event: Event) -> None:

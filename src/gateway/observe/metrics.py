@@ -37,9 +37,9 @@ from gateway.observe.events import (
 )
 from gateway.shadow.noise import Verdict
 
-#: Seconds; spans a loopback hit (~1 ms) to the longest sensible route deadline.
 #: Lookups per BatchReadPersons call: 1 while the services keep up (READS_PER_CALL at most).
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+#: Seconds; spans a loopback hit (~1 ms) to the longest sensible route deadline.
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 #: What the /metrics endpoint answers with.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -99,6 +99,10 @@ class Metrics:
             ("outcome",), registry=r,
         )  # fmt: skip
         self._shadow_series(r)
+        # The series each request updates, by its labels: ``labels()`` checks and converts
+        # its arguments on every call, which is most of a request's metrics cost. Bounded
+        # like the labels themselves: config names and closed code lists.
+        self._request_series: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)  # every reason shows, at 0, from the start
         for outcome in ("found", "unknown", "failed"):
@@ -168,9 +172,9 @@ class Metrics:
             case LoopLagSampled():
                 self.loop_lag.set(event.lag_s)
             case RequestCompleted():
-                labels = (event.operation.value, event.route, event.backend)
-                self.requests.labels(*labels, event.fejlnr).inc()
-                self.duration.labels(*labels).observe(event.duration_s)
+                count, duration = self._series_of(event)
+                count.inc()
+                duration.observe(event.duration_s)
             case RequestRejected():
                 self.rejected.labels(event.reason).inc()
             case BackendFailed():
@@ -194,6 +198,15 @@ class Metrics:
                 self.last_reload_ok.set(0)
             case _:
                 pass
+
+    def _series_of(self, event: RequestCompleted) -> tuple[Counter, Histogram]:
+        key = (event.operation, event.route, event.backend, event.fejlnr)
+        series = self._request_series.get(key)
+        if series is None:
+            labels = (event.operation.value, event.route, event.backend)
+            series = (self.requests.labels(*labels, event.fejlnr), self.duration.labels(*labels))
+            self._request_series[key] = series
+        return series
 
     def value(self, name: str, **labels: str) -> float:
         """Current value of one sample (0 when absent); for tests and tools."""

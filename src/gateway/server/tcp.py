@@ -26,7 +26,6 @@ from gateway.observe.events import (
     InternalError,
     RequestRejected,
 )
-from gateway.observe.logs import log_context
 from gateway.streams import close_patiently, read_request
 from gateway.tasks import TaskSet
 from gateway.tls import server_context
@@ -113,8 +112,7 @@ class ClientListener:
         self._bus.emit(ConnectionOpened(peer))
         closed = False
         try:
-            with log_context(peer=peer):
-                closed = await self._serve(reader, writer, peer)
+            closed = await self._serve(reader, writer, peer)
         except Exception as exc:  # one connection's bug must not end the server
             self._bus.emit(InternalError(peer, _where(exc)))
         finally:
