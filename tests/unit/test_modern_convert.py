@@ -106,8 +106,20 @@ def test_status_numbers_are_the_cpr_codes() -> None:
         (lambda m: setattr(m, "sex", 7), "Person.sex"),
         (lambda m: m.birth_date.MergeFrom(person_pb2.Date(month=2, day=30)), "Person.birth_date"),
         (lambda m: m.protections.add(), "Protection.type"),
+        (
+            lambda m: m.status_start.MergeFrom(person_pb2.DateTime(year=2020, month=13, day=1)),
+            "Person.status_start",
+        ),
     ],
-    ids=["no-birth-date", "no-name", "unspecified-status", "unknown-sex", "feb-30", "empty-part"],
+    ids=[
+        "no-birth-date",
+        "no-name",
+        "unspecified-status",
+        "unknown-sex",
+        "feb-30",
+        "empty-part",
+        "optional-month-13",
+    ],
 )
 def test_an_invalid_message_is_a_value_error_naming_the_field(spoil: Any, field: str) -> None:
     """A required field absent, an unspecified or unknown enum, an impossible date: ValueError."""
@@ -117,6 +129,14 @@ def test_an_invalid_message_is_a_value_error_naming_the_field(spoil: Any, field:
     with pytest.raises(ValueError, match=field) as caught:
         convert.to_person(message)
     assert person.pnr not in str(caught.value)
+
+
+def test_builders_are_generated_once_per_type() -> None:
+    """The generated builder is made once and reused, and reads every field of the type."""
+    build = convert._builder(Person, person_pb2.Person.DESCRIPTOR)
+    assert convert._builder(Person, person_pb2.Person.DESCRIPTOR) is build
+    person = register()[0]
+    assert build(convert.to_proto(person)) == person
 
 
 def test_a_timestamp_with_seconds_is_refused() -> None:

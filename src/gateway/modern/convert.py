@@ -22,6 +22,7 @@ import dataclasses
 import datetime as dt
 import enum
 import functools
+import keyword
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -109,7 +110,23 @@ def auth_outcome(trailing: Iterable[tuple[str, str | bytes]] | None) -> Outcome 
 Dump = Callable[[Any, Any], None]
 #: Reads one field's model value from a message.
 Load = Callable[[Any], Any]
-Plan = tuple[tuple[str, Dump, Load], ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Codec:
+    """One field both ways, and how a generated builder reads it without a call.
+
+    ``inline`` is a Python expression over the message ``m``; ``{name}`` in it stands
+    for ``refs[name]``. None: the builder calls ``load``.
+    """
+
+    dump: Dump
+    load: Load
+    inline: str | None = None
+    refs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+Plan = tuple[tuple[str, _Codec], ...]
 
 _SCALARS: Mapping[type, frozenset[int]] = {
     str: frozenset({FieldDescriptor.TYPE_STRING}),
@@ -119,8 +136,8 @@ _SCALARS: Mapping[type, frozenset[int]] = {
 
 
 def _fill(plan: Plan, message: Any, value: Any) -> None:
-    for name, dump, _load in plan:
-        dump(message, getattr(value, name))
+    for name, codec in plan:
+        codec.dump(message, getattr(value, name))
 
 
 def _build(cls: type, descriptor: Descriptor, message: Any) -> Any:
@@ -129,12 +146,23 @@ def _build(cls: type, descriptor: Descriptor, message: Any) -> Any:
 
 @functools.cache
 def _builder(cls: type, descriptor: Descriptor) -> Load:
-    """Builds a ``cls`` from a message; its plan is looked up once, not once per message."""
-    loads = tuple((name, load) for name, _dump, load in _plan(cls, descriptor))
+    """A function building a ``cls`` from a message, generated from the plan.
 
-    def build(message: Any) -> Any:
-        return cls(**{name: load(message) for name, load in loads})
-
+    One call of ``cls`` with an expression per field, the way ``dataclasses`` writes
+    ``__init__``: a gateway worker builds a person (~100 fields) per lookup, and a call
+    per field was most of that time.
+    """
+    namespace: dict[str, Any] = {"cls": cls}
+    arguments = []
+    for index, (name, codec) in enumerate(_plan(cls, descriptor)):
+        refs = {**codec.refs, "load": codec.load}
+        names = {ref: f"_{index}_{ref}" for ref in refs}
+        namespace.update({names[ref]: value for ref, value in refs.items()})
+        expression = codec.inline if codec.inline is not None else "{load}(m)"
+        arguments.append(f"{name}={expression.format(**names)}")
+    source = f"def build(m):\n    return cls({', '.join(arguments)})\n"
+    exec(compile(source, f"<builder of {cls.__name__}>", "exec"), namespace)
+    build: Load = namespace["build"]
     return build
 
 
@@ -147,16 +175,16 @@ def _plan(cls: type, descriptor: Descriptor) -> Plan:
     if names != set(descriptor.fields_by_name):
         diff = sorted(names ^ set(descriptor.fields_by_name))
         raise TypeError(f"{cls.__name__} and {descriptor.full_name} differ in {diff}")
+    if not all(name.isidentifier() and not keyword.iskeyword(name) for name in names):
+        raise TypeError(f"{cls.__name__}: a field name that is not an identifier")
     return tuple(
-        (f.name, *_codec(cls.__name__, f, hints[f.name], descriptor.fields_by_name[f.name]))
+        (f.name, _codec(cls.__name__, f, hints[f.name], descriptor.fields_by_name[f.name]))
         for f in fields
     )
 
 
-def _codec(
-    owner: str, field: dataclasses.Field[Any], hint: Any, fd: FieldDescriptor
-) -> tuple[Dump, Load]:
-    """(dump, load) for one field; TypeError when the two sides do not match."""
+def _codec(owner: str, field: dataclasses.Field[Any], hint: Any, fd: FieldDescriptor) -> _Codec:
+    """The codec of one field; TypeError when the two sides do not match."""
     where = f"{owner}.{field.name}"
     optional, inner = _unwrap(hint)
     repeated = fd.is_repeated
@@ -186,10 +214,10 @@ def _unwrap(hint: Any) -> tuple[bool, Any]:
     return False, hint
 
 
-def _scalar(field: dataclasses.Field[Any], presence: bool) -> tuple[Dump, Load]:
+def _scalar(field: dataclasses.Field[Any], presence: bool) -> _Codec:
     name, default = field.name, field.default
     if not presence:
-        return (lambda m, v: setattr(m, name, v)), (lambda m: getattr(m, name))
+        return _Codec(lambda m, v: setattr(m, name, v), lambda m: getattr(m, name), f"m.{name}")
 
     def dump(message: Any, value: Any) -> None:
         if value != default:  # the default is what an absent optional field means
@@ -202,12 +230,15 @@ def _scalar(field: dataclasses.Field[Any], presence: bool) -> tuple[Dump, Load]:
             raise ValueError(f"{name}: required, absent")
         return default
 
-    return dump, load
+    if default is dataclasses.MISSING:
+        return _Codec(dump, load)
+    inline = f"(m.{name} if m.HasField({name!r}) else {{default}})"
+    return _Codec(dump, load, inline, {"default": default})
 
 
 def _message(
     where: str, field: dataclasses.Field[Any], optional: bool, inner: Any, fd: FieldDescriptor
-) -> tuple[Dump, Load]:
+) -> _Codec:
     name = field.name
     expected = {dt.date: "Date", dt.datetime: "DateTime"}.get(inner, inner.__name__)
     if fd.message_type is None or fd.message_type.name != expected:
@@ -227,7 +258,10 @@ def _message(
             return None
         raise ValueError(f"{where}: required, absent")
 
-    return dump, load
+    if not optional:
+        return _Codec(dump, load)
+    inline = f"({{build}}(m.{name}) if m.HasField({name!r}) else None)"
+    return _Codec(dump, load, inline, {"build": build})
 
 
 def _message_codec(where: str, inner: Any, descriptor: Descriptor) -> tuple[Dump, Load]:
@@ -239,7 +273,7 @@ def _message_codec(where: str, inner: Any, descriptor: Descriptor) -> tuple[Dump
     return functools.partial(_fill, _plan(inner, descriptor)), _builder(inner, descriptor)
 
 
-def _repeated(where: str, name: str, inner: Any, fd: FieldDescriptor) -> tuple[Dump, Load]:
+def _repeated(where: str, name: str, inner: Any, fd: FieldDescriptor) -> _Codec:
     origin = typing.get_origin(inner)
     item: Any = typing.get_args(inner)[0]
     collect: Callable[[Iterable[Any]], Any] = frozenset if origin is frozenset else tuple
@@ -255,9 +289,10 @@ def _repeated(where: str, name: str, inner: Any, fd: FieldDescriptor) -> tuple[D
                 fill(container.add(), entry)
 
         def load_messages(message: Any) -> Any:
-            return collect(build(entry) for entry in getattr(message, name))
+            return collect(map(build, getattr(message, name)))
 
-        return dump_messages, load_messages
+        inline = f"{{collect}}(map({{build}}, m.{name}))"
+        return _Codec(dump_messages, load_messages, inline, {"collect": collect, "build": build})
     if item not in _SCALARS or fd.type not in _SCALARS[item]:
         raise TypeError(f"{where}: items {item!r} do not fit proto type {fd.type}")
 
@@ -267,10 +302,10 @@ def _repeated(where: str, name: str, inner: Any, fd: FieldDescriptor) -> tuple[D
     def load(message: Any) -> Any:
         return collect(getattr(message, name))
 
-    return dump, load
+    return _Codec(dump, load, f"{{collect}}(m.{name})", {"collect": collect})
 
 
-def _enum_field(where: str, name: str, table: _EnumTable) -> tuple[Dump, Load]:
+def _enum_field(where: str, name: str, table: _EnumTable) -> _Codec:
     def dump(message: Any, value: Any) -> None:
         setattr(message, name, table.to_number[value])
 
@@ -281,7 +316,7 @@ def _enum_field(where: str, name: str, table: _EnumTable) -> tuple[Dump, Load]:
             raise ValueError(f"{where}: unspecified or unknown value {number}")
         return member
 
-    return dump, load
+    return _Codec(dump, load)
 
 
 def _fill_date(message: Any, value: dt.date) -> None:
