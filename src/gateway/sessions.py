@@ -106,7 +106,8 @@ class SessionBroker:
         if now - session.last_used > self._idle_s:
             del self._sessions[client_token]
             return None
-        touched = replace(session, last_used=now)
+        # Made directly: dataclasses.replace looks the fields up on every call.
+        touched = Session(session.customer, session.user, session.home, session.tokens, now)
         self._sessions[client_token] = touched
         self._sessions.move_to_end(client_token)
         return touched

@@ -15,6 +15,7 @@ that are answers (NOT_FOUND, UNAUTHENTICATED, ...) become their FEJLNR.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -48,6 +49,7 @@ from gateway.modern.pb.cpr.v1 import (
 from gateway.observe.events import EventBus, ReadsBatched
 from gateway.register.person import Person, birth_date_of
 from gateway.render import render_answer
+from gateway.render.task import Task
 
 T = TypeVar("T")
 #: Status codes by their number (a batch's ReadFailure carries the number).
@@ -210,7 +212,7 @@ class GrpcBackend:
             records = render_answer(
                 _person(person, self.name),
                 family,
-                convert.to_task(task),
+                _task(task.SerializeToString()),
                 customer,
                 production_date(),
             )
@@ -316,6 +318,12 @@ def _transaction(code: str) -> convert.Transaction:
         return convert.transaction_of(Family(code))
     except ValueError:
         return auth_pb2.TRANSACTION_UNSPECIFIED  # never granted: the service answers 14
+
+
+@functools.lru_cache(maxsize=64)
+def _task(serialized: bytes) -> Task:
+    """The task a read carries: every read of a customer carries the same, converted once."""
+    return convert.to_task(auth_pb2.Task.FromString(serialized))
 
 
 def _person(message: person_pb2.Person, backend: str) -> Person:

@@ -55,6 +55,7 @@ from gateway.modern.pb.cpr.v1 import (
 )
 from gateway.modern.store import ModernStore
 from gateway.register.person import birth_date_of
+from gateway.render.task import Task
 
 AuthOutcome = auth_pb2.AuthOutcome
 _Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[Any]])
@@ -361,7 +362,7 @@ class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
         if user is None or not self._sessions.use(request.session, customer.number, user.id, now):
             await _fail(auth_pb2.AUTH_OUTCOME_SESSION_INVALID, context)
         await _check_grant(user, request.transaction, context)
-        return convert.task_to_proto(self._drift.apply_task(customer.task))
+        return auth_pb2.Task.FromString(_task_message(self._drift.apply_task(customer.task)))
 
     async def _authenticate(
         self, request: auth_pb2.LogonRequest | auth_pb2.ChangePasswordRequest, context: _Context
@@ -385,6 +386,13 @@ class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
         return customer
 
 
+@functools.lru_cache(maxsize=64)
+def _task_message(task: Task) -> bytes:
+    """A customer's task as sent with every read: the same few tasks, converted once each."""
+    return convert.task_to_proto(task).SerializeToString()
+
+
+@functools.lru_cache(maxsize=1024)  # a caller's channel keeps its address and port
 def peer_address(peer: str) -> IPAddress | None:
     """The IP address in a grpc peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``), or None."""
     kind, _, rest = urllib.parse.unquote(peer).partition(":")
