@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -65,14 +66,15 @@ class Gateway:
         *,
         metrics: Metrics | None = None,
         watch_interval: float | None = WATCH_INTERVAL_S,
-        reuse_port: bool = False,
+        listen_socket: socket.socket | None = None,
         admin_port: int | None = None,
         peers: PeerDirectory | None = None,
     ) -> None:
-        """``reuse_port``, ``admin_port`` and ``peers`` are for one of several workers
-        (gateway.workers): share the client port, serve the admin endpoints on a port of
-        its own, and share sessions with the siblings (gateway.session_peers)."""
-        self._reuse_port = reuse_port
+        """``listen_socket``, ``admin_port`` and ``peers`` are for one of several workers
+        (gateway.workers): accept on the client socket they share, serve the admin
+        endpoints on a port of its own, and share sessions with the siblings
+        (gateway.session_peers)."""
+        self._listen_socket = listen_socket
         self._admin_port = admin_port
         self._peer_directory = peers
         self._peers: SessionPeers | None = None
@@ -146,7 +148,7 @@ class Gateway:
         try:
             self._admin_address = await self._admin.start()
             try:
-                host, port = await self._listener.start(reuse_port=self._reuse_port)
+                host, port = await self._listener.start(sock=self._listen_socket)
             except BaseException:
                 await self._admin.aclose()
                 raise
@@ -317,7 +319,7 @@ async def run_gateway(
     config: GatewayConfig,
     *,
     stop: asyncio.Event | None = None,
-    reuse_port: bool = False,
+    listen_socket: socket.socket | None = None,
     admin_port: int | None = None,
     peers: PeerDirectory | None = None,
 ) -> None:
@@ -325,5 +327,5 @@ async def run_gateway(
 
     SIGHUP, or a change to the file ``config`` was loaded from, reloads it.
     """
-    gateway = Gateway(config, reuse_port=reuse_port, admin_port=admin_port, peers=peers)
+    gateway = Gateway(config, listen_socket=listen_socket, admin_port=admin_port, peers=peers)
     await gateway.serve(stop)

@@ -69,10 +69,10 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--workers",
         type=int,
         default=1,
-        help="processes sharing the client port (SO_REUSEPORT); worker i's admin is port + i",
+        help="processes accepting on one client socket; worker i's admin is port + i",
     )
     # Set by --workers on each worker it starts; not for operators.
-    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.add_argument("--sessions-dir", type=Path, help=argparse.SUPPRESS)
     p.set_defaults(handler=_run_serve)
@@ -121,6 +121,8 @@ def _add_check_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--workers", type=int, default=1, help="also check that N `serve` workers can share it"
     )
+    # For `serve --workers`, which binds the client port itself: print "HOST PORT", not "ok".
+    p.add_argument("--print-listen", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=_run_check_config)
 
 
@@ -224,6 +226,9 @@ def _run_check_config(args: argparse.Namespace) -> int:
                 check_workers(configs[-1], args.workers)
         except ConfigError as exc:
             return _config_problems(path, exc)
+    if args.print_listen:
+        print(configs[0].listen.host, configs[0].listen.port)
+        return 0
     print(f"{args.file}: ok")
     if args.against:
         changes = diff_configs(configs[1], configs[0])
@@ -237,6 +242,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         from gateway.workers import run_workers
 
         return run_workers(args.config, args.workers)
+    import socket
+
     import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
     from gateway.app import run_gateway
     from gateway.config import load_routing
@@ -253,7 +260,8 @@ def _run_serve(args: argparse.Namespace) -> int:
             if args.sessions_dir is not None:
                 peers = PeerDirectory(args.sessions_dir, args.worker_index)
         # Start-up can also fail on config: unreadable certificates, a port in use.
-        run_loop(run_gateway(config, reuse_port=args.reuse_port, admin_port=port, peers=peers))
+        listen_socket = None if args.listen_fd is None else socket.socket(fileno=args.listen_fd)
+        run_loop(run_gateway(config, listen_socket=listen_socket, admin_port=port, peers=peers))
     except ConfigError as exc:
         return _config_problems(args.config, exc)
     return 0

@@ -1,6 +1,6 @@
 """Sessions shared between the workers of one gateway (`serve --workers N`).
 
-The kernel hands each new connection to any worker (SO_REUSEPORT), and CPR
+Every worker accepts from the one client socket (gateway.workers), and CPR
 Direkte clients open a new connection for every request, so a client's logon and
 its next lookup usually land on different workers. Each worker's
 :class:`~gateway.sessions.SessionBroker` only knows the logons it answered; when a

@@ -1,10 +1,14 @@
-"""`cpr-gateway serve --workers N`: N gateway processes sharing one client port.
+"""`cpr-gateway serve --workers N`: N gateway processes sharing one client socket.
 
 One Python process runs on one core; the CPR Direkte hop is mostly TLS handshakes
 and byte relaying, so a busy gateway needs more than one. Each worker is a whole
-``cpr-gateway serve`` process started with ``--reuse-port``: every worker binds
-the client port with SO_REUSEPORT and the kernel spreads new connections among
-them. Workers share nothing.
+``cpr-gateway serve`` process. The parent binds the client port once and every
+worker accepts from that one listening socket (inherited, ``--listen-fd``): one
+accept queue, so a new connection waits only while every worker is busy. (With
+SO_REUSEPORT, as before, each worker had a queue of its own, and a connection the
+kernel hashed to a busy worker waited while another sat idle: at 1,000 lookups/s
+on two cores, p99 58-138 ms against 40-82 ms with one queue, same CPU;
+docs/benchmarks.md.) Workers share nothing else.
 
 Worker ``i`` serves /metrics, /healthz and /readyz on ``admin.port + i`` (a port
 of 0 stays 0: each worker picks a free one), because counters are per process
@@ -32,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -88,11 +93,11 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "gateway.cli", *args]
 
 
-def worker_argv(config_path: Path, index: int, sessions_dir: Path) -> list[str]:
-    """The command line of worker ``index``: ``cpr-gateway serve`` sharing the client port
-    and, through ``sessions_dir``, its sessions."""
+def worker_argv(config_path: Path, index: int, sessions_dir: Path, listen_fd: int) -> list[str]:
+    """The command line of worker ``index``: ``cpr-gateway serve`` accepting on the inherited
+    socket ``listen_fd`` and sharing, through ``sessions_dir``, its sessions."""
     return _cli(
-        "serve", "--config", str(config_path), "--reuse-port",
+        "serve", "--config", str(config_path), "--listen-fd", str(listen_fd),
         "--worker-index", str(index), "--sessions-dir", str(sessions_dir),
     )  # fmt: skip
 
@@ -100,19 +105,51 @@ def worker_argv(config_path: Path, index: int, sessions_dir: Path) -> list[str]:
 def run_workers(config_path: Path, workers: int) -> int:
     """Run ``workers`` gateway processes until a stop signal or until one of them exits.
 
-    Returns 0 after a requested stop, 1 when a worker exited on its own or the
-    sessions directory cannot be made (said why), and check-config's status when the
-    routing file is refused (it printed why).
+    Returns 0 after a requested stop, 1 when a worker exited on its own or the client
+    port or the sessions directory cannot be had (said why), and check-config's status
+    when the routing file is refused (it printed why).
     """
     check = subprocess.run(
-        _cli("check-config", str(config_path), "--workers", str(workers)),
-        stdout=subprocess.DEVNULL,  # its "ok"; problems go to stderr
+        _cli("check-config", str(config_path), "--workers", str(workers), "--print-listen"),
+        stdout=subprocess.PIPE,  # "HOST PORT"; problems go to stderr
         check=False,
     )
     if check.returncode != 0:
         return check.returncode
+    host, _, port = check.stdout.decode().strip().rpartition(" ")
+    listener = listening_socket(host, int(port))
+    if listener is None:
+        return 1
+    return _run(config_path, workers, listener)
+
+
+def listening_socket(host: str, port: int) -> socket.socket | None:
+    """The client port bound and listening, for the workers to inherit; None (and why, on
+    stderr) when it cannot be bound. ``host`` is taken at its first address, as a worker
+    on its own would listen on every address it has."""
+    try:
+        family, kind, protocol, _name, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        listener = socket.socket(family, kind, protocol)
+    except OSError as exc:
+        print(f"listen: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return None
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
+        listener.bind(address)
+        listener.listen(socket.SOMAXCONN)  # each worker sets limits.max_connections
+    except OSError as exc:
+        listener.close()
+        print(f"listen: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return None
+    return listener
+
+
+def _run(config_path: Path, workers: int, listener: socket.socket) -> int:
     sessions_dir = _sessions_dir(workers)
     if sessions_dir is None:
+        listener.close()
         return 1
     processes: list[subprocess.Popen[bytes]] = []
     stopping: list[float] = []  # when a stop began; empty while running
@@ -124,9 +161,12 @@ def run_workers(config_path: Path, workers: int) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
-        processes.extend(
-            subprocess.Popen(worker_argv(config_path, i, sessions_dir)) for i in range(workers)
-        )
+        with listener:  # the workers' copies only: when they stop accepting, it closes
+            fd = listener.fileno()
+            processes.extend(
+                subprocess.Popen(worker_argv(config_path, i, sessions_dir, fd), pass_fds=(fd,))
+                for i in range(workers)
+            )
         return _supervise(processes, stopping)
     finally:
         for sig, handler in previous.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -31,6 +32,22 @@ routes:
 def _free_ports(count: int) -> list[int]:
     """A client port, and the first of ``count`` consecutive admin ports."""
     return [free_port(), free_ports(count)]
+
+
+def _listening_inode(port: int) -> str:
+    """The socket inode listening on TCP ``port`` (IPv4), from /proc/net/tcp."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        if int(local.rsplit(":", 1)[1], 16) == port and state == "0A":  # 0A: LISTEN
+            return inode
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process ``pid`` has open."""
+    links = (os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    return {link[len("socket:[") : -1] for link in links if link.startswith("socket:[")}
 
 
 def _mapped_files(pid: int) -> str:
@@ -90,7 +107,39 @@ async def test_one_worker_dying_stops_the_set(tmp_path: Path) -> None:
             os.kill(workers[1], 0)  # the other worker was stopped (and reaped) too
 
 
-async def test_a_port_without_reuse_is_not_shared(tmp_path: Path) -> None:
+async def test_the_workers_accept_on_the_one_socket_the_parent_bound(tmp_path: Path) -> None:
+    """One accept queue for the set: both workers hold the same listening socket (not one
+    SO_REUSEPORT socket each), and the parent has let go of its copy."""
+    async with running_emulator(tls=False) as emu:
+        port, admin = _free_ports(2)
+        config = tmp_path / "routing.yaml"
+        config.write_text(ROUTING.format(port=port, admin=admin, backend=emu.port))
+        async with serving_workers(config, admin) as process:
+            listening = _listening_inode(port)
+            parent, *workers = process_tree(process.pid)
+            assert parent == process.pid and len(workers) == 2
+            assert all(listening in _socket_inodes(pid) for pid in workers)
+            assert listening not in _socket_inodes(parent)
+
+
+async def test_a_port_in_use_fails_once_before_any_worker_starts(tmp_path: Path) -> None:
+    """The parent binds the client port: taken, it says so once and exits 1."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = tmp_path / "routing.yaml"
+        config.write_text(ROUTING.format(port=port, admin=0, backend=1))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
+            "--workers", "2", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    (line,) = err.decode().splitlines()
+    assert line == f"listen: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+async def test_a_port_the_workers_hold_is_not_shared(tmp_path: Path) -> None:
     """A plain `serve` on a port the workers hold fails loudly instead of sharing it."""
     async with running_emulator(tls=False) as emu:
         port, admin = _free_ports(2)

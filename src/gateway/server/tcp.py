@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 import traceback
+from typing import Any
 
 from gateway.codec import RequestFramer
 from gateway.config.schema import Limits, Listen
@@ -54,34 +56,33 @@ class ClientListener:
         """Connections being served right now."""
         return len(self._connections)
 
-    async def start(self, *, reuse_port: bool = False) -> tuple[str, int]:
+    async def start(self, *, sock: socket.socket | None = None) -> tuple[str, int]:
         """Bind and start accepting; returns the bound (host, port).
 
-        ``reuse_port`` sets SO_REUSEPORT, so that several gateway processes (each
-        started with it) share the port and the kernel spreads connections among
-        them (``serve --workers``). Off by default: a port taken by anyone else
-        must fail loudly, not be shared.
+        ``sock`` is a listening socket to accept on instead of binding one: the one
+        ``serve --workers`` binds once and hands to every worker (gateway.workers).
 
         An address that cannot be bound or a certificate that cannot be loaded is
         a ConfigError, so the operator sees which setting to fix.
         """
         context = _server_context(self._listen)
+        where: dict[str, Any] = {"sock": sock}
+        if sock is None:
+            where = {"host": self._listen.host, "port": self._listen.port}
         try:
             self._server = await asyncio.start_server(
                 self._on_connection,
-                self._listen.host,
-                self._listen.port,
+                **where,
                 ssl=context,
                 # A client that stalls the handshake is as slow as one that stalls its record.
                 ssl_handshake_timeout=self._limits.read_timeout if context else None,
-                reuse_port=reuse_port,
                 # Room in the kernel's accept queue for a burst up to the connection limit
                 # (asyncio's default of 100 overflows when many clients arrive at once).
                 backlog=self._limits.max_connections,
             )
         except OSError as exc:
-            where = f"{self._listen.host}:{self._listen.port}"
-            raise ConfigError([f"listen: cannot listen on {where}: {_reason(exc)}"]) from None
+            address = f"{self._listen.host}:{self._listen.port}"
+            raise ConfigError([f"listen: cannot listen on {address}: {_reason(exc)}"]) from None
         host, port = self._server.sockets[0].getsockname()[:2]
         return str(host), int(port)
 
