@@ -117,13 +117,13 @@ def run_workers(config_path: Path, workers: int) -> int:
     if check.returncode != 0:
         return check.returncode
     host, _, port = check.stdout.decode().strip().rpartition(" ")
-    listener = listening_socket(host, int(port))
+    listener = _listening_socket(host, int(port))
     if listener is None:
         return 1
     return _run(config_path, workers, listener)
 
 
-def listening_socket(host: str, port: int) -> socket.socket | None:
+def _listening_socket(host: str, port: int) -> socket.socket | None:
     """The client port bound and listening, for the workers to inherit; None (and why, on
     stderr) when it cannot be bound. ``host`` is taken at its first address, as a worker
     on its own would listen on every address it has."""
