@@ -33,6 +33,8 @@ from gateway.errors import ConfigError
 from gateway.observe.events import (
     ConfigRejected,
     ConfigReloaded,
+    ConnectionOpened,
+    Event,
     EventBus,
     Lifecycle,
     LoopLagSampled,
@@ -99,7 +101,15 @@ class Gateway:
         self._reload_lock = asyncio.Lock()
         self._tasks = TaskSet()
         #: How late this process's event loop runs; the shadow runner sheds by it.
-        self.loop_lag = LoopLag(on_sample=lambda lag: self.bus.emit(LoopLagSampled(lag)))
+        self.loop_lag = LoopLag(
+            on_sample=lambda lag: self.bus.emit(LoopLagSampled(lag)),
+            idle=lambda: self._listener is None or self._listener.in_flight == 0,
+        )
+        self.bus.subscribe(self._resume_sampling)
+
+    def _resume_sampling(self, event: Event) -> None:
+        if type(event) is ConnectionOpened:
+            self.loop_lag.resume()
 
     @property
     def admin_address(self) -> tuple[str, int]:

@@ -53,7 +53,7 @@ from gateway.observe.events import (
     ShadowCompleted,
 )
 from gateway.observe.logs import configure_logging
-from gateway.pressure import SUSTAINED_SAMPLES
+from gateway.pressure import SAMPLE_INTERVAL_S, SUSTAINED_SAMPLES
 from gateway.routing import Decision
 from gateway.sessions import SessionBroker
 from gateway.shadow.compare import FieldKey
@@ -351,16 +351,33 @@ async def test_copies_offered_while_the_loop_is_late_are_dropped_as_overload() -
     assert sent == []
 
 
-async def test_the_gateway_samples_its_event_loop_and_exports_the_lag(tmp_path: Path) -> None:
-    """A running gateway keeps sampling its loop; the gauge shows the latest sample."""
+async def test_the_gateway_samples_its_event_loop_while_serving_and_exports_the_lag(
+    tmp_path: Path,
+) -> None:
+    """While a connection is being served the gateway keeps sampling its loop, and the gauge
+    shows the latest sample; once none is, one punctual sample, then no more wake-ups."""
     async with stack(tmp_path, replying(LOOKUP_ANSWER)) as (run, log, _received):
-        async with asyncio.timeout(5):
-            while sum(isinstance(e, LoopLagSampled) for e in log.events) < SUSTAINED_SAMPLES:
+
+        def sampled() -> list[float]:
+            return [e.lag_s for e in log.events if isinstance(e, LoopLagSampled)]
+
+        _reader, writer = await asyncio.open_connection(run.client.host, run.client.port)
+        async with asyncio.timeout(5):  # a client that has not sent its record yet
+            while len(sampled()) < SUSTAINED_SAMPLES:
                 log.changed.clear()
                 await log.changed.wait()
-        samples = [e.lag_s for e in log.events if isinstance(e, LoopLagSampled)]
-        recent = samples[-SUSTAINED_SAMPLES:]
+        recent = sampled()[-SUSTAINED_SAMPLES:]
         assert run.gateway.loop_lag() == pytest.approx(sum(recent) / len(recent))
         gauge = run.gateway.metrics.value("cpr_gateway_event_loop_lag_seconds")
-        assert gauge == samples[-1]
+        assert gauge == sampled()[-1]
         assert "cpr_gateway_event_loop_lag_seconds" in run.gateway.metrics.render().decode()
+
+        writer.close()  # the gateway sees the close and drops the connection: idle again
+        async with asyncio.timeout(5):
+            while sampled()[-1] != 0.0 or run.gateway.loop_lag() != 0.0:
+                log.changed.clear()
+                await log.changed.wait()
+        count = len(sampled())
+        await asyncio.sleep(10 * SAMPLE_INTERVAL_S)
+        assert len(sampled()) == count  # parked: no timer while nothing is served
+        assert run.gateway.metrics.value("cpr_gateway_event_loop_lag_seconds") == 0.0

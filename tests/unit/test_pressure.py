@@ -45,3 +45,22 @@ def test_lateness_is_the_mean_of_the_last_samples() -> None:
     for sample in (0.02, 0.03, 0.04, 0.03):
         lag.record(sample)
     assert lag() == pytest.approx(0.03)
+
+
+async def test_an_idle_loop_is_not_sampled_until_work_resumes_it() -> None:
+    """While ``idle()`` holds: one punctual sample, then none; ``resume()`` starts again."""
+    samples: list[float] = []
+    idle = [True]
+    lag = LoopLag(interval_s=0.01, on_sample=samples.append, idle=lambda: idle[0])
+    lag.record(0.5)  # lateness left over from before the idle spell
+    samples.clear()
+    sampler = asyncio.get_running_loop().create_task(lag.run())
+    await asyncio.sleep(0.1)
+    assert samples == [0.0] and lag() == 0.0  # ten intervals, one sample
+    idle[0] = False
+    lag.resume()
+    await asyncio.sleep(0.1)
+    sampler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampler
+    assert len(samples) >= 3
