@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 
+from gateway import heap
 from gateway.backends import Backend, build_backend
 from gateway.config.diff import diff_configs, restart_needed
 from gateway.config.load import load_routing
@@ -173,12 +174,13 @@ class Gateway:
         self.bus.emit(Lifecycle("listening", f"{host}:{port}"))
         return host, port
 
-    async def serve(self, stop: asyncio.Event | None = None) -> None:
+    async def serve(self, stop: asyncio.Event | None = None, *, settle_heap: bool = False) -> None:
         """Start, serve until SIGTERM or SIGINT (or until ``stop`` is set), then drain.
 
         The signal handlers are in place before the ports open, so a signal that
         arrives during start-up still ends in a graceful drain, never a kill.
-        SIGHUP reloads the config file.
+        SIGHUP reloads the config file. ``settle_heap``: once started, exempt the
+        start-up heap from garbage collection (gateway.heap; for a process of its own).
         """
         stop = stop if stop is not None else asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -187,6 +189,8 @@ class Gateway:
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         try:
             await self.start()
+            if settle_heap:
+                heap.settle()
             await stop.wait()
         finally:
             for sig in (*_STOP_SIGNALS, signal.SIGHUP):
@@ -332,10 +336,12 @@ async def run_gateway(
     listen_socket: socket.socket | None = None,
     admin_port: int | None = None,
     peers: PeerDirectory | None = None,
+    settle_heap: bool = False,
 ) -> None:
     """Serve ``config`` until SIGTERM or SIGINT (or ``stop``), then drain and return.
 
     SIGHUP, or a change to the file ``config`` was loaded from, reloads it.
+    ``settle_heap``: see :meth:`Gateway.serve` (the CLI's process sets it).
     """
     gateway = Gateway(config, listen_socket=listen_socket, admin_port=admin_port, peers=peers)
-    await gateway.serve(stop)
+    await gateway.serve(stop, settle_heap=settle_heap)

@@ -261,7 +261,11 @@ def _run_serve(args: argparse.Namespace) -> int:
                 peers = PeerDirectory(args.sessions_dir, args.worker_index)
         # Start-up can also fail on config: unreadable certificates, a port in use.
         listen_socket = None if args.listen_fd is None else socket.socket(fileno=args.listen_fd)
-        run_loop(run_gateway(config, listen_socket=listen_socket, admin_port=port, peers=peers))
+        run_loop(
+            run_gateway(
+                config, listen_socket=listen_socket, admin_port=port, peers=peers, settle_heap=True
+            )
+        )
     except ConfigError as exc:
         return _config_problems(args.config, exc)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -116,6 +117,20 @@ async def test_run_gateway_returns_when_stopped() -> None:
     stop = asyncio.Event()
     stop.set()
     await run_gateway(gateway_config(0), stop=stop)
+
+
+async def test_run_gateway_can_settle_its_heap_once_started() -> None:
+    """The CLI's process exempts its start-up heap from collections (gateway.heap)."""
+    stop = asyncio.Event()
+    stop.set()
+    gc.unfreeze()
+    try:
+        await run_gateway(gateway_config(0), stop=stop)
+        assert gc.get_freeze_count() == 0  # not unless asked: tests run in-process
+        await run_gateway(gateway_config(0), stop=stop, settle_heap=True)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 async def test_unloadable_certificate_is_a_config_error(tmp_path: Path) -> None:

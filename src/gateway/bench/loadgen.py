@@ -36,6 +36,7 @@ import ssl
 import time
 from dataclasses import dataclass, field, replace
 
+from gateway import heap
 from gateway.bench.measure import intended_start
 from gateway.bench.wire import Dialer, Outcome, Target, describe, exchange_once, finish
 from gateway.loops import run as run_loop
@@ -289,6 +290,9 @@ def raise_fd_limit() -> int:
 
 
 def _warm(seconds: float) -> int:
+    """A pool process's first job: be started, with its start-up heap settled (gateway.heap),
+    so that no full collection of it pauses a measurement."""
+    heap.settle()
     time.sleep(seconds)
     return os.getpid()
 

@@ -6,6 +6,7 @@ import asyncio
 import signal
 from pathlib import Path
 
+from gateway import heap
 from gateway.emulator.config import load_config
 from gateway.emulator.server import Emulator
 
@@ -21,6 +22,7 @@ async def run_emulator(config_path: Path) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await emulator.start()
+    heap.settle()  # started: what it built to start is never garbage (gateway.heap)
     try:
         await stop.wait()
     finally:

@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 
+from gateway import heap
 from gateway.emulator.config import load_config
 from gateway.modern.drift import Drift
 from gateway.modern.server import ModernServer
@@ -35,6 +36,7 @@ async def run_backend(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
+    heap.settle()  # this process is the services: its start-up heap is done (gateway.heap)
     try:
         await stop.wait()
     finally:

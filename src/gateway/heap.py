@@ -1,0 +1,27 @@
+"""A long-running process's start-up heap, kept out of the cyclic garbage collector's way.
+
+CPython's collector walks every tracked object on each full (oldest-generation)
+collection. A server imports its modules, reads its config, builds its tables and opens
+its ports once, then serves for weeks, and every full collection walked all of that
+again: 30-50 ms per collection in a gateway worker or the gRPC services under load
+(docs/benchmarks.md), time in which that process answers nobody, so every request in
+flight carries it. Once a process has started, :func:`settle` collects once and moves what
+survived to the permanent generation (``gc.freeze``): later collections walk only what was
+made since, and the start-up heap is never walked again.
+
+Only the processes' own entry points call it (``cpr-gateway serve``, ``backend``,
+``emulator``, the load generator's processes): freezing a test runner's heap would keep
+every later test's garbage cycles that reach into it.
+"""
+
+from __future__ import annotations
+
+import gc
+
+
+def settle() -> int:
+    """Collect, then exempt every object still alive from later collections; returns how many
+    objects are exempt now (``gc.get_freeze_count``)."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
