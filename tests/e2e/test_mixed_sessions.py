@@ -197,6 +197,10 @@ async def test_a_modern_route_answers_byte_for_byte_like_the_legacy_one(tmp_path
             "cpr_gateway_backend_batch_reads_count", backend="persons-v2"
         )
         assert reads == calls == 2 * 40
+        timed = s.gateway.metrics.value(
+            "cpr_gateway_backend_batch_call_duration_seconds_count", backend="persons-v2"
+        )
+        assert timed == calls  # every call's duration observed once
 
 
 async def test_a_stopped_or_slow_modern_side_gives_09_and_legacy_routes_carry_on(
@@ -237,6 +241,16 @@ async def test_a_slow_modern_side_gives_09_within_the_deadline(tmp_path: Path) -
             "cpr_gateway_backend_errors_total", backend="persons-v2", kind="timeout"
         )
         assert timeouts == 1
+        # The abandoned call is timed too: out for about the 300 ms deadline (it was sent a
+        # moment after the caller's clock started).
+        calls = s.gateway.metrics.value(
+            "cpr_gateway_backend_batch_call_duration_seconds_count", backend="persons-v2"
+        )
+        took = s.gateway.metrics.value(
+            "cpr_gateway_backend_batch_call_duration_seconds_sum", backend="persons-v2"
+        )
+        assert calls == 2
+        assert took >= 0.2
         s.modern.pace.delay = 0.0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -262,13 +263,15 @@ class GrpcBackend:
         self, reads: Sequence[person_pb2.ReadPersonRequest], timeout_s: float
     ) -> list[person_pb2.ReadPersonResponse | Exception]:
         """One BatchReadPersons call; each read's result, or what its refusal means here."""
-        if self._bus is not None:
-            self._bus.emit(ReadsBatched(self.name, len(reads)))
         batch = person_pb2.BatchReadPersonsRequest(reads=reads)
+        sent = time.perf_counter()
         try:
             reply = await self._persons.BatchReadPersons(batch, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
             return [self._failed(exc, _PERSON_STATUS) for _ in reads]
+        finally:
+            if self._bus is not None:
+                self._bus.emit(ReadsBatched(self.name, len(reads), time.perf_counter() - sent))
         if len(reply.results) != len(reads):
             problem = f"{self.name}: {len(reply.results)} results for {len(reads)} reads"
             return [BackendProtocolError(problem) for _ in reads]

@@ -74,11 +74,15 @@ class BackendFailed:
 
 @dataclass(frozen=True, slots=True)
 class ReadsBatched:
-    """A gRPC backend sent lookups in one BatchReadPersons call (gateway.backends.batching)."""
+    """A gRPC backend's BatchReadPersons call is over (gateway.backends.batching): answered,
+    failed or abandoned."""
 
     backend: str
     #: Lookups the call carried: 1 while the services keep up, more as far as they are behind.
     reads: int
+    #: From sending to the answer (or failure): every read in it waited this long, plus
+    #: however long it queued for the call (at most the call before it).
+    duration_s: float
 
 
 @dataclass(frozen=True, slots=True)

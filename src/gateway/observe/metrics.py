@@ -88,6 +88,11 @@ class Metrics:
             "Lookups per gRPC call (BatchReadPersons): above 1, the services are behind.",
             ("backend",), buckets=_BATCH_BUCKETS, registry=r,
         )  # fmt: skip
+        self.batch_call = Histogram(
+            "cpr_gateway_backend_batch_call_duration_seconds",
+            "Time from sending a BatchReadPersons call to its answer or failure.",
+            ("backend",), buckets=_DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
         self.sessions = Counter(
             "cpr_gateway_session_events",
             "Session brokering: opened, side_logon_failed, fallback, side_expired.",
@@ -181,6 +186,7 @@ class Metrics:
                 self.backend_errors.labels(event.backend, event.kind).inc()
             case ReadsBatched():
                 self.batch_reads.labels(event.backend).observe(event.reads)
+                self.batch_call.labels(event.backend).observe(event.duration_s)
             case SessionEvent():
                 self.sessions.labels(event.kind, event.backend).inc()
             case SessionShared():
