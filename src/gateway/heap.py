@@ -11,8 +11,9 @@ started, :func:`settle` collects once and moves what survived to the permanent g
 never walked again.
 
 Only the processes' own entry points call it (``cpr-gateway serve``, ``backend``,
-``emulator``, the load generator's processes): freezing a test runner's heap would keep
-every later test's garbage cycles that reach into it.
+``emulator``, the load generator's processes): in a test runner, an earlier test's server
+that is still alive when the heap is frozen would never be collected once it became
+cyclic garbage.
 """
 
 from __future__ import annotations
