@@ -44,6 +44,8 @@ class LoopLag:
         self._recent: collections.deque[float] = collections.deque(maxlen=sustained)
         self._idle = idle
         self._resumed = asyncio.Event()
+        #: True while the sampler waits out an idle spell (no timer armed).
+        self.parked = False
 
     def __call__(self) -> float:
         """How late the loop ran timers, on average over the last ``sustained`` samples."""
@@ -64,10 +66,12 @@ class LoopLag:
         loop = asyncio.get_running_loop()
         while True:
             if self._idle is not None and self._idle():
+                self.parked = True  # set first: whoever sees the 0.0 sample sees it parked
                 self._recent.clear()
                 self.record(0.0)  # an idle loop is on time, and the gauge says so
                 self._resumed.clear()
                 await self._resumed.wait()
+                self.parked = False
             due = loop.time() + self.interval_s
             await asyncio.sleep(self.interval_s)
             self.record(max(loop.time() - due, 0.0))

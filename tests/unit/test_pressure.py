@@ -57,9 +57,11 @@ async def test_an_idle_loop_is_not_sampled_until_work_resumes_it() -> None:
     sampler = asyncio.get_running_loop().create_task(lag.run())
     await asyncio.sleep(0.1)
     assert samples == [0.0] and lag() == 0.0  # ten intervals, one sample
+    assert lag.parked
     idle[0] = False
     lag.resume()
     await asyncio.sleep(0.1)
+    assert not lag.parked
     sampler.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sampler
