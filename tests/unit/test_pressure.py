@@ -11,17 +11,35 @@ import pytest
 from gateway.pressure import LoopLag
 
 
+class Samples(list[float]):
+    """The samples taken, and a way to wait for a number of them however slow the machine."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._taken = asyncio.Event()
+
+    def take(self, lag_s: float) -> None:
+        self.append(lag_s)
+        self._taken.set()
+
+    async def until(self, count: int) -> None:
+        async with asyncio.timeout(5):
+            while len(self) < count:
+                self._taken.clear()
+                await self._taken.wait()
+
+
 async def test_a_blocked_loop_is_measured_as_late() -> None:
     """While something holds the loop for 0.2 s, a sample comes at least that late.
 
     A lower bound only: how late an idle loop's samples are depends on the machine.
     """
-    samples: list[float] = []
+    samples = Samples()
     lag_window = 2
-    lag = LoopLag(interval_s=0.01, on_sample=samples.append, sustained=lag_window)
+    lag = LoopLag(interval_s=0.01, on_sample=samples.take, sustained=lag_window)
     sampler = asyncio.get_running_loop().create_task(lag.run())
-    await asyncio.sleep(0.05)
-    assert samples and lag() == pytest.approx(sum(samples[-lag_window:]) / lag_window)
+    await samples.until(lag_window)
+    assert lag() == pytest.approx(sum(samples[-lag_window:]) / lag_window)
     time.sleep(0.2)  # noqa: ASYNC251  (the point: hold the loop)
     await asyncio.sleep(0.05)
     sampler.cancel()
@@ -49,9 +67,9 @@ def test_lateness_is_the_mean_of_the_last_samples() -> None:
 
 async def test_an_idle_loop_is_not_sampled_until_work_resumes_it() -> None:
     """While ``idle()`` holds: one punctual sample, then none; ``resume()`` starts again."""
-    samples: list[float] = []
+    samples = Samples()
     idle = [True]
-    lag = LoopLag(interval_s=0.01, on_sample=samples.append, idle=lambda: idle[0])
+    lag = LoopLag(interval_s=0.01, on_sample=samples.take, idle=lambda: idle[0])
     lag.record(0.5)  # lateness left over from before the idle spell
     samples.clear()
     sampler = asyncio.get_running_loop().create_task(lag.run())
@@ -60,9 +78,8 @@ async def test_an_idle_loop_is_not_sampled_until_work_resumes_it() -> None:
     assert lag.parked
     idle[0] = False
     lag.resume()
-    await asyncio.sleep(0.1)
+    await samples.until(3)  # sampling again
     assert not lag.parked
     sampler.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sampler
-    assert len(samples) >= 3
