@@ -1,7 +1,7 @@
 """The emulator's listener: one request per connection, one write, close — like CPR Direkte.
 
-Per connection: read into the sans-IO framer until one request is complete, all
-within the read timeout (else close without an answer: spec §1 project rule);
+Per connection (gateway.connection): frame one request within the read timeout
+(else close without an answer: spec §1 project rule);
 answer 04 in a maintenance window; otherwise take one of ``regions`` transaction
 slots, as a mainframe region would, waiting in a queue of at most ``queue_limit``
 (beyond it: 08 at once); spend ``service_time_ms`` in the slot; write the whole
@@ -15,13 +15,12 @@ import collections
 import datetime as dt
 import ipaddress
 import ssl
-import traceback
 from dataclasses import dataclass, field
 
 import structlog
 
-from gateway.codec import Request, RequestFramer
-from gateway.codec.messages import LOOKUP_LENGTH
+from gateway.codec import Request
+from gateway.connection import Connections, OneRequest, describe_failure
 from gateway.emulator.auth import Authenticator
 from gateway.emulator.handler import Clock, Handler, IPAddress, Outcome, refusal, utc_now
 from gateway.emulator.handler import in_maintenance as closed_for_maintenance
@@ -31,15 +30,10 @@ from gateway.emulator.state import StateStore
 from gateway.errors import ConfigError, FramingError
 from gateway.model import FejlNr
 from gateway.register.store import Register
-from gateway.streams import close_patiently, read_request
-from gateway.tasks import TaskSet
 from gateway.tls import server_context
 
 _log = structlog.get_logger("gateway.emulator")
 
-#: One byte past the longest record (39): an over-long request shows in the first read,
-#: and no client makes us hold more than this per read.
-_READ_SIZE = LOOKUP_LENGTH + 1
 #: Reason label for a connection refused because max_connections are open.
 OVER_CONNECTIONS = "over_connections"
 
@@ -62,7 +56,7 @@ class Emulator:
         self._regions = asyncio.Semaphore(config.regions)
         self._busy = 0
         self._queued = 0
-        self._connections = TaskSet()
+        self._connections = Connections()
         self._server: asyncio.Server | None = None
         self._handler: Handler | None = None
         self._register: Register | None = None
@@ -115,8 +109,8 @@ class Emulator:
         return str(host), int(port)
 
     async def _listen(self, context: ssl.SSLContext | None) -> asyncio.Server:
-        return await asyncio.start_server(
-            self._on_connection,
+        return await asyncio.get_running_loop().create_server(
+            lambda: _Client(self),
             self.config.listen.host,
             self.config.listen.port,
             ssl=context,
@@ -147,48 +141,6 @@ class Emulator:
                 if await auth.seed(customer.number, user.id, user.password, now):
                     _log.info("emulator user seeded", customer=customer.number, user=user.id)
 
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        if len(self._connections) >= self.config.max_connections:
-            self.stats.rejected[OVER_CONNECTIONS] += 1
-            writer.transport.abort()
-            return
-        task = asyncio.current_task()
-        assert task is not None  # stream servers run each connection in its own task
-        self._connections.adopt(task)
-        closed = False
-        try:
-            closed = await self._serve(reader, writer)
-        except Exception as exc:  # one connection's bug must not end the server
-            _log.error("emulator internal error", where=_where(exc))
-        finally:
-            if not closed:  # failed or cancelled: drop the connection without ceremony
-                writer.transport.abort()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Serve one connection; True once it is closed cleanly."""
-        framer = RequestFramer()
-        try:
-            request = await read_request(reader, framer, self.config.read_timeout_s)
-        except FramingError as exc:
-            self.stats.rejected[exc.reason] += 1
-            _log.warning("emulator request rejected", reason=exc.reason, received=framer.buffered)
-            return await self._close(writer)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        outcome = await self._answer(request, _peer(writer))
-        writer.write(outcome.answer)  # one write: some clients do a single read (spec §1)
-        self.stats.answered[outcome.fejlnr] += 1
-        _log.info(
-            "emulator request",
-            operation=outcome.operation.value,
-            customer=outcome.customer,
-            fejlnr=outcome.fejlnr.value,
-            duration_ms=round((loop.time() - started) * 1000, 1),
-        )
-        return await self._close(writer)
-
     async def _answer(self, request: Request, peer: IPAddress | None) -> Outcome:
         """04 when closed, 08 when the queue is full, else the handler's answer in a region."""
         assert self._handler is not None
@@ -210,10 +162,39 @@ class Emulator:
             self._busy -= 1
             self._regions.release()
 
-    async def _close(self, writer: asyncio.StreamWriter) -> bool:
-        # The patience a client gets to send its record, it gets to take its answer.
-        await close_patiently(writer, self.config.read_timeout_s)
+
+class _Client(OneRequest):
+    """One client connection of the emulator: counted in its stats, answered by its handler."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        super().__init__(emulator._connections, emulator.config.read_timeout_s)
+        self._emulator = emulator
+
+    def admit(self) -> bool:
+        if len(self._emulator._connections) >= self._emulator.config.max_connections:
+            self._emulator.stats.rejected[OVER_CONNECTIONS] += 1
+            return False
         return True
+
+    async def answer(self, request: Request, record: bytes) -> bytes:
+        started = asyncio.get_running_loop().time()
+        outcome = await self._emulator._answer(request, _peer(self.transport))
+        self._emulator.stats.answered[outcome.fejlnr] += 1
+        _log.info(
+            "emulator request",
+            operation=outcome.operation.value,
+            customer=outcome.customer,
+            fejlnr=outcome.fejlnr.value,
+            duration_ms=round((asyncio.get_running_loop().time() - started) * 1000, 1),
+        )
+        return outcome.answer
+
+    def rejected(self, error: FramingError, received: int) -> None:
+        self._emulator.stats.rejected[error.reason] += 1
+        _log.warning("emulator request rejected", reason=error.reason, received=received)
+
+    def failed(self, error: Exception) -> None:
+        _log.error("emulator internal error", where=describe_failure(error))
 
 
 def _tls_context(config: EmulatorConfig) -> ssl.SSLContext | None:
@@ -225,9 +206,9 @@ def _tls_context(config: EmulatorConfig) -> ssl.SSLContext | None:
         raise ConfigError([f"tls: cannot load {config.tls.cert}: {exc}"]) from None
 
 
-def _peer(writer: asyncio.StreamWriter) -> IPAddress | None:
+def _peer(transport: asyncio.BaseTransport) -> IPAddress | None:
     """The client's address; an IPv4-mapped IPv6 address counts as the IPv4 one."""
-    address = writer.get_extra_info("peername")
+    address = transport.get_extra_info("peername")
     if not (isinstance(address, tuple) and address):
         return None
     try:
@@ -237,12 +218,3 @@ def _peer(writer: asyncio.StreamWriter) -> IPAddress | None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
-
-
-def _where(exc: BaseException) -> str:
-    """Exception type and the line it came from; the message may hold request data."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return type(exc).__name__
-    last = frames[-1]
-    return f"{type(exc).__name__} at {last.filename}:{last.lineno}"

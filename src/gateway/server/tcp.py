@@ -1,10 +1,10 @@
 """The client-facing CPR Direkte listener: frame one request, answer it in one write, close.
 
-Per connection: read into the sans-IO framer until one request is complete, all
-within the read timeout; hand it to the dispatcher; write the answer in a single
-``write`` and close. A request that cannot be framed is closed without an answer
-(spec §1, project rule). One client's trouble never reaches another client or
-the server: every connection is its own task with its own bounds.
+Per connection (gateway.connection): frame one request within the read timeout;
+hand it to the dispatcher; write the answer in a single write and close. A request
+that cannot be framed is closed without an answer (spec §1, project rule). One
+client's trouble never reaches another client or the server: every connection has
+its own bounds, and a failure while answering drops only that connection.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import asyncio
 import os
 import socket
 import ssl
-import traceback
 from typing import Any
 
-from gateway.codec import RequestFramer
+from gateway.codec import Request
 from gateway.config.schema import Limits, Listen
+from gateway.connection import Connections, OneRequest, describe_failure
 from gateway.dispatch import Dispatcher
 from gateway.errors import ConfigError, FramingError
 from gateway.observe.events import (
@@ -28,8 +28,6 @@ from gateway.observe.events import (
     InternalError,
     RequestRejected,
 )
-from gateway.streams import close_patiently, read_request
-from gateway.tasks import TaskSet
 from gateway.tls import server_context
 
 
@@ -44,7 +42,7 @@ class ClientListener:
         self._dispatcher = dispatcher
         self._bus = bus
         self._server: asyncio.Server | None = None
-        self._connections = TaskSet()
+        self._connections = Connections()
 
     @property
     def accepting(self) -> bool:
@@ -70,8 +68,8 @@ class ClientListener:
         if sock is None:
             where = {"host": self._listen.host, "port": self._listen.port}
         try:
-            self._server = await asyncio.start_server(
-                self._on_connection,
+            self._server = await asyncio.get_running_loop().create_server(
+                self._connection,
                 **where,
                 ssl=context,
                 # A client that stalls the handshake is as slow as one that stalls its record.
@@ -99,47 +97,42 @@ class ClientListener:
         """Let in-flight connections finish within ``grace_s``; returns how many were cancelled."""
         return await self._connections.drain(grace_s, "shutdown: grace period over")
 
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    def _connection(self) -> _Client:
+        return _Client(self._connections, self._limits, self._dispatcher, self._bus)
+
+
+class _Client(OneRequest):
+    """One client connection: admitted within the limit, answered by the dispatcher."""
+
+    def __init__(
+        self, connections: Connections, limits: Limits, dispatcher: Dispatcher, bus: EventBus
     ) -> None:
-        peer = _peer(writer)
-        if len(self._connections) >= self._limits.max_connections:
-            self._bus.emit(RequestRejected(peer, OVER_CAPACITY, 0))
-            writer.transport.abort()
-            return
-        task = asyncio.current_task()
-        assert task is not None  # stream servers run each handler in its own task
-        self._connections.adopt(task)
-        self._bus.emit(ConnectionOpened(peer))
-        closed = False
-        try:
-            closed = await self._serve(reader, writer, peer)
-        except Exception as exc:  # one connection's bug must not end the server
-            self._bus.emit(InternalError(peer, _where(exc)))
-        finally:
-            if not closed:  # failed or cancelled: drop the connection without ceremony
-                writer.transport.abort()
-            self._bus.emit(ConnectionClosed(peer))
+        super().__init__(connections, limits.read_timeout)
+        self._max_connections = limits.max_connections
+        self._dispatcher = dispatcher
+        self._bus = bus
+        self._peer = "unknown"
 
-    async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
-    ) -> bool:
-        """Serve one connection; True once it is closed cleanly."""
-        framer = RequestFramer()
-        try:
-            request = await read_request(reader, framer, self._limits.read_timeout)
-        except FramingError as exc:
-            self._bus.emit(RequestRejected(peer, exc.reason, framer.buffered))
-            return await self._close(writer)
-        # The exact bytes the client sent, relayed unchanged on the legacy route.
-        answer = await self._dispatcher.handle(request, framer.record, peer=peer)
-        writer.write(answer)  # one write: some clients do a single read (spec §1)
-        return await self._close(writer)
-
-    async def _close(self, writer: asyncio.StreamWriter) -> bool:
-        # The same patience a client gets to send its record, it gets to take its answer.
-        await close_patiently(writer, self._limits.read_timeout)
+    def admit(self) -> bool:
+        self._peer = _peer(self.transport)
+        if len(self._connections) >= self._max_connections:
+            self._bus.emit(RequestRejected(self._peer, OVER_CAPACITY, 0))
+            return False
+        self._bus.emit(ConnectionOpened(self._peer))
         return True
+
+    async def answer(self, request: Request, record: bytes) -> bytes:
+        # ``record``: the exact bytes the client sent, relayed unchanged on the legacy route.
+        return await self._dispatcher.handle(request, record, peer=self._peer)
+
+    def rejected(self, error: FramingError, received: int) -> None:
+        self._bus.emit(RequestRejected(self._peer, error.reason, received))
+
+    def failed(self, error: Exception) -> None:
+        self._bus.emit(InternalError(self._peer, describe_failure(error)))
+
+    def finished(self) -> None:
+        self._bus.emit(ConnectionClosed(self._peer))
 
 
 def _server_context(listen: Listen) -> ssl.SSLContext | None:
@@ -152,21 +145,12 @@ def _server_context(listen: Listen) -> ssl.SSLContext | None:
         raise ConfigError([f"listen.tls: cannot load {listen.tls.cert}: {exc}"]) from None
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
+def _peer(transport: asyncio.BaseTransport) -> str:
     """``host:port`` of the client, for logs (an address, never request contents)."""
-    address = writer.get_extra_info("peername")
+    address = transport.get_extra_info("peername")
     if isinstance(address, tuple) and len(address) >= 2:
         return f"{address[0]}:{address[1]}"
     return "unknown"
-
-
-def _where(exc: BaseException) -> str:
-    """Exception type and the line it came from; the message is left out in case it holds data."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return type(exc).__name__
-    last = frames[-1]
-    return f"{type(exc).__name__} at {last.filename}:{last.lineno}"
 
 
 def _reason(exc: OSError) -> str:
