@@ -28,13 +28,9 @@ class TaskSet:
         """Start ``coro`` as a task called ``name`` and keep it until it finishes."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         task.add_done_callback(_report_failure)
-        self.adopt(task)
-        return task
-
-    def adopt(self, task: asyncio.Task[Any]) -> None:
-        """Own a task asyncio created for us (e.g. a stream server's connection handler)."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def drain(self, grace_s: float, reason: str) -> int:
         """Let running tasks finish within ``grace_s``, then cancel the rest; returns how many.
