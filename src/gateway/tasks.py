@@ -3,7 +3,9 @@
 asyncio keeps only weak references to tasks, so a task nobody holds can vanish
 mid-flight; and an unnamed task is anonymous in every traceback. Every task of
 this project therefore lives in a :class:`TaskSet` owned by the component that
-started it, which also knows how to drain it at shutdown.
+started it, which also knows how to drain it at shutdown. The one exception is
+hot: a client connection's request task is held, named and drained by its
+connection (gateway.connection), which exists for exactly that request.
 """
 
 from __future__ import annotations
