@@ -111,6 +111,16 @@ async def everything(reader: asyncio.StreamReader) -> bytes:
     return b""
 
 
+async def exchange(port: int, data: bytes) -> bytes:
+    """Send ``data`` on a new connection; what came back before the server closed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    try:
+        return await everything(reader)
+    finally:
+        writer.close()
+
+
 async def test_a_record_in_pieces_is_answered_once_in_one_piece_and_closed() -> None:
     owner = Owner()
     async with serving(owner) as port:
@@ -136,10 +146,7 @@ async def test_what_cannot_be_framed_is_rejected_and_closed_unanswered(
 ) -> None:
     owner = Owner()
     async with serving(owner) as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(data)
-        assert await everything(reader) == b""
-        writer.close()
+        assert await exchange(port, data) == b""
         await owner.until(lambda: owner.finished == 1)
     assert owner.rejected == [(reason, len(data))]
     assert owner.requests == []
@@ -230,14 +237,8 @@ async def test_an_answer_that_fails_drops_only_that_connection() -> None:
     owner = Owner(answer=broken)
     other = LookupRequest("PRIV", "0001", "TOKEN123", "USER0001", "0202002345").encode()
     async with serving(owner) as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(RECORD)
-        assert await everything(reader) == b""
-        writer.close()
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(other)
-        assert await everything(reader) == b"fine"
-        writer.close()
+        assert await exchange(port, RECORD) == b""
+        assert await exchange(port, other) == b"fine"
         await owner.until(lambda: owner.finished == 2)
     [failure] = owner.failed
     assert failure.startswith("KeyError at ") and "a bug" not in failure
@@ -253,10 +254,7 @@ async def test_a_framing_bug_drops_only_that_connection(monkeypatch: pytest.Monk
     owner = Owner()
     async with serving(owner) as port:
         monkeypatch.setattr("gateway.connection.RequestFramer.next_request", broken)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(RECORD)
-        assert await everything(reader) == b""
-        writer.close()
+        assert await exchange(port, RECORD) == b""
         await owner.until(lambda: owner.finished == 1)
     [failure] = owner.failed
     assert failure.startswith("IndexError at ") and owner.rejected == []
