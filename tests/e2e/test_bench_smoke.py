@@ -123,3 +123,11 @@ def test_the_grpc_floor_benchmark_makes_its_calls_against_a_real_server_process(
     assert figures.calls == 200
     assert figures.per_second > 0 and figures.client_us > 0 and figures.server_us >= 0
     assert "200 empty unary gRPC calls" in str(figures)
+
+
+def test_the_grpc_floor_benchmark_also_measures_messages_on_open_streams() -> None:
+    """``--stream``: the same exchange as messages on open bidirectional streams."""
+    figures = measure_grpc_floor(200, concurrency=4, stream=True)
+    assert figures.calls == 200 and figures.stream
+    assert figures.per_second > 0 and figures.client_us > 0 and figures.server_us >= 0
+    assert "200 messages each way on open gRPC streams" in str(figures)
