@@ -44,6 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import descriptor_pb2
+from google.protobuf.descriptor import Descriptor
+
 from gateway.emulator.database import Database, DatabaseError, SqliteDatabase
 from gateway.emulator.state import StateStore
 from gateway.emulator.subscriptions import Subscriptions
@@ -62,11 +65,42 @@ DEFAULT_PATH = Path("var/modern.sqlite")
 #: How long to wait for another process's write lock (a migration running alongside the
 #: server) before an operation fails, in milliseconds.
 _BUSY_TIMEOUT_MS = 5000
-#: What the stored messages were made with: person.proto and the code that fills it
-#: (gateway.modern.convert). A change to either changes it, and rows written before are then
-#: read from ``data`` (correct, only slower) until the next migration run rewrites them.
+
+
+def person_schema(person: Descriptor = person_pb2.Person.DESCRIPTOR) -> dict[str, bytes]:
+    """Every message and enum type a stored ``cpr.v1.Person`` is made of, by full name, each
+    as its serialized descriptor.
+
+    Only these: the services and their request and response messages share person.proto,
+    and adding an RPC there must not make every stored message stale.
+    """
+    types: dict[str, bytes] = {}
+
+    def visit(message: Descriptor) -> None:
+        if message.full_name in types:
+            return
+        as_proto = descriptor_pb2.DescriptorProto()
+        message.CopyToProto(as_proto)  # nested types and enums included
+        types[message.full_name] = as_proto.SerializeToString()
+        for field in message.fields:
+            if field.message_type is not None:
+                visit(field.message_type)
+            if field.enum_type is not None and field.enum_type.full_name not in types:
+                enum = descriptor_pb2.EnumDescriptorProto()
+                field.enum_type.CopyToProto(enum)
+                types[field.enum_type.full_name] = enum.SerializeToString()
+
+    visit(person)
+    return types
+
+
+#: What the stored messages were made with: the Person message's types (person_schema) and
+#: the code that fills them (gateway.modern.convert). A change to either changes it, and rows
+#: written before are then read from ``data`` (correct, only slower) until the next migration
+#: run rewrites them.
 MESSAGE_FORMAT = hashlib.sha256(
-    person_pb2.DESCRIPTOR.serialized_pb + Path(convert.__file__).read_bytes()
+    b"".join(serialized for _name, serialized in sorted(person_schema().items()))
+    + Path(convert.__file__).read_bytes()
 ).hexdigest()[:16]
 _INSERT = (
     "INSERT INTO person (pnr, status, sex, birth_date, municipality, post_code, replaced_by,"
