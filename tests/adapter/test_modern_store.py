@@ -132,10 +132,16 @@ def test_a_message_of_another_format_is_not_used_and_the_next_migration_rewrites
     store = ModernStore.open(target)
     try:
         assert store.person_message(pnr) == expected
+        assert store.stale_messages() == 1  # what `cpr-gateway up` migrates again for
     finally:
         store.close()
     report = migrate(register_path, target, progress=False)
     assert (report.updated, report.unchanged) == (1, COUNT - 1)
+    store = ModernStore.open(target)
+    try:
+        assert store.stale_messages() == 0
+    finally:
+        store.close()
     db = sqlite3.connect(target)
     row = db.execute("SELECT message, message_format FROM person WHERE pnr = ?", (pnr,)).fetchone()
     db.close()

@@ -61,6 +61,7 @@ def test_migration_copies_every_person_exactly(register_path: Path, pg_dsn: str)
             assert store.get(person.pnr) == person
             assert store.person_message(person.pnr) == to_proto(person).SerializeToString()
         assert store.meta()["source.seed"] == register.meta["seed"]
+        assert store.stale_messages() == 0
     finally:
         store.close()
         register.close()

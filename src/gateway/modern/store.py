@@ -196,6 +196,15 @@ class ModernStore:
         """Number of persons."""
         return int(self._read("SELECT count(*) FROM person", ())[0][0])
 
+    def stale_messages(self) -> int:
+        """Persons whose stored message this program does not serve (none yet, or written with
+        another MESSAGE_FORMAT): they are answered from ``data`` until the next migration run."""
+        sql = (
+            "SELECT count(*) FROM person"
+            " WHERE message IS NULL OR message_format IS NULL OR message_format <> ?"
+        )
+        return int(self._read(sql, (MESSAGE_FORMAT,))[0][0])
+
     def meta(self) -> dict[str, str]:
         """Facts about the store's content (e.g. the register it was migrated from)."""
         return {str(k): str(v) for k, v in self._read("SELECT key, value FROM meta", ())}

@@ -10,6 +10,7 @@ import gateway.backends  # noqa: F401  (every backend kind registers its config 
 from gateway.config import load_routing
 from gateway.emulator.config import load_config
 from gateway.modern.migrate import migrate
+from gateway.modern.store import ModernStore
 from gateway.pki import ensure_dev_pki
 from gateway.register.generate import generate
 from gateway.stack import Listener, Part, run_stack
@@ -34,7 +35,19 @@ async def run_up(args: argparse.Namespace) -> int:
     if not modern.exists():
         print("migrating the register into the modern store…", flush=True)
         migrate(register, modern, progress=True)
+    elif stale := _stale_messages(modern):
+        # Written by another version of the services' message format: correct but slow.
+        print(f"{stale} stored persons are in an older message format: migrating…", flush=True)
+        migrate(register, modern, progress=True)
     return await run_stack(_parts(args.routing, args.emulator_config, modern))
+
+
+def _stale_messages(modern: Path) -> int:
+    store = ModernStore.open(modern)
+    try:
+        return store.stale_messages()
+    finally:
+        store.close()
 
 
 def _parts(routing: Path, emulator_config: Path, modern: Path) -> list[Part]:
