@@ -198,11 +198,12 @@ class ModernStore:
 
     def stale_messages(self) -> int:
         """Persons whose stored message this program does not serve (none yet, or written with
-        another MESSAGE_FORMAT): they are answered from ``data`` until the next migration run."""
-        sql = (
-            "SELECT count(*) FROM person"
-            " WHERE message IS NULL OR message_format IS NULL OR message_format <> ?"
-        )
+        another MESSAGE_FORMAT): they are answered from ``data`` until the next migration run.
+
+        The same test as the migration's rewrite (``_UPDATE``), so that what is counted here
+        is exactly what a migration run rewrites, and a store never looks stale after one.
+        """
+        sql = "SELECT count(*) FROM person WHERE coalesce(message_format, '') <> ?"
         return int(self._read(sql, (MESSAGE_FORMAT,))[0][0])
 
     def meta(self) -> dict[str, str]:
