@@ -36,7 +36,7 @@ bench: $(STAMP)
 	command -v haproxy >/dev/null || (apt-get update && apt-get install -y haproxy)
 	$(BIN)/cpr-gateway bench --var var
 
-## Regenerate src/gateway/modern/pb from proto/ (the test suite fails when it is stale).
+## Regenerate src/gateway/cprv1/pb from proto/ (the test suite fails when it is stale).
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 

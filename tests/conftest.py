@@ -1,6 +1,6 @@
 """Which event loops the async tests run on.
 
-Production runs on uvloop (:mod:`gateway.loops`), with ``CPR_GATEWAY_LOOP=asyncio`` as a
+Production runs on uvloop (:mod:`gateway.runtime.loops`), with ``CPR_GATEWAY_LOOP=asyncio`` as a
 supported way back, so the adapter tier (real servers over real sockets and TLS) runs every
 test on both loops; the unit tier, where the loop is incidental, runs on the default one.
 The e2e tier starts real processes, which pick their loop as in production.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.loops import loop_factory
+from gateway.runtime.loops import loop_factory
 
 _ADAPTER_TIER = Path(__file__).parent / "adapter"
 

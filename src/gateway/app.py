@@ -23,7 +23,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 
-from gateway import heap
 from gateway.backends import Backend, build_backend
 from gateway.config.diff import diff_configs, restart_needed
 from gateway.config.load import load_routing
@@ -42,17 +41,18 @@ from gateway.observe.events import (
 )
 from gateway.observe.logs import log_event
 from gateway.observe.metrics import Metrics
-from gateway.pressure import LoopLag
 from gateway.routing import RouteTable
+from gateway.runtime import heap
+from gateway.runtime.pressure import LoopLag
+from gateway.runtime.tasks import TaskSet
 from gateway.server.admin import AdminServer
 from gateway.server.tcp import ClientListener
-from gateway.session_peers import PeerDirectory, SessionPeers
-from gateway.sessions import SessionBroker
+from gateway.sessions.peers import PeerDirectory, SessionPeers
+from gateway.sessions.table import SessionBroker
 from gateway.shadow.pseudonym import Pseudonymiser, load_key
 from gateway.shadow.runner import ShadowRunner
 from gateway.shadow.store import MismatchStore
 from gateway.shadow.writer import SampleWriter
-from gateway.tasks import TaskSet
 from gateway.tls import bound_tls_buffers
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -74,9 +74,9 @@ class Gateway:
         peers: PeerDirectory | None = None,
     ) -> None:
         """``listen_socket``, ``admin_port`` and ``peers`` are for one of several workers
-        (gateway.workers): accept on the client socket they share, serve the admin
+        (gateway.runtime.workers): accept on the client socket they share, serve the admin
         endpoints on a port of its own, and share sessions with the siblings
-        (gateway.session_peers)."""
+        (gateway.sessions.peers)."""
         self._listen_socket = listen_socket
         self._admin_port = admin_port
         self._peer_directory = peers
@@ -180,7 +180,7 @@ class Gateway:
         The signal handlers are in place before the ports open, so a signal that
         arrives during start-up still ends in a graceful drain, never a kill.
         SIGHUP reloads the config file. ``settle_heap``: once started, exempt the
-        start-up heap from garbage collection (gateway.heap; for a process of its own).
+        start-up heap from garbage collection (gateway.runtime.heap; for a process of its own).
         """
         stop = stop if stop is not None else asyncio.Event()
         loop = asyncio.get_running_loop()

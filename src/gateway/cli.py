@@ -79,7 +79,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from gateway.bench.cli import add_arguments
+    from cpr_bench.cli import add_arguments
 
     p = sub.add_parser("bench", help="measure the gateway against direct and HAProxy")
     add_arguments(p)
@@ -183,7 +183,7 @@ def _add_certs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _run_certs(args: argparse.Namespace) -> int:
-    from gateway.pki import ensure_dev_pki
+    from cpr_devtools.pki import ensure_dev_pki
 
     pki = ensure_dev_pki(args.dir)
     print(f"development CA: {pki.ca_cert}")
@@ -191,7 +191,7 @@ def _run_certs(args: argparse.Namespace) -> int:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from gateway.register.generate import generate
+    from cpr_mainframe.register.generate import generate
 
     generate(args.register, count=args.count, seed=args.seed, progress=True)
     print(f"register of {args.count} persons written to {args.register}")
@@ -199,7 +199,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 
 def _run_pnrs(args: argparse.Namespace) -> int:
-    from gateway.register.store import Register
+    from cpr_mainframe.register.store import Register
 
     if not args.register.exists():
         print(f"no register at {args.register}; run `cpr-gateway data generate`", file=sys.stderr)
@@ -216,7 +216,7 @@ def _run_pnrs(args: argparse.Namespace) -> int:
 def _run_check_config(args: argparse.Namespace) -> int:
     import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
     from gateway.config import diff_configs, load_routing
-    from gateway.workers import check_workers
+    from gateway.runtime.workers import check_workers
 
     configs = []
     for path in (args.file, args.against) if args.against else (args.file,):
@@ -238,8 +238,8 @@ def _run_check_config(args: argparse.Namespace) -> int:
 
 def _run_serve(args: argparse.Namespace) -> int:
     if args.workers != 1:
-        # The parent only supervises: no gateway code, no event loop (gateway.workers).
-        from gateway.workers import run_workers
+        # The parent only supervises: no gateway code, no event loop (gateway.runtime.workers).
+        from gateway.runtime.workers import run_workers
 
         return run_workers(args.config, args.workers)
     import socket
@@ -248,8 +248,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     from gateway.app import run_gateway
     from gateway.config import load_routing
     from gateway.observe.logs import configure_logging
-    from gateway.session_peers import PeerDirectory
-    from gateway.workers import admin_port
+    from gateway.runtime.workers import admin_port
+    from gateway.sessions.peers import PeerDirectory
 
     configure_logging()
     try:
@@ -272,7 +272,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
-    from gateway.emulator.run import run_emulator
+    from cpr_mainframe.run import run_emulator
     from gateway.observe.logs import configure_logging
 
     configure_logging()
@@ -284,8 +284,8 @@ def _run_emulator(args: argparse.Namespace) -> int:
 
 
 def _run_backend(args: argparse.Namespace) -> int:
+    from cpr_devtools.backend import run_backend
     from gateway.observe.logs import configure_logging
-    from gateway.tools.backend import run_backend
 
     configure_logging()
     try:
@@ -295,8 +295,8 @@ def _run_backend(args: argparse.Namespace) -> int:
 
 
 def _run_migrate(args: argparse.Namespace) -> int:
-    from gateway.modern.migrate import migrate
-    from gateway.modern.postgres import redact
+    from cpr_services.migrate import migrate
+    from gateway.storage.postgres import redact
 
     try:
         report = migrate(args.register, args.store, progress=True)
@@ -317,33 +317,33 @@ def _run_diff(args: argparse.Namespace) -> int:
 
 
 def _run_traffic(args: argparse.Namespace) -> int:
-    from gateway.tools.traffic import run_traffic_command
+    from cpr_devtools.traffic import run_traffic_command
 
     return run_loop(run_traffic_command(args))
 
 
 def _run_lookup(args: argparse.Namespace) -> int:
-    from gateway.tools.lookup import run_lookup
+    from cpr_devtools.lookup import run_lookup
 
     return run_loop(run_lookup(args))
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from gateway.bench.cli import run
+    from cpr_bench.cli import run
 
     return run(args)
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    from gateway.tools.up import run_up
+    from cpr_devtools.up import run_up
 
     return run_loop(run_up(args))
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on the chosen event loop (:mod:`gateway.loops`, imported only here: the
+    """Run ``main`` on the chosen event loop (:mod:`gateway.runtime.loops`, imported only here: the
     ``serve --workers`` parent runs none and should not pay for one)."""
-    from gateway.loops import chosen_loop, run
+    from gateway.runtime.loops import chosen_loop, run
 
     try:
         name = chosen_loop()

@@ -4,7 +4,7 @@ The deadline is the route's; the backend applies it to connect, write and read
 together. Whatever happens, the client gets an answer built by the codec, and
 the bus hears about it as typed events.
 
-Tokens are brokered between sides (docs/sessions.md, :mod:`gateway.sessions`):
+Tokens are brokered between sides (docs/sessions.md, :mod:`gateway.sessions.table`):
 a successful logon is repeated on every other routed backend and their tokens
 remembered; a later request carries the token of the side it is routed to.
 
@@ -34,10 +34,10 @@ from gateway.errors import BackendError, BackendProtocolError, BackendTimeout, B
 from gateway.model import FejlNr, Operation
 from gateway.observe.events import BackendFailed, EventBus, RequestCompleted, SessionEvent
 from gateway.routing import Decision, RouteTable
-from gateway.session_peers import SessionPeers
-from gateway.sessions import Session, SessionBroker
+from gateway.runtime.tasks import TaskSet
+from gateway.sessions.peers import SessionPeers
+from gateway.sessions.table import Session, SessionBroker
 from gateway.shadow.runner import ShadowJob, ShadowRunner
-from gateway.tasks import TaskSet
 
 #: Metric label for each kind of backend failure.
 _ERROR_KINDS: Mapping[type[BackendError], str] = {
@@ -225,7 +225,7 @@ class Dispatcher:
         return decision, answer, error
 
     async def _session(self, routing: _Routing, request: LookupRequest) -> Session | None:
-        """The request's session: this worker's, or a sibling's copied here (gateway.session_peers).
+        """The request's session: this worker's, or a sibling's copied here (sessions.peers).
 
         Siblings are asked only when a route reaches more than one side: otherwise the token
         always passes through unchanged and no session is needed.

@@ -1,6 +1,6 @@
 """TLS contexts for both sides of the gateway and the emulator.
 
-Certificates come from the operator (or, in development, from :mod:`gateway.pki`).
+Certificates come from the operator (or, in development, from :mod:`cpr_devtools.pki`).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from cpr_devtools.client import Endpoint
 from gateway.app import Gateway
-from gateway.client import Endpoint
 from gateway.codec import LogonAnswer, LogonRequest, LookupAnswer, LookupRequest, Record, seal
 from gateway.codec.framing import record_length
 from gateway.config.schema import (

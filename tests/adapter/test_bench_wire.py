@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from gateway.bench.wire import Dialer, Outcome, Target, exchange_once
+from cpr_bench.wire import Dialer, Outcome, Target, exchange_once
 from gateway.codec import LookupAnswer, LookupRequest
 from gateway.codec.messages import MAX_ANSWER_LENGTH
 from gateway.model import Family, FejlNr

@@ -1,4 +1,4 @@
-"""gateway.connection on real loopback sockets: one request, one answer, the bounds around it.
+"""server.connection on real loopback sockets: one request, one answer, the bounds around it.
 
 The gateway's and the emulator's listeners are tested through their own behaviour
 elsewhere; here the shared protocol is driven directly, with a small owner that records
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from gateway.codec import LookupRequest, Request
-from gateway.connection import Connections, OneRequest, describe_failure
 from gateway.errors import FramingError
+from gateway.server.connection import Connections, OneRequest, describe_failure
 
 RECORD = LookupRequest("PRIV", "0001", "TOKEN123", "USER0001", "0101001234").encode()
 ANSWER = b"answer for " + RECORD
@@ -253,7 +253,7 @@ async def test_a_framing_bug_drops_only_that_connection(monkeypatch: pytest.Monk
 
     owner = Owner()
     async with serving(owner) as port:
-        monkeypatch.setattr("gateway.connection.RequestFramer.next_request", broken)
+        monkeypatch.setattr("gateway.server.connection.RequestFramer.next_request", broken)
         assert await exchange(port, RECORD) == b""
         await owner.until(lambda: owner.finished == 1)
     [failure] = owner.failed

@@ -8,17 +8,17 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.client import Credentials, exchange
-from gateway.codec import LogonAnswer, LogonRequest, LookupAnswer, LookupRequest
-from gateway.emulator import EmulatorConfig, default_config_path, load_config
-from gateway.emulator.config import Window
-from gateway.emulator.testing import (
+from cpr_devtools.client import Credentials, exchange
+from cpr_mainframe import EmulatorConfig, default_config_path, load_config
+from cpr_mainframe.config import Window
+from emulator_harness import (
     DEMO_OFF4,
     DEMO_PRIV,
     FakeClock,
     RunningEmulator,
     running_emulator,
 )
+from gateway.codec import LogonAnswer, LogonRequest, LookupAnswer, LookupRequest
 from gateway.model import Family, FejlNr
 
 PRIV = DEMO_PRIV.who

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from gateway.client import exchange, logon
+from cpr_devtools.client import exchange, logon
+from emulator_harness import DEMO_PRIV, running_emulator
 from gateway.codec import LogonRequest, LookupRequest
-from gateway.emulator.testing import DEMO_PRIV, running_emulator
 
 
 async def test_one_line_per_request_without_secrets() -> None:

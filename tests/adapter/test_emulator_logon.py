@@ -7,10 +7,10 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from gateway.client import exchange
+from cpr_devtools.client import exchange
+from cpr_mainframe import default_config_path, load_config
+from emulator_harness import DEMO_PRIV, FakeClock, RunningEmulator, running_emulator
 from gateway.codec import LogonAnswer, LogonRequest
-from gateway.emulator import default_config_path, load_config
-from gateway.emulator.testing import DEMO_PRIV, FakeClock, RunningEmulator, running_emulator
 from gateway.model import FejlNr
 
 OLD = DEMO_PRIV.password

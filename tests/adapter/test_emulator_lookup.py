@@ -6,10 +6,10 @@ import datetime as dt
 from dataclasses import replace
 from pathlib import Path
 
-from gateway.client import Credentials, exchange, logon
+from cpr_devtools.client import Credentials, exchange, logon
+from cpr_mainframe import EmulatorConfig, default_config_path, load_config
+from emulator_harness import DEMO_OFF4, DEMO_PRIV, RunningEmulator, running_emulator
 from gateway.codec import LookupAnswer, LookupRequest
-from gateway.emulator import EmulatorConfig, default_config_path, load_config
-from gateway.emulator.testing import DEMO_OFF4, DEMO_PRIV, RunningEmulator, running_emulator
 from gateway.model import Family, FejlNr
 from gateway.render.task import NameFormat
 

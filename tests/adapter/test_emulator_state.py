@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.emulator.auth import Authenticator
-from gateway.emulator.state import StateStore
+from cpr_accounts.auth import Authenticator
+from cpr_accounts.state import StateStore
 from gateway.errors import ConfigError
 from gateway.model import FejlNr
 

@@ -10,12 +10,12 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.client import Endpoint, exchange, logon
+from cpr_devtools.client import Endpoint, exchange, logon
+from cpr_mainframe import default_config_path, load_config
+from cpr_mainframe.server import OVER_CONNECTIONS
+from emulator_harness import DEMO_PRIV, running_emulator
 from gateway.codec import LogonAnswer, LogonRequest, LookupRequest
 from gateway.codec.framing import INCOMPLETE, NO_COMMA, NOT_PRINTABLE, TIMEOUT, TOO_LONG
-from gateway.emulator import default_config_path, load_config
-from gateway.emulator.server import OVER_CONNECTIONS
-from gateway.emulator.testing import DEMO_PRIV, running_emulator
 from gateway.model import FejlNr
 
 LOGON = LogonRequest("PRIV", "0001", "DEMO0001", DEMO_PRIV.password).encode()

@@ -24,12 +24,12 @@ from gateway_harness import (
     running,
 )
 
+from cpr_devtools.client import Endpoint, exchange
 from gateway.app import Gateway, run_gateway
-from gateway.client import Endpoint, exchange
 from gateway.config.schema import Admin, ServerTls
 from gateway.errors import ConfigError
 from gateway.observe.events import Lifecycle
-from gateway.tasks import TaskSet
+from gateway.runtime.tasks import TaskSet
 
 
 async def _get(gateway: Gateway, path: str) -> tuple[int, str]:
@@ -120,7 +120,7 @@ async def test_run_gateway_returns_when_stopped() -> None:
 
 
 async def test_run_gateway_can_settle_its_heap_once_started() -> None:
-    """The CLI's process exempts its start-up heap from collections (gateway.heap)."""
+    """The CLI's process exempts its start-up heap from collections (gateway.runtime.heap)."""
     stop = asyncio.Event()
     stop.set()
     gc.unfreeze()

@@ -19,7 +19,7 @@ from gateway_harness import (
     running,
 )
 
-from gateway.client import exchange
+from cpr_devtools.client import exchange
 from gateway.observe.events import ConnectionOpened, RequestRejected
 
 

@@ -29,12 +29,12 @@ from gateway_harness import (
     silent,
 )
 
-from gateway.client import Endpoint, exchange
+from cpr_devtools.client import Endpoint, exchange
+from cpr_devtools.pki import ensure_dev_pki
 from gateway.codec import LogonAnswer, LookupAnswer, LookupRequest
 from gateway.config.schema import ClientTls, ServerTls
 from gateway.model import Family, FejlNr
 from gateway.observe.logs import configure_logging
-from gateway.pki import ensure_dev_pki
 from gateway.tls import client_context, server_context
 
 LOGON_09 = LogonAnswer("0001", "DEMO0001", FejlNr.NO_CONNECTION).encode()

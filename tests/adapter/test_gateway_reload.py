@@ -23,8 +23,8 @@ from gateway_harness import (
     next_event,
 )
 
+from cpr_devtools.client import Endpoint, exchange
 from gateway.app import Gateway
-from gateway.client import Endpoint, exchange
 from gateway.codec import LookupAnswer, Request
 from gateway.config import Match, Route, load_routing
 from gateway.dispatch import Dispatcher

@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pytest
 
+from cpr_devtools.client import Endpoint, exchange, logon
+from cpr_services.migrate import migrate
+from cpr_services.server import ModernServer
+from emulator_harness import DEMO_OFF4, DEMO_PRIV, DemoUser, running_emulator
 from gateway.backends.grpc import GrpcBackend
 from gateway.backends.grpc_config import GrpcBackendConfig
-from gateway.client import Endpoint, exchange, logon
 from gateway.codec import LogonAnswer, LogonRequest, LookupRequest
 from gateway.codec.messages import answer_with_token
-from gateway.emulator.testing import DEMO_OFF4, DEMO_PRIV, DemoUser, running_emulator
 from gateway.errors import BackendTimeout, BackendUnavailable
 from gateway.model import FejlNr
-from gateway.modern.migrate import migrate
-from gateway.modern.server import ModernServer
 
 #: The default register of `make run`: the parity bar covers every person of it.
 DEFAULT_REGISTER = 10_000

@@ -20,6 +20,7 @@ from gateway_harness import (
     silent,
 )
 
+from cpr_devtools.pki import ensure_dev_pki
 from gateway.backends import LegacyBackend, build_backend, registered_kinds
 from gateway.codec import LogonRequest, LookupAnswer, LookupRequest
 from gateway.config import BACKEND_PARSERS
@@ -31,7 +32,6 @@ from gateway.errors import (
     ConfigError,
 )
 from gateway.model import Family, FejlNr
-from gateway.pki import ensure_dev_pki
 from gateway.tls import server_context
 
 

@@ -20,13 +20,15 @@ from grpc_reflection.v1alpha import (  # type: ignore[import-untyped]
     reflection_pb2_grpc,
 )
 
-from gateway.emulator import EmulatorConfig, default_config_path, load_config
-from gateway.emulator.handler import Clock, utc_now
-from gateway.emulator.testing import TEST_SCRYPT_N, FakeClock, register_of
-from gateway.errors import ConfigError
-from gateway.modern import convert
-from gateway.modern.migrate import migrate
-from gateway.modern.pb.cpr.v1 import (
+from cpr_mainframe import EmulatorConfig, default_config_path, load_config
+from cpr_mainframe.handler import Clock, utc_now
+from cpr_mainframe.register.store import Register
+from cpr_services.migrate import migrate
+from cpr_services.server import SERVICE_NAMES, ModernServer
+from cpr_services.services import peer_address
+from emulator_harness import TEST_SCRYPT_N, FakeClock, register_of
+from gateway.cprv1 import convert
+from gateway.cprv1.pb.cpr.v1 import (
     auth_pb2,
     auth_pb2_grpc,
     person_pb2,
@@ -34,9 +36,7 @@ from gateway.modern.pb.cpr.v1 import (
     subscription_pb2,
     subscription_pb2_grpc,
 )
-from gateway.modern.server import SERVICE_NAMES, ModernServer
-from gateway.modern.services import peer_address
-from gateway.register.store import Register
+from gateway.errors import ConfigError
 
 CONFIG = replace(load_config(default_config_path()), scrypt_n=TEST_SCRYPT_N)
 PRIV = auth_pb2.TRANSACTION_PRIV

@@ -11,11 +11,13 @@ import grpc
 import pytest
 from pg_server import pg_dsn_fixture, postgres_fixture  # noqa: F401 (fixtures)
 
-from gateway.emulator import default_config_path, load_config
-from gateway.emulator.testing import TEST_SCRYPT_N, register_of
-from gateway.modern import convert
-from gateway.modern.migrate import migrate
-from gateway.modern.pb.cpr.v1 import (
+from cpr_mainframe import default_config_path, load_config
+from cpr_mainframe.register.store import Register
+from cpr_services.migrate import migrate
+from cpr_services.server import ModernServer
+from emulator_harness import TEST_SCRYPT_N, register_of
+from gateway.cprv1 import convert
+from gateway.cprv1.pb.cpr.v1 import (
     auth_pb2,
     auth_pb2_grpc,
     person_pb2,
@@ -23,8 +25,6 @@ from gateway.modern.pb.cpr.v1 import (
     subscription_pb2,
     subscription_pb2_grpc,
 )
-from gateway.modern.server import ModernServer
-from gateway.register.store import Register
 
 CONFIG = replace(load_config(default_config_path()), scrypt_n=TEST_SCRYPT_N)
 PASSWORD = "Demo#123"  # DEMO0001 of customer 1 in the shipped emulator.yaml, granted PRIV

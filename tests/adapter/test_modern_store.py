@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.emulator.testing import register_of
+from cpr_mainframe.register.store import Register
+from cpr_services.migrate import migrate
+from cpr_services.store import MESSAGE_FORMAT, MIGRATIONS, ModernStore, upgrade
+from emulator_harness import register_of
+from gateway.cprv1 import convert
+from gateway.domain.person import Person
 from gateway.errors import ConfigError
-from gateway.modern import convert
-from gateway.modern.migrate import migrate
-from gateway.modern.store import MESSAGE_FORMAT, MIGRATIONS, ModernStore, upgrade
-from gateway.register.person import Person
-from gateway.register.store import Register
 
 COUNT = 300
 

@@ -13,16 +13,16 @@ import pytest
 from pg_server import Cluster, pg_dsn_fixture, postgres_fixture  # noqa: F401 (fixtures)
 from psycopg.conninfo import conninfo_to_dict
 
-from gateway.emulator.auth import Authenticator
-from gateway.emulator.testing import TEST_SCRYPT_N, register_of
+from cpr_accounts.auth import Authenticator
+from cpr_mainframe.register.store import Register
+from cpr_services.migrate import migrate
+from cpr_services.schema import PG_MIGRATIONS, upgrade
+from cpr_services.store import ModernStore
+from emulator_harness import TEST_SCRYPT_N, register_of
+from gateway.cprv1.convert import to_proto
 from gateway.errors import BackendUnavailable, ConfigError
 from gateway.model import FejlNr
-from gateway.modern.convert import to_proto
-from gateway.modern.migrate import migrate
-from gateway.modern.postgres import PostgresDatabase, redact
-from gateway.modern.schema import PG_MIGRATIONS, upgrade
-from gateway.modern.store import ModernStore
-from gateway.register.store import Register
+from gateway.storage.postgres import PostgresDatabase, redact
 
 COUNT = 300
 T0 = dt.datetime(2026, 1, 15, 12, tzinfo=dt.UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from gateway.processes import stop
+from cpr_devtools.processes import stop
 
 #: A child that says it is ready, then waits; with ``ignore`` it shrugs off SIGTERM.
 _CHILD = """

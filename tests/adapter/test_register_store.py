@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from cpr_mainframe.register import Register
+from cpr_mainframe.register.generate import GENERATOR_VERSION, generate, persons
+from gateway.domain.person import Status
 from gateway.errors import BackendUnavailable, ConfigError
-from gateway.register import Register
-from gateway.register.generate import GENERATOR_VERSION, generate, persons
-from gateway.register.person import Status
 
 COUNT = 300
 

@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from gateway.observe.events import Event, EventBus, SessionShared
-from gateway.session_peers import PeerDirectory, SessionPeers
-from gateway.sessions import SessionBroker
-from gateway.workers import socket_path
+from gateway.runtime.workers import socket_path
+from gateway.sessions.peers import PeerDirectory, SessionPeers
+from gateway.sessions.table import SessionBroker
 
 
 class Clock:

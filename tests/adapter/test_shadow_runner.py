@@ -32,7 +32,7 @@ from gateway_harness import (
     running,
 )
 
-from gateway.client import exchange
+from cpr_devtools.client import exchange
 from gateway.codec import LogonAnswer, LookupAnswer, Record, Request, seal
 from gateway.codec.messages import request_with_token
 from gateway.config.schema import (
@@ -53,9 +53,9 @@ from gateway.observe.events import (
     ShadowCompleted,
 )
 from gateway.observe.logs import configure_logging
-from gateway.pressure import SAMPLE_INTERVAL_S, SUSTAINED_SAMPLES
 from gateway.routing import Decision
-from gateway.sessions import SessionBroker
+from gateway.runtime.pressure import SAMPLE_INTERVAL_S, SUSTAINED_SAMPLES
+from gateway.sessions.table import SessionBroker
 from gateway.shadow.compare import FieldKey
 from gateway.shadow.runner import ShadowJob, ShadowRunner
 from gateway.shadow.store import MismatchStore

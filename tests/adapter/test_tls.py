@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.pki import ensure_dev_pki
+from cpr_devtools.pki import ensure_dev_pki
 from gateway.tls import client_context, server_context
 
 

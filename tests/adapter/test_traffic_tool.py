@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.client import Credentials, Endpoint, logon
+from cpr_devtools.client import Credentials, Endpoint, logon
+from cpr_devtools.traffic import DEMO_CALLERS, DemoCaller, run_traffic, run_traffic_command
+from emulator_harness import running_emulator
 from gateway.codec import LogonAnswer, LogonRequest, LookupAnswer, LookupRequest
 from gateway.codec.framing import record_length
-from gateway.emulator.testing import running_emulator
 from gateway.model import Family, FejlNr
-from gateway.tools.traffic import DEMO_CALLERS, DemoCaller, run_traffic, run_traffic_command
 
 
 async def test_every_lookup_is_answered_with_one_logon_per_caller() -> None:

@@ -1,4 +1,4 @@
-"""`python -m gateway.bench --smoke`: the benchmark runs end to end and reports in shape.
+"""`python -m cpr_bench --smoke`: the benchmark runs end to end and reports in shape.
 
 Checks that it works, never how fast: a second of tiny load against the
 emulator directly and through the gateway's legacy route, in every mode, with
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from gateway.bench.grpc_floor import measure as measure_grpc_floor
-from gateway.bench.session_peers import measure as measure_session_peers
+from cpr_bench.grpc_floor import measure as measure_grpc_floor
+from cpr_bench.session_peers import measure as measure_session_peers
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     var = tmp_path_factory.mktemp("var")
     # Relative, as `make bench` passes it: the servers' configs must not read it from elsewhere.
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.bench", "--smoke", "--var", var.name],
+        [sys.executable, "-m", "cpr_bench", "--smoke", "--var", var.name],
         cwd=var.parent,
         capture_output=True,
         text=True,
@@ -108,7 +108,7 @@ def test_configs_and_logs_of_the_run_are_kept(run: tuple[Path, str]) -> None:
 
 
 def test_the_session_peer_benchmark_fetches_every_session_from_a_sibling_process() -> None:
-    """`python -m gateway.bench.session_peers`, tiny: each session comes back from a real
+    """`python -m cpr_bench.session_peers`, tiny: each session comes back from a real
     sibling process over its Unix socket (it raises if one does not); figures, not speed."""
     figures = measure_session_peers(20)
     assert figures.questions == 20
@@ -117,7 +117,7 @@ def test_the_session_peer_benchmark_fetches_every_session_from_a_sibling_process
 
 
 def test_the_grpc_floor_benchmark_makes_its_calls_against_a_real_server_process() -> None:
-    """`python -m gateway.bench.grpc_floor`, tiny: real calls to a real grpc.aio server in
+    """`python -m cpr_bench.grpc_floor`, tiny: real calls to a real grpc.aio server in
     another process, each side's CPU read from /proc; figures, not speed."""
     figures = measure_grpc_floor(200, concurrency=4)
     assert figures.calls == 200

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from cpr_devtools.client import Endpoint, exchange, logon
+from cpr_devtools.pki import ensure_dev_pki
+from emulator_harness import DEMO_OFF4, DEMO_PRIV, DemoUser, running_emulator
 from gateway.app import Gateway
-from gateway.client import Endpoint, exchange, logon
 from gateway.codec import LogonAnswer, LogonRequest, LookupAnswer, LookupRequest
 from gateway.config.schema import (
     Admin,
@@ -29,9 +31,7 @@ from gateway.config.schema import (
     Route,
     ServerTls,
 )
-from gateway.emulator.testing import DEMO_OFF4, DEMO_PRIV, DemoUser, running_emulator
 from gateway.model import Family, FejlNr
-from gateway.pki import ensure_dev_pki
 from gateway.tls import client_context
 
 #: The issue asks for every person of a 2,000-person register.

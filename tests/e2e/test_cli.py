@@ -93,7 +93,7 @@ def test_data_generate_then_pnrs_by_status(tmp_path: Path) -> None:
     assert len(pnrs) == 5
     assert all(len(p) == 10 and p.isdigit() for p in pnrs)
 
-    from gateway.register.store import Register
+    from cpr_mainframe.register.store import Register
 
     store = Register.open(register)
     try:

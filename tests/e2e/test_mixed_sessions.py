@@ -18,15 +18,15 @@ from pathlib import Path
 
 from workers_harness import lookups_answered, serving_workers
 
+from cpr_bench.servers import free_port, free_ports, shadow_copies
+from cpr_devtools.client import Endpoint, exchange, logon
+from cpr_services.migrate import migrate
+from cpr_services.server import ModernServer
+from emulator_harness import DEMO_OFF4, DEMO_PRIV, DemoUser, running_emulator
 from gateway.app import Gateway
-from gateway.bench.servers import free_port, free_ports, shadow_copies
-from gateway.client import Endpoint, exchange, logon
 from gateway.codec import LookupAnswer, LookupRequest
 from gateway.config import load_routing
-from gateway.emulator.testing import DEMO_OFF4, DEMO_PRIV, DemoUser, running_emulator
 from gateway.model import Family, FejlNr
-from gateway.modern.migrate import migrate
-from gateway.modern.server import ModernServer
 
 CLIENTS = 6
 LOOKUPS_PER_PHASE = 15

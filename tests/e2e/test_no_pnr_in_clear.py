@@ -18,9 +18,9 @@ import pytest
 from prometheus_client import generate_latest
 from test_shadow_drift import DRIFT, _look_up_all, stack
 
-from gateway.emulator.testing import DEMO_OFF4, DEMO_PRIV
+from cpr_mainframe.register.store import Register
+from emulator_harness import DEMO_OFF4, DEMO_PRIV
 from gateway.observe.logs import configure_logging
-from gateway.register.store import Register
 from gateway.shadow.report import build_report, render_json, render_text
 from gateway.shadow.store import MismatchStore
 

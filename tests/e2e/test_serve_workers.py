@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from workers_harness import ROOT, serving_workers, wait_ready
 
-from gateway.bench.measure import process_tree
-from gateway.bench.servers import free_port, free_ports
-from gateway.client import Endpoint, logon
-from gateway.emulator.testing import DEMO_PRIV, running_emulator
+from cpr_bench.measure import process_tree
+from cpr_bench.servers import free_port, free_ports
+from cpr_devtools.client import Endpoint, logon
+from emulator_harness import DEMO_PRIV, running_emulator
 
 ROUTING = """
 version: 1

@@ -18,13 +18,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.app import Gateway
-from gateway.calendar import production_date
-from gateway.client import Endpoint, exchange, logon
-from gateway.codec import LookupAnswer, LookupRequest, Record
-from gateway.config import load_routing
-from gateway.emulator.handler import utc_now
-from gateway.emulator.testing import (
+from cpr_devtools.client import Endpoint, exchange, logon
+from cpr_mainframe.handler import utc_now
+from cpr_mainframe.register.store import Register
+from cpr_services.drift import Drift
+from cpr_services.migrate import migrate
+from cpr_services.server import ModernServer
+from emulator_harness import (
     DEMO_OFF4,
     DEMO_PRIV,
     DemoUser,
@@ -32,12 +32,12 @@ from gateway.emulator.testing import (
     RunningEmulator,
     running_emulator,
 )
+from gateway.app import Gateway
+from gateway.codec import LookupAnswer, LookupRequest, Record
+from gateway.config import load_routing
+from gateway.domain.calendar import production_date
 from gateway.model import Family, FejlNr
-from gateway.modern.drift import Drift
-from gateway.modern.migrate import migrate
-from gateway.modern.server import ModernServer
 from gateway.observe.events import Event, ShadowCompleted
-from gateway.register.store import Register
 from gateway.render import render_answer
 from gateway.shadow.compare import FieldKey
 from gateway.shadow.noise import Tally, Thresholds, real_differences

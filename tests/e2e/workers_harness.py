@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO
 
-from gateway.bench.servers import http_get
+from cpr_bench.servers import http_get
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
-from gateway.bench.configs import (
+from cpr_bench.configs import (
     READ_TIMEOUT_S,
     TlsFiles,
     Via,
@@ -17,9 +17,9 @@ from gateway.bench.configs import (
     haproxy_cfg,
     write_pem,
 )
+from cpr_devtools.pki import ensure_dev_pki
+from cpr_mainframe.config import load_config
 from gateway.config import load_routing
-from gateway.emulator.config import load_config
-from gateway.pki import ensure_dev_pki
 
 
 @pytest.fixture(scope="module")

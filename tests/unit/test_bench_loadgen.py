@@ -7,8 +7,8 @@ import collections
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.bench.loadgen import JobResult, share
-from gateway.bench.wire import answer_problem
+from cpr_bench.loadgen import JobResult, share
+from cpr_bench.wire import answer_problem
 from gateway.codec import LookupAnswer, LookupRequest
 from gateway.model import Family, FejlNr
 

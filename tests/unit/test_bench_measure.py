@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.bench.measure import (
+from cpr_bench.measure import (
     LatencySummary,
     ProcessUsage,
     machine_share,

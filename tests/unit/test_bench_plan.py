@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.bench.configs import Via
-from gateway.bench.loadgen import LoadMode, Workload
-from gateway.bench.scenarios import (
+from cpr_bench.configs import Via
+from cpr_bench.loadgen import LoadMode, Workload
+from cpr_bench.scenarios import (
     SMOKE,
     Phase,
     Settings,

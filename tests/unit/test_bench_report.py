@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from gateway.bench.loadgen import JobResult, LoadMode, Workload
-from gateway.bench.measure import ProcessUsage
-from gateway.bench.report import Row, Sample, pool, to_json, to_markdown, update_docs
-from gateway.bench.targets import check_targets
+from cpr_bench.loadgen import JobResult, LoadMode, Workload
+from cpr_bench.measure import ProcessUsage
+from cpr_bench.report import Row, Sample, pool, to_json, to_markdown, update_docs
+from cpr_bench.targets import check_targets
 
 OPEN = Workload(LoadMode.OPEN, 2.0, rate=100)
 CLOSED = Workload(LoadMode.CLOSED, 2.0, concurrency=8)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.emulator import default_config_path, load_config
-from gateway.emulator.config import Window
-from gateway.emulator.handler import in_maintenance
+from cpr_mainframe import default_config_path, load_config
+from cpr_mainframe.config import Window
+from cpr_mainframe.handler import in_maintenance
 from gateway.errors import ConfigError
 from gateway.model import Family
 from gateway.render.task import OFF4_RECORD_TYPES, AddressStyle, NameFormat

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.emulator.auth import SPECIALS, password_problem
+from cpr_accounts.auth import SPECIALS, password_problem
 
 GOOD = ["Demo#123", "aB3~aaaa", "Zz9\\zzzz", "1aA,....", "Qw3rty:]", "xY7`{}[;"]
 BAD = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from gateway.emulator.sessions import Sessions
+from cpr_accounts.tokens import Sessions
 
 T0 = dt.datetime(2026, 1, 15, 12, tzinfo=dt.UTC)
 IDLE = dt.timedelta(minutes=30)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway import heap
+from gateway.runtime import heap
 
 
 class _Node:

@@ -31,7 +31,7 @@ FORBIDDEN = frozenset(
 NOT_EVEN_STORAGE = FORBIDDEN | {"sqlite3", "threading", "os", "subprocess"}
 TELEMETRY = frozenset({"structlog", "prometheus_client"})
 PURE = sorted(
-    [*(GATEWAY / "codec").rglob("*.py"), GATEWAY / "routing.py", GATEWAY / "sessions.py"],
+    [*(GATEWAY / "codec").rglob("*.py"), GATEWAY / "routing.py", GATEWAY / "sessions" / "table.py"],
 )
 SHADOW_CORE = [SHADOW / "compare.py", SHADOW / "normalise.py", SHADOW / "noise.py"]
 LAYERS = [(path, FORBIDDEN) for path in PURE] + [(p, NOT_EVEN_STORAGE) for p in SHADOW_CORE]
@@ -141,7 +141,7 @@ def test_serving_loads_grpc_only_for_a_grpc_backend_and_x509_never() -> None:
     docs/benchmarks.md): reading routing.yaml and starting a gateway import neither grpcio
     nor the X.509 library; building a ``kind: grpc`` backend then loads grpcio."""
     code = (
-        "import sys, gateway.cli, gateway.app, gateway.backends, gateway.workers\n"
+        "import sys, gateway.cli, gateway.app, gateway.backends, gateway.runtime.workers\n"
         "heavy = ('grpc', 'cryptography')\n"
         "print(*[m for m in heavy if m in sys.modules])\n"
         "from gateway.backends import build_backend\n"

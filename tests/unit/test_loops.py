@@ -1,4 +1,4 @@
-"""gateway.loops: every process's event loop, uvloop unless CPR_GATEWAY_LOOP says asyncio."""
+"""runtime.loops: every process's event loop, uvloop unless CPR_GATEWAY_LOOP says asyncio."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import uvloop
 
-from gateway.loops import LOOP_ENV, chosen_loop, run
+from gateway.runtime.loops import LOOP_ENV, chosen_loop, run
 
 
 async def _loop_type() -> type[asyncio.AbstractEventLoop]:

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import Descriptor
 
-from gateway.modern.pb.cpr.v1 import auth_pb2, person_pb2
-from gateway.modern.store import person_schema
+from cpr_services.store import person_schema
+from gateway.cprv1.pb.cpr.v1 import auth_pb2, person_pb2
 
 
 def _person_in_a_pool(

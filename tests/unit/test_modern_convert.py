@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from gateway.model import Family, FejlNr
-from gateway.modern import convert
-from gateway.modern.pb.cpr.v1 import auth_pb2, person_pb2
-from gateway.register.generate import persons
-from gateway.register.person import (
+from cpr_mainframe.register.generate import persons
+from gateway.cprv1 import convert
+from gateway.cprv1.pb.cpr.v1 import auth_pb2, person_pb2
+from gateway.domain.person import (
     UNKNOWN_PNR,
     ContactAddress,
     Custody,
@@ -29,6 +28,7 @@ from gateway.register.person import (
     Relative,
     Status,
 )
+from gateway.model import Family, FejlNr
 from gateway.render.task import AddressStyle, NameFormat, Task
 
 COUNT = 2000

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.modern.drift import Drift
-from gateway.register.person import DanishAddress, Name, Person, Sex, Status
+from cpr_services.drift import Drift
+from gateway.domain.person import DanishAddress, Name, Person, Sex, Status
 from gateway.render.task import AddressStyle, Task
 
 # Synthetic PNRs (valid birth dates, spec §9); none is a real person's.

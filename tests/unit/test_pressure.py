@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from gateway.pressure import LoopLag
+from gateway.runtime.pressure import LoopLag
 
 
 class Samples(list[float]):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMITTED = ROOT / "src" / "gateway" / "modern" / "pb"
+COMMITTED = ROOT / "src" / "gateway" / "cprv1" / "pb"
 
 
 def _tree(root: Path) -> dict[str, bytes]:

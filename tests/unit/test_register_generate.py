@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from cpr_mainframe.register import Register
+from cpr_mainframe.register import generate as generate_module
+from cpr_mainframe.register.draw import MOD11_OPTIONAL_FROM, REGISTER_DATE, seventh_digits
+from cpr_mainframe.register.generate import generate
 from gateway.codec.fields import is_printable_latin1
-from gateway.model import Family
-from gateway.register import Person, Register
-from gateway.register import generate as generate_module
-from gateway.register.draw import MOD11_OPTIONAL_FROM, REGISTER_DATE, seventh_digits
-from gateway.register.generate import generate
-from gateway.register.person import (
+from gateway.domain.person import (
     UNKNOWN_PNR,
     CivilStatus,
     CustodyType,
     GuardianKind,
     NameMarker,
+    Person,
     ProtectionType,
     Sex,
     Status,
@@ -29,6 +29,7 @@ from gateway.register.person import (
     century,
     passes_modulus11,
 )
+from gateway.model import Family
 from gateway.render import Task, render_answer
 
 TODAY = REGISTER_DATE.date()

@@ -8,24 +8,25 @@ from dataclasses import replace
 
 import pytest
 
+from cpr_mainframe.register import Register
+from cpr_mainframe.register.generate import generate
 from gateway.codec import LookupAnswer, Record
 from gateway.codec.messages import MAX_DATA_LENGTH
 from gateway.codec.records import OFF4_LAYOUTS
-from gateway.model import Family, FejlNr
-from gateway.register import Person, Register
-from gateway.register.generate import generate
-from gateway.register.person import (
+from gateway.domain.person import (
     UNKNOWN_PNR,
     CivilState,
     CivilStatus,
     DanishAddress,
     Name,
+    Person,
     Protection,
     ProtectionType,
     Relative,
     Sex,
     Status,
 )
+from gateway.model import Family, FejlNr
 from gateway.render import Task, render_answer
 
 TODAY = dt.date(2026, 1, 1)

@@ -10,12 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cpr_mainframe.register import Register
+from cpr_mainframe.register.generate import generate
 from gateway.codec import LookupAnswer, Record
 from gateway.codec.records import PRIV_LAYOUTS
-from gateway.model import Family, FejlNr
-from gateway.register import Person, Register
-from gateway.register.generate import generate
-from gateway.register.person import (
+from gateway.domain.person import (
     CivilState,
     CivilStatus,
     DanishAddress,
@@ -23,11 +22,13 @@ from gateway.register.person import (
     GuardianKind,
     Guardianship,
     Name,
+    Person,
     Protection,
     ProtectionType,
     Sex,
     Status,
 )
+from gateway.model import Family, FejlNr
 from gateway.render import AddressStyle, NameFormat, Task, render_answer
 from gateway.render.address import addressing_name, house_number, standard_address
 

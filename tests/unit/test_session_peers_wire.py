@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.session_peers import (
+from gateway.sessions.peers import (
     decode_answer,
     decode_question,
     encode_answer,
     encode_question,
 )
-from gateway.sessions import Session
+from gateway.sessions.table import Session
 
 
 def test_a_question_and_an_answer_round_trip() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.codec.messages import answer_token, answer_with_token, request_with_token
-from gateway.sessions import SessionBroker
+from gateway.sessions.table import SessionBroker
 
 
 class Clock:

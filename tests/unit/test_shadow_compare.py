@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cpr_mainframe.register.generate import persons
 from gateway.codec import LogonAnswer, LookupAnswer, Record, seal
 from gateway.codec.fields import Value
 from gateway.codec.messages import LookupRequest
 from gateway.codec.records import LAYOUTS
 from gateway.errors import ConfigError
 from gateway.model import Family, FejlNr
-from gateway.register.generate import persons
 from gateway.render import AddressStyle, Task, render_answer
 from gateway.shadow.compare import PLACEHOLDER, Comparison, FieldKey, compare
 from gateway.shadow.normalise import KeyPattern, Normaliser, Rules

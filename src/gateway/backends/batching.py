@@ -1,7 +1,7 @@
 """Coalescing: what arrives while calls are on the way goes out together in the next call.
 
 A gRPC call costs both sides about the same CPU whether it carries one read or
-sixteen (``python -m gateway.bench.grpc_floor``: ~0.3 ms in the caller and ~0.45 ms
+sixteen (``python -m cpr_bench.grpc_floor``: ~0.3 ms in the caller and ~0.45 ms
 in the server, nearly all of it per call). So a worker sends a read at once when
 fewer than ``calls_at_once`` calls are on the way, and otherwise queues it; each
 call that returns sends what has queued meanwhile, up to ``max_items``, as one
@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from gateway.tasks import TaskSet
+from gateway.runtime.tasks import TaskSet
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")

@@ -25,7 +25,6 @@ import grpc.aio
 
 from gateway.backends.batching import Batcher
 from gateway.backends.grpc_config import GrpcBackendConfig
-from gateway.calendar import production_date
 from gateway.codec import (
     LogonAnswer,
     LogonRequest,
@@ -36,10 +35,8 @@ from gateway.codec import (
     customer_number,
     refusal,
 )
-from gateway.errors import BackendProtocolError, BackendTimeout, BackendUnavailable, ConfigError
-from gateway.model import Family, FejlNr, Operation
-from gateway.modern import convert
-from gateway.modern.pb.cpr.v1 import (
+from gateway.cprv1 import convert
+from gateway.cprv1.pb.cpr.v1 import (
     auth_pb2,
     auth_pb2_grpc,
     person_pb2,
@@ -47,8 +44,11 @@ from gateway.modern.pb.cpr.v1 import (
     subscription_pb2,
     subscription_pb2_grpc,
 )
+from gateway.domain.calendar import production_date
+from gateway.domain.person import Person, birth_date_of
+from gateway.errors import BackendProtocolError, BackendTimeout, BackendUnavailable, ConfigError
+from gateway.model import Family, FejlNr, Operation
 from gateway.observe.events import EventBus, ReadsBatched
-from gateway.register.person import Person, birth_date_of
 from gateway.render import render_answer
 from gateway.render.task import Task
 

@@ -348,7 +348,7 @@ class Shadowing:
     key_file: Path | None = None
     retention: Retention = Retention()
     #: While the event loop runs this many seconds late, new copies are dropped (and
-    #: counted): the clients' requests get the CPU (gateway.pressure).
+    #: counted): the clients' requests get the CPU (gateway.runtime.pressure).
     shed_lag: float = 0.010
 
 

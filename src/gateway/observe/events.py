@@ -98,7 +98,7 @@ class SessionEvent:
 
 @dataclass(frozen=True, slots=True)
 class SessionShared:
-    """A worker asked its siblings for a session it did not know (gateway.session_peers)."""
+    """A worker asked its siblings for a session it did not know (gateway.sessions.peers)."""
 
     #: ``found`` (a sibling had it; copied here), ``unknown`` (no sibling has it), or
     #: ``failed`` (a sibling did not answer properly or in time; ``detail`` says how).
@@ -150,7 +150,7 @@ class ShadowQueue:
 
 @dataclass(frozen=True, slots=True)
 class LoopLagSampled:
-    """How late the event loop ran a timer that was due (:mod:`gateway.pressure`)."""
+    """How late the event loop ran a timer that was due (:mod:`gateway.runtime.pressure`)."""
 
     lag_s: float
 

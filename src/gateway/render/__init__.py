@@ -11,8 +11,8 @@ import datetime as dt
 
 from gateway.codec import Record, seal
 from gateway.codec.records import LAYOUTS
+from gateway.domain.person import Person
 from gateway.model import Family
-from gateway.register.person import Person
 from gateway.render import off4, priv
 from gateway.render.common import record
 from gateway.render.task import AddressStyle, NameFormat, Task

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from gateway.register.person import DanishAddress, Name, Person, ProtectionType
+from gateway.domain.person import DanishAddress, Name, Person, ProtectionType
 from gateway.render.common import fit
 from gateway.render.task import AddressStyle, NameFormat, Task
 

@@ -26,7 +26,7 @@ from functools import partial
 from gateway.codec import Record
 from gateway.codec.fields import Value
 from gateway.codec.records import OFF4_LAYOUTS
-from gateway.register.person import UNKNOWN_PNR, Name, Person, Relative, Status
+from gateway.domain.person import UNKNOWN_PNR, Name, Person, Relative, Status
 from gateway.render.address import (
     addressing_name,
     door_code,

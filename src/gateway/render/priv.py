@@ -13,7 +13,7 @@ from functools import partial
 from gateway.codec import Record
 from gateway.codec.fields import Value
 from gateway.codec.records import PRIV_LAYOUTS
-from gateway.register.person import Person, ProtectionType, Status
+from gateway.domain.person import Person, ProtectionType, Status
 from gateway.render.address import (
     addressing_name,
     door_code,

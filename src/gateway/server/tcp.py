@@ -1,6 +1,6 @@
 """The client-facing CPR Direkte listener: frame one request, answer it in one write, close.
 
-Per connection (gateway.connection): frame one request within the read timeout;
+Per connection (gateway.server.connection): frame one request within the read timeout;
 hand it to the dispatcher; write the answer in a single write and close. A request
 that cannot be framed is closed without an answer (spec §1, project rule). One
 client's trouble never reaches another client or the server: every connection has
@@ -17,7 +17,6 @@ from typing import Any
 
 from gateway.codec import Request
 from gateway.config.schema import Limits, Listen
-from gateway.connection import Connections, OneRequest, describe_failure
 from gateway.dispatch import Dispatcher
 from gateway.errors import ConfigError, FramingError
 from gateway.observe.events import (
@@ -28,6 +27,7 @@ from gateway.observe.events import (
     InternalError,
     RequestRejected,
 )
+from gateway.server.connection import Connections, OneRequest, describe_failure
 from gateway.tls import server_context
 
 
@@ -58,7 +58,7 @@ class ClientListener:
         """Bind and start accepting; returns the bound (host, port).
 
         ``sock`` is a listening socket to accept on instead of binding one: the one
-        ``serve --workers`` binds once and hands to every worker (gateway.workers).
+        ``serve --workers`` binds once and hands to every worker (gateway.runtime.workers).
 
         An address that cannot be bound or a certificate that cannot be loaded is
         a ConfigError, so the operator sees which setting to fix.

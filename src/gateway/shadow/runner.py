@@ -5,7 +5,7 @@ The dispatcher answers the client first and only then hands the request to
 number of shadowed requests run at once (``shadowing.max_in_flight``); a bounded
 number wait for a slot (``max_queued``); anything beyond is dropped and counted
 (outcome ``dropped``), and so is every copy offered while the event loop runs
-later than ``shadowing.shed_lag`` (:mod:`gateway.pressure`): a machine out of CPU
+later than ``shadowing.shed_lag`` (:mod:`gateway.runtime.pressure`): a machine out of CPU
 spends it on the clients, not on shadows. The client's answer is the control: a shadow's lateness,
 failure or difference becomes metrics and log lines, never a client error.
 
@@ -37,13 +37,13 @@ from gateway.errors import BackendError, BackendProtocolError, BackendTimeout, B
 from gateway.model import Family
 from gateway.observe.events import EventBus, ShadowCompleted, ShadowQueue, ShadowVerdict
 from gateway.routing import Decision
-from gateway.sessions import SessionBroker
+from gateway.runtime.tasks import TaskSet
+from gateway.sessions.table import SessionBroker
 from gateway.shadow.compare import Comparison, compare, placeholder
 from gateway.shadow.noise import Tally, verdict
 from gateway.shadow.pseudonym import Pseudonymiser
 from gateway.shadow.store import Sample
 from gateway.shadow.writer import SampleWriter
-from gateway.tasks import TaskSet
 
 #: One backend call for a copy: (backend name, request, raw bytes, deadline) → answer bytes.
 #: Raises BackendError; the dispatcher binds it to the backends the request was routed with.

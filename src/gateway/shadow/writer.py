@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from gateway.config.schema import Route
 from gateway.errors import GatewayError
 from gateway.observe.events import EventBus, ShadowSamplesLost
+from gateway.runtime.tasks import TaskSet
 from gateway.shadow.store import MismatchStore, Sample
-from gateway.tasks import TaskSet
 
 #: Samples waiting for the store at most. At a few hundred comparisons a second this is
 #: several seconds of backlog: enough to ride out a slow fsync, small enough to bound memory.

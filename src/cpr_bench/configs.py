@@ -1,0 +1,184 @@
+"""The configs a benchmark run writes: emulator.yaml, routing.yaml per gateway, haproxy.cfg.
+
+Pure text builders, so that what is measured can be read (and tested) without
+starting anything. Every path written is absolute; every address is loopback.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cpr_mainframe.config import default_config_path
+from gateway.config.schema import LEGACY_MAX_CONNECTIONS
+
+#: scrypt's lowest accepted cost: the benchmark logs on once per measurement and
+#: measures lookups, not password hashing.
+SCRYPT_N = 1024
+#: Seconds a client may take over its record. Above the longest hold of held
+#: connections (see :func:`check_hold`), so that held connections are not cut.
+READ_TIMEOUT_S = 30
+#: Connections each server (and each gateway worker) accepts: above the largest
+#: hold, so that the bound measured is the server's memory, not its limit.
+MAX_CONNECTIONS = 8192
+#: The emulator stands in for a mainframe with ample capacity: regions and queue
+#: far above the load, so that a refusal (08) never masks what the hops cost.
+REGIONS = 64
+QUEUE_LIMIT = 8192
+#: Per backend call; generous so that only a real stall shows as an error.
+DEADLINE = "5s"
+
+
+class Via(enum.StrEnum):
+    """The path between the client and the mainframe emulator."""
+
+    DIRECT = "direct"
+    HAPROXY = "haproxy"
+    LEGACY = "gateway-legacy"
+    MODERN = "gateway-modern"
+    SHADOW = "gateway-shadow"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """Certificate and key a server presents, and the CA that clients trust."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+def check_hold(hold_s: float) -> None:
+    """ValueError when connections would be held longer than the servers' read timeout."""
+    if hold_s >= READ_TIMEOUT_S - 5:
+        raise ValueError(f"hold of {hold_s:g}s is too close to the {READ_TIMEOUT_S}s read timeout")
+
+
+def emulator_yaml(
+    port: int, tls: TlsFiles | None, register: Path, state: Path, base: Path | None = None
+) -> str:
+    """The shipped emulator.yaml (customers, users, tasks) with the benchmark's settings."""
+    raw: dict[str, Any] = yaml.safe_load((base or default_config_path()).read_text())
+    raw.update(
+        listen={"host": "127.0.0.1", "port": port},
+        tls=None if tls is None else {"cert": str(tls.cert), "key": str(tls.key)},
+        register=str(register),
+        state=str(state),
+        scrypt_n=SCRYPT_N,
+        regions=REGIONS,
+        queue_limit=QUEUE_LIMIT,
+        max_connections=MAX_CONNECTIONS,
+        read_timeout_s=READ_TIMEOUT_S,
+        service_time_ms=0,
+        maintenance=False,
+        maintenance_windows=[],
+    )
+    return yaml.safe_dump(raw, sort_keys=False)
+
+
+def gateway_yaml(
+    via: Via,
+    *,
+    port: int,
+    admin_port: int,
+    tls: TlsFiles | None,
+    emulator_port: int,
+    emulator_ca: Path,
+    modern_port: int,
+) -> str:
+    """routing.yaml of one gateway scenario: legacy only, modern only, or legacy with a shadow."""
+    mainframe = {
+        "kind": "legacy",
+        "address": f"127.0.0.1:{emulator_port}",
+        "tls": {"ca": str(emulator_ca), "server_name": "localhost"},
+        "connect_timeout": "1s",
+    }
+    modern = {"kind": "grpc", "address": f"127.0.0.1:{modern_port}", "tls": None}
+    backends: dict[str, object]
+    if via is Via.LEGACY:
+        backends = {"mainframe": mainframe}
+        routes = [_route("all", {}, "mainframe")]
+    elif via is Via.MODERN:
+        backends = {"persons-v2": modern}
+        routes = [_route("all", {}, "persons-v2")]
+    elif via is Via.SHADOW:
+        backends = {"mainframe": mainframe, "persons-v2": modern}
+        lookups = _route("lookups", {"operation": ["lookup"]}, "mainframe")
+        lookups["shadow"] = [{"backend": "persons-v2", "sample": "100%", "deadline": "1s"}]
+        routes = [lookups, _route("rest", {}, "mainframe")]
+    else:
+        raise ValueError(f"{via} is not a gateway")
+    config = {
+        "version": 1,
+        "listen": {
+            "host": "127.0.0.1",
+            "port": port,
+            "tls": None if tls is None else {"cert": str(tls.cert), "key": str(tls.key)},
+        },
+        "admin": {"host": "127.0.0.1", "port": admin_port},
+        "limits": {
+            "read_timeout": f"{READ_TIMEOUT_S}s",
+            "max_connections": MAX_CONNECTIONS,
+            "grace_period": "2s",
+        },
+        "backends": backends,
+        "routes": routes,
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def _route(name: str, match: dict[str, object], backend: str) -> dict[str, object]:
+    return {"name": name, "match": match, "backend": backend, "deadline": DEADLINE}
+
+
+def haproxy_cfg(
+    *, port: int, pem: Path | None, emulator_port: int, emulator_ca: Path, threads: int
+) -> str:
+    """HAProxy in TCP mode doing what the gateway's legacy route does on the wire.
+
+    Client side: TLS with the gateway's certificate (``pem``: certificate and key
+    in one file), or plaintext when None. Mainframe side: TLS verified against the
+    development CA, a full handshake per connection (``no-ssl-reuse``) exactly as
+    the gateway does; HAProxy's default would resume sessions, which the gateway
+    does not (docs/benchmarks.md says why), and that would measure a different
+    amount of work. At most as many connections to the mainframe at once as the
+    gateway's workers open together (``max_connections`` each), the rest waiting in
+    HAProxy's queue: the same admission policy. In TCP mode HAProxy connects to the
+    server when the client connects, not when its request arrives, so a queued
+    client's wait includes its own think time; the queue timeout is therefore the
+    client timeout, not the gateway's route deadline.
+    """
+    towards_mainframe = LEGACY_MAX_CONNECTIONS * threads
+    tls = f" ssl crt {pem}" if pem is not None else ""
+    return "\n".join(
+        [
+            "global",
+            f"    nbthread {threads}",
+            f"    maxconn {MAX_CONNECTIONS}",
+            "defaults",
+            "    mode tcp",
+            "    timeout connect 1s",
+            f"    timeout queue {READ_TIMEOUT_S}s",
+            f"    timeout client {READ_TIMEOUT_S}s",
+            f"    timeout server {READ_TIMEOUT_S}s",
+            "frontend cpr",
+            f"    bind 127.0.0.1:{port}{tls}",
+            "    default_backend mainframe",
+            "backend mainframe",
+            f"    server emulator 127.0.0.1:{emulator_port} ssl verify required"
+            f" ca-file {emulator_ca} sni str(localhost) verifyhost localhost no-ssl-reuse"
+            f" maxconn {towards_mainframe}",
+            "",
+        ]
+    )
+
+
+def write_pem(cert: Path, key: Path, pem: Path) -> Path:
+    """Certificate and key in one file, as HAProxy wants them; readable by the owner only."""
+    pem.touch(mode=0o600, exist_ok=True)
+    pem.write_bytes(cert.read_bytes() + key.read_bytes())
+    return pem

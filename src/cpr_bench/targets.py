@@ -1,0 +1,168 @@
+"""The issue's targets P1–P6, judged from a run's rows: reported, never asserted.
+
+A target is *met* or *not met* only when it was measurable: its rows exist
+(phase run, HAProxy installed, shadows built) and, for the open-loop targets,
+the baseline path kept up with the offered rate. When the baseline itself could
+not (a machine too small for the rate: direct to the emulator already falls
+behind), the gateway is not to blame and the target is "not measurable here";
+the light phase's numbers are given as context instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cpr_bench.report import Row, shadow_text
+
+#: P6's bound on the gateway's resident memory.
+RSS_LIMIT_MB = 200.0
+#: P6's number of concurrent client connections.
+P6_CONNECTIONS = 2000
+
+Find = Callable[[str, str], Row | None]
+
+
+def check_targets(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """Each target: key, goal, what was measured, and met (True, False, None = not measured)."""
+
+    def find(phase_prefix: str, scenario: str) -> Row | None:
+        return next(
+            (r for r in rows if r.phase.startswith(phase_prefix) and r.scenario == scenario),
+            None,
+        )
+
+    return [check(find) for check in (_p1, _p2, _p3, _p4, _p5, _p6)]
+
+
+def _target(key: str, goal: str, measured: str, met: bool | None) -> dict[str, Any]:
+    return {"key": key, "goal": goal, "measured": measured, "met": met}
+
+
+def _ran(*rows: Row | None) -> bool:
+    return all(r is not None and r.ok > 0 for r in rows)
+
+
+def _behind(row: Row) -> str:
+    """Why ``row``, a baseline, does not count: it fell behind the offered load."""
+    return (
+        f"not measurable here: {row.scenario} itself answered {row.rps:,.0f}/s of"
+        f" {row.load} with {row.error_count} errors (the machine is saturated)"
+    )
+
+
+def _p1(find: Find) -> dict[str, Any]:
+    goal = "legacy route, TLS, open loop: added p50 vs direct ≤ 1 ms; p99 ≤ 1.5 × HAProxy; 0 errors"
+    rows = [find("open-tls-", s) for s in ("gateway-legacy-tls", "direct-tls", "haproxy-tls")]
+    light_gw, light_direct, light_ha = (
+        find("light-tls-", s) for s in ("gateway-legacy-tls", "direct-tls", "haproxy-tls")
+    )
+    context = ""
+    if light_gw is not None and _ran(light_gw, light_direct):
+        context = f"; at {light_gw.load}: {_p1_text(light_gw, light_direct, light_ha)}"
+    if not _ran(*rows[:2]):
+        return _target("P1", goal, "not run" + context, None)
+    gw, direct, ha = rows
+    assert gw is not None and direct is not None
+    if not direct.kept_up:
+        return _target("P1", goal, _behind(direct) + context, None)
+    added = gw.latency_ms["p50"] - direct.latency_ms["p50"]
+    met: bool | None = added <= 1.0 and gw.error_count == 0
+    if ha is not None and ha.ok:
+        met = met and gw.latency_ms["p99"] <= 1.5 * ha.latency_ms["p99"]
+    else:
+        met = None  # half of the target cannot be judged without HAProxy
+    return _target("P1", goal, f"{gw.load}: {_p1_text(gw, direct, ha)}{context}", met)
+
+
+def _p1_text(gw: Row | None, direct: Row | None, ha: Row | None) -> str:
+    assert gw is not None and direct is not None
+    added = gw.latency_ms["p50"] - direct.latency_ms["p50"]
+    text = f"added p50 {added:.2f} ms, {gw.error_count} errors"
+    if ha is not None and ha.ok:
+        text += f", p99 {gw.latency_ms['p99'] / ha.latency_ms['p99']:.2f} × HAProxy"
+    return text
+
+
+def _p2(find: Find) -> dict[str, Any]:
+    goal = "legacy route saturation throughput ≥ 60% of HAProxy's"
+    gw, ha = find("closed-tls-", "gateway-legacy-tls"), find("closed-tls-", "haproxy-tls")
+    if not _ran(gw, ha):
+        return _target("P2", goal, "not run", None)
+    assert gw is not None and ha is not None
+    ratio = gw.rps / ha.rps
+    measured = f"{gw.rps:,.0f} vs {ha.rps:,.0f} req/s ({gw.load}, TLS) = {ratio:.0%}"
+    return _target("P2", goal, measured, ratio >= 0.6)
+
+
+def _p3(find: Find) -> dict[str, Any]:
+    goal = "modern route, plaintext client: ≥ 1,000 lookups/s with p99 ≤ 25 ms"
+    row, direct = find("open-plain-", "gateway-modern-plain"), find("open-plain-", "direct-plain")
+    if not _ran(row):
+        return _target("P3", goal, "not run", None)
+    assert row is not None
+    p99 = row.latency_ms["p99"]
+    measured = f"{row.load}: {row.rps:,.0f}/s answered, p99 {p99:.1f} ms, {row.error_count} errors"
+    if row.offered < 1000:
+        return _target("P3", goal, measured + " (offered below 1,000/s)", None)
+    if direct is not None and not direct.kept_up:
+        return _target("P3", goal, f"{measured}; {_behind(direct)}", None)
+    return _target("P3", goal, measured, row.kept_up and p99 <= 25)
+
+
+def _p4(find: Find) -> dict[str, Any]:
+    goal = "shadow on: primary p99 ≤ 1.2 × shadow off (same workers)"
+    names = ("gateway-shadow-tls", "gateway-legacy-tls")
+    on, off = (find("open-shadow-", s) for s in names)
+    light_on, light_off = (find("light-tls-", s) for s in names)
+    context = ""
+    if light_on is not None and _ran(light_on, light_off):
+        context = f"; at {light_on.load}: {_p4_text(light_on, light_off)}"
+    if not _ran(on, off):
+        return _target("P4", goal, "not run" + context, None)
+    assert on is not None and off is not None
+    if not off.kept_up:
+        return _target("P4", goal, _behind(off) + context, None)
+    ratio = on.latency_ms["p99"] / off.latency_ms["p99"]
+    measured = f"{on.load}: {_p4_text(on, off)}{context}"
+    return _target("P4", goal, measured, ratio <= 1.2 and on.error_count == 0)
+
+
+def _p4_text(on: Row | None, off: Row | None) -> str:
+    assert on is not None and off is not None
+    ratio = on.latency_ms["p99"] / off.latency_ms["p99"]
+    return (
+        f"p99 {on.latency_ms['p99']:.1f} vs {off.latency_ms['p99']:.1f} ms = {ratio:.2f}×,"
+        f" {on.error_count} errors; shadow copies: {shadow_text(on)}"
+    )
+
+
+def _p5(find: Find) -> dict[str, Any]:
+    goal = "gateway CPU per lookup, legacy route ≤ 2 × HAProxy's"
+    for prefix in ("light-tls-", "open-tls-"):  # the unsaturated phase first
+        gw, ha = find(prefix, "gateway-legacy-tls"), find(prefix, "haproxy-tls")
+        if _ran(gw, ha):
+            break
+    else:
+        return _target("P5", goal, "not run", None)
+    assert gw is not None and ha is not None
+    if gw.hop_cpu_ms is None or ha.hop_cpu_ms is None or ha.hop_cpu_ms <= 0:
+        return _target("P5", goal, "no CPU figures", None)
+    ratio = gw.hop_cpu_ms / ha.hop_cpu_ms
+    measured = f"{gw.load}, TLS: {gw.hop_cpu_ms:.2f} vs {ha.hop_cpu_ms:.2f} ms = {ratio:.1f}×"
+    return _target("P5", goal, measured, ratio <= 2.0)
+
+
+def _p6(find: Find) -> dict[str, Any]:
+    goal = f"gateway RSS ≤ {RSS_LIMIT_MB:.0f} MB with {P6_CONNECTIONS:,} concurrent connections"
+    row = find("hold-", "gateway-legacy-tls")
+    if row is None or row.held is None or row.rss_held_mb is None:
+        return _target("P6", goal, "not run", None)
+    peak = row.hop_rss_peak_mb or 0.0
+    measured = (
+        f"{row.held} held: {row.rss_held_mb:.0f} MB resident while held, {peak:.0f} MB peak"
+        f" ({row.hop_processes or 1} processes together); {row.error_count} errors after release"
+    )
+    if row.held < P6_CONNECTIONS:
+        return _target("P6", goal, measured + f" (fewer than {P6_CONNECTIONS:,} held)", None)
+    return _target("P6", goal, measured, max(row.rss_held_mb, peak) <= RSS_LIMIT_MB)

@@ -1,0 +1,104 @@
+"""`cpr-gateway up`: prepare var/ (certificates, register) and run every part of the stack."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
+from cpr_devtools.pki import ensure_dev_pki
+from cpr_devtools.supervisor import Listener, Part, run_stack
+from cpr_mainframe.config import load_config
+from cpr_mainframe.register.generate import generate
+from cpr_services.migrate import migrate
+from cpr_services.store import ModernStore
+from gateway.config import load_routing
+
+#: Where `make run` serves the gRPC services; routing.yaml's grpc backend points here.
+MODERN_PORT = 50051
+#: The demo's reference services drift the way a real migration does (docs/shadow.md), so
+#: that the default shadow on lookups has real findings to report.
+DEMO_DRIFT = "standardadr_2023,stale_address=0.1,missing_record=050"
+
+
+async def run_up(args: argparse.Namespace) -> int:
+    """Make what the default stack needs under var/, then run it until Ctrl-C."""
+    var: Path = args.var
+    pki = ensure_dev_pki(var / "tls")
+    print(f"development CA (trust this in clients): {pki.ca_cert.resolve()}", flush=True)
+    register = var / "register.sqlite"
+    if not register.exists():
+        print(f"generating a synthetic register of {args.persons} persons…", flush=True)
+        generate(register, count=args.persons, seed=1, progress=True)
+    modern = var / "modern.sqlite"
+    if not modern.exists():
+        print("migrating the register into the modern store…", flush=True)
+        migrate(register, modern, progress=True)
+    elif stale := _stale_messages(modern):
+        # Written by another version of the services' message format: correct but slow.
+        print(f"{stale} stored persons are in an older message format: migrating…", flush=True)
+        migrate(register, modern, progress=True)
+    return await run_stack(_parts(args.routing, args.emulator_config, modern))
+
+
+def _stale_messages(modern: Path) -> int:
+    store = ModernStore.open(modern)
+    try:
+        return store.stale_messages()
+    finally:
+        store.close()
+
+
+def _parts(routing: Path, emulator_config: Path, modern: Path) -> list[Part]:
+    gateway = load_routing(routing)
+    emulator = load_config(emulator_config)
+    cli = (sys.executable, "-m", "gateway.cli")
+    return [
+        Part(
+            "emulator",
+            (*cli, "emulator", "--config", str(emulator_config)),
+            (
+                Listener(
+                    _connectable(emulator.listen.host),
+                    emulator.listen.port,
+                    "mainframe emulator (CPR Direkte)",
+                ),
+            ),
+        ),
+        Part(
+            "backend",
+            (
+                *cli,
+                "backend",
+                "--config",
+                str(emulator_config),
+                "--store",
+                str(modern),
+                "--drift",
+                DEMO_DRIFT,
+            ),
+            (Listener("127.0.0.1", MODERN_PORT, "new gRPC services (cpr.v1)"),),
+        ),
+        Part(
+            "gateway",
+            (*cli, "serve", "--config", str(routing)),
+            (
+                Listener(
+                    _connectable(gateway.listen.host),
+                    gateway.listen.port,
+                    "gateway (CPR Direkte)",
+                ),
+                Listener(
+                    _connectable(gateway.admin.host),
+                    gateway.admin.port,
+                    "gateway admin (/metrics /healthz /readyz)",
+                ),
+            ),
+        ),
+    ]
+
+
+def _connectable(host: str) -> str:
+    """A wildcard listen address is reached on loopback."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host

@@ -1,0 +1,168 @@
+"""The modern backend's gRPC server: cpr.v1 services, standard health, reflection.
+
+``cpr-gateway backend`` runs one :class:`ModernServer`. Customers and users come
+from an emulator.yaml-format config (only ``customers``, ``scrypt_n`` and
+``token_idle_minutes`` are used here); users not yet in the store are seeded
+with their configured password at start, as the emulator does, and from then on
+the store's scrypt digests are the truth. Persons come from the store
+(``cpr-gateway migrate`` fills it).
+
+Health (``grpc.health.v1.Health``) answers SERVING for ``""`` and each cpr.v1
+service while the server runs and NOT_SERVING from the start of shutdown, so a
+load balancer stops sending before calls are cut off. Reflection lists the
+cpr.v1 services, health and reflection itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
+
+from cpr_accounts.auth import Authenticator
+from cpr_accounts.tokens import Sessions
+from cpr_mainframe import EmulatorConfig
+from cpr_mainframe.handler import Clock, utc_now
+from cpr_services.drift import Drift
+from cpr_services.services import (
+    NO_DRIFT,
+    AuthServicer,
+    Pace,
+    PersonServicer,
+    SubscriptionServicer,
+)
+from cpr_services.store import ModernStore
+from gateway.cprv1.pb.cpr.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    person_pb2,
+    person_pb2_grpc,
+    subscription_pb2,
+    subscription_pb2_grpc,
+)
+from gateway.errors import ConfigError
+
+_log = structlog.get_logger("cpr_services")
+
+#: The cpr.v1 services, by full name (health entries and reflection).
+SERVICE_NAMES = (
+    person_pb2.DESCRIPTOR.services_by_name["PersonService"].full_name,
+    subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name,
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+)
+#: Calls served at once; beyond it grpc answers RESOURCE_EXHAUSTED at once rather than
+#: queueing without bound. Each call is one short store operation (or a scrypt hash on a
+#: worker thread), so this is far above what two cores get through in a call's deadline.
+MAX_CONCURRENT_RPCS = 256
+#: Every cpr.v1 request is a few short fields; a larger message is not from the gateway.
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+class ModernServer:
+    """PersonService, SubscriptionService and AuthService on one port, plus health, reflection."""
+
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        store_path: str | Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        credentials: grpc.ServerCredentials | None = None,
+        delay: float = 0.0,
+        clock: Clock = utc_now,
+        drift: Drift = NO_DRIFT,
+    ) -> None:
+        """``delay`` (seconds) slows every call down: fault injection for deadline tests.
+
+        ``drift`` makes the answers differ from the register on purpose, the way a
+        migrated system realistically does (:mod:`cpr_services.drift`).
+        """
+        self.config = config
+        self.store_path = store_path
+        self.host = host
+        self._port = port
+        self._credentials = credentials
+        self._clock = clock
+        #: The drift every PersonService and ValidateSession answer carries.
+        self.drift = drift
+        #: The pacing every call goes through; ``pace.cancelled`` counts abandoned calls.
+        self.pace = Pace(delay)
+        self._store: ModernStore | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+
+    async def start(self) -> int:
+        """Open the store, seed users, listen and serve; returns the bound port."""
+        try:
+            self._store = ModernStore.open(self.store_path)
+            auth = Authenticator(self._store.state, self.config.scrypt_n)
+            await self._seed(auth)
+            self._server = self._build(auth)
+            port = self._bind(self._server)
+            await self._server.start()
+            for name in ("", *SERVICE_NAMES):
+                await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        except BaseException:
+            await self.aclose(0)
+            raise
+        _log.info("modern backend listening", host=self.host, port=port, drift=str(self.drift))
+        return port
+
+    async def aclose(self, grace: float | None = 5.0) -> None:
+        """Report NOT_SERVING, let calls in flight finish for ``grace`` seconds, close the store."""
+        await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _build(self, auth: Authenticator) -> grpc.aio.Server:
+        assert self._store is not None  # opened by start() just before
+        server = grpc.aio.server(
+            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+            options=[
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+                # grpc shares a port with any other process by default; a taken port must fail.
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        sessions = Sessions(dt.timedelta(minutes=self.config.token_idle_minutes))
+        auth_service = AuthServicer(
+            self.config, auth, sessions, self.pace, self._clock, drift=self.drift
+        )
+        person_pb2_grpc.add_PersonServiceServicer_to_server(
+            PersonServicer(self._store, self.pace, auth_service.authorize, self.drift), server
+        )
+        subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(
+            SubscriptionServicer(self._store, self.pace, self._clock), server
+        )
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(auth_service, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        return server
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        address = f"{self.host}:{self._port}"
+        try:
+            if self._credentials is None:
+                return server.add_insecure_port(address)
+            return server.add_secure_port(address, self._credentials)
+        except RuntimeError as exc:  # grpc's way of saying the address is taken or invalid
+            raise ConfigError([f"backend: cannot listen on {address}: {exc}"]) from None
+
+    async def _seed(self, auth: Authenticator) -> None:
+        """Users in config but not yet in the store get their configured password now."""
+        now = self._clock()
+        for customer in self.config.customers:
+            for user in customer.users:
+                if await auth.seed(customer.number, user.id, user.password, now):
+                    _log.info("modern backend user seeded", customer=customer.number, user=user.id)

@@ -1,8 +1,0 @@
-"""`python -m gateway.bench`: the benchmark, until `cpr-gateway bench` is wired in."""
-
-import sys
-
-from gateway.bench.cli import main
-
-if __name__ == "__main__":
-    sys.exit(main())

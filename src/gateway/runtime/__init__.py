@@ -1,0 +1,1 @@
+"""The process runtime: event loop, named tasks, heap settling, loop-lag sampling, workers."""

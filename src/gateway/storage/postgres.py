@@ -1,0 +1,117 @@
+"""A :class:`~gateway.storage.database.Database` on PostgreSQL, with psycopg 3.
+
+The connection runs in autocommit mode, so a read never leaves a transaction
+open on the server; :meth:`PostgresDatabase.transaction` opens one explicitly.
+A connection that broke (the server restarted, an administrator ended the
+session) is replaced at the start of the next statement or transaction outside
+a transaction: the call that met the break fails, the ones after it work again.
+
+The DSN may hold a password; :func:`redact` is the only form of it that goes
+into a message.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+
+from gateway.storage.database import DatabaseError, Dialect, Result
+
+#: Seconds to wait for a server that does not answer before giving up on a connection;
+#: without it libpq waits as long as TCP does (minutes), here and at every reconnect.
+CONNECT_TIMEOUT_S = 10
+_QUERY_PASSWORD = re.compile(r"(^|&)password=[^&]*")
+
+
+def is_dsn(location: object) -> bool:
+    """True when ``location`` is a PostgreSQL URL rather than a SQLite file path."""
+    return str(location).startswith(("postgresql://", "postgres://"))
+
+
+def redact(location: str) -> str:
+    """A DSN with any password replaced by ``***``, for messages; a file path as it is."""
+    if not is_dsn(location):
+        return location
+    parts = urllib.parse.urlsplit(location)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if ":" in userinfo:
+        userinfo = userinfo.partition(":")[0] + ":***"
+    query = _QUERY_PASSWORD.sub(r"\1password=***", parts.query)
+    # Put together by hand: urlunsplit would drop the empty host of "postgresql:///db".
+    return f"{parts.scheme}://{userinfo}{at}{hostport}{parts.path}{'?' if query else ''}{query}"
+
+
+class PostgresDatabase:
+    """A :class:`~gateway.storage.database.Database` on one PostgreSQL connection."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, dsn: str) -> None:
+        """Connect to ``dsn``; DatabaseError when the server cannot be reached or refuses."""
+        self._dsn = dsn
+        self._in_transaction = False
+        self._connection = _connect(dsn)
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Result:
+        """Run one statement with ``?`` placeholders."""
+        with _postgres_errors(), self._live().cursor() as cursor:
+            cursor.execute(_placeholders(sql), params)
+            rows = cursor.fetchall() if cursor.description is not None else []
+            return Result(rows, cursor.rowcount)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> int:
+        """Run one statement per row of parameters; returns the rows changed in total."""
+        with _postgres_errors(), self._live().cursor() as cursor:
+            cursor.executemany(_placeholders(sql), rows)
+            return cursor.rowcount  # psycopg sums the rowcounts of executemany
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all; not nestable."""
+        with _postgres_errors(), self._live().transaction():
+            self._in_transaction = True
+            try:
+                yield
+            finally:
+                self._in_transaction = False
+
+    def close(self) -> None:
+        """Close the connection; the database cannot be used afterwards."""
+        self._connection.close()
+
+    def _live(self) -> psycopg.Connection[TupleRow]:
+        """The connection, replaced first if it broke (never inside a transaction)."""
+        if self._connection.broken and not self._in_transaction:
+            self._connection = _connect(self._dsn)
+        return self._connection
+
+
+def _connect(dsn: str) -> psycopg.Connection[TupleRow]:
+    try:
+        if "connect_timeout" not in conninfo_to_dict(dsn):  # the DSN's own value wins
+            dsn = make_conninfo(dsn, connect_timeout=CONNECT_TIMEOUT_S)
+        return psycopg.connect(dsn, autocommit=True)
+    except psycopg.Error as exc:
+        # libpq's message names host and port, never the password; only its first line.
+        raise DatabaseError(str(exc).strip().splitlines()[0]) from None
+
+
+def _placeholders(sql: str) -> str:
+    """psycopg's spelling of a statement: ``?`` is only ever a placeholder in this project's SQL."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+@contextmanager
+def _postgres_errors() -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        # The primary message only: DETAIL lines can quote a row's values (a PNR).
+        message = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+        raise DatabaseError(message) from None
