@@ -29,10 +29,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from cpr_accounts.clock import Clock, utc_now
 from cpr_devtools.client import Credentials, Endpoint
 from cpr_devtools.pki import ensure_dev_pki
 from cpr_mainframe.config import EmulatorConfig, Listen, Tls, default_config_path, load_config
-from cpr_mainframe.handler import Clock, utc_now
 from cpr_mainframe.register.generate import generate
 from cpr_mainframe.register.store import Register
 from cpr_mainframe.server import Emulator

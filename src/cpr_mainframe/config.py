@@ -15,17 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from cpr_accounts.auth import password_problem
-from cpr_mainframe.schema import (
-    TIMEZONE,
-    Customer,
-    EmulatorConfig,
-    IPNetwork,
-    Listen,
-    Tls,
-    User,
-    Window,
-    local_zone,
-)
+from cpr_accounts.customers import Customer, IPNetwork, User
+from cpr_mainframe.schema import TIMEZONE, EmulatorConfig, Listen, Tls, Window, local_zone
 from gateway.config.reader import read_yaml
 from gateway.errors import ConfigError
 from gateway.model import Family

@@ -25,15 +25,15 @@ lookups are the 28-byte header alone; a failed logon's token is blank.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from cpr_accounts.auth import Authenticator
+from cpr_accounts.clock import Clock
+from cpr_accounts.customers import Customer, IPAddress, User
 from cpr_accounts.state import StateStore
 from cpr_accounts.tokens import Sessions
 from cpr_mainframe.register.store import Register
-from cpr_mainframe.schema import Customer, EmulatorConfig, User, local_zone
+from cpr_mainframe.schema import EmulatorConfig, local_zone
 from gateway.codec import (
     LogonAnswer,
     LogonRequest,
@@ -47,15 +47,6 @@ from gateway.domain.calendar import production_date
 from gateway.domain.person import birth_date_of
 from gateway.model import Family, FejlNr, Operation
 from gateway.render import render_answer
-
-#: The emulator's notion of now: an aware datetime. Tests inject their own.
-Clock = Callable[[], dt.datetime]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def utc_now() -> dt.datetime:
-    """The real clock."""
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)

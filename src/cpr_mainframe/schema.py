@@ -8,15 +8,11 @@ loaded config with :func:`dataclasses.replace`.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cpr_accounts.customers import Customer
 from gateway.domain import calendar
-from gateway.model import Family
-from gateway.render.task import Task
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Maintenance windows and the answer date are read in the mainframe operators' time zone
 #: (project rule); gateway.domain.calendar owns it so that every side agrees on PRODDTO.
@@ -38,42 +34,6 @@ class Tls:
 
     cert: Path
     key: Path
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class User:
-    """A user id of a customer: its seed password and the transaction codes granted to it.
-
-    ``password`` only seeds the state store the first time the user is seen; from
-    then on the store's scrypt hash is the truth and this value is never read.
-    """
-
-    id: str
-    password: str
-    grants: frozenset[Family]
-
-    def __repr__(self) -> str:  # a password never reaches a log through repr
-        return f"User(id={self.id!r}, password=<redacted>, grants={sorted(self.grants)})"
-
-
-@dataclass(frozen=True, slots=True)
-class Customer:
-    """A KUNDENR: its users, the source networks it may connect from, and its task."""
-
-    number: int
-    users: tuple[User, ...]
-    allow: tuple[IPNetwork, ...]
-    task: Task = field(default_factory=Task)
-    name: str = ""
-
-    def user(self, user_id: str) -> User | None:
-        """The user with ``user_id`` (compared after trimming the padding some clients send)."""
-        wanted = user_id.strip()
-        return next((user for user in self.users if user.id == wanted), None)
-
-    def allows(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        """True when ``address`` lies in one of the customer's networks."""
-        return any(address in network for network in self.allow)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 import structlog
 
 from cpr_accounts.auth import Authenticator
+from cpr_accounts.clock import Clock, utc_now
+from cpr_accounts.customers import IPAddress
 from cpr_accounts.state import StateStore
 from cpr_accounts.tokens import Sessions
-from cpr_mainframe.handler import Clock, Handler, IPAddress, Outcome, refusal, utc_now
+from cpr_mainframe.handler import Handler, Outcome, refusal
 from cpr_mainframe.handler import in_maintenance as closed_for_maintenance
 from cpr_mainframe.register.store import Register
 from cpr_mainframe.schema import EmulatorConfig

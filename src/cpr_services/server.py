@@ -24,9 +24,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[i
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 
 from cpr_accounts.auth import Authenticator
+from cpr_accounts.clock import Clock, utc_now
+from cpr_accounts.customers import Directory
 from cpr_accounts.tokens import Sessions
-from cpr_mainframe import EmulatorConfig
-from cpr_mainframe.handler import Clock, utc_now
 from cpr_services.drift import Drift
 from cpr_services.services import (
     NO_DRIFT,
@@ -67,7 +67,7 @@ class ModernServer:
 
     def __init__(
         self,
-        config: EmulatorConfig,
+        config: Directory,
         store_path: str | Path,
         *,
         host: str = "127.0.0.1",

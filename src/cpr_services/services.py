@@ -37,10 +37,9 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from cpr_accounts.auth import Authenticator
+from cpr_accounts.clock import Clock
+from cpr_accounts.customers import Customer, Directory, IPAddress, User
 from cpr_accounts.tokens import Sessions
-from cpr_mainframe import EmulatorConfig
-from cpr_mainframe.handler import Clock, IPAddress
-from cpr_mainframe.schema import Customer, User
 from cpr_services.drift import Drift
 from cpr_services.store import ModernStore
 from gateway.cprv1 import convert
@@ -305,7 +304,7 @@ class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
 
     def __init__(
         self,
-        config: EmulatorConfig,
+        config: Directory,
         auth: Authenticator,
         sessions: Sessions,
         pace: Pace,

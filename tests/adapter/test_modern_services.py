@@ -20,10 +20,10 @@ from grpc_reflection.v1alpha import (  # type: ignore[import-untyped]
     reflection_pb2_grpc,
 )
 
+from cpr_accounts.clock import Clock, utc_now
+from cpr_devtools.migration import migrate_register
 from cpr_mainframe import EmulatorConfig, default_config_path, load_config
-from cpr_mainframe.handler import Clock, utc_now
 from cpr_mainframe.register.store import Register
-from cpr_services.migrate import migrate
 from cpr_services.server import SERVICE_NAMES, ModernServer
 from cpr_services.services import peer_address
 from emulator_harness import TEST_SCRYPT_N, FakeClock, register_of
@@ -56,7 +56,7 @@ def register_path() -> Path:
 def store(tmp_path: Path, register_path: Path) -> Path:
     """A fresh modern store holding the register's persons."""
     target = tmp_path / "modern.sqlite"
-    migrate(register_path, target, progress=False)
+    migrate_register(register_path, target, progress=False)
     return target
 
 

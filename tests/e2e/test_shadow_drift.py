@@ -18,11 +18,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cpr_accounts.clock import utc_now
 from cpr_devtools.client import Endpoint, exchange, logon
-from cpr_mainframe.handler import utc_now
+from cpr_devtools.migration import migrate_register
 from cpr_mainframe.register.store import Register
 from cpr_services.drift import Drift
-from cpr_services.migrate import migrate
 from cpr_services.server import ModernServer
 from emulator_harness import (
     DEMO_OFF4,
@@ -105,7 +105,7 @@ async def stack(tmp_path: Path, drift: Drift, *, noise: bool = False) -> AsyncIt
                 f'  mainframe-2: {{kind: legacy, address: "127.0.0.1:{second.port}", tls: null}}'
             )
             ports["noise_route"] = "    noise: {backend: mainframe-2, sample: 100%}"
-        migrate(primary.config.register, tmp_path / "modern.sqlite", progress=False)
+        migrate_register(primary.config.register, tmp_path / "modern.sqlite", progress=False)
         modern = ModernServer(primary.config, tmp_path / "modern.sqlite", drift=drift)
         ports["modern"] = await modern.start()
         parts.push_async_callback(modern.aclose, 0)
