@@ -36,9 +36,9 @@ from cpr_bench.servers import (
     haproxy_binary,
 )
 from cpr_bench.wire import Target
+from cpr_devtools.migration import migrate_register
 from cpr_devtools.pki import ensure_dev_pki
 from cpr_mainframe.register.generate import generate
-from cpr_services.migrate import migrate
 from gateway.config import load_routing
 from gateway.errors import ConfigError
 
@@ -105,13 +105,13 @@ class Stack:
             print("migrating it into the modern store (once)…", flush=True)
             partial = self.store.with_suffix(".partial")
             partial.unlink(missing_ok=True)
-            migrate(self.register, partial, progress=False)
+            migrate_register(self.register, partial, progress=False)
             partial.rename(self.store)
         elif modern:
             # Unchanged rows are read and left alone (seconds); rows a newer program stores
             # differently (e.g. the services' message form) are rewritten, so the services are
             # measured as a freshly migrated store serves them.
-            migrate(self.register, self.store, progress=False)
+            migrate_register(self.register, self.store, progress=False)
 
     async def _deploy(self, scenario: Scenario) -> Deployed | None:
         try:

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
+from cpr_devtools.migration import migrate_register
 from cpr_devtools.pki import ensure_dev_pki
 from cpr_devtools.supervisor import Listener, Part, run_stack
 from cpr_mainframe.config import load_config
 from cpr_mainframe.register.generate import generate
-from cpr_services.migrate import migrate
 from cpr_services.store import ModernStore
 from gateway.config import load_routing
 
@@ -34,11 +34,11 @@ async def run_up(args: argparse.Namespace) -> int:
     modern = var / "modern.sqlite"
     if not modern.exists():
         print("migrating the register into the modern store…", flush=True)
-        migrate(register, modern, progress=True)
+        migrate_register(register, modern, progress=True)
     elif stale := _stale_messages(modern):
         # Written by another version of the services' message format: correct but slow.
         print(f"{stale} stored persons are in an older message format: migrating…", flush=True)
-        migrate(register, modern, progress=True)
+        migrate_register(register, modern, progress=True)
     return await run_stack(_parts(args.routing, args.emulator_config, modern))
 
 

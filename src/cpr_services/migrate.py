@@ -11,13 +11,13 @@ store are not touched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from tqdm import tqdm
 
-from cpr_mainframe.register.store import Register
 from cpr_services.store import ModernStore
 from gateway.domain.person import Person
 
@@ -39,29 +39,42 @@ class MigrationReport:
     schema_version: int
 
 
+class PersonSource(Protocol):
+    """A legacy register as the migration reads it (the emulator's register file is one)."""
+
+    @property
+    def meta(self) -> Mapping[str, str]:
+        """Where the register came from (seed, size…), kept in the store as ``source.*``."""
+        ...
+
+    def count(self) -> int:
+        """Number of persons."""
+        ...
+
+    def iter_persons(self, page: int = ...) -> Iterator[Person]:
+        """Every person, ``page`` at a time."""
+        ...
+
+
 def migrate(
-    register_path: Path,
+    register: PersonSource,
     store_path: str | Path,
     progress: bool = True,
     batch_size: int = BATCH_SIZE,
 ) -> MigrationReport:
-    """Copy every person from the register at ``register_path`` into the store at ``store_path``.
+    """Copy every person of ``register`` into the store at ``store_path``.
 
-    The store is created (and its schema migrated) when needed. ConfigError when
-    either file cannot be opened; ``progress`` shows a tqdm bar on stderr.
+    The store is created (and its schema migrated) when needed. ConfigError when it
+    cannot be opened; ``progress`` shows a tqdm bar on stderr.
     """
-    register = Register.open(register_path)
+    store = ModernStore.open(store_path)
     try:
-        store = ModernStore.open(store_path)
-        try:
-            return _copy(register, store, progress, batch_size)
-        finally:
-            store.close()
+        return _copy(register, store, progress, batch_size)
     finally:
-        register.close()
+        store.close()
 
 
-def _copy(register: Register, store: ModernStore, progress: bool, size: int) -> MigrationReport:
+def _copy(register: PersonSource, store: ModernStore, progress: bool, size: int) -> MigrationReport:
     read = inserted = updated = unchanged = 0
     with tqdm(total=register.count(), unit=" persons", disable=not progress) as bar:
         for batch in _batches(register.iter_persons(page=size), size):

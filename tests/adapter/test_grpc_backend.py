@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from cpr_devtools.client import Endpoint, exchange, logon
-from cpr_services.migrate import migrate
+from cpr_devtools.migration import migrate_register
 from cpr_services.server import ModernServer
 from emulator_harness import DEMO_OFF4, DEMO_PRIV, DemoUser, running_emulator
 from gateway.backends.grpc import GrpcBackend
@@ -52,7 +52,7 @@ async def both_sides(
     """A plaintext emulator and the modern services over the same register."""
     async with running_emulator(persons=persons, tls=False, workdir=tmp_path / "emu") as emu:
         store = tmp_path / "modern.sqlite"
-        migrate(emu.config.register, store, progress=False)
+        migrate_register(emu.config.register, store, progress=False)
         server = ModernServer(emu.config, store, delay=delay)
         port = await server.start()
         backend = GrpcBackend.from_config(GrpcBackendConfig("persons-v2", "127.0.0.1", port, None))

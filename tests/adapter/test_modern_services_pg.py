@@ -11,9 +11,9 @@ import grpc
 import pytest
 from pg_server import pg_dsn_fixture, postgres_fixture  # noqa: F401 (fixtures)
 
+from cpr_devtools.migration import migrate_register
 from cpr_mainframe import default_config_path, load_config
 from cpr_mainframe.register.store import Register
-from cpr_services.migrate import migrate
 from cpr_services.server import ModernServer
 from emulator_harness import TEST_SCRYPT_N, register_of
 from gateway.cprv1 import convert
@@ -39,7 +39,7 @@ def register_path() -> Path:
 @pytest.fixture
 def store(pg_dsn: str, register_path: Path) -> str:
     """The DSN of a fresh PostgreSQL modern store holding the register's persons."""
-    migrate(register_path, pg_dsn, progress=False)
+    migrate_register(register_path, pg_dsn, progress=False)
     return pg_dsn
 
 

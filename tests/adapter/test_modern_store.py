@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cpr_devtools.migration import migrate_register
 from cpr_mainframe.register.store import Register
-from cpr_services.migrate import migrate
 from cpr_services.store import MESSAGE_FORMAT, MIGRATIONS, ModernStore, upgrade
 from emulator_harness import register_of
 from gateway.cprv1 import convert
@@ -49,7 +49,9 @@ def test_migration_copies_every_person_exactly(
     tmp_path: Path, register_path: Path, register: Register
 ) -> None:
     """Every register person is in the store afterwards, equal to the register's."""
-    report = migrate(register_path, tmp_path / "modern.sqlite", progress=False, batch_size=64)
+    report = migrate_register(
+        register_path, tmp_path / "modern.sqlite", progress=False, batch_size=64
+    )
     assert (report.read, report.inserted, report.updated, report.unchanged) == (COUNT, COUNT, 0, 0)
     assert (report.stored, report.schema_version) == (COUNT, len(MIGRATIONS))
     store = ModernStore.open(tmp_path / "modern.sqlite")
@@ -64,9 +66,9 @@ def test_migration_copies_every_person_exactly(
 def test_migrating_twice_changes_nothing(tmp_path: Path, register_path: Path) -> None:
     """A second run reads everyone, finds them unchanged, and leaves the file's content as is."""
     target = tmp_path / "modern.sqlite"
-    migrate(register_path, target, progress=False)
+    migrate_register(register_path, target, progress=False)
     before = _dump(target)
-    again = migrate(register_path, target, progress=True)
+    again = migrate_register(register_path, target, progress=True)
     assert (again.read, again.inserted, again.updated, again.unchanged) == (COUNT, 0, 0, COUNT)
     assert again.stored == COUNT
     assert _dump(target) == before
@@ -77,14 +79,14 @@ def test_a_changed_person_is_replaced(tmp_path: Path, register_path: Path) -> No
     source = tmp_path / "register.sqlite"
     shutil.copy(register_path, source)
     target = tmp_path / "modern.sqlite"
-    migrate(source, target, progress=False)
+    migrate_register(source, target, progress=False)
     db = sqlite3.connect(source)
     with db:
         pnr, data = db.execute("SELECT pnr, data FROM person LIMIT 1").fetchone()
         changed = replace(Person.from_json(data), occupation="Lokomotivfører")
         db.execute("UPDATE person SET data = ? WHERE pnr = ?", (changed.to_json(), pnr))
     db.close()
-    report = migrate(source, target, progress=False)
+    report = migrate_register(source, target, progress=False)
     assert (report.inserted, report.updated, report.unchanged) == (0, 1, COUNT - 1)
     store = ModernStore.open(target)
     try:
@@ -98,7 +100,7 @@ def test_each_person_is_also_stored_as_the_message_the_services_answer_with(
 ) -> None:
     """The stored message is the person's cpr.v1.Person, made by this program's conversion;
     an unknown PNR has none."""
-    migrate(register_path, tmp_path / "modern.sqlite", progress=False)
+    migrate_register(register_path, tmp_path / "modern.sqlite", progress=False)
     store = ModernStore.open(tmp_path / "modern.sqlite")
     try:
         for person in register.iter_persons():
@@ -117,7 +119,7 @@ def test_a_message_of_another_format_is_not_used_and_the_next_migration_rewrites
     differed, are answered from ``data`` (never from their message); migrating again
     rewrites exactly those rows."""
     target = tmp_path / "modern.sqlite"
-    migrate(register_path, target, progress=False)
+    migrate_register(register_path, target, progress=False)
     pnr = register.pnrs(limit=1)[0]
     db = sqlite3.connect(target)
     with db:  # what an older program left: a message that is not this person's
@@ -135,7 +137,7 @@ def test_a_message_of_another_format_is_not_used_and_the_next_migration_rewrites
         assert store.stale_messages() == 1  # what `cpr-gateway up` migrates again for
     finally:
         store.close()
-    report = migrate(register_path, target, progress=False)
+    report = migrate_register(register_path, target, progress=False)
     assert (report.updated, report.unchanged) == (1, COUNT - 1)
     store = ModernStore.open(target)
     try:

@@ -14,8 +14,8 @@ from pg_server import Cluster, pg_dsn_fixture, postgres_fixture  # noqa: F401 (f
 from psycopg.conninfo import conninfo_to_dict
 
 from cpr_accounts.auth import Authenticator
+from cpr_devtools.migration import migrate_register
 from cpr_mainframe.register.store import Register
-from cpr_services.migrate import migrate
 from cpr_services.schema import PG_MIGRATIONS, upgrade
 from cpr_services.store import ModernStore
 from emulator_harness import TEST_SCRYPT_N, register_of
@@ -51,7 +51,7 @@ def _content(dsn: str) -> list[list[tuple[Any, ...]]]:
 def test_migration_copies_every_person_exactly(register_path: Path, pg_dsn: str) -> None:
     """Every register person is in the PostgreSQL store afterwards, equal to the register's,
     and stored as the message the services answer with too (BYTEA)."""
-    report = migrate(register_path, pg_dsn, progress=False, batch_size=64)
+    report = migrate_register(register_path, pg_dsn, progress=False, batch_size=64)
     assert (report.read, report.inserted, report.updated, report.unchanged) == (COUNT, COUNT, 0, 0)
     assert (report.stored, report.schema_version) == (COUNT, len(PG_MIGRATIONS))
     register = Register.open(register_path)
@@ -69,9 +69,9 @@ def test_migration_copies_every_person_exactly(register_path: Path, pg_dsn: str)
 
 def test_migrating_twice_changes_nothing(register_path: Path, pg_dsn: str) -> None:
     """A second run finds everyone unchanged and leaves every row of the database as it was."""
-    migrate(register_path, pg_dsn, progress=False)
+    migrate_register(register_path, pg_dsn, progress=False)
     before = _content(pg_dsn)
-    again = migrate(register_path, pg_dsn, progress=False)
+    again = migrate_register(register_path, pg_dsn, progress=False)
     assert (again.read, again.inserted, again.updated, again.unchanged) == (COUNT, 0, 0, COUNT)
     assert again.stored == COUNT
     assert _content(pg_dsn) == before
@@ -79,7 +79,7 @@ def test_migrating_twice_changes_nothing(register_path: Path, pg_dsn: str) -> No
 
 def test_a_changed_person_is_replaced(register_path: Path, pg_dsn: str) -> None:
     """Upserting the register again with one person changed updates exactly that person."""
-    migrate(register_path, pg_dsn, progress=False)
+    migrate_register(register_path, pg_dsn, progress=False)
     register = Register.open(register_path)
     persons = list(register.iter_persons())
     register.close()

@@ -20,7 +20,7 @@ from workers_harness import lookups_answered, serving_workers
 
 from cpr_bench.servers import free_port, free_ports, shadow_copies
 from cpr_devtools.client import Endpoint, exchange, logon
-from cpr_services.migrate import migrate
+from cpr_devtools.migration import migrate_register
 from cpr_services.server import ModernServer
 from emulator_harness import DEMO_OFF4, DEMO_PRIV, DemoUser, running_emulator
 from gateway.app import Gateway
@@ -90,7 +90,7 @@ class Stack:
 async def stack(tmp_path: Path, *, delay: float = 0.0) -> AsyncIterator[Stack]:
     async with running_emulator(persons=300, tls=False, workdir=tmp_path / "emu") as emu:
         store = tmp_path / "modern.sqlite"
-        migrate(emu.config.register, store, progress=False)
+        migrate_register(emu.config.register, store, progress=False)
         modern = ModernServer(emu.config, store, delay=delay)
         modern_port = await modern.start()
         ports = {"legacy": emu.port, "modern": modern_port, "port": 0}
