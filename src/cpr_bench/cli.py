@@ -53,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`cpr-gateway bench` (an entry point in pyproject.toml)."""
+    p = sub.add_parser("bench", help="measure the gateway against direct and HAProxy")
+    add_arguments(p)
+    p.set_defaults(handler=run)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark as ``args`` say; print the table."""
     # Imported here, not at the top: building the `cpr-gateway` parser must stay cheap.

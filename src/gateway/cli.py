@@ -1,7 +1,10 @@
-"""Composition root: argv → config → build everything → run.
+"""cpr-gateway: a drop-in CPR Direkte endpoint in front of the mainframe.
 
-Subcommands import what they need lazily, so `check-config` or `data pnrs` start
-fast and never pay for the servers they do not run.
+Consumers keep their clients; per operation, routing.yaml sends each request to the
+mainframe or to new gRPC services, compares the two sides in the shadow, and switches
+one operation at a time. The operator's commands are `serve`, `check-config` and `diff`;
+docs/operations.md says how to run them. The development stack's commands (`up`,
+`emulator`, `backend`, `lookup`, `traffic`, `bench` …) come with the project's simulators.
 """
 
 from __future__ import annotations
@@ -9,20 +12,35 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import gateway
 from gateway.errors import ConfigError
 
 Handler = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:  # argparse's class is generic to type checkers only
+    Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
 T = TypeVar("T")
+
+#: Modules that only the simulators or one store need, and the extra that installs each.
+_EXTRA_OF_MODULE = {
+    "cryptography": "simulators",
+    "tqdm": "simulators",
+    "grpc_health": "simulators",
+    "grpc_reflection": "simulators",
+    "psycopg": "postgres",
+}
+#: Where a package beside the product adds its commands: each entry point is named after
+#: its command and loads a function that adds that command's parser (see pyproject.toml).
+COMMANDS_GROUP = "cpr_gateway.commands"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `cpr-gateway` console script."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(_command_of(args_in)).parse_args(args_in)
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -33,36 +51,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         # do, and keep Python from reporting the same error again when it flushes stdout.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+    except ModuleNotFoundError as exc:
+        extra = _EXTRA_OF_MODULE.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        # A development command run where only the gateway is installed.
+        print(f"cpr-gateway: needs {exc.name}: install 'cpr-gateway[{extra}]'", file=sys.stderr)
+        return 2
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cpr-gateway", description=__doc__)
+def _parser(command: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cpr-gateway",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    _add_up(sub)
     _add_serve(sub)
-    _add_emulator(sub)
-    _add_backend(sub)
-    _add_migrate(sub)
     _add_check_config(sub)
-    _add_data(sub)
-    _add_lookup(sub)
     _add_diff(sub)
-    _add_traffic(sub)
-    _add_certs(sub)
-    _add_bench(sub)
+    if command not in _PRODUCT_COMMANDS:
+        for add in _extension_commands(command):
+            add(sub)
     return parser
 
 
-def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("up", help="run the whole default stack in the foreground")
-    p.add_argument("--routing", type=Path, default=Path("routing.yaml"))
-    p.add_argument("--emulator-config", type=Path, default=Path("emulator.yaml"))
-    p.add_argument("--var", type=Path, default=Path("var"))
-    p.add_argument("--persons", type=int, default=10_000, help="register size if none exists")
-    p.set_defaults(handler=_run_up)
+class _Version(argparse.Action):
+    """``--version``, read from the installed distribution only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        parser.exit(message=f"{parser.prog} {gateway.__version__}\n")
 
 
-def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand argv names (its first word that is not an option), if any."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def _extension_commands(command: str | None) -> Iterator[Callable[[Subcommands], None]]:
+    """The commands the packages beside the product add: only ``command``'s when it is one of
+    them (so running one loads no other), every one otherwise (for help and for errors)."""
+    from importlib import metadata
+
+    found = metadata.entry_points(group=COMMANDS_GROUP)
+    chosen = [ep for ep in found if ep.name == command] or list(found)
+    for entry in sorted(chosen, key=lambda ep: ep.name):
+        yield entry.load()
+
+
+def _add_serve(sub: Subcommands) -> None:
     p = sub.add_parser("serve", help="run the gateway")
     p.add_argument("--config", type=Path, default=Path("routing.yaml"))
     p.add_argument(
@@ -78,43 +119,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(handler=_run_serve)
 
 
-def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from cpr_bench.cli import add_arguments
-
-    p = sub.add_parser("bench", help="measure the gateway against direct and HAProxy")
-    add_arguments(p)
-    p.set_defaults(handler=_run_bench)
-
-
-def _add_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("emulator", help="run the mainframe emulator")
-    p.add_argument("--config", type=Path, default=Path("emulator.yaml"))
-    p.set_defaults(handler=_run_emulator)
-
-
-def _add_backend(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("backend", help="run the new gRPC services")
-    p.add_argument("--config", type=Path, default=Path("emulator.yaml"), help="customers, users")
-    p.add_argument("--store", default="var/modern.sqlite", help="SQLite file or postgresql:// DSN")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=50051)
-    p.add_argument("--delay", type=float, default=0.0, help="seconds added to every call")
-    p.add_argument(
-        "--drift",
-        default="",
-        help="realistic drift, e.g. standardadr_2023,stale_address=0.1,missing_record=050",
-    )
-    p.set_defaults(handler=_run_backend)
-
-
-def _add_migrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("migrate", help="copy the legacy register into the modern store")
-    p.add_argument("--register", type=Path, default=Path("var/register.sqlite"))
-    p.add_argument("--store", default="var/modern.sqlite", help="SQLite file or postgresql:// DSN")
-    p.set_defaults(handler=_run_migrate)
-
-
-def _add_check_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_check_config(sub: Subcommands) -> None:
     p = sub.add_parser("check-config", help="validate a routing.yaml, and show what it changes")
     p.add_argument("file", type=Path)
     p.add_argument("--against", type=Path, help="the routing.yaml in force, to compare with")
@@ -126,91 +131,14 @@ def _add_check_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(handler=_run_check_config)
 
 
-def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("data", help="the synthetic register")
-    data = p.add_subparsers(required=True, metavar="ACTION")
-    gen = data.add_parser("generate", help="build a synthetic register")
-    gen.add_argument("--register", type=Path, default=Path("var/register.sqlite"))
-    gen.add_argument("--count", type=int, default=10_000)
-    gen.add_argument("--seed", type=int, default=1)
-    gen.set_defaults(handler=_run_generate)
-    pnrs = data.add_parser("pnrs", help="print PNRs of the register, one per line")
-    pnrs.add_argument("--register", type=Path, default=Path("var/register.sqlite"))
-    pnrs.add_argument("--limit", type=int, default=10)
-    pnrs.add_argument("--status", help="only persons with this STATUS, e.g. 80")
-    pnrs.set_defaults(handler=_run_pnrs)
-
-
-def _add_lookup(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("lookup", help="logon and look up one person like an existing client")
-    p.add_argument("--pnr", required=True)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--ca", type=Path, default=Path("var/tls/ca.crt"))
-    p.add_argument("--plaintext", action="store_true")
-    p.add_argument("--transaction", default="PRIV")
-    p.add_argument("--customer", default="0001")
-    p.add_argument("--user", default="DEMO0001")
-    p.add_argument("--password", default="Demo#123")
-    p.set_defaults(handler=_run_lookup)
-
-
-def _add_diff(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_diff(sub: Subcommands) -> None:
     p = sub.add_parser("diff", help="the shadow comparison report: per operation and field")
     p.add_argument("--store", type=Path, default=Path("var/shadow.sqlite"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_run_diff)
 
 
-def _add_traffic(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("traffic", help="replay realistic lookups like existing clients")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--ca", type=Path, default=Path("var/tls/ca.crt"))
-    p.add_argument("--plaintext", action="store_true")
-    p.add_argument("--register", type=Path, default=Path("var/register.sqlite"))
-    p.add_argument("--count", type=int, default=200, help="lookups to send")
-    p.add_argument("--rate", type=float, default=50.0, help="lookups per second")
-    p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--seed", type=int, default=1)
-    p.set_defaults(handler=_run_traffic)
-
-
-def _add_certs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("certs", help="create the development CA and certificates")
-    p.add_argument("--dir", type=Path, default=Path("var/tls"))
-    p.set_defaults(handler=_run_certs)
-
-
-def _run_certs(args: argparse.Namespace) -> int:
-    from cpr_devtools.pki import ensure_dev_pki
-
-    pki = ensure_dev_pki(args.dir)
-    print(f"development CA: {pki.ca_cert}")
-    return 0
-
-
-def _run_generate(args: argparse.Namespace) -> int:
-    from cpr_mainframe.register.generate import generate
-
-    generate(args.register, count=args.count, seed=args.seed, progress=True)
-    print(f"register of {args.count} persons written to {args.register}")
-    return 0
-
-
-def _run_pnrs(args: argparse.Namespace) -> int:
-    from cpr_mainframe.register.store import Register
-
-    if not args.register.exists():
-        print(f"no register at {args.register}; run `cpr-gateway data generate`", file=sys.stderr)
-        return 2
-    register = Register.open(args.register)
-    try:
-        for pnr in register.pnrs(limit=args.limit, status=args.status):
-            print(pnr)
-    finally:
-        register.close()
-    return 0
+_PRODUCT_COMMANDS = frozenset({"serve", "check-config", "diff"})
 
 
 def _run_check_config(args: argparse.Namespace) -> int:
@@ -225,7 +153,7 @@ def _run_check_config(args: argparse.Namespace) -> int:
             if path is args.file:
                 check_workers(configs[-1], args.workers)
         except ConfigError as exc:
-            return _config_problems(path, exc)
+            return config_problems(path, exc)
     if args.print_listen:
         print(configs[0].listen.host, configs[0].listen.port)
         return 0
@@ -267,46 +195,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             )
         )
     except ConfigError as exc:
-        return _config_problems(args.config, exc)
-    return 0
-
-
-def _run_emulator(args: argparse.Namespace) -> int:
-    from cpr_mainframe.run import run_emulator
-    from gateway.observe.logs import configure_logging
-
-    configure_logging()
-    try:
-        run_loop(run_emulator(args.config))
-    except ConfigError as exc:
-        return _config_problems(args.config, exc)
-    return 0
-
-
-def _run_backend(args: argparse.Namespace) -> int:
-    from cpr_devtools.backend import run_backend
-    from gateway.observe.logs import configure_logging
-
-    configure_logging()
-    try:
-        return run_loop(run_backend(args))
-    except ConfigError as exc:
-        return _config_problems("backend", exc)
-
-
-def _run_migrate(args: argparse.Namespace) -> int:
-    from cpr_services.migrate import migrate
-    from gateway.storage.postgres import redact
-
-    try:
-        report = migrate(args.register, args.store, progress=True)
-    except ConfigError as exc:
-        return _config_problems("migrate", exc)
-    print(
-        f"read {report.read}: {report.inserted} inserted, {report.updated} updated, "
-        f"{report.unchanged} unchanged; {report.stored} persons in {redact(args.store)} "
-        f"(schema {report.schema_version})"
-    )
+        return config_problems(args.config, exc)
     return 0
 
 
@@ -316,33 +205,9 @@ def _run_diff(args: argparse.Namespace) -> int:
     return main_diff(args.store, args.json)
 
 
-def _run_traffic(args: argparse.Namespace) -> int:
-    from cpr_devtools.traffic import run_traffic_command
-
-    return run_loop(run_traffic_command(args))
-
-
-def _run_lookup(args: argparse.Namespace) -> int:
-    from cpr_devtools.lookup import run_lookup
-
-    return run_loop(run_lookup(args))
-
-
-def _run_bench(args: argparse.Namespace) -> int:
-    from cpr_bench.cli import run
-
-    return run(args)
-
-
-def _run_up(args: argparse.Namespace) -> int:
-    from cpr_devtools.up import run_up
-
-    return run_loop(run_up(args))
-
-
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on the chosen event loop (:mod:`gateway.runtime.loops`, imported only here: the
-    ``serve --workers`` parent runs none and should not pay for one)."""
+    """Run ``main`` on the chosen event loop (:mod:`gateway.runtime.loops`, imported only here:
+    the ``serve --workers`` parent runs none and should not pay for one)."""
     from gateway.runtime.loops import chosen_loop, run
 
     try:
@@ -353,7 +218,7 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
     return run(main, name)
 
 
-def _config_problems(where: object, exc: ConfigError) -> int:
+def config_problems(where: object, exc: ConfigError) -> int:
     """Print each path-qualified problem of a refused configuration; the exit status is 1."""
     for problem in exc.problems:
         print(f"{where}: {problem}", file=sys.stderr)
