@@ -1,0 +1,74 @@
+"""The product imports none of its simulators; each package beside it imports only what is
+below it. Checked on the source with ``ast`` (imports inside functions included), so a lazy
+import cannot hide an arrow that points the wrong way.
+
+    gateway                     the product
+    cpr_accounts                what both simulated backends keep about customers
+    cpr_mainframe, cpr_services the mainframe emulator + register; the reference gRPC services
+    cpr_devtools                `up`, the client, the CA, the migration between the two
+    cpr_bench                   the benchmark
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+#: Package → the first-party packages it may import besides itself.
+MAY_IMPORT: dict[str, frozenset[str]] = {
+    "gateway": frozenset(),
+    "cpr_accounts": frozenset({"gateway"}),
+    "cpr_mainframe": frozenset({"gateway", "cpr_accounts"}),
+    "cpr_services": frozenset({"gateway", "cpr_accounts"}),
+    "cpr_devtools": frozenset({"gateway", "cpr_accounts", "cpr_mainframe", "cpr_services"}),
+    "cpr_bench": frozenset(
+        {"gateway", "cpr_accounts", "cpr_mainframe", "cpr_services", "cpr_devtools"}
+    ),
+}
+SIMULATORS = frozenset(MAY_IMPORT) - {"gateway"}
+
+
+def _modules() -> list[Path]:
+    """Every hand-written module under src/ (generated protobuf code excluded)."""
+    return sorted(p for p in SRC.rglob("*.py") if "pb" not in p.relative_to(SRC).parts)
+
+
+def _package_of(path: Path) -> str:
+    return path.relative_to(SRC).parts[0]
+
+
+def first_party_imports(path: Path) -> set[str]:
+    """Top-level first-party packages that ``path`` imports anywhere in its body."""
+    tops: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            tops.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            tops.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            tops.add(_package_of(path))  # a relative import stays in its package
+    return tops & frozenset(MAY_IMPORT)
+
+
+def test_every_package_under_src_has_a_place_in_the_table() -> None:
+    """A new top-level package must say what it may import before it can land."""
+    found = {p.parent.name for p in SRC.glob("*/__init__.py")}
+    assert found == set(MAY_IMPORT)
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_point_one_way(path: Path) -> None:
+    """A module imports only its own package and the packages below it."""
+    own = _package_of(path)
+    assert first_party_imports(path) - {own} <= MAY_IMPORT[own]
+
+
+def test_the_check_sees_a_lazy_import(tmp_path: Path) -> None:
+    """An import inside a function counts: laziness does not change which way an arrow points."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("def f():\n    from cpr_mainframe.run import run_emulator\n")
+    assert first_party_imports(sample) == {"cpr_mainframe"}
