@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from gateway.codec.messages import HEADER_LENGTH, MAX_ANSWER_LENGTH
+from gateway.codec.messages import HEADER_LENGTH, MAX_ANSWER_LENGTH, answer_fejlnr
 from gateway.runtime.tasks import TaskSet
 
 #: Read at most one byte past the largest legal answer (spec §1): a longer one is an error.
@@ -44,7 +44,7 @@ def answer_problem(answer: bytes) -> str | None:
     """Why a lookup answer is not a good one, or None: FEJLNR 00 and a true length field."""
     if len(answer) < HEADER_LENGTH:
         return "no answer" if not answer else f"short answer ({len(answer)} bytes)"
-    fejlnr = answer[22:24]
+    fejlnr = answer_fejlnr(answer)
     if fejlnr != b"00":
         return f"FEJLNR {fejlnr.decode('latin-1')}"
     length = answer[24:HEADER_LENGTH]

@@ -25,7 +25,7 @@ from typing import Protocol
 from cpr_devtools.client import Credentials, Endpoint, LogonFailed, exchange, logon
 from cpr_mainframe.register.store import Register
 from gateway.codec import LookupRequest
-from gateway.codec.messages import HEADER_LENGTH
+from gateway.codec.messages import HEADER_LENGTH, answer_fejlnr
 from gateway.model import FejlNr
 from gateway.runtime.tasks import TaskSet
 from gateway.tls import client_context
@@ -33,8 +33,6 @@ from gateway.tls import client_context
 #: Lookups waiting for an answer at most. A server slower than the rate would otherwise
 #: pile up connections without end; beyond this the schedule waits for a free slot.
 MAX_IN_FLIGHT = 64
-#: FEJLNR of a lookup answer: bytes 23-24 of the header (spec §4.2).
-_FEJLNR = slice(22, 24)
 
 
 class Caller(Protocol):
@@ -202,7 +200,7 @@ async def _lookup(session: _Session, endpoint: Endpoint, pnr: str) -> str | None
             return None
         if len(answer) < HEADER_LENGTH:
             return None
-        fejlnr = answer[_FEJLNR].decode("latin-1")
+        fejlnr = answer_fejlnr(answer).decode("latin-1")
         if fejlnr != FejlNr.NEW_LOGON.value:
             return fejlnr
         stale = token

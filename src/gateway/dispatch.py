@@ -28,7 +28,12 @@ from dataclasses import dataclass, replace
 
 from gateway.backends.base import Backend
 from gateway.codec import LogonRequest, LookupRequest, Request, customer_number, refusal
-from gateway.codec.messages import answer_token, answer_with_token, request_with_token
+from gateway.codec.messages import (
+    answer_fejlnr,
+    answer_token,
+    answer_with_token,
+    request_with_token,
+)
 from gateway.config.schema import user_id
 from gateway.errors import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable
 from gateway.model import FejlNr, Operation
@@ -45,8 +50,6 @@ _ERROR_KINDS: Mapping[type[BackendError], str] = {
     BackendTimeout: "timeout",
     BackendProtocolError: "protocol",
 }
-#: Bytes 23-24 of every answer, logon and lookup alike (spec §4.1, §4.2).
-_FEJLNR = slice(22, 24)
 _OK = FejlNr.OK.value.encode()
 _NEW_LOGON = FejlNr.NEW_LOGON.value.encode()
 #: Idle time after which a brokered session is forgotten: the mainframe's token expiry.
@@ -154,7 +157,7 @@ class Dispatcher:
                 operation=request.operation,
                 route=decision.route,
                 backend=decision.backend,
-                fejlnr=answer[_FEJLNR].decode("ascii"),
+                fejlnr=answer_fejlnr(answer).decode("ascii"),
                 duration_s=self._clock() - started,
                 error=error,
             )
@@ -171,7 +174,7 @@ class Dispatcher:
     ) -> tuple[bytes, str]:
         """Log on at the routed side; on success repeat it on the others and open a session."""
         answer, error = await self._leased(routing, decision, request, raw)
-        if answer[_FEJLNR] != _OK:
+        if answer_fejlnr(answer) != _OK:
             return answer, error
         others = routing.session_sides - {decision.backend}
         tokens = await self._fan_out(routing, decision, _plain_logon(request), others)
@@ -191,7 +194,7 @@ class Dispatcher:
             answer, _error = await self._leased(
                 routing, replace(decision, backend=side), logon, raw
             )
-            if answer[_FEJLNR] == _OK:
+            if answer_fejlnr(answer) == _OK:
                 return side, answer_token(answer)
             self._bus.emit(SessionEvent("side_logon_failed", side))
             return side, None
@@ -217,7 +220,7 @@ class Dispatcher:
             raw = request_with_token(raw, token)
             request = replace(request, token=token)
         answer, error = await self._leased(routing, decision, request, raw)
-        if session is not None and answer[_FEJLNR] == _NEW_LOGON:
+        if session is not None and answer_fejlnr(answer) == _NEW_LOGON:
             self.sessions.forget(client_token, decision.backend)
             self._bus.emit(SessionEvent("side_expired", decision.backend))
         if token != client_token:
@@ -272,7 +275,7 @@ class Dispatcher:
         except BackendError as exc:
             kind = _ERROR_KINDS.get(type(exc), "other")
             self._bus.emit(BackendFailed(backend.name, decision.route, kind, str(exc)))
-            return error_answer(request, FejlNr.NO_CONNECTION), str(exc)
+            return refusal(request, exc.wire), str(exc)
 
     def _retire(self, lease: _Lease) -> None:
         if lease.retired:
@@ -283,11 +286,6 @@ class Dispatcher:
 
     def _close(self, lease: _Lease) -> None:
         self._closing.spawn(lease.backend.aclose(), name=f"close-backend:{lease.backend.name}")
-
-
-def error_answer(request: Request, fejlnr: FejlNr) -> bytes:
-    """An answer carrying only ``fejlnr``, echoing the request as the mainframe would."""
-    return refusal(request, fejlnr)
 
 
 def _plain_logon(request: LogonRequest) -> LogonRequest:

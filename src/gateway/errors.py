@@ -2,11 +2,14 @@
 
 Each error carries what the client gets on the wire: a FEJLNR, or ``None`` for
 "close the connection without an answer" (the spec's project rule for requests
-that cannot be framed). Messages are short facts that may include the offending
+that cannot be framed). The dispatcher answers a failed backend call with its
+error's FEJLNR. Messages are short facts that may include the offending
 value, but never a PNR or a password.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from gateway.model import FejlNr
 
@@ -15,7 +18,7 @@ class GatewayError(Exception):
     """Root of every error this project raises on purpose."""
 
     #: What the client receives: a FEJLNR, or None for a clean close.
-    wire: FejlNr | None = FejlNr.NO_CONNECTION
+    wire: ClassVar[FejlNr | None] = FejlNr.NO_CONNECTION
 
 
 class PeerError(GatewayError):
@@ -40,7 +43,7 @@ class FramingError(CodecError):
 class BackendError(GatewayError):
     """A backend could not serve the request; the client gets 09."""
 
-    wire = FejlNr.NO_CONNECTION
+    wire: ClassVar[FejlNr] = FejlNr.NO_CONNECTION
 
 
 class BackendUnavailable(BackendError):

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from gateway.codec import LogonAnswer, LookupAnswer, Record, seal
-from gateway.codec.messages import MAX_DATA_LENGTH, LookupRequest
+from gateway.codec.messages import MAX_DATA_LENGTH, LookupRequest, answer_fejlnr
 from gateway.errors import CodecError
 from gateway.model import Family, FejlNr
 
@@ -30,6 +30,13 @@ def test_logon_answer_layout() -> None:
     failed = LogonAnswer("0001", "DEMO0001", FejlNr.BAD_CREDENTIALS).encode()
     assert failed == b"000190        DEMO000101"
     assert LogonAnswer.decode(ok) == LogonAnswer("0001", "DEMO0001", FejlNr.OK, "Ab3dEf7H")
+
+
+def test_fejlnr_is_read_at_the_same_place_in_logon_and_lookup_answers() -> None:
+    """Bytes 23-24 of both answers (spec §4.1, §4.2), as bytes, without decoding the rest."""
+    logon = LogonAnswer("0001", "DEMO0001", FejlNr.BAD_CREDENTIALS).encode()
+    lookup = LookupAnswer.for_request(REQUEST, FejlNr.PNR_UNKNOWN).encode(Family.OFF4)
+    assert (answer_fejlnr(logon), answer_fejlnr(lookup)) == (b"01", b"05")
 
 
 def test_error_answer_is_the_header_alone_with_length_0028() -> None:

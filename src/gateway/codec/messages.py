@@ -213,10 +213,19 @@ class LookupRequest:
 Request = LogonRequest | LookupRequest
 
 
-#: Where the token sits: bytes 12-19 of a lookup request, bytes 7-14 of every answer.
-_REQUEST_TOKEN = slice(11, 19)
-_ANSWER_TOKEN = slice(6, 14)
-TOKEN_LENGTH = 8
+def _where(layout: Layout, name: str) -> slice:
+    """The bytes field ``name`` occupies in ``layout``'s records."""
+    spec = layout.by_name[name]
+    return slice(spec.start, spec.end)
+
+
+#: Where the token sits: bytes 12-19 of a lookup request, bytes 7-14 of every answer
+#: (a logon answer is a lookup answer's header less its length field).
+_REQUEST_TOKEN = _where(LOOKUP_REQUEST, "TOKEN")
+_ANSWER_TOKEN = _where(ANSWER_HEADER, "TOKEN")
+TOKEN_LENGTH = _REQUEST_TOKEN.stop - _REQUEST_TOKEN.start
+#: Bytes 23-24 of every answer, logon and lookup alike (spec §4.1, §4.2).
+_ANSWER_FEJLNR = _where(ANSWER_HEADER, "FEJLNR")
 
 
 def request_with_token(raw: bytes, token: str) -> bytes:
@@ -232,6 +241,11 @@ def answer_with_token(raw: bytes, token: str) -> bytes:
 def answer_token(raw: bytes) -> str:
     """The token an answer carries, right-trimmed (blank after a failed logon)."""
     return raw[_ANSWER_TOKEN].decode(ENCODING).rstrip(" ")
+
+
+def answer_fejlnr(raw: bytes) -> bytes:
+    """The two FEJLNR bytes of an answer, logon or lookup (``b"00"``: it succeeded); unchecked."""
+    return raw[_ANSWER_FEJLNR]
 
 
 def _token_bytes(token: str) -> bytes:
