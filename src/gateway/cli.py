@@ -84,7 +84,8 @@ class _Version(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help=help)
 
     def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
-        parser.exit(message=f"{parser.prog} {gateway.__version__}\n")
+        print(parser.prog, gateway.__version__)
+        parser.exit()
 
 
 def _command_of(argv: Sequence[str]) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -128,3 +129,30 @@ def test_check_config_against_reports_what_moves(tmp_path: Path) -> None:
     assert "lookup: mainframe 95%, persons-v2 5% → mainframe 90%, persons-v2 10%" in result.stdout
     same = _cli("check-config", str(current), "--against", str(current))
     assert "no changes" in same.stdout
+
+
+def test_help_lists_the_operator_commands_first_and_version_answers() -> None:
+    """`--help` names serve, check-config and diff before the development stack's commands;
+    `--version` prints the installed distribution's version."""
+    listed = _cli("--help").stdout
+    order = [listed.index(f"    {name}") for name in ("serve", "check-config", "diff", "up")]
+    assert order == sorted(order)
+    version = _cli("--version")
+    assert version.returncode == 0
+    assert version.stdout.split() == ["cpr-gateway", importlib.metadata.version("cpr-gateway")]
+
+
+def test_a_development_command_without_its_extra_names_the_extra(tmp_path: Path) -> None:
+    """Where the simulators' dependencies are not installed (here: cryptography hidden from
+    the interpreter), `cpr-gateway certs` says which extra installs them and exits 2."""
+    hide = tmp_path / "hide" / "cryptography"
+    hide.mkdir(parents=True)
+    (hide / "__init__.py").write_text("raise ModuleNotFoundError(name='cryptography')\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "certs", "--dir", str(tmp_path / "tls")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(hide.parent)},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "install 'cpr-gateway[simulators]'" in result.stderr
+    assert not (tmp_path / "tls").exists()
