@@ -27,6 +27,7 @@ from gateway.backends import Backend, build_backend
 from gateway.config.diff import diff_configs, restart_needed
 from gateway.config.load import load_routing
 from gateway.config.schema import GatewayConfig
+from gateway.config.shadows import shadow_policies
 from gateway.config.watch import FileWatcher
 from gateway.dispatch import SESSION_IDLE_S, Dispatcher
 from gateway.errors import ConfigError
@@ -220,7 +221,7 @@ class Gateway:
                 return False
             self._apply(new, backends, trigger)
             if self._writer is not None:
-                await self._writer.set_thresholds(new.routes)
+                await self._writer.set_thresholds(shadow_policies(new.routes).values())
             return True
 
     async def aclose(self) -> None:
@@ -271,7 +272,7 @@ class Gateway:
             pseudonymiser = Pseudonymiser(key)
             self._writer = SampleWriter(store, self.bus)
             self._writer.start()
-            await self._writer.set_thresholds(config.routes)
+            await self._writer.set_thresholds(shadow_policies(config.routes).values())
         return ShadowRunner(
             self.bus,
             sessions,

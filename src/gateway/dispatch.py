@@ -27,14 +27,22 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from gateway.backends.base import Backend
-from gateway.codec import LogonRequest, LookupRequest, Request, customer_number, refusal
+from gateway.codec import (
+    LogonRequest,
+    LookupRequest,
+    Request,
+    customer_number,
+    refusal,
+    user_id,
+)
 from gateway.codec.messages import (
     answer_fejlnr,
     answer_token,
     answer_with_token,
     request_with_token,
 )
-from gateway.config.schema import user_id
+from gateway.comparison import ShadowPolicy
+from gateway.config.shadows import shadow_policies
 from gateway.errors import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable
 from gateway.model import FejlNr, Operation
 from gateway.observe.events import BackendFailed, EventBus, RequestCompleted, SessionEvent
@@ -74,6 +82,8 @@ class _Routing:
 
     table: RouteTable
     leases: Mapping[str, _Lease]
+    #: How each shadowed route is shadowed, by route name: built with the table, once.
+    policies: Mapping[str, ShadowPolicy]
 
     @property
     def session_sides(self) -> frozenset[str]:
@@ -96,7 +106,8 @@ class Dispatcher:
         shadows: ShadowRunner | None = None,
         peers: SessionPeers | None = None,
     ) -> None:
-        self._routing = _Routing(table, {name: _Lease(b) for name, b in backends.items()})
+        leases = {name: _Lease(b) for name, b in backends.items()}
+        self._routing = _Routing(table, leases, shadow_policies(table.routes))
         self._bus = bus
         self._clock = clock
         self._closing = TaskSet()
@@ -130,7 +141,7 @@ class Dispatcher:
         old = self._routing
         kept = {id(lease.backend): lease for lease in old.leases.values()}
         leases = {name: kept.get(id(b)) or _Lease(b) for name, b in backends.items()}
-        self._routing = _Routing(table, leases)
+        self._routing = _Routing(table, leases, shadow_policies(table.routes))
         still_used = {id(lease) for lease in leases.values()}
         for lease in old.leases.values():
             if id(lease) not in still_used:
@@ -165,8 +176,10 @@ class Dispatcher:
         if decision.shadows and not error and self.shadows is not None:
             # The answer is final: the copies run after it, against the same backends.
             call = functools.partial(self._copy, routing)
-            route = routing.table.named(decision.route)
-            self.shadows.submit(ShadowJob(route, decision, request, raw, answer, call))
+            policy = routing.policies[decision.route]
+            shadowed, noise = decision.shadows, decision.noise
+            job = ShadowJob(policy, decision.backend, shadowed, noise, request, raw, answer, call)
+            self.shadows.submit(job)
         return answer
 
     async def _logon(

@@ -32,8 +32,9 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from gateway.codec import LookupRequest, Request, customer_number
-from gateway.config.schema import BUCKETS, Noise, Route, Shadow, Split, SplitKey, user_id
+from gateway.codec import LookupRequest, Request, customer_number, user_id
+from gateway.comparison import Noise, Shadow
+from gateway.config.schema import BUCKETS, Route, Split, SplitKey
 from gateway.model import Operation
 
 #: Fixed personalisation: the same key maps to the same bucket in every release.

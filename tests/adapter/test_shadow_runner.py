@@ -35,15 +35,16 @@ from gateway_harness import (
 from cpr_devtools.client import exchange
 from gateway.codec import LogonAnswer, LookupAnswer, Record, Request, seal
 from gateway.codec.messages import request_with_token
+from gateway.comparison import FieldKey, Shadow
 from gateway.config.schema import (
     BUCKETS,
     GatewayConfig,
     LegacyBackendConfig,
     Match,
     Route,
-    Shadow,
     Shadowing,
 )
+from gateway.config.shadows import shadow_policies
 from gateway.model import Family, FejlNr, Operation
 from gateway.observe.events import (
     Event,
@@ -53,10 +54,8 @@ from gateway.observe.events import (
     ShadowCompleted,
 )
 from gateway.observe.logs import configure_logging
-from gateway.routing import Decision
 from gateway.runtime.pressure import SAMPLE_INTERVAL_S, SUSTAINED_SAMPLES
 from gateway.sessions.table import SessionBroker
-from gateway.shadow.compare import FieldKey
 from gateway.shadow.runner import ShadowJob, ShadowRunner
 from gateway.shadow.store import MismatchStore
 
@@ -338,8 +337,10 @@ async def test_copies_offered_while_the_loop_is_late_are_dropped_as_overload() -
         2.0,
         (Shadow("persons-v2", BUCKETS, 1.0),),
     )
-    decision = Decision(route.name, "mainframe", 2.0, route.shadows)
-    job = ShadowJob(route, decision, LOOKUP, LOOKUP.encode(), LOOKUP_ANSWER, call)
+    policy = shadow_policies([route])[route.name]
+    job = ShadowJob(
+        policy, "mainframe", route.shadows, None, LOOKUP, LOOKUP.encode(), LOOKUP_ANSWER, call
+    )
     runner.submit(job)
     assert [(e.outcome, e.reason) for e in seen.shadows()] == [("dropped", "overload")]
     lag[0] = 0.0

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.comparison import FieldKey, Thresholds
 from gateway.errors import ConfigError
-from gateway.shadow.compare import Comparison, FieldDiff, FieldKey
-from gateway.shadow.noise import FieldStats, OperationStats, Tally, Thresholds
+from gateway.shadow.compare import Comparison, FieldDiff
+from gateway.shadow.noise import FieldStats, OperationStats, Tally
 from gateway.shadow.pseudonym import KEY_ENV, Pseudonymiser, is_pseudonym, load_key
 from gateway.shadow.store import AGE_PRUNE_INTERVAL, SCHEMA_VERSION, MismatchStore, Sample
 

@@ -34,13 +34,13 @@ from emulator_harness import (
 )
 from gateway.app import Gateway
 from gateway.codec import LookupAnswer, LookupRequest, Record
+from gateway.comparison import FieldKey, Thresholds
 from gateway.config import load_routing
 from gateway.domain.calendar import production_date
 from gateway.model import Family, FejlNr
 from gateway.observe.events import Event, ShadowCompleted
 from gateway.render import render_answer
-from gateway.shadow.compare import FieldKey
-from gateway.shadow.noise import Tally, Thresholds, real_differences
+from gateway.shadow.noise import Tally, real_differences
 from gateway.shadow.store import MismatchStore
 
 LOOKUPS_PER_FAMILY = 100

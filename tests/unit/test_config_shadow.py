@@ -10,23 +10,20 @@ import pytest
 
 import gateway.backends  # noqa: F401  (registers kind: grpc, which the doc examples use)
 from gateway.codec import LogonRequest, LookupRequest
+from gateway.comparison import KeyPattern, Noise, Normaliser, Shadow, Thresholds
 from gateway.config import check_config, diff_tables, load_routing
 from gateway.config.diff import restart_needed
 from gateway.config.schema import (
     BUCKETS,
     Match,
-    Noise,
     Retention,
     Route,
-    Shadow,
     Shadowing,
     Split,
     SplitKey,
 )
 from gateway.model import Operation
 from gateway.routing import RouteTable
-from gateway.shadow.noise import Thresholds
-from gateway.shadow.normalise import KeyPattern, Normaliser
 
 HEAD = """\
 version: 1

@@ -1,8 +1,8 @@
 """Import layers: the pure modules stay pure, and telemetry stays in observe/.
 
 The codec, the router and the session bookkeeping do no I/O, logging, metrics or
-HTTP; the shadow comparison core (compare, normalise, noise) not even databases,
-threads or the OS; nothing in shadow/ imports structlog or prometheus_client.
+HTTP; the comparison core (the comparison values, shadow's compare and noise) not even
+databases, threads or the OS; nothing in shadow/ imports structlog or prometheus_client.
 
 Checked on the source with ``ast``, following imports inside ``gateway`` (package
 ``__init__`` files included, since importing ``a.b`` runs ``a/__init__.py``), so
@@ -33,7 +33,9 @@ TELEMETRY = frozenset({"structlog", "prometheus_client"})
 PURE = sorted(
     [*(GATEWAY / "codec").rglob("*.py"), GATEWAY / "routing.py", GATEWAY / "sessions" / "table.py"],
 )
-SHADOW_CORE = [SHADOW / "compare.py", SHADOW / "normalise.py", SHADOW / "noise.py"]
+#: The comparison values, and the shadow's pure core that uses them.
+COMPARISON = sorted((GATEWAY / "comparison").glob("*.py"))
+SHADOW_CORE = [*COMPARISON, SHADOW / "compare.py", SHADOW / "noise.py"]
 LAYERS = [(path, FORBIDDEN) for path in PURE] + [(p, NOT_EVEN_STORAGE) for p in SHADOW_CORE]
 
 

@@ -15,11 +15,11 @@ from gateway.codec import LogonAnswer, LookupAnswer, Record, seal
 from gateway.codec.fields import Value
 from gateway.codec.messages import LookupRequest
 from gateway.codec.records import LAYOUTS
+from gateway.comparison import FieldKey, KeyPattern, Normaliser, Rules
 from gateway.errors import ConfigError
 from gateway.model import Family, FejlNr
 from gateway.render import AddressStyle, Task, render_answer
-from gateway.shadow.compare import PLACEHOLDER, Comparison, FieldKey, compare
-from gateway.shadow.normalise import KeyPattern, Normaliser, Rules
+from gateway.shadow.compare import PLACEHOLDER, Comparison, compare
 from gateway.shadow.pseudonym import Pseudonymiser
 
 PNR = "0101601234"  # synthetic

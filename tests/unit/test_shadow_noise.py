@@ -6,13 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.comparison import FieldKey, Thresholds, Verdict
 from gateway.errors import ConfigError
-from gateway.shadow.compare import Comparison, FieldDiff, FieldKey
+from gateway.shadow.compare import Comparison, FieldDiff
 from gateway.shadow.noise import (
     FieldStats,
     Tally,
-    Thresholds,
-    Verdict,
     field_verdict,
     is_real_difference,
     real_differences,

@@ -11,9 +11,9 @@ import pytest
 
 from gateway.codec import LookupAnswer, Record, seal
 from gateway.codec.messages import LookupRequest
+from gateway.comparison import FieldKey, Thresholds, Verdict
 from gateway.model import Family, FejlNr
-from gateway.shadow.compare import FieldKey, compare
-from gateway.shadow.noise import Thresholds, Verdict
+from gateway.shadow.compare import compare
 from gateway.shadow.pseudonym import Pseudonymiser
 from gateway.shadow.report import build_report, main_diff, render_json, render_text
 from gateway.shadow.store import MismatchStore, Sample

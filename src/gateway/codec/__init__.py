@@ -13,6 +13,7 @@ from gateway.codec.messages import (
     decode_records,
     refusal,
     seal,
+    user_id,
 )
 from gateway.codec.records import LAYOUTS
 
@@ -31,4 +32,5 @@ __all__ = [
     "frame",
     "refusal",
     "seal",
+    "user_id",
 ]

@@ -255,6 +255,11 @@ def _token_bytes(token: str) -> bytes:
     return data
 
 
+def user_id(raw: str) -> str:
+    """BRUGER-ID as routes and sessions compare it: right-trimmed, since clients pad it or not."""
+    return raw.rstrip(" ")
+
+
 def customer_number(raw: str) -> int | None:
     """KUNDENR as a number, tolerating the space padding one old client sends."""
     stripped = raw.strip()

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from gateway.codec import user_id
+from gateway.comparison import Rules, Shadow, Thresholds
 from gateway.config import reader as r
 from gateway.config import shadows as sh
 from gateway.config.reader import Problem, Problems, Skip, show
@@ -33,16 +35,12 @@ from gateway.config.schema import (
     Match,
     Route,
     ServerTls,
-    Shadow,
     Shadowing,
     Split,
     SplitKey,
-    user_id,
 )
 from gateway.errors import ConfigError
 from gateway.model import Operation
-from gateway.shadow.noise import Thresholds
-from gateway.shadow.normalise import Rules
 
 _VERSION = 1
 _TRANSACTION = re.compile(r"[A-Z0-9]{4}")

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from gateway.comparison import Noise, Rules, Shadow, Thresholds
 from gateway.model import Operation
-from gateway.shadow.noise import Thresholds
-from gateway.shadow.normalise import Rules
 
 #: A match dimension's value type: transaction codes and user ids, or customer numbers.
 T = TypeVar("T", str, int)
@@ -112,18 +111,13 @@ class BackendConfig(Protocol):
         ...
 
 
-def user_id(raw: str) -> str:
-    """BRUGER-ID as compared by routes: right-trimmed, since clients pad it or not (spec §3)."""
-    return raw.rstrip(" ")
-
-
 @dataclass(frozen=True, slots=True)
 class Match:
     """Which requests a route takes; a None dimension matches anything.
 
     Customer numbers are kept as integers so that ``"  12"`` and ``"0012"`` are
     the same customer (old clients space-pad KUNDENR); user ids are kept
-    right-trimmed (see :func:`user_id`).
+    right-trimmed (see :func:`gateway.codec.user_id`).
     """
 
     operations: frozenset[Operation] | None = None
@@ -259,32 +253,6 @@ class Split:
             result.append((backend, start, start + buckets))
             start += buckets
         return tuple(result)
-
-
-@dataclass(frozen=True, slots=True)
-class Shadow:
-    """A backend that gets a copy of a sampled share of a route's requests, off the answer path."""
-
-    backend: str
-    #: Requests copied, in buckets out of :data:`BUCKETS` (sticky by PNR, like a split).
-    sample: int
-    #: Seconds the shadow backend gets; its lateness never delays the client.
-    deadline: float
-    #: Copy subscribe and unsubscribe too (both sides then change state); never change_password.
-    dual_write: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Noise:
-    """A second instance of the primary side that gets a share of the shadowed lookups.
-
-    Fields that differ between two answers of the *same* side are noise, not drift
-    (see :mod:`gateway.shadow.noise`).
-    """
-
-    backend: str
-    #: Shadowed lookups also sent here, in buckets out of :data:`BUCKETS`.
-    sample: int
 
 
 @dataclass(frozen=True, slots=True)

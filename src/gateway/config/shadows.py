@@ -11,16 +11,15 @@ change can have no shadow at all (a password changes on exactly one side).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from gateway.comparison import Noise, Rules, Shadow, ShadowPolicy, Thresholds
 from gateway.config import reader as r
 from gateway.config.reader import Problem, Problems, Skip, show
-from gateway.config.schema import BUCKETS, Noise, Retention, Route, Shadow, Shadowing
+from gateway.config.schema import BUCKETS, Retention, Route, Shadowing
 from gateway.errors import ConfigError
 from gateway.model import Operation
-from gateway.shadow.noise import Thresholds
-from gateway.shadow.normalise import Rules
 
 _PER_PERCENT = BUCKETS // 100
 _SHADOW_KEYS = ("backend", "sample", "deadline", "dual_write")
@@ -139,6 +138,16 @@ def _retention(reader: Problems, raw: object, path: str) -> Retention:
     )
     s.done()
     return found
+
+
+def shadow_policies(routes: Iterable[Route]) -> dict[str, ShadowPolicy]:
+    """What the shadow runner needs of each shadowed route, by route name."""
+    return {route.name: _policy(route) for route in routes if route.shadows}
+
+
+def _policy(route: Route) -> ShadowPolicy:
+    primary, deadline, rules = route.primary, route.deadline, route.compare
+    return ShadowPolicy(route.name, primary, deadline, route.shadows, rules, route.thresholds)
 
 
 def copy_problems(route: Route) -> Iterator[tuple[str, str]]:

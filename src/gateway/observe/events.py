@@ -137,7 +137,7 @@ class ShadowVerdict:
     route: str
     backend: str
     operation: str
-    #: ``clean``, ``differs`` or ``inconclusive`` (gateway.shadow.noise.Verdict).
+    #: ``clean``, ``differs`` or ``inconclusive`` (gateway.comparison.Verdict).
     verdict: str
 
 

@@ -16,6 +16,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from gateway.comparison import Verdict
 from gateway.observe.events import (
     REJECT_REASONS,
     BackendFailed,
@@ -35,7 +36,6 @@ from gateway.observe.events import (
     ShadowSamplesLost,
     ShadowVerdict,
 )
-from gateway.shadow.noise import Verdict
 
 #: Lookups per BatchReadPersons call: 1 while the services keep up (READS_PER_CALL at most).
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from gateway.codec.fields import Value
 from gateway.codec.messages import LogonAnswer, LookupAnswer, Record
 from gateway.codec.records import LAYOUTS
+from gateway.comparison import HEADER, PRESENCE, FieldKey, Normaliser, Rules
 from gateway.errors import CodecError
 from gateway.model import Family, Operation
-from gateway.shadow.normalise import HEADER, PRESENCE, Normaliser, Rules
 
 #: Fields that hold a PNR by name; their whole value is redacted.
 PNR_FIELDS = frozenset({"PNR", "PNRGAELD", "AEGTEPNR", "BARN_PNR", "PNRMOR", "PNRFAR", "RELPNR"})
@@ -46,31 +46,6 @@ _OK = "ok"
 def placeholder(_pnr: str) -> str:
     """The default redactor: every PNR looks the same."""
     return PLACEHOLDER
-
-
-@dataclass(frozen=True, slots=True)
-class FieldKey:
-    """What was compared, e.g. ``lookup / 001 / STANDARDADR``.
-
-    ``record`` is a record type, ``hdr`` for header facts (``FEJLNR``,
-    ``DECODE``), or ``set`` for record presence (``field`` = the record type).
-    Every segment comes from config or layouts, so a key is a safe metric label.
-    """
-
-    operation: str
-    record: str
-    field: str
-
-    def __str__(self) -> str:
-        return f"{self.operation} / {self.record} / {self.field}"
-
-    @classmethod
-    def parse(cls, text: str) -> FieldKey:
-        """The key ``str(key)`` printed; ValueError for anything else."""
-        parts = [part.strip() for part in text.split("/")]
-        if len(parts) != 3 or not all(parts):
-            raise ValueError(f"{text!r} is not 'operation / record / field'")
-        return cls(*parts)
 
 
 @dataclass(frozen=True, slots=True)

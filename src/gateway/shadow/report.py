@@ -16,17 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.comparison import FieldKey, Thresholds, Verdict
 from gateway.errors import GatewayError
-from gateway.shadow.compare import FieldKey
-from gateway.shadow.noise import (
-    FieldStats,
-    OperationStats,
-    Tally,
-    Thresholds,
-    Verdict,
-    field_verdict,
-    verdict,
-)
+from gateway.shadow.noise import FieldStats, OperationStats, Tally, field_verdict, verdict
 from gateway.shadow.store import Example, MismatchStore, Target
 
 #: Examples shown per field: enough to see the pattern, few enough to read.

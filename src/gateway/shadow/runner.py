@@ -30,13 +30,12 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from gateway.codec import LogonRequest, LookupRequest, Request, customer_number
+from gateway.codec import LogonRequest, LookupRequest, Request, customer_number, user_id
 from gateway.codec.messages import answer_token, answer_with_token, request_with_token
-from gateway.config.schema import Route, Shadow, user_id
+from gateway.comparison import Noise, Shadow, ShadowPolicy
 from gateway.errors import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable
 from gateway.model import Family
 from gateway.observe.events import EventBus, ShadowCompleted, ShadowQueue, ShadowVerdict
-from gateway.routing import Decision
 from gateway.runtime.tasks import TaskSet
 from gateway.sessions.table import SessionBroker
 from gateway.shadow.compare import Comparison, compare, placeholder
@@ -60,8 +59,14 @@ _REASONS: dict[type[BackendError], str] = {
 class ShadowJob:
     """An answered request whose decision names shadows: what the runner needs to copy it."""
 
-    route: Route
-    decision: Decision
+    #: How the request's route is shadowed.
+    policy: ShadowPolicy
+    #: The backend that answered the client (after a session fallback, the home side).
+    backend: str
+    #: The shadows this request was sampled for.
+    shadows: tuple[Shadow, ...]
+    #: The noise copy it was sampled for, if any.
+    noise: Noise | None
     request: Request
     #: The bytes the client sent (with the client's token).
     raw: bytes
@@ -149,7 +154,7 @@ class ShadowRunner:
     def _start(self, job: ShadowJob) -> None:
         self._in_flight += 1
         self._started += 1
-        self._tasks.spawn(self._run(job), name=f"shadow:{job.route.name}:{self._started}")
+        self._tasks.spawn(self._run(job), name=f"shadow:{job.policy.route}:{self._started}")
 
     def _next(self) -> None:
         """A slot is free: start the oldest waiting job."""
@@ -160,8 +165,8 @@ class ShadowRunner:
     async def _run(self, job: ShadowJob) -> None:
         try:
             copies = [self._shadow(job, s.backend, s.deadline) for s in _shadows(job)]
-            noise = job.decision.noise
-            if noise is not None and job.decision.backend == job.route.primary:
+            noise = job.noise
+            if noise is not None and job.backend == job.policy.primary:
                 copies.append(self._noise(job, noise.backend))
             await asyncio.gather(*copies)
         finally:
@@ -175,23 +180,23 @@ class ShadowRunner:
             self._emit(job, backend, answer.outcome, answer.reason)
             return
         comparison = self._compare(job, answer)
-        tally = self.tally(job.route.name, backend)
+        tally = self.tally(job.policy.route, backend)
         tally.record_comparison(comparison)
         self._emit(job, backend, _outcome(comparison), "", _fields(comparison))
         operation = job.request.operation.value
-        judged = verdict(tally, operation, job.route.thresholds)
-        self._bus.emit(ShadowVerdict(job.route.name, backend, operation, judged.value))
+        judged = verdict(tally, operation, job.policy.thresholds)
+        self._bus.emit(ShadowVerdict(job.policy.route, backend, operation, judged.value))
         self._store(job, backend, comparison, noise=False)
 
     async def _noise(self, job: ShadowJob, backend: str) -> None:
         """One noise copy: the same side twice; what differs is noise for every shadow."""
-        answer = await self._copy(job, backend, job.route.deadline)
+        answer = await self._copy(job, backend, job.policy.deadline)
         if isinstance(answer, _Failed):
             self._emit(job, backend, answer.outcome, answer.reason, noise=True)
             return
         comparison = self._compare(job, answer)
-        for shadow in job.route.shadows:
-            self.tally(job.route.name, shadow.backend).record_noise(comparison)
+        for shadow in job.policy.shadows:
+            self.tally(job.policy.route, shadow.backend).record_noise(comparison)
         fields = _fields(comparison)
         self._emit(job, backend, _outcome(comparison), "", fields, noise=True)
         self._store(job, backend, comparison, noise=True)
@@ -225,7 +230,7 @@ class ShadowRunner:
     def _compare(self, job: ShadowJob, answer: bytes) -> Comparison:
         operation = job.request.operation.value
         family = _family(job.request)
-        return compare(operation, family, job.answer, answer, job.route.compare, self._redact)
+        return compare(operation, family, job.answer, answer, job.policy.rules, self._redact)
 
     def _store(self, job: ShadowJob, backend: str, comparison: Comparison, *, noise: bool) -> None:
         if self._writer is None:
@@ -233,8 +238,7 @@ class ShadowRunner:
         subject = ""
         if self._pseudonymiser is not None and isinstance(job.request, LookupRequest):
             subject = self._pseudonymiser.pnr(job.request.pnr)
-        primary = job.decision.backend
-        sample = Sample(job.route.name, primary, backend, comparison, subject, noise)
+        sample = Sample(job.policy.route, job.backend, backend, comparison, subject, noise)
         self._writer.put(sample)
 
     def _emit(
@@ -247,8 +251,8 @@ class ShadowRunner:
         *,
         noise: bool = False,
     ) -> None:
-        operation = job.request.operation
-        event = ShadowCompleted(job.route.name, operation, backend, outcome, reason, fields, noise)
+        route, operation = job.policy.route, job.request.operation
+        event = ShadowCompleted(route, operation, backend, outcome, reason, fields, noise)
         self._bus.emit(event)
 
     def _dropped(self, job: ShadowJob, reason: str) -> None:
@@ -258,12 +262,12 @@ class ShadowRunner:
 
 
 def _shadows(job: ShadowJob) -> list[Shadow]:
-    """The decision's shadows, less one that answered the client (a session fallback)."""
-    return [s for s in job.decision.shadows if s.backend != job.decision.backend]
+    """The sampled shadows, less one that answered the client (a session fallback)."""
+    return [s for s in job.shadows if s.backend != job.backend]
 
 
 def _names(job: ShadowJob) -> set[str]:
-    return {shadow.backend for shadow in job.decision.shadows}
+    return {shadow.backend for shadow in job.shadows}
 
 
 def _client_token(job: ShadowJob) -> str:

@@ -29,9 +29,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from gateway.comparison import FieldKey, Thresholds
 from gateway.errors import ConfigError, GatewayError
-from gateway.shadow.compare import Comparison, FieldKey, iter_keys, scrub
-from gateway.shadow.noise import FieldStats, OperationStats, Tally, Thresholds
+from gateway.shadow.compare import Comparison, iter_keys, scrub
+from gateway.shadow.noise import FieldStats, OperationStats, Tally
 from gateway.shadow.pseudonym import is_pseudonym
 
 #: Where the gateway keeps the store unless routing.yaml says otherwise.

@@ -13,7 +13,7 @@ import asyncio
 import collections
 from collections.abc import Iterable
 
-from gateway.config.schema import Route
+from gateway.comparison import ShadowPolicy
 from gateway.errors import GatewayError
 from gateway.observe.events import EventBus, ShadowSamplesLost
 from gateway.runtime.tasks import TaskSet
@@ -49,12 +49,11 @@ class SampleWriter:
         self._pending.append(sample)
         self._wake.set()
 
-    async def set_thresholds(self, routes: Iterable[Route]) -> None:
+    async def set_thresholds(self, policies: Iterable[ShadowPolicy]) -> None:
         """Record each shadowed route's thresholds, so the report judges as the gateway does."""
-        shadowed = [(route.name, route.thresholds) for route in routes if route.shadows]
         try:
-            for name, thresholds in shadowed:
-                await asyncio.to_thread(self._store.set_thresholds, name, thresholds)
+            for policy in policies:
+                await asyncio.to_thread(self._store.set_thresholds, policy.route, policy.thresholds)
         except GatewayError as exc:
             self._bus.emit(ShadowSamplesLost("store_error", 0, str(exc)))
 

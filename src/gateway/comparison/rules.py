@@ -8,10 +8,10 @@ A route's ``compare:`` section in routing.yaml::
         "lookup / 001 / STANDARDADR": [trim, casefold]
         "* / * / ADRNVN": [trim]
 
-Keys are ``operation / record / field`` (see :class:`~gateway.shadow.compare.FieldKey`);
-each segment of a pattern is a shell-style glob (``*``, ``?``, ``[..]``), matched
-case-sensitively. A pattern that can match no key at all is a config error, so a
-typo (``standardadr``) fails at load instead of silently comparing nothing.
+Keys are ``operation / record / field`` (:class:`FieldKey`); each segment of a
+pattern is a shell-style glob (``*``, ``?``, ``[..]``), matched case-sensitively.
+A pattern that can match no key at all is a config error, so a typo
+(``standardadr``) fails at load instead of silently comparing nothing.
 """
 
 from __future__ import annotations
@@ -21,14 +21,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING
 
 from gateway.codec.records import LAYOUTS
 from gateway.errors import ConfigError
 from gateway.model import Operation
-
-if TYPE_CHECKING:  # compare.py imports this module; the key type is only annotated here
-    from gateway.shadow.compare import FieldKey
 
 #: The record segment of keys about the answer header (FEJLNR, DECODE).
 HEADER = "hdr"
@@ -38,6 +34,31 @@ PRESENCE = "set"
 HEADER_FIELDS = ("DECODE", "FEJLNR")
 
 _SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldKey:
+    """What was compared, e.g. ``lookup / 001 / STANDARDADR``.
+
+    ``record`` is a record type, ``hdr`` for header facts (``FEJLNR``,
+    ``DECODE``), or ``set`` for record presence (``field`` = the record type).
+    Every segment comes from config or layouts, so a key is a safe metric label.
+    """
+
+    operation: str
+    record: str
+    field: str
+
+    def __str__(self) -> str:
+        return f"{self.operation} / {self.record} / {self.field}"
+
+    @classmethod
+    def parse(cls, text: str) -> FieldKey:
+        """The key ``str(key)`` printed; ValueError for anything else."""
+        parts = [part.strip() for part in text.split("/")]
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"{text!r} is not 'operation / record / field'")
+        return cls(*parts)
 
 
 class Normaliser(enum.StrEnum):
