@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from cpr_mainframe.config import default_config_path
-from gateway.config.schema import LEGACY_MAX_CONNECTIONS
+from gateway.backends.legacy_config import LEGACY_MAX_CONNECTIONS
 
 #: scrypt's lowest accepted cost: the benchmark logs on once per measurement and
 #: measures lookups, not password hashing.

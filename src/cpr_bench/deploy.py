@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
 from cpr_bench.configs import (
     TlsFiles,
     Via,

@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
 from cpr_devtools.migration import migrate_register
 from cpr_devtools.pki import ensure_dev_pki
 from cpr_devtools.supervisor import Listener, Part, run_stack

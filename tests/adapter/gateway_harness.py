@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 from cpr_devtools.client import Endpoint
 from gateway.app import Gateway
+from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.codec import LogonAnswer, LogonRequest, LookupAnswer, LookupRequest, Record, seal
 from gateway.codec.framing import record_length
 from gateway.config.schema import (
     Admin,
     ClientTls,
     GatewayConfig,
-    LegacyBackendConfig,
     Limits,
     Listen,
     Match,

@@ -21,10 +21,11 @@ from gateway_harness import (
 )
 
 from cpr_devtools.pki import ensure_dev_pki
-from gateway.backends import LegacyBackend, build_backend, registered_kinds
+from gateway.backends import LegacyBackend, build_backend
+from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.codec import LogonRequest, LookupAnswer, LookupRequest
-from gateway.config import BACKEND_PARSERS
-from gateway.config.schema import ClientTls, LegacyBackendConfig
+from gateway.config.kinds import BACKEND_KINDS, load_attribute
+from gateway.config.schema import ClientTls
 from gateway.errors import (
     BackendProtocolError,
     BackendTimeout,
@@ -172,6 +173,8 @@ async def test_unreadable_ca_is_a_config_error(tmp_path: Path) -> None:
     assert problem.startswith(f"backends.mainframe.tls.ca: cannot load {tmp_path / 'no.crt'}")
 
 
-def test_every_configurable_kind_has_an_adapter() -> None:
-    """Each ``kind`` the config loader accepts has a registered backend adapter, and back."""
-    assert set(registered_kinds()) == set(BACKEND_PARSERS)
+@pytest.mark.parametrize("kind", list(BACKEND_KINDS))
+def test_every_configurable_kind_has_an_adapter(kind: str) -> None:
+    """Each ``kind`` the config loader accepts names a parser and an adapter that both load."""
+    assert callable(load_attribute(BACKEND_KINDS[kind].parser))
+    assert callable(load_attribute(BACKEND_KINDS[kind].adapter))

@@ -33,13 +33,13 @@ from gateway_harness import (
 )
 
 from cpr_devtools.client import exchange
+from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.codec import LogonAnswer, LookupAnswer, Record, Request, seal
 from gateway.codec.messages import request_with_token
 from gateway.comparison import FieldKey, Shadow
 from gateway.config.schema import (
     BUCKETS,
     GatewayConfig,
-    LegacyBackendConfig,
     Match,
     Route,
     Shadowing,

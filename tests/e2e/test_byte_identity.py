@@ -19,12 +19,12 @@ from cpr_devtools.client import Endpoint, exchange, logon
 from cpr_devtools.pki import ensure_dev_pki
 from emulator_harness import DEMO_OFF4, DEMO_PRIV, DemoUser, running_emulator
 from gateway.app import Gateway
+from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.codec import LogonAnswer, LogonRequest, LookupAnswer, LookupRequest
 from gateway.config.schema import (
     Admin,
     ClientTls,
     GatewayConfig,
-    LegacyBackendConfig,
     Limits,
     Listen,
     Match,

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
 from cpr_bench.configs import (
     READ_TIMEOUT_S,
     TlsFiles,

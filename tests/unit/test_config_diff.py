@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.config import diff_configs, diff_tables
 from gateway.config.schema import (
     Admin,
     GatewayConfig,
-    LegacyBackendConfig,
     Limits,
     Listen,
     Match,

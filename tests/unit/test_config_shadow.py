@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import gateway.backends  # noqa: F401  (registers kind: grpc, which the doc examples use)
 from gateway.codec import LogonRequest, LookupRequest
 from gateway.comparison import KeyPattern, Noise, Normaliser, Shadow, Thresholds
 from gateway.config import check_config, diff_tables, load_routing

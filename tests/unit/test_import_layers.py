@@ -20,6 +20,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 GATEWAY = SRC / "gateway"
+#: The shipped routing.yaml: a legacy and a gRPC backend.
+ROUTING = SRC.parent / "routing.yaml"
 SHADOW = GATEWAY / "shadow"
 FORBIDDEN = frozenset(
     {
@@ -140,10 +142,14 @@ def test_the_pure_list_is_not_empty() -> None:
 
 def test_serving_loads_grpc_only_for_a_grpc_backend_and_x509_never() -> None:
     """Each serving process pays only for what it runs (memory per worker, P6 of
-    docs/benchmarks.md): reading routing.yaml and starting a gateway import neither grpcio
-    nor the X.509 library; building a ``kind: grpc`` backend then loads grpcio."""
+    docs/benchmarks.md): reading routing.yaml (even one that names a ``kind: grpc`` backend)
+    and starting a gateway import neither grpcio nor the X.509 library; building a
+    ``kind: grpc`` backend then loads grpcio."""
     code = (
         "import sys, gateway.cli, gateway.app, gateway.backends, gateway.runtime.workers\n"
+        "from pathlib import Path\n"
+        "from gateway.config import load_routing\n"
+        f"assert load_routing(Path({str(ROUTING)!r})).backends['persons-v2'].kind == 'grpc'\n"
         "heavy = ('grpc', 'cryptography')\n"
         "print(*[m for m in heavy if m in sys.modules])\n"
         "from gateway.backends import build_backend\n"

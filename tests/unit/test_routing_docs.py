@@ -6,8 +6,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-import gateway.backends  # noqa: F401  (registers every backend kind that exists)
-from gateway.config import BACKEND_PARSERS, GatewayConfig, diff_tables, load_routing
+from gateway.config import GatewayConfig, diff_tables, load_routing
 from gateway.config.schema import Split
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "routing.md"
@@ -16,17 +15,9 @@ EXAMPLES = [block for block in re.findall(r"```yaml\n(.*?)```", TEXT, re.S) if "
 OUTPUTS = re.findall(r"```text\n(.*?)```", TEXT, re.S)
 
 
-def _as_loadable(block: str) -> str:
-    """The example, with the gRPC placeholder backend as a legacy one until grpc is registered."""
-    if "grpc" in BACKEND_PARSERS:
-        return block
-    block = re.sub(r"\n +deadline: \S+ +# placeholder", "", block)
-    return block.replace("kind: grpc\n", "kind: legacy\n    tls: null\n")
-
-
 def _load(tmp_path: Path, index: int) -> GatewayConfig:
     path = tmp_path / f"example{index}.yaml"
-    path.write_text(_as_loadable(EXAMPLES[index]), encoding="utf-8")
+    path.write_text(EXAMPLES[index], encoding="utf-8")
     return load_routing(path)
 
 

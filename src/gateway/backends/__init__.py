@@ -1,18 +1,12 @@
-"""Backends, one module per ``kind`` behind one :class:`Backend` protocol.
+"""Backends, one adapter per ``kind`` behind one :class:`Backend` protocol.
 
-Importing a kind's module registers it, so every kind is imported here; the gRPC adapter
-itself is loaded only when a ``kind: grpc`` backend is built (:mod:`.grpc_config`).
+Each kind is a config module (``legacy_config``, ``grpc_config``: its frozen config and the
+parser of its routing.yaml section) beside its adapter (``legacy``, ``grpc``); the table
+:data:`gateway.config.kinds.BACKEND_KINDS` names both. An adapter is imported when the
+first backend of its kind is built, so a gateway without ``kind: grpc`` never loads grpcio.
 """
 
-from gateway.backends import grpc_config
-from gateway.backends.base import Backend, build_backend, register, registered_kinds
+from gateway.backends.base import Backend, Factory, build_backend
 from gateway.backends.legacy import LegacyBackend
 
-__all__ = [
-    "Backend",
-    "LegacyBackend",
-    "build_backend",
-    "grpc_config",
-    "register",
-    "registered_kinds",
-]
+__all__ = ["Backend", "Factory", "LegacyBackend", "build_backend"]

@@ -1,4 +1,4 @@
-"""The one small protocol every backend kind implements, and the registry by ``kind``.
+"""The one small protocol every backend kind implements, and how a ``kind`` becomes an adapter.
 
 A backend turns one framed request into the exact answer bytes the client gets.
 It applies the route's deadline itself and raises only :class:`BackendError`
@@ -8,10 +8,11 @@ grpc.aio.AioRpcError) are translated inside the adapter and never travel up.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 from gateway.codec import Request
+from gateway.config.kinds import BACKEND_KINDS, load_attribute
 from gateway.config.schema import BackendConfig
 from gateway.observe.events import EventBus
 
@@ -38,27 +39,15 @@ class Backend(Protocol):
 
 
 #: Builds a backend from its validated config section; the bus is for its own telemetry
-#: (None: nobody listens).
+#: (None: nobody listens). Each kind's is named in :data:`gateway.config.kinds.BACKEND_KINDS`.
 Factory = Callable[[Any, EventBus | None], Backend]
-
-_FACTORIES: dict[str, Factory] = {}
-
-
-def register(kind: str, factory: Factory) -> None:
-    """Make ``kind:`` in routing.yaml build its backends with ``factory``."""
-    if kind in _FACTORIES:
-        raise ValueError(f"backend kind {kind!r} is registered twice")
-    _FACTORIES[kind] = factory
-
-
-def registered_kinds() -> Mapping[str, Factory]:
-    """Every kind an adapter exists for."""
-    return dict(_FACTORIES)
 
 
 def build_backend(config: BackendConfig, bus: EventBus | None = None) -> Backend:
     """The adapter for ``config.kind``; may raise ConfigError (e.g. an unreadable CA file).
 
-    ``bus`` hears what the adapter itself has to tell (e.g. how it batches calls).
+    ``bus`` hears what the adapter itself has to tell (e.g. how it batches calls). The
+    first backend of a kind imports its adapter module, and that module's libraries.
     """
-    return _FACTORIES[config.kind](config, bus)
+    factory = cast(Factory, load_attribute(BACKEND_KINDS[config.kind].adapter))
+    return factory(config, bus)

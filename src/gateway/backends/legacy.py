@@ -12,16 +12,16 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-from gateway.backends.base import register
+from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.codec import LogonRequest, Request
 from gateway.codec.messages import HEADER_LENGTH, LOGON_ANSWER_LENGTH, MAX_ANSWER_LENGTH
-from gateway.config.schema import LegacyBackendConfig
 from gateway.errors import (
     BackendProtocolError,
     BackendTimeout,
     BackendUnavailable,
     ConfigError,
 )
+from gateway.observe.events import EventBus
 from gateway.tls import client_context
 
 #: Spec §1: no legal answer exceeds 2908 bytes; reading one byte more makes an
@@ -41,8 +41,12 @@ class LegacyBackend:
         self._slots = asyncio.Semaphore(config.max_connections)
 
     @classmethod
-    def from_config(cls, config: LegacyBackendConfig) -> LegacyBackend:
-        """Build it, loading the CA now so a bad file fails at start, not at the first request."""
+    def from_config(cls, config: LegacyBackendConfig, bus: EventBus | None = None) -> LegacyBackend:
+        """Build it, loading the CA now so a bad file fails at start, not at the first request.
+
+        ``bus`` is taken like every kind's factory takes it; this adapter has nothing of
+        its own to tell (the dispatcher reports its calls).
+        """
         if config.tls is None:
             return cls(config, None)
         try:
@@ -171,6 +175,3 @@ def _is_digits(data: bytes) -> bool:
 def _describe(exc: OSError) -> str:
     """A short fact about a socket error (addresses and errno text; never payload)."""
     return f"{type(exc).__name__}: {exc.strerror or exc}"
-
-
-register("legacy", lambda config, _bus: LegacyBackend.from_config(config))

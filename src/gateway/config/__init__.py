@@ -1,20 +1,18 @@
 """routing.yaml → frozen dataclasses, with path-qualified errors (see :mod:`.load`)."""
 
 from gateway.config.diff import diff_configs, diff_tables
+from gateway.config.kinds import BACKEND_KINDS, BackendKind
 from gateway.config.load import (
-    BACKEND_PARSERS,
     BackendParser,
     RoutingReader,
     check_config,
     load_routing,
-    register_backend_parser,
 )
 from gateway.config.schema import (
     Admin,
     BackendConfig,
     ClientTls,
     GatewayConfig,
-    LegacyBackendConfig,
     Limits,
     Listen,
     Match,
@@ -25,13 +23,13 @@ from gateway.config.schema import (
 )
 
 __all__ = [
-    "BACKEND_PARSERS",
+    "BACKEND_KINDS",
     "Admin",
     "BackendConfig",
+    "BackendKind",
     "BackendParser",
     "ClientTls",
     "GatewayConfig",
-    "LegacyBackendConfig",
     "Limits",
     "Listen",
     "Match",
@@ -44,5 +42,4 @@ __all__ = [
     "diff_configs",
     "diff_tables",
     "load_routing",
-    "register_backend_parser",
 ]

@@ -6,8 +6,8 @@ all problems are raised together in one :class:`ConfigError`, e.g.
 routes, split weights that do not add up to 100 and a missing catch-all fail
 here, never at request time.
 
-Backend kinds are open: each kind's section is read by the parser registered for
-it (:func:`register_backend_parser`); ``legacy`` is registered here.
+Each backend kind's section is read by the parser that
+:data:`gateway.config.kinds.BACKEND_KINDS` names for its ``kind:``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import cast
 
 from gateway.codec import user_id
 from gateway.comparison import Rules, Shadow, Thresholds
 from gateway.config import reader as r
 from gateway.config import shadows as sh
+from gateway.config.kinds import BACKEND_KINDS, load_attribute
 from gateway.config.reader import Problem, Problems, Skip, show
 from gateway.config.schema import (
     BUCKETS,
@@ -29,7 +31,6 @@ from gateway.config.schema import (
     BackendConfig,
     ClientTls,
     GatewayConfig,
-    LegacyBackendConfig,
     Limits,
     Listen,
     Match,
@@ -48,7 +49,7 @@ _USER_LENGTH = 8  # BRUGER-ID (spec §3)
 _PER_PERCENT = BUCKETS // 100
 _OPERATIONS = {operation.value: operation for operation in Operation}
 # Defaults come from instances: on a slotted dataclass, ``Admin.host`` is a descriptor.
-_ADMIN, _LIMITS, _LEGACY = Admin(), Limits(), LegacyBackendConfig("", "", 0, None)
+_ADMIN, _LIMITS = Admin(), Limits()
 _SHADOWING = Shadowing()
 _ROUTE_KEYS = (
     "name", "match", "backend", "split", "deadline", "shadow", "noise", "compare", "thresholds",
@@ -80,7 +81,7 @@ def check_config(path: Path) -> list[str]:
 class RoutingReader(Problems):
     """Reads routing.yaml section by section; relative files resolve against ``base``.
 
-    A backend parser (see :func:`register_backend_parser`) gets this reader and
+    A backend kind's parser (see :data:`BackendParser`) gets this reader and
     may use :meth:`section`, :meth:`problem`, :meth:`file`, :meth:`optional_file`
     and :meth:`client_tls`, plus the scalar parsers of :mod:`gateway.config.reader`.
     """
@@ -167,25 +168,13 @@ class RoutingReader(Problems):
             self.problem(path, f"expected a mapping with a kind, got {show(raw)}")
             raise Skip
         kind = raw.get("kind")
-        parser = _PARSERS.get(kind) if isinstance(kind, str) else None
+        parser = _parser_of(kind) if isinstance(kind, str) else None
         if parser is None:
-            known = ", ".join(_PARSERS)
+            known = ", ".join(BACKEND_KINDS)
             what = "required" if kind is None else f"unknown kind {show(kind)} (known: {known})"
             self.problem(f"{path}.kind", what)
             raise Skip
         return parser(self, str(name), raw, path)
-
-    def legacy(self, name: str, raw: object, path: str) -> LegacyBackendConfig:
-        """A CPR Direkte server reached over TCP, TLS optional."""
-        keys = ("kind", "address", "tls", "connect_timeout", "max_connections")
-        s = self.section(raw, path, keys)
-        s.get("kind", lambda value, _path: value)
-        address = s.get("address", r.address)
-        tls = s.get("tls", self.client_tls)
-        timeout = s.get("connect_timeout", r.positive_duration, _LEGACY.connect_timeout)
-        most = s.get("max_connections", r.positive_int, _LEGACY.max_connections)
-        s.done()
-        return LegacyBackendConfig(name, *address, tls, timeout, most)
 
     def client_tls(self, raw: object, path: str) -> ClientTls | None:
         """How to verify a backend, or None for plaintext."""
@@ -284,21 +273,11 @@ class RoutingReader(Problems):
 #: Report problems through the reader (or raise Problem/Skip), never by returning a partial config.
 BackendParser = Callable[[RoutingReader, str, object, str], BackendConfig]
 
-_PARSERS: dict[str, BackendParser] = {"legacy": RoutingReader.legacy}
-#: One parser per backend ``kind`` (read-only; add with :func:`register_backend_parser`).
-#: gateway.backends keeps the matching adapter registry.
-BACKEND_PARSERS: Mapping[str, BackendParser] = MappingProxyType(_PARSERS)
 
-
-def register_backend_parser(kind: str, parser: BackendParser) -> None:
-    """Make ``kind:`` in routing.yaml readable by ``parser``; a kind is registered once.
-
-    The module that defines a kind registers it at import (as ``legacy`` does
-    here), so the composition root must import it before loading a config.
-    """
-    if kind in _PARSERS:
-        raise ValueError(f"backend kind {kind!r} is registered twice")
-    _PARSERS[kind] = parser
+def _parser_of(kind: str) -> BackendParser | None:
+    """The parser :data:`BACKEND_KINDS` names for ``kind`` (its module imported now), or None."""
+    found = BACKEND_KINDS.get(kind)
+    return None if found is None else cast(BackendParser, load_attribute(found.parser))
 
 
 def _version(raw: object, _path: str) -> int:

@@ -71,33 +71,13 @@ class ClientTls:
     server_name: str | None
 
 
-#: A legacy backend's default ``max_connections`` per gateway process.
-LEGACY_MAX_CONNECTIONS = 64
-
-
-@dataclass(frozen=True, slots=True)
-class LegacyBackendConfig:
-    """A CPR Direkte server (the mainframe or its emulator), one TCP connection per request."""
-
-    name: str
-    host: str
-    port: int
-    tls: ClientTls | None
-    connect_timeout: float = 1.0
-    #: Connections open to it at once from one gateway process; further requests wait
-    #: for one within their route's deadline. A burst of clients then reaches the
-    #: mainframe as a steady stream, and the gateway's memory stays bounded.
-    max_connections: int = LEGACY_MAX_CONNECTIONS
-    kind: str = "legacy"
-
-
 class BackendConfig(Protocol):
     """What every backend kind's config has; each kind adds its own fields.
 
-    A kind registers its parser with :func:`gateway.config.register_backend_parser`
-    and its adapter with :func:`gateway.backends.register`; nothing here needs to
-    know the kinds. Configs must be frozen dataclasses: a reload keeps a running
-    backend whose config compares equal.
+    A kind's config lives beside its adapter in :mod:`gateway.backends`, and
+    :data:`gateway.config.kinds.BACKEND_KINDS` names its parser and adapter; nothing
+    here needs to know the kinds. Configs must be frozen dataclasses: a reload keeps
+    a running backend whose config compares equal.
     """
 
     @property

@@ -1,0 +1,51 @@
+"""``kind: legacy`` in routing.yaml: a CPR Direkte server reached over TCP, TLS optional.
+
+The configuration is apart from the adapter (:mod:`gateway.backends.legacy`), like the
+gRPC kind's, so that reading routing.yaml loads no adapter; both halves are named in
+:data:`gateway.config.kinds.BACKEND_KINDS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.config.load import RoutingReader
+from gateway.config.reader import address, positive_duration, positive_int
+from gateway.config.schema import ClientTls
+
+#: A legacy backend's default ``max_connections`` per gateway process.
+LEGACY_MAX_CONNECTIONS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyBackendConfig:
+    """A CPR Direkte server (the mainframe or its emulator), one TCP connection per request."""
+
+    name: str
+    host: str
+    port: int
+    tls: ClientTls | None
+    connect_timeout: float = 1.0
+    #: Connections open to it at once from one gateway process; further requests wait
+    #: for one within their route's deadline. A burst of clients then reaches the
+    #: mainframe as a steady stream, and the gateway's memory stays bounded.
+    max_connections: int = LEGACY_MAX_CONNECTIONS
+    kind: str = "legacy"
+
+
+# Defaults come from an instance: on a slotted dataclass, ``LegacyBackendConfig.port`` is a
+# descriptor.
+_DEFAULTS = LegacyBackendConfig("", "", 0, None)
+
+
+def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> LegacyBackendConfig:
+    """``address`` and ``tls`` (null for plaintext); ``connect_timeout``, ``max_connections``."""
+    keys = ("kind", "address", "tls", "connect_timeout", "max_connections")
+    section = reader.section(raw, path, keys)
+    section.get("kind", lambda value, _path: value)
+    host_port = section.get("address", address)
+    tls = section.get("tls", reader.client_tls)
+    timeout = section.get("connect_timeout", positive_duration, _DEFAULTS.connect_timeout)
+    most = section.get("max_connections", positive_int, _DEFAULTS.max_connections)
+    section.done()  # raises Skip after any bad value, so host_port is a pair below
+    return LegacyBackendConfig(name, *host_port, tls, timeout, most)
