@@ -65,11 +65,14 @@ class Settings:
     hold_s: float = 8.0
     #: Gateway worker processes, and HAProxy threads, in the scenarios that scale.
     workers: int = os.cpu_count() or 1
-    #: Load generator processes for TLS clients (a TLS lookup costs a client ~2 ms of CPU).
+    #: Load generator processes for TLS clients: a client's TLS handshake is dear enough that
+    #: one process cannot send the TLS rates on time (docs/benchmarks.md, "What is not met,
+    #: and why": P1).
     generators: int = os.cpu_count() or 1
-    #: Load generator processes for plaintext clients. A plaintext lookup costs a client
-    #: ~0.3 ms, so one process carries 1,000/s with a third of a core; a second one would
-    #: only be one more process contending for the cores the servers need.
+    #: Load generator processes for plaintext clients. One process carries the plaintext rate
+    #: with a fraction of a core (docs/benchmarks.md, "Where the time goes, and what was
+    #: changed": the load generator's plaintext lookups); a second one would only be one
+    #: more process contending for the cores the servers need.
     plain_generators: int = 1
     #: Persons in the synthetic register.
     persons: int = 10_000

@@ -103,8 +103,9 @@ class PlainLookup:
 
     Connect without blocking, write the record once the socket is writable, read
     until the server closes, close. A timer bounds the whole exchange. This is the
-    same conversation as :class:`Exchange` has, for about 30% less of the generator's
-    CPU: no task, future, protocol or ``asyncio.timeout`` per request.
+    same conversation as :class:`Exchange` has, for less of the generator's CPU: no task,
+    future, protocol or ``asyncio.timeout`` per request (docs/benchmarks.md, "Where the
+    time goes, and what was changed": the load generator's plaintext lookups).
     """
 
     __slots__ = (

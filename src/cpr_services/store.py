@@ -11,11 +11,12 @@ service selects on (``status``, ``sex``, ``birth_date``, ``municipality``,
 (:meth:`Person.to_json`, the register's lossless form). ``message`` holds the same
 person as the serialized ``cpr.v1.Person`` the services answer with, written
 alongside ``data``, so that a read is one parse in C instead of JSON to model to
-message in Python (~210 µs of the services' ~450 µs per read); ``message_format``
-is a fingerprint of person.proto and the conversion code it was written with. A row
-whose fingerprint is not this program's (either changed since, or written before
-schema version 4) is answered from ``data``, exactly as before, until the next
-migration run rewrites it. Why not one table per
+message in Python (the larger part of a read's CPU in the services; docs/benchmarks.md,
+"Where the time goes, and what was changed": modern route, after batching);
+``message_format`` is a fingerprint of person.proto and the conversion code it was
+written with. A row whose fingerprint is not this program's (either changed since, or
+written before schema version 4) is answered from ``data``, exactly as before, until the
+next migration run rewrites it. Why not one table per
 part (addresses, relations, protections …): the only read the services make is
 "everything about one PNR", which would then be a dozen joins or queries per
 lookup, and the nested, mostly-empty parts of a person (27 fields, 17 optional

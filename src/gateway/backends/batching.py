@@ -1,8 +1,9 @@
 """Coalescing: what arrives while calls are on the way goes out together in the next call.
 
 A gRPC call costs both sides about the same CPU whether it carries one read or
-sixteen (``python -m cpr_bench.grpc_floor``: ~0.3 ms in the caller and ~0.45 ms
-in the server, nearly all of it per call). So a worker sends a read at once when
+sixteen: nearly all of it is per call (``python -m cpr_bench.grpc_floor``; the figures
+are in docs/benchmarks.md, "Where the time goes, and what was changed": modern route,
+plaintext clients). So a worker sends a read at once when
 fewer than ``calls_at_once`` calls are on the way, and otherwise queues it; each
 call that returns sends what has queued meanwhile, up to ``max_items``, as one
 call. Nothing waits for a timer: when the backend keeps up every read goes alone

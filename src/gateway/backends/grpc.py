@@ -57,9 +57,10 @@ T = TypeVar("T")
 _STATUS_OF_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 #: Batched reads: calls on the way at once per worker, and reads per call (services allow 256).
 #: One call at a time makes the largest batches, and the services run one call at a time anyway
-#: (one event loop): under overload (1,000/s offered, 2 workers) p99 was 310-440 ms with 1
-#: against 580-750 ms with 2, and each read cost both sides less. When the services keep up,
-#: a read waits at most for one call on the way (about a millisecond).
+#: (one event loop): under overload one call answered sooner than two, and each read cost both
+#: sides less (docs/benchmarks.md, "Where the time goes, and what was changed": one batch call
+#: on the way per worker instead of two). When the services keep up, a read waits at most for
+#: the one call on the way.
 READ_CALLS_AT_ONCE = 1
 READS_PER_CALL = 64
 

@@ -2,8 +2,8 @@
 
 The configuration is apart from the adapter (:mod:`gateway.backends.grpc`) so that reading
 routing.yaml, and a gateway whose routes are all legacy, never load grpcio: every worker
-process would pay its memory (docs/benchmarks.md, "Where the time goes, and what was
-changed": memory per gateway process). Both halves are named in
+process would pay its memory (docs/benchmarks.md, "Memory figures once quoted in code
+comments"). Both halves are named in
 :data:`gateway.config.kinds.BACKEND_KINDS`; the adapter, and grpcio with it, is imported
 when the first ``kind: grpc`` backend is built.
 """

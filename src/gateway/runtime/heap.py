@@ -3,12 +3,12 @@
 CPython's collector walks every tracked object on each full (oldest-generation)
 collection. A server imports its modules, reads its config, builds its tables and opens
 its ports once, then serves for weeks, and every full collection walked all of that
-again: 26-66 ms per collection in a gateway worker or the gRPC services (measured; in the
-services one came a few seconds into every load run, docs/benchmarks.md), time in which
-that process answers nobody, so every request in flight carries it. Once a process has
-started, :func:`settle` collects once and moves what survived to the permanent generation
-(``gc.freeze``): later collections walk only what was made since, and the start-up heap is
-never walked again.
+again: tens of milliseconds in which that process answers nobody, so every request in
+flight carries it (in the gRPC services one came a few seconds into every load run;
+docs/benchmarks.md, "Where the time goes, and what was changed": ``gc.freeze``). Once a
+process has started, :func:`settle` collects once and moves what survived to the permanent
+generation (``gc.freeze``): later collections walk only what was made since, and the
+start-up heap is never walked again.
 
 Only the processes' own entry points call it (``cpr-gateway serve``, ``backend``,
 ``emulator``, the load generator's processes): in a test runner, an earlier test's server

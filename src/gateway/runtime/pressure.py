@@ -13,7 +13,8 @@ overload the loop still catches up now and then, and too little was shed.)
 
 An idle loop is not sampled: while ``idle()`` says nothing is being served, the sampler
 waits for :meth:`LoopLag.resume` (a new connection) instead of waking 40 times a second
-to find the loop on time. That waking cost an idle gateway worker ~1% of a core.
+to find the loop on time: an idle gateway worker paid for that waking in CPU
+(docs/benchmarks.md, "Where the time goes, and what was changed": the loop-lag sampler).
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ and byte relaying, so a busy gateway needs more than one. Each worker is a whole
 worker accepts from that one listening socket (inherited, ``--listen-fd``): one
 accept queue, so a new connection waits only while every worker is busy. (With
 SO_REUSEPORT, as before, each worker had a queue of its own, and a connection the
-kernel hashed to a busy worker waited while another sat idle: at 1,000 lookups/s
-on two cores, p99 58-138 ms against 40-82 ms with one queue, same CPU;
-docs/benchmarks.md.) Workers share nothing else.
+kernel hashed to a busy worker waited while another sat idle, which showed in the p99;
+docs/benchmarks.md, "Where the time goes, and what was changed": ``serve --workers``.)
+Workers share nothing else.
 
 Worker ``i`` serves /metrics, /healthz and /readyz on ``admin.port + i`` (a port
 of 0 stays 0: each worker picks a free one), because counters are per process
@@ -21,8 +21,8 @@ The parent is deliberately small: no event loop, no gateway code. It validates
 the routing file once by running ``check-config --workers N`` as a child (so a
 broken file fails once, with its problems, instead of once per worker), then
 starts the workers and polls them. Everything it imported would stay resident
-beside the workers' own copies: with an event loop and the config code it was
-~32 MB, now ~15 MB (docs/benchmarks.md, P6).
+beside the workers' own copies, so it imports neither an event loop nor the config code
+(docs/benchmarks.md, "Memory figures once quoted in code comments"; P6).
 
 Sessions are shared between the workers (gateway.sessions.peers): the parent makes a
 private directory (mode 0700, removed when the set stops) and each worker answers its

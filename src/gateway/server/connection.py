@@ -7,8 +7,9 @@ close with the same patience; keeping that here means a fix to either reaches bo
 It is an ``asyncio.Protocol`` rather than streams: the sans-IO framer is fed as bytes
 arrive, the two deadlines are timer handles, and a connection costs a task only once
 its request is whole. (A stream handler costs a task, a StreamReader and two
-``asyncio.timeout`` blocks per connection: ~90 µs more at 1,000 connections/s,
-docs/benchmarks.md.)
+``asyncio.timeout`` blocks per connection, CPU that every connection paid;
+docs/benchmarks.md, "Where the time goes, and what was changed": one
+``asyncio.Protocol`` per connection.)
 
 A connection goes reading → answering → closing → done. It is *done* once the
 transport is gone and no answer is being made: a client that vanishes while its
