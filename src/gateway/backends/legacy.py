@@ -14,7 +14,12 @@ import ssl
 
 from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.codec import LogonRequest, Request
-from gateway.codec.messages import HEADER_LENGTH, LOGON_ANSWER_LENGTH, MAX_ANSWER_LENGTH
+from gateway.codec.messages import (
+    HEADER_LENGTH,
+    LOGON_ANSWER_LENGTH,
+    MAX_ANSWER_LENGTH,
+    answer_fejlnr,
+)
 from gateway.errors import (
     BackendProtocolError,
     BackendTimeout,
@@ -150,7 +155,7 @@ async def _close(writer: asyncio.StreamWriter, *, graceful: bool) -> None:
 
 def _check_shape(name: str, request: Request, answer: bytes) -> None:
     """The wire contract's shape (spec §4); contents are the backend's business."""
-    fejlnr = answer[22:24]
+    fejlnr = answer_fejlnr(answer)
     if isinstance(request, LogonRequest):
         if len(answer) != LOGON_ANSWER_LENGTH:
             raise BackendProtocolError(f"{name}: logon answer of {len(answer)} bytes, not 24")
