@@ -143,7 +143,6 @@ _PRODUCT_COMMANDS = frozenset({"serve", "check-config", "diff"})
 
 
 def _run_check_config(args: argparse.Namespace) -> int:
-    import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
     from gateway.config import diff_configs, load_routing
     from gateway.runtime.workers import check_workers
 
@@ -173,7 +172,6 @@ def _run_serve(args: argparse.Namespace) -> int:
         return run_workers(args.config, args.workers)
     import socket
 
-    import gateway.backends  # noqa: F401  (every backend kind registers its config parser)
     from gateway.app import run_gateway
     from gateway.config import load_routing
     from gateway.observe.logs import configure_logging
