@@ -1,6 +1,7 @@
-"""`cpr-gateway up`: the whole default stack on one machine, in the foreground.
+"""Processes in the foreground, supervised as one set: how `cpr-gateway up` runs its parts.
 
-Each part runs as its own process (as it would in production), started in
+:mod:`cpr_devtools.up` decides which parts the default stack has; this module only runs
+parts. Each part runs as its own process (as it would in production), started in
 dependency order, each awaited until its port accepts connections. Ctrl-C or
 SIGTERM stops them in reverse order, each with its own graceful drain.
 """

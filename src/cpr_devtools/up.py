@@ -1,4 +1,8 @@
-"""`cpr-gateway up`: prepare var/ (certificates, register) and run every part of the stack."""
+"""`cpr-gateway up`: the whole default stack on one machine, in the foreground.
+
+Prepares var/ (certificates, register, the services' store) and runs the emulator, the
+reference services and the gateway as separate processes under :mod:`.supervisor`.
+"""
 
 from __future__ import annotations
 
