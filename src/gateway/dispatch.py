@@ -4,13 +4,14 @@ The deadline is the route's; the backend applies it to connect, write and read
 together. Whatever happens, the client gets an answer built by the codec, and
 the bus hears about it as typed events.
 
-Tokens are brokered between sides (docs/sessions.md, :mod:`gateway.sessions.table`):
+Tokens are brokered between sides (docs/sessions.md, :mod:`gateway.sessions.broker`):
 a successful logon is repeated on every other routed backend and their tokens
 remembered; a later request carries the token of the side it is routed to.
 
 A decision that names shadows is handed to the :class:`~gateway.shadow.runner.ShadowRunner`
 after the answer is final and the request's event emitted: shadows never delay or
-change the client's answer. A copy holds its backend's lease like a request does.
+change the client's answer. The job carries the backends the request was routed
+with, and a copy holds its backend's lease like a request does.
 
 A reload swaps the route table and backends in one assignment (:meth:`Dispatcher.swap`);
 each request keeps the pair it started with. A backend the new config no longer
@@ -21,26 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from gateway.backends.base import Backend
-from gateway.codec import (
-    LogonRequest,
-    LookupRequest,
-    Request,
-    customer_number,
-    refusal,
-    user_id,
-)
-from gateway.codec.messages import (
-    answer_fejlnr,
-    answer_token,
-    answer_with_token,
-    request_with_token,
-)
+from gateway.codec import FramedRequest, LogonRequest, LookupRequest, Request, refusal
+from gateway.codec.messages import answer_fejlnr, answer_token
 from gateway.comparison import ShadowPolicy
 from gateway.config.shadows import shadow_policies
 from gateway.errors import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable
@@ -48,6 +36,7 @@ from gateway.model import FejlNr, Operation
 from gateway.observe.events import BackendFailed, EventBus, RequestCompleted, SessionEvent
 from gateway.routing import Decision, RouteTable
 from gateway.runtime.tasks import TaskSet
+from gateway.sessions.broker import for_client, open_session, route_in_session, session_of
 from gateway.sessions.peers import SessionPeers
 from gateway.sessions.table import Session, SessionBroker
 from gateway.shadow.runner import ShadowJob, ShadowRunner
@@ -72,24 +61,61 @@ class _Lease:
     """A backend and the requests using it; closed once retired and idle."""
 
     backend: Backend
+    #: Where its close runs (the dispatcher's, drained at shutdown).
+    closing: TaskSet
     in_flight: int = 0
     retired: bool = False
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[Backend]:
+        """The backend, counted as in use until the block ends (a reload cannot close it)."""
+        self.in_flight += 1
+        try:
+            yield self.backend
+        finally:
+            self.in_flight -= 1
+            if self.retired and self.in_flight == 0:
+                self._close()
+
+    def retire(self) -> None:
+        """No new request will use it: close it now if idle, else when the last one ends."""
+        if self.retired:
+            return
+        self.retired = True
+        if self.in_flight == 0:
+            self._close()
+
+    def _close(self) -> None:
+        self.closing.spawn(self.backend.aclose(), name=f"close-backend:{self.backend.name}")
 
 
 @dataclass(frozen=True, slots=True)
 class _Routing:
-    """What one request routes with: replaced whole, never changed in place."""
+    """What one request routes with: replaced whole, never changed in place.
+
+    It is also the :class:`~gateway.shadow.runner.CopyBackends` a shadow job carries:
+    a copy goes to the backends its request was routed with, even after a reload.
+    """
 
     table: RouteTable
     leases: Mapping[str, _Lease]
-    #: How each shadowed route is shadowed, by route name: built with the table, once.
+    #: How each shadowed route is shadowed, by route name.
     policies: Mapping[str, ShadowPolicy]
+    #: Backends any route sends requests or copies to: a logon is repeated on each.
+    session_sides: frozenset[str]
 
-    @property
-    def session_sides(self) -> frozenset[str]:
-        """Backends any route sends requests or copies to: a logon is repeated on each."""
-        routes = self.table.routes
-        return frozenset(b for route in routes for b in (*route.backends, *route.copy_backends))
+    @classmethod
+    def of(cls, table: RouteTable, leases: Mapping[str, _Lease]) -> _Routing:
+        """Everything derived from the table is derived here, once per table."""
+        routes = table.routes
+        sides = frozenset(b for route in routes for b in (*route.backends, *route.copy_backends))
+        return cls(table, leases, shadow_policies(routes), sides)
+
+    async def call(self, backend: str, request: FramedRequest, *, deadline: float) -> bytes:
+        """``backend``'s answer to a shadow copy, holding its lease; BackendError is the
+        runner's to count."""
+        with self.leases[backend].held() as held:
+            return await held.call(request.request, request.raw, deadline=deadline)
 
 
 class Dispatcher:
@@ -106,11 +132,11 @@ class Dispatcher:
         shadows: ShadowRunner | None = None,
         peers: SessionPeers | None = None,
     ) -> None:
-        leases = {name: _Lease(b) for name, b in backends.items()}
-        self._routing = _Routing(table, leases, shadow_policies(table.routes))
+        self._closing = TaskSet()
+        leases = {name: _Lease(b, self._closing) for name, b in backends.items()}
+        self._routing = _Routing.of(table, leases)
         self._bus = bus
         self._clock = clock
-        self._closing = TaskSet()
         # Not ``sessions or ...``: an empty broker is falsy (it has a length).
         self.sessions = (
             sessions
@@ -140,17 +166,17 @@ class Dispatcher:
         """
         old = self._routing
         kept = {id(lease.backend): lease for lease in old.leases.values()}
-        leases = {name: kept.get(id(b)) or _Lease(b) for name, b in backends.items()}
-        self._routing = _Routing(table, leases, shadow_policies(table.routes))
+        leases = {name: kept.get(id(b)) or _Lease(b, self._closing) for name, b in backends.items()}
+        self._routing = _Routing.of(table, leases)
         still_used = {id(lease) for lease in leases.values()}
         for lease in old.leases.values():
             if id(lease) not in still_used:
-                self._retire(lease)
+                lease.retire()
 
     async def aclose(self) -> None:
         """Close every backend; call after the listener has drained."""
         for lease in self._routing.leases.values():
-            self._retire(lease)
+            lease.retire()
         await self._closing.drain(_CLOSE_TIMEOUT_S, "shutdown: backend close too slow")
 
     async def handle(self, request: Request, raw: bytes, *, peer: str) -> bytes:
@@ -158,10 +184,11 @@ class Dispatcher:
         started = self._clock()
         routing = self._routing  # one table and one set of backends for the whole request
         decision = routing.table.route(request)
+        client = FramedRequest(request, raw)
         if isinstance(request, LogonRequest):
-            answer, error = await self._logon(routing, decision, request, raw)
+            answer, error = await self._logon(routing, decision, request, client)
         else:
-            decision, answer, error = await self._brokered(routing, decision, request, raw)
+            decision, answer, error = await self._brokered(routing, decision, request, client)
         self._bus.emit(
             RequestCompleted(
                 peer=peer,
@@ -175,25 +202,29 @@ class Dispatcher:
         )
         if decision.shadows and not error and self.shadows is not None:
             # The answer is final: the copies run after it, against the same backends.
-            call = functools.partial(self._copy, routing)
-            policy = routing.policies[decision.route]
-            shadowed, noise = decision.shadows, decision.noise
-            job = ShadowJob(policy, decision.backend, shadowed, noise, request, raw, answer, call)
-            self.shadows.submit(job)
+            self.shadows.submit(
+                ShadowJob(
+                    routing.policies[decision.route],
+                    decision.backend,
+                    decision.shadows,
+                    decision.noise,
+                    client,
+                    answer,
+                    routing,
+                )
+            )
         return answer
 
     async def _logon(
-        self, routing: _Routing, decision: Decision, request: LogonRequest, raw: bytes
+        self, routing: _Routing, decision: Decision, request: LogonRequest, client: FramedRequest
     ) -> tuple[bytes, str]:
         """Log on at the routed side; on success repeat it on the others and open a session."""
-        answer, error = await self._leased(routing, decision, request, raw)
+        answer, error = await self._leased(routing, decision, client)
         if answer_fejlnr(answer) != _OK:
             return answer, error
         others = routing.session_sides - {decision.backend}
         tokens = await self._fan_out(routing, decision, _plain_logon(request), others)
-        customer = customer_number(request.customer)
-        home_token = answer_token(answer)
-        self.sessions.open(home_token, customer, user_id(request.user), decision.backend, tokens)
+        open_session(self.sessions, request, answer, decision.backend, tokens)
         self._bus.emit(SessionEvent("opened", decision.backend))
         return answer, error
 
@@ -201,12 +232,10 @@ class Dispatcher:
         self, routing: _Routing, decision: Decision, logon: LogonRequest, sides: frozenset[str]
     ) -> dict[str, str]:
         """The token each other side gives the same logon; the password is not kept."""
-        raw = logon.encode()
+        sent = FramedRequest(logon, logon.encode())
 
         async def one(side: str) -> tuple[str, str | None]:
-            answer, _error = await self._leased(
-                routing, replace(decision, backend=side), logon, raw
-            )
+            answer, _error = await self._leased(routing, replace(decision, backend=side), sent)
             if answer_fejlnr(answer) == _OK:
                 return side, answer_token(answer)
             self._bus.emit(SessionEvent("side_logon_failed", side))
@@ -216,29 +245,19 @@ class Dispatcher:
         return {side: token for side, token in results if token}
 
     async def _brokered(
-        self, routing: _Routing, decision: Decision, request: LookupRequest, raw: bytes
+        self, routing: _Routing, decision: Decision, request: LookupRequest, client: FramedRequest
     ) -> tuple[Decision, bytes, str]:
         """Call the routed side with its own token for this session; answer with the client's."""
-        client_token = request.token
         session = await self._session(routing, request)
-        token = client_token  # a session the gateway does not know: the side decides
-        if session is not None:
-            side_token = session.token_for(decision.backend)
-            if side_token is None and request.operation is Operation.LOOKUP:
-                self._bus.emit(SessionEvent("fallback", decision.backend))
-                decision = replace(decision, backend=session.home)
-                side_token = client_token
-            token = side_token or client_token
-        if token != client_token:
-            raw = request_with_token(raw, token)
-            request = replace(request, token=token)
-        answer, error = await self._leased(routing, decision, request, raw)
+        side, sent = route_in_session(client, session, decision.backend)
+        if side != decision.backend:
+            self._bus.emit(SessionEvent("fallback", decision.backend))
+            decision = replace(decision, backend=side)
+        answer, error = await self._leased(routing, decision, sent)
         if session is not None and answer_fejlnr(answer) == _NEW_LOGON:
-            self.sessions.forget(client_token, decision.backend)
+            self.sessions.forget(request.token, decision.backend)
             self._bus.emit(SessionEvent("side_expired", decision.backend))
-        if token != client_token:
-            answer = answer_with_token(answer, client_token)
-        return decision, answer, error
+        return decision, for_client(answer, sent, request.token), error
 
     async def _session(self, routing: _Routing, request: LookupRequest) -> Session | None:
         """The request's session: this worker's, or a sibling's copied here (sessions.peers).
@@ -246,59 +265,31 @@ class Dispatcher:
         Siblings are asked only when a route reaches more than one side: otherwise the token
         always passes through unchanged and no session is needed.
         """
-        customer, user = customer_number(request.customer), user_id(request.user)
-        session = self.sessions.find(request.token, customer, user)
+        session = session_of(self.sessions, request)
         if session is not None or self._peers is None or len(routing.session_sides) < 2:
             return session
         if await self._peers.fetch(request.token):
-            return self.sessions.find(request.token, customer, user)
+            return session_of(self.sessions, request)
         return None
 
     async def _leased(
-        self, routing: _Routing, decision: Decision, request: Request, raw: bytes
+        self, routing: _Routing, decision: Decision, sent: FramedRequest
     ) -> tuple[bytes, str]:
         """Call the decided backend holding its lease, so a reload cannot close it under us."""
-        with self._lease(routing, decision.backend) as backend:
-            return await self._call(backend, decision, request, raw)
-
-    async def _copy(
-        self, routing: _Routing, name: str, request: Request, raw: bytes, deadline: float
-    ) -> bytes:
-        """A shadow copy's call: leased like a request; BackendError is the runner's to count."""
-        with self._lease(routing, name) as backend:
-            return await backend.call(request, raw, deadline=deadline)
-
-    @contextlib.contextmanager
-    def _lease(self, routing: _Routing, name: str) -> Iterator[Backend]:
-        lease = routing.leases[name]
-        lease.in_flight += 1
-        try:
-            yield lease.backend
-        finally:
-            lease.in_flight -= 1
-            if lease.retired and lease.in_flight == 0:
-                self._close(lease)
+        with routing.leases[decision.backend].held() as backend:
+            return await self._call(backend, decision, sent.request, sent.raw)
 
     async def _call(
         self, backend: Backend, decision: Decision, request: Request, raw: bytes
     ) -> tuple[bytes, str]:
-        """The backend's answer, or 09 and why; a backend failure is never the client's."""
+        """The backend's answer, or its error's wire code and why; a backend failure is
+        never the client's."""
         try:
             return await backend.call(request, raw, deadline=decision.deadline), ""
         except BackendError as exc:
             kind = _ERROR_KINDS.get(type(exc), "other")
             self._bus.emit(BackendFailed(backend.name, decision.route, kind, str(exc)))
             return refusal(request, exc.wire), str(exc)
-
-    def _retire(self, lease: _Lease) -> None:
-        if lease.retired:
-            return
-        lease.retired = True
-        if lease.in_flight == 0:
-            self._close(lease)
-
-    def _close(self, lease: _Lease) -> None:
-        self._closing.spawn(lease.backend.aclose(), name=f"close-backend:{lease.backend.name}")
 
 
 def _plain_logon(request: LogonRequest) -> LogonRequest:

@@ -34,7 +34,7 @@ from gateway_harness import (
 
 from cpr_devtools.client import exchange
 from gateway.backends.legacy_config import LegacyBackendConfig
-from gateway.codec import LogonAnswer, LookupAnswer, Record, Request, seal
+from gateway.codec import FramedRequest, LogonAnswer, LookupAnswer, Record, seal
 from gateway.codec.messages import request_with_token
 from gateway.comparison import FieldKey, Shadow
 from gateway.config.schema import (
@@ -322,9 +322,10 @@ async def test_copies_offered_while_the_loop_is_late_are_dropped_as_overload() -
     bus, seen, sent = EventBus(), EventLog(), []
     bus.subscribe(seen)
 
-    async def call(backend: str, request: Request, raw: bytes, deadline: float) -> bytes:
-        sent.append(backend)
-        return LOOKUP_ANSWER
+    class Backends:
+        async def call(self, backend: str, request: FramedRequest, *, deadline: float) -> bytes:
+            sent.append(backend)
+            return LOOKUP_ANSWER
 
     lag = [0.5]
     runner = ShadowRunner(
@@ -338,9 +339,8 @@ async def test_copies_offered_while_the_loop_is_late_are_dropped_as_overload() -
         (Shadow("persons-v2", BUCKETS, 1.0),),
     )
     policy = shadow_policies([route])[route.name]
-    job = ShadowJob(
-        policy, "mainframe", route.shadows, None, LOOKUP, LOOKUP.encode(), LOOKUP_ANSWER, call
-    )
+    client = FramedRequest(LOOKUP, LOOKUP.encode())
+    job = ShadowJob(policy, "mainframe", route.shadows, None, client, LOOKUP_ANSWER, Backends())
     runner.submit(job)
     assert [(e.outcome, e.reason) for e in seen.shadows()] == [("dropped", "overload")]
     lag[0] = 0.0

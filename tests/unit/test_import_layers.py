@@ -33,7 +33,12 @@ FORBIDDEN = frozenset(
 NOT_EVEN_STORAGE = FORBIDDEN | {"sqlite3", "threading", "os", "subprocess"}
 TELEMETRY = frozenset({"structlog", "prometheus_client"})
 PURE = sorted(
-    [*(GATEWAY / "codec").rglob("*.py"), GATEWAY / "routing.py", GATEWAY / "sessions" / "table.py"],
+    [
+        *(GATEWAY / "codec").rglob("*.py"),
+        GATEWAY / "routing.py",
+        GATEWAY / "sessions" / "table.py",
+        GATEWAY / "sessions" / "broker.py",
+    ],
 )
 #: The comparison values, and the shadow's pure core that uses them.
 COMPARISON = sorted((GATEWAY / "comparison").glob("*.py"))

@@ -1,6 +1,6 @@
 """Sans-IO CPR Direkte codec: framing, record layouts as data, encode/decode. No I/O here."""
 
-from gateway.codec.framing import RequestFramer, frame
+from gateway.codec.framing import FramedRequest, RequestFramer, frame
 from gateway.codec.messages import (
     MAX_ANSWER_LENGTH,
     LogonAnswer,
@@ -20,6 +20,7 @@ from gateway.codec.records import LAYOUTS
 __all__ = [
     "LAYOUTS",
     "MAX_ANSWER_LENGTH",
+    "FramedRequest",
     "LogonAnswer",
     "LogonRequest",
     "LookupAnswer",

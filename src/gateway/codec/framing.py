@@ -8,8 +8,17 @@ for metrics; the project rule is to close such a connection without answering.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 from gateway.codec.fields import is_printable_latin1
-from gateway.codec.messages import LOGON_LENGTH, LOOKUP_LENGTH, LogonRequest, LookupRequest, Request
+from gateway.codec.messages import (
+    LOGON_LENGTH,
+    LOOKUP_LENGTH,
+    LogonRequest,
+    LookupRequest,
+    Request,
+    request_with_token,
+)
 from gateway.errors import FramingError
 
 #: Bytes 1-10 decide the record length (comma at byte 5, ABON_TYPE at byte 10).
@@ -76,6 +85,32 @@ class RequestFramer:
     def end_of_stream(self) -> FramingError:
         """The error for a peer that closed before completing its record."""
         return FramingError(INCOMPLETE, f"peer closed after {len(self._buffer)} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class FramedRequest:
+    """A framed request: its parsed value and its exact bytes, kept in step.
+
+    The bytes are what a legacy backend relays unchanged; the value is what routing
+    and the gRPC adapter read. Make another only through :meth:`with_token`, which
+    changes both.
+    """
+
+    request: Request
+    raw: bytes
+
+    @property
+    def token(self) -> str:
+        """The session token the request carries; a logon carries none (``""``)."""
+        request = self.request
+        return request.token if isinstance(request, LookupRequest) else ""
+
+    def with_token(self, token: str) -> FramedRequest:
+        """The same lookup carrying ``token``, in its bytes and its value alike."""
+        request = self.request
+        if not isinstance(request, LookupRequest):
+            raise TypeError("a logon carries no token")
+        return FramedRequest(replace(request, token=token), request_with_token(self.raw, token))
 
 
 def frame(data: bytes) -> Request:

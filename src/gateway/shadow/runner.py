@@ -9,10 +9,13 @@ later than ``shadowing.shed_lag`` (:mod:`gateway.runtime.pressure`): a machine o
 spends it on the clients, not on shadows. The client's answer is the control: a shadow's lateness,
 failure or difference becomes metrics and log lines, never a client error.
 
-Each copy carries its side's token: the session broker knows it from the fan-out
-logon (docs/sessions.md). A session without a token for the shadow side is an
+Each copy carries its side's token: the session table knows it from the fan-out
+logon, and :mod:`gateway.sessions.broker` rewrites the copy as it does the client's
+own request (docs/sessions.md). A session without a token for the shadow side is an
 ``error`` (``no_session``): the runner never logs on by itself. The copy's answer
-gets the client's token back before it is compared with the client's answer.
+carries the client's token before it is compared with the client's answer. A copy
+goes to the backends its request was routed with (:class:`CopyBackends`, carried
+on the job), holding their leases, even after a reload has replaced them.
 
 Every comparison updates the in-memory :class:`Tally` of its (route, shadow
 backend), emits a :class:`ShadowCompleted` and a :class:`ShadowVerdict`, and goes
@@ -27,16 +30,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
-from gateway.codec import LogonRequest, LookupRequest, Request, customer_number, user_id
-from gateway.codec.messages import answer_token, answer_with_token, request_with_token
+from gateway.codec import FramedRequest, LogonRequest, LookupRequest, Request
+from gateway.codec.messages import answer_token
 from gateway.comparison import Noise, Shadow, ShadowPolicy
 from gateway.errors import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable
 from gateway.model import Family
 from gateway.observe.events import EventBus, ShadowCompleted, ShadowQueue, ShadowVerdict
 from gateway.runtime.tasks import TaskSet
+from gateway.sessions.broker import for_client, for_side, session_of
 from gateway.sessions.table import SessionBroker
 from gateway.shadow.compare import Comparison, compare, placeholder
 from gateway.shadow.noise import Tally, verdict
@@ -44,15 +49,20 @@ from gateway.shadow.pseudonym import Pseudonymiser
 from gateway.shadow.store import Sample
 from gateway.shadow.writer import SampleWriter
 
-#: One backend call for a copy: (backend name, request, raw bytes, deadline) → answer bytes.
-#: Raises BackendError; the dispatcher binds it to the backends the request was routed with.
-ShadowCall = Callable[[str, Request, bytes, float], Awaitable[bytes]]
-
 #: Error outcome reason per backend failure.
 _REASONS: dict[type[BackendError], str] = {
     BackendUnavailable: "unavailable",
     BackendProtocolError: "protocol",
 }
+
+
+class CopyBackends(Protocol):
+    """The backends a shadowed request was routed with, as its copies call them."""
+
+    async def call(self, backend: str, request: FramedRequest, *, deadline: float) -> bytes:
+        """``backend``'s answer to ``request`` within ``deadline`` seconds, holding the
+        backend's lease so that a reload cannot close it under the copy; BackendError."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +77,17 @@ class ShadowJob:
     shadows: tuple[Shadow, ...]
     #: The noise copy it was sampled for, if any.
     noise: Noise | None
-    request: Request
-    #: The bytes the client sent (with the client's token).
-    raw: bytes
+    #: The request as the client sent it (with the client's token).
+    client: FramedRequest
     #: The answer the client got (with the client's token): the control.
     answer: bytes
-    call: ShadowCall
+    #: Where the copies go: the backends the request was routed with.
+    backends: CopyBackends
+
+    @property
+    def request(self) -> Request:
+        """The client's request, parsed."""
+        return self.client.request
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,15 +218,11 @@ class ShadowRunner:
 
     async def _copy(self, job: ShadowJob, backend: str, deadline: float) -> bytes | _Failed:
         """``backend``'s answer with the client's token, or why there is none."""
-        request, raw = job.request, job.raw
-        if isinstance(request, LookupRequest):
-            token = self._token(request, backend)
-            if token is None:
-                return _Failed("error", "no_session")
-            if token != request.token:
-                raw, request = request_with_token(raw, token), replace(request, token=token)
+        sent = self._for_side(job.client, backend)
+        if sent is None:
+            return _Failed("error", "no_session")
         try:
-            answer = await job.call(backend, request, raw, deadline)
+            answer = await job.backends.call(backend, sent, deadline=deadline)
         except BackendTimeout:
             return _Failed("timeout", "timeout")
         except BackendError as exc:
@@ -219,13 +230,16 @@ class ShadowRunner:
         except asyncio.CancelledError:
             self._emit(job, backend, "dropped", "shutdown", noise=backend not in _names(job))
             raise
-        return answer_with_token(answer, _client_token(job))
+        return for_client(answer, sent, _client_token(job))
 
-    def _token(self, request: LookupRequest, backend: str) -> str | None:
-        """The token ``backend`` issued for this client's logon; None without a session."""
-        customer, user = customer_number(request.customer), user_id(request.user)
-        session = self._sessions.find(request.token, customer, user)
-        return session.token_for(backend) if session is not None else None
+    def _for_side(self, client: FramedRequest, backend: str) -> FramedRequest | None:
+        """The copy ``backend`` gets; None for a lookup without a session that holds its
+        token (an unknown token is never passed on to a shadow)."""
+        request = client.request
+        if isinstance(request, LogonRequest):
+            return client
+        session = session_of(self._sessions, request)
+        return None if session is None else for_side(client, session, backend)
 
     def _compare(self, job: ShadowJob, answer: bytes) -> Comparison:
         operation = job.request.operation.value
