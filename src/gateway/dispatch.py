@@ -31,7 +31,7 @@ from gateway.codec import FramedRequest, LogonRequest, LookupRequest, Request, r
 from gateway.codec.messages import answer_fejlnr, answer_token
 from gateway.comparison import ShadowPolicy
 from gateway.config.shadows import shadow_policies
-from gateway.errors import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable
+from gateway.errors import BackendError
 from gateway.model import FejlNr, Operation
 from gateway.observe.events import BackendFailed, EventBus, RequestCompleted, SessionEvent
 from gateway.routing import Decision, RouteTable
@@ -41,12 +41,6 @@ from gateway.sessions.peers import SessionPeers
 from gateway.sessions.table import Session, SessionBroker
 from gateway.shadow.runner import ShadowJob, ShadowRunner
 
-#: Metric label for each kind of backend failure.
-_ERROR_KINDS: Mapping[type[BackendError], str] = {
-    BackendUnavailable: "unavailable",
-    BackendTimeout: "timeout",
-    BackendProtocolError: "protocol",
-}
 _OK = FejlNr.OK.value.encode()
 _NEW_LOGON = FejlNr.NEW_LOGON.value.encode()
 #: Idle time after which a brokered session is forgotten: the mainframe's token expiry.
@@ -287,8 +281,7 @@ class Dispatcher:
         try:
             return await backend.call(request, raw, deadline=decision.deadline), ""
         except BackendError as exc:
-            kind = _ERROR_KINDS.get(type(exc), "other")
-            self._bus.emit(BackendFailed(backend.name, decision.route, kind, str(exc)))
+            self._bus.emit(BackendFailed(backend.name, decision.route, exc.kind, str(exc)))
             return refusal(request, exc.wire), str(exc)
 
 

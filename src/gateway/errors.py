@@ -44,18 +44,26 @@ class BackendError(GatewayError):
     """A backend could not serve the request; the client gets 09."""
 
     wire: ClassVar[FejlNr] = FejlNr.NO_CONNECTION
+    #: A closed, low-cardinality name of the failure, usable as a metric label.
+    kind: ClassVar[str] = "other"
 
 
 class BackendUnavailable(BackendError):
     """The backend refused, reset or could not be reached."""
 
+    kind = "unavailable"
+
 
 class BackendTimeout(BackendError):
     """The backend did not answer within the route's deadline."""
 
+    kind = "timeout"
+
 
 class BackendProtocolError(BackendError):
     """The backend answered something that is not a valid CPR Direkte answer."""
+
+    kind = "protocol"
 
 
 class ConfigError(GatewayError):

@@ -37,7 +37,7 @@ from typing import Protocol
 from gateway.codec import FramedRequest, LogonRequest, LookupRequest, Request
 from gateway.codec.messages import answer_token
 from gateway.comparison import Noise, Shadow, ShadowPolicy
-from gateway.errors import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable
+from gateway.errors import BackendError, BackendTimeout
 from gateway.model import Family
 from gateway.observe.events import EventBus, ShadowCompleted, ShadowQueue, ShadowVerdict
 from gateway.runtime.tasks import TaskSet
@@ -48,12 +48,6 @@ from gateway.shadow.noise import Tally, verdict
 from gateway.shadow.pseudonym import Pseudonymiser
 from gateway.shadow.store import Sample
 from gateway.shadow.writer import SampleWriter
-
-#: Error outcome reason per backend failure.
-_REASONS: dict[type[BackendError], str] = {
-    BackendUnavailable: "unavailable",
-    BackendProtocolError: "protocol",
-}
 
 
 class CopyBackends(Protocol):
@@ -226,7 +220,7 @@ class ShadowRunner:
         except BackendTimeout:
             return _Failed("timeout", "timeout")
         except BackendError as exc:
-            return _Failed("error", _REASONS.get(type(exc), "other"))
+            return _Failed("error", exc.kind)
         except asyncio.CancelledError:
             self._emit(job, backend, "dropped", "shutdown", noise=backend not in _names(job))
             raise
