@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from gateway.codec.messages import HEADER_LENGTH, MAX_ANSWER_LENGTH, answer_fejlnr
+from gateway.codec.headers import (
+    HEADER_LENGTH,
+    MAX_ANSWER_LENGTH,
+    answer_fejlnr,
+    answer_length_field,
+)
 from gateway.runtime.tasks import TaskSet
 
 #: Read at most one byte past the largest legal answer (spec §1): a longer one is an error.
@@ -47,7 +52,7 @@ def answer_problem(answer: bytes) -> str | None:
     fejlnr = answer_fejlnr(answer)
     if fejlnr != b"00":
         return f"FEJLNR {fejlnr.decode('latin-1')}"
-    length = answer[24:HEADER_LENGTH]
+    length = answer_length_field(answer)
     if not (length.isdigit() and int(length) == len(answer)):
         return "length field does not match the answer"
     return None

@@ -25,7 +25,7 @@ from typing import Protocol
 from cpr_devtools.client import Credentials, Endpoint, LogonFailed, exchange, logon
 from cpr_mainframe.register.store import Register
 from gateway.codec import LookupRequest
-from gateway.codec.messages import HEADER_LENGTH, answer_fejlnr
+from gateway.codec.headers import HEADER_LENGTH, answer_fejlnr
 from gateway.model import FejlNr
 from gateway.runtime.tasks import TaskSet
 from gateway.tls import client_context

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 from gateway.backends.base import Backend
 from gateway.codec import FramedRequest, LogonRequest, LookupRequest, Request, refusal
-from gateway.codec.messages import answer_fejlnr, answer_token
+from gateway.codec.headers import answer_fejlnr, answer_token
 from gateway.comparison import ShadowPolicy
 from gateway.config.shadows import shadow_policies
 from gateway.errors import BackendError

@@ -100,7 +100,6 @@ class RouteTable:
             raise ValueError("a route table needs a final catch-all route")
         self.routes = tuple(routes)
         self._compiled = tuple((r, _compile(r)) for r in routes)
-        self._named = {route.name: route for route in routes}
 
     def route(self, request: Request) -> Decision:
         """The decision of the first route that takes ``request``."""
@@ -112,10 +111,6 @@ class RouteTable:
                 decision = target if isinstance(target, Decision) else target.choose(request)
                 return _with_copies(route, decision, request) if route.shadows else decision
         raise AssertionError("unreachable: the last route is a catch-all")
-
-    def named(self, name: str) -> Route:
-        """The route called ``name`` (a decision's ``route``)."""
-        return self._named[name]
 
 
 def _compile(route: Route) -> Decision | _Chooser:

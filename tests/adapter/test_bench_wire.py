@@ -15,7 +15,7 @@ import pytest
 
 from cpr_bench.wire import Dialer, Outcome, Target, exchange_once
 from gateway.codec import LookupAnswer, LookupRequest
-from gateway.codec.messages import MAX_ANSWER_LENGTH
+from gateway.codec.headers import MAX_ANSWER_LENGTH
 from gateway.model import Family, FejlNr
 
 REQUEST = LookupRequest("PRIV", "0001", "Tk3nAbCd", "DEMO0001", "0101601234")  # synthetic

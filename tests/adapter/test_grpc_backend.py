@@ -25,7 +25,7 @@ from emulator_harness import DEMO_OFF4, DEMO_PRIV, DemoUser, running_emulator
 from gateway.backends.grpc import GrpcBackend
 from gateway.backends.grpc_config import GrpcBackendConfig
 from gateway.codec import LogonAnswer, LogonRequest, LookupRequest
-from gateway.codec.messages import answer_with_token
+from gateway.codec.headers import answer_with_token
 from gateway.errors import BackendTimeout, BackendUnavailable
 from gateway.model import FejlNr
 

@@ -35,7 +35,7 @@ from gateway_harness import (
 from cpr_devtools.client import exchange
 from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.codec import FramedRequest, LogonAnswer, LookupAnswer, Record, seal
-from gateway.codec.messages import request_with_token
+from gateway.codec.headers import request_with_token
 from gateway.comparison import FieldKey, Shadow
 from gateway.config.schema import (
     BUCKETS,

@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 
 from gateway.codec import LogonAnswer, LookupAnswer, Record, seal
-from gateway.codec.messages import MAX_DATA_LENGTH, LookupRequest, answer_fejlnr
+from gateway.codec.headers import MAX_DATA_LENGTH, answer_fejlnr
+from gateway.codec.messages import LookupRequest
 from gateway.errors import CodecError
 from gateway.model import Family, FejlNr
 

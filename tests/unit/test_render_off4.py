@@ -11,7 +11,7 @@ import pytest
 from cpr_mainframe.register import Register
 from cpr_mainframe.register.generate import generate
 from gateway.codec import LookupAnswer, Record
-from gateway.codec.messages import MAX_DATA_LENGTH
+from gateway.codec.headers import MAX_DATA_LENGTH
 from gateway.codec.records import OFF4_LAYOUTS
 from gateway.domain.person import (
     UNKNOWN_PNR,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.codec import FramedRequest, LogonRequest, LookupRequest, frame
-from gateway.codec.messages import answer_token
+from gateway.codec.headers import answer_token
 from gateway.sessions.broker import (
     for_client,
     for_side,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.codec.messages import answer_token, answer_with_token, request_with_token
+from gateway.codec.headers import answer_token, answer_with_token, request_with_token
 from gateway.sessions.table import SessionBroker
 
 

@@ -14,11 +14,12 @@ import ssl
 
 from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.codec import LogonRequest, Request
-from gateway.codec.messages import (
+from gateway.codec.headers import (
     HEADER_LENGTH,
     LOGON_ANSWER_LENGTH,
     MAX_ANSWER_LENGTH,
     answer_fejlnr,
+    answer_length_field,
 )
 from gateway.errors import (
     BackendProtocolError,
@@ -160,7 +161,7 @@ def _check_shape(name: str, request: Request, answer: bytes) -> None:
         if len(answer) != LOGON_ANSWER_LENGTH:
             raise BackendProtocolError(f"{name}: logon answer of {len(answer)} bytes, not 24")
     else:
-        length = answer[24:HEADER_LENGTH]
+        length = answer_length_field(answer)
         if len(answer) < HEADER_LENGTH or not _is_digits(length):
             raise BackendProtocolError(
                 f"{name}: lookup answer of {len(answer)} bytes has no header"

@@ -1,19 +1,17 @@
 """Sans-IO CPR Direkte codec: framing, record layouts as data, encode/decode. No I/O here."""
 
 from gateway.codec.framing import FramedRequest, RequestFramer, frame
+from gateway.codec.headers import MAX_ANSWER_LENGTH, customer_number, user_id
 from gateway.codec.messages import (
-    MAX_ANSWER_LENGTH,
     LogonAnswer,
     LogonRequest,
     LookupAnswer,
     LookupRequest,
     Record,
     Request,
-    customer_number,
     decode_records,
     refusal,
     seal,
-    user_id,
 )
 from gateway.codec.records import LAYOUTS
 

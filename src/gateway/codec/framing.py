@@ -11,14 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from gateway.codec.fields import is_printable_latin1
-from gateway.codec.messages import (
-    LOGON_LENGTH,
-    LOOKUP_LENGTH,
-    LogonRequest,
-    LookupRequest,
-    Request,
-    request_with_token,
-)
+from gateway.codec.headers import LOGON_LENGTH, LOOKUP_LENGTH, request_with_token
+from gateway.codec.messages import LogonRequest, LookupRequest, Request
 from gateway.errors import FramingError
 
 #: Bytes 1-10 decide the record length (comma at byte 5, ABON_TYPE at byte 10).

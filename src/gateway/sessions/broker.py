@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from gateway.codec import FramedRequest, LogonRequest, LookupRequest, customer_number, user_id
-from gateway.codec.messages import answer_token, answer_with_token
+from gateway.codec.headers import answer_token, answer_with_token
 from gateway.model import Operation
 from gateway.sessions.table import Session, SessionBroker
 

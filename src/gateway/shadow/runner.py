@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.codec import FramedRequest, LogonRequest, LookupRequest, Request
-from gateway.codec.messages import answer_token
+from gateway.codec.headers import answer_token
 from gateway.comparison import Noise, Shadow, ShadowPolicy
 from gateway.errors import BackendError, BackendTimeout
 from gateway.model import Family
