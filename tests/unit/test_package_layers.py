@@ -29,7 +29,27 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
         {"gateway", "cpr_accounts", "cpr_mainframe", "cpr_services", "cpr_devtools"}
     ),
 }
-SIMULATORS = frozenset(MAY_IMPORT) - {"gateway"}
+#: Inside the product, each part sits on a layer and imports only parts on lower layers
+#: (docs/architecture.md, "The request path"): the values at the bottom, the composition
+#: root at the top. A part that is not listed fails the test until it is given a layer.
+PRODUCT_LAYERS: tuple[frozenset[str], ...] = tuple(
+    frozenset(layer.split())
+    for layer in (
+        "__init__ model",
+        "errors domain tls",
+        "codec storage",
+        "comparison render",
+        "config cprv1 observe",
+        "routing runtime",
+        "sessions",
+        "shadow backends",
+        "dispatch",
+        "server",
+        "app",
+        "cli",
+    )
+)
+LAYER_OF = {part: rank for rank, layer in enumerate(PRODUCT_LAYERS) for part in layer}
 
 
 def _modules() -> list[Path]:
@@ -65,6 +85,51 @@ def test_imports_point_one_way(path: Path) -> None:
     """A module imports only its own package and the packages below it."""
     own = _package_of(path)
     assert first_party_imports(path) - {own} <= MAY_IMPORT[own]
+
+
+def _part_of(module: str) -> str:
+    """The product part ``gateway.x.y`` belongs to: ``x`` (a subpackage or a top module)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def product_imports(path: Path) -> set[str]:
+    """The product modules ``path`` imports, relative imports resolved, lazy ones included."""
+    own = ".".join(path.relative_to(SRC).with_suffix("").parts)
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    package = package.removesuffix(".__init__")
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+    return {name for name in found if name.split(".")[0] == "gateway"}
+
+
+PRODUCT = [p for p in _modules() if _package_of(p) == "gateway"]
+
+
+@pytest.mark.parametrize("path", PRODUCT, ids=lambda p: str(p.relative_to(SRC)))
+def test_product_parts_import_only_lower_layers(path: Path) -> None:
+    """dispatch may import routing, routing may not import dispatch, and so on up the table."""
+    own = _part_of(".".join(path.relative_to(SRC).with_suffix("").parts))
+    upward = {
+        name
+        for name in product_imports(path)
+        if (part := _part_of(name)) != own and LAYER_OF[part] >= LAYER_OF[own]
+    }
+    assert upward == set()
+
+
+def test_every_product_part_has_a_layer() -> None:
+    """A new subpackage or top-level module of the product must be placed in the table."""
+    parts = {_part_of(".".join(p.relative_to(SRC).with_suffix("").parts)) for p in PRODUCT}
+    assert parts == set(LAYER_OF)
 
 
 def test_the_check_sees_a_lazy_import(tmp_path: Path) -> None:
