@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint typecheck pytest proto bench clean
+.PHONY: run test install lint typecheck pytest fuzz proto bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+## The codec's total-decoding property test at length (make test runs 2,000 examples).
+fuzz: $(STAMP)
+	CPR_CODEC_EXAMPLES=50000 $(BIN)/pytest -q tests/unit/test_codec_total.py
 
 ## Measure the gateway against direct and HAProxy (a few minutes; docs/benchmarks.md).
 bench: $(STAMP)

@@ -1,8 +1,9 @@
-"""Values shared by every layer: closed code lists as enums, requests as frozen dataclasses."""
+"""Values shared by every layer: closed code lists as enums, and the irregular field value."""
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 
 class FejlNr(enum.StrEnum):
@@ -48,3 +49,27 @@ class Family(enum.StrEnum):
 
     PRIV = "PRIV"
     OFF4 = "OFF4"
+
+
+@dataclass(frozen=True, slots=True)
+class Irregular:
+    """A field's text that is not what its kind promises, kept exactly as it came (spec §10).
+
+    The real mainframe sends spaces where the documentation promises zeros, and dates and
+    date-times with parts no calendar has (day ``00``, minute ``99``). Such a value is
+    neither zero nor absent: it is these characters, and encoding it gives them back.
+    """
+
+    text: str
+
+    @property
+    def reason(self) -> str:
+        """What is irregular about it, in a few words (for reports and tools)."""
+        if not self.text.strip(" "):
+            return "blank"
+        if not (self.text.isascii() and self.text.isdigit()):
+            return "not digits"
+        return "no calendar value"
+
+    def __str__(self) -> str:
+        return self.text

@@ -8,9 +8,9 @@ import pytest
 
 from gateway.codec import LogonAnswer, LookupAnswer, Record, seal
 from gateway.codec.headers import MAX_DATA_LENGTH, answer_fejlnr
-from gateway.codec.messages import LookupRequest
+from gateway.codec.messages import UNREAD, LookupRequest
 from gateway.errors import CodecError
-from gateway.model import Family, FejlNr
+from gateway.model import Family, FejlNr, Irregular
 
 PNR = "0101601234"  # synthetic
 REQUEST = LookupRequest.decode(b"OFF4,000206Tk3nAbCdDEMO0002000101601234")
@@ -86,11 +86,20 @@ def test_record_outside_the_family_cannot_be_encoded() -> None:
     [
         b"000206Tk3nAbCdDEMO0002050029",  # length says 29, has 28
         b"000206Tk3nAbCdDEMO00020500",  # shorter than a header
-        b"000206Tk3nAbCdDEMO0002000049" + b"123" + b"0" * 18,  # unknown record type
         b"000206Tk3nAbCdDEMO0002130028",  # reserved FEJLNR
     ],
 )
-def test_malformed_answers_raise_codec_error(data: bytes) -> None:
-    """A backend answer that breaks the contract is a CodecError, never a crash."""
+def test_answers_that_do_not_frame_raise_codec_error(data: bytes) -> None:
+    """An answer whose length field lies, that is shorter than its header, or whose FEJLNR
+    is reserved is a CodecError, never a crash (whatever frames decodes: spec §10)."""
     with pytest.raises(CodecError):
         LookupAnswer.decode(data, Family.OFF4)
+
+
+def test_a_record_type_the_family_lacks_is_kept_unread_and_encodes_back() -> None:
+    """Spec §10: data no layout reads (here a type 123) decodes to one UNREAD record that
+    keeps its bytes, so the answer encodes back byte for byte."""
+    data = b"000206Tk3nAbCdDEMO0002000049" + b"123" + b"0" * 18
+    answer = LookupAnswer.decode(data, Family.OFF4)
+    assert answer.records == (Record("123", {UNREAD: Irregular("123" + "0" * 18)}),)
+    assert answer.encode(Family.OFF4) == data

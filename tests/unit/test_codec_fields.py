@@ -8,6 +8,7 @@ import pytest
 
 from gateway.codec.fields import FieldSpec, Kind
 from gateway.errors import CodecError
+from gateway.model import Irregular
 
 
 def test_text_pads_right_and_decodes_without_trailing_spaces() -> None:
@@ -38,8 +39,7 @@ def test_number_is_zero_padded_and_empty_is_zero() -> None:
     assert spec.empty() == 0
     with pytest.raises(CodecError):
         spec.encode(12345)
-    with pytest.raises(CodecError):
-        spec.decode(b"08 1")
+    assert spec.decode(b"08 1") == Irregular("08 1")
 
 
 def test_dates_zero_or_blank_mean_none() -> None:
@@ -64,10 +64,15 @@ def test_dates_zero_or_blank_mean_none() -> None:
         (Kind.DIGITS, b"12345678x0"),
     ],
 )
-def test_invalid_dates_and_digits_raise_codec_error(kind: Kind, raw: bytes) -> None:
-    """Invalid content is the codec's error, never ValueError."""
-    with pytest.raises(CodecError):
-        FieldSpec("F", 1, len(raw), kind).decode(raw)
+def test_invalid_dates_and_digits_decode_to_irregular_and_encode_back(
+    kind: Kind, raw: bytes
+) -> None:
+    """Spec §10: bytes a kind does not promise are kept as an Irregular, never an error,
+    and encoding it gives the same bytes."""
+    spec = FieldSpec("F", 1, len(raw), kind)
+    value = spec.decode(raw)
+    assert value == Irregular(raw.decode("latin-1"))
+    assert spec.encode(value) == raw
 
 
 def test_timestamp_with_seconds_is_refused() -> None:

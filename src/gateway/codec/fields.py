@@ -1,8 +1,11 @@
 """Field kinds of fixed-width records: how one value becomes bytes and back.
 
 Every kind is strict on encode (a value that does not fit is an error, never
-silently truncated) and strict on decode (bytes that are not valid for the kind
-raise :class:`CodecError`). Only the codec's own error type ever leaves here.
+silently truncated) and total on decode: bytes that are not what the kind promises
+(a blank ``N`` field, a date with day ``00``, a minute ``99``) decode to an
+:class:`~gateway.model.Irregular` that keeps them, and encoding that value gives the
+same bytes back (spec §10). An irregular value is never made up here: whoever encodes
+one has said so explicitly. Only the codec's own error type ever leaves here.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.errors import CodecError
+from gateway.model import Irregular
 
 #: A decoded field value.
-Value = str | int | dt.date | dt.datetime | None
+Value = str | int | dt.date | dt.datetime | Irregular | None
 
 ENCODING = "latin-1"
 
@@ -87,22 +91,35 @@ class FieldSpec:
         return None
 
     def decode(self, raw: bytes) -> Value:
-        """Decode this field's bytes (exactly ``length`` of them)."""
+        """Decode this field's bytes (exactly ``length`` of them); never fails: bytes
+        that are not what the kind promises come back as an :class:`Irregular`."""
         text = raw.decode(ENCODING)
-        decoder = _DECODERS[self.kind]
+        if not is_printable_latin1(raw):
+            return Irregular(text)
         try:
-            return decoder(self, text)
+            return _DECODERS[self.kind](self, text)
         except ValueError:
-            raise CodecError(f"{self.name}: {self.kind.value} field holds {text!r}") from None
+            return Irregular(text)
 
     def encode(self, value: Value) -> bytes:
         """Encode ``value`` into exactly ``length`` bytes."""
+        if isinstance(value, Irregular):
+            return self._encode_irregular(value)
         text = _ENCODERS[self.kind](self, value)
         data = to_wire(text)
         if len(data) != self.length:
             raise CodecError(
                 f"{self.name}: {len(data)} characters do not fit a field of {self.length}"
             )
+        return data
+
+    def _encode_irregular(self, value: Irregular) -> bytes:
+        try:
+            data = value.text.encode(ENCODING)
+        except UnicodeEncodeError:
+            raise CodecError(f"{self.name}: irregular value is not Latin-1") from None
+        if len(data) != self.length:
+            raise CodecError(f"{self.name}: irregular value of {len(data)} for {self.length}")
         return data
 
 

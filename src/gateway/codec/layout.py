@@ -50,20 +50,22 @@ class Layout:
         object.__setattr__(self, "_plan", plan)
 
     def decode(self, data: bytes) -> dict[str, Value]:
-        """Decode exactly one record's bytes into field values by name."""
+        """Decode exactly one record's bytes into field values by name. Total: a field
+        whose bytes are not what its kind promises is an :class:`~gateway.model.Irregular`."""
         if len(data) != self.length:
             raise CodecError(f"{self.name}: {len(data)} bytes, layout needs {self.length}")
-        # The whole record at once: Latin-1 is one character per byte, so the fields'
-        # slices of the text are their slices of the bytes (once per record, not per field).
-        text = data.decode(ENCODING)
-        try:
-            return {
-                name: decode(spec, text[where])
-                for name, spec, _encode, decode, _empty, where in self._plan
-            }
-        except ValueError:
-            pass
-        # The field-by-field way, slower, raises the error that names the field.
+        if is_printable_latin1(data):
+            # The whole record at once: Latin-1 is one character per byte, so the fields'
+            # slices of the text are their slices of the bytes (once per record, not per field).
+            text = data.decode(ENCODING)
+            try:
+                return {
+                    name: decode(spec, text[where])
+                    for name, spec, _encode, decode, _empty, where in self._plan
+                }
+            except ValueError:
+                pass
+        # Field by field, slower: the fields that are not what they promise become Irregular.
         return {spec.name: spec.decode(data[spec.start : spec.end]) for spec in self.fields}
 
     def encode(self, values: Mapping[str, Value]) -> bytes:
@@ -73,19 +75,21 @@ class Layout:
             raise CodecError(f"{self.name}: no field named {sorted(unknown)[0]!r}")
         # Each encoder returns exactly its field's width in characters; the record is
         # turned into bytes and checked for printable Latin-1 once, not once per field.
-        parts = [
-            encode(spec, values.get(name, empty))
-            for name, spec, encode, _decode, empty, _where in self._plan
-        ]
         try:
+            parts = [
+                encode(spec, values.get(name, empty))
+                for name, spec, encode, _decode, empty, _where in self._plan
+            ]
             data = "".join(parts).encode(ENCODING)
-        except UnicodeEncodeError:
-            data = b"\x00"
+        except (CodecError, UnicodeEncodeError):
+            data = b"\x00"  # an Irregular value, or a field at fault: see below
         if is_printable_latin1(data):
             return data
-        for spec in self.fields:  # the slow way, to name the field at fault
+        # Field by field, slower: writes Irregular values as they came, names a field at fault.
+        return b"".join(
             spec.encode(values[spec.name] if spec.name in values else spec.empty())
-        raise AssertionError("unreachable: some field is not printable Latin-1")
+            for spec in self.fields
+        )
 
     def blank(self) -> dict[str, Value]:
         """Every field at its empty value (a new dict: callers fill it in)."""

@@ -22,12 +22,16 @@ from gateway.codec.headers import (
 from gateway.codec.layout import Layout
 from gateway.codec.records import END, LAYOUTS
 from gateway.errors import CodecError
-from gateway.model import Family, FejlNr, Operation
+from gateway.model import Family, FejlNr, Irregular, Operation
 
 
 def _str(values: Mapping[str, Value], name: str) -> str:
+    """A header field's text: every request and header field is a TEXT or digit field, and
+    one that holds control characters (or non-digits in FEJLNR) leaves the header unread."""
     value = values[name]
-    assert isinstance(value, str)  # every request field is a TEXT field
+    if isinstance(value, Irregular):
+        raise CodecError(f"{name}: header field is {value.reason}")
+    assert isinstance(value, str)  # the header layouts have TEXT and digit fields only
     return value
 
 
@@ -265,7 +269,13 @@ class LookupAnswer:
 
     @classmethod
     def decode(cls, data: bytes, family: Family) -> LookupAnswer:
-        """Decode a whole answer; the length field must match the bytes given."""
+        """Decode a whole answer; the length field must match the bytes given (framing).
+
+        Total past framing (spec §10): records after a non-zero FEJLNR, repeated records,
+        fields that are not what their kind promises and data no layout reads all decode,
+        and :meth:`encode` gives the same bytes back. A FEJLNR outside spec §4.3 is still a
+        CodecError: the answer's meaning depends on it.
+        """
         if len(data) < HEADER_LENGTH:
             raise CodecError(f"answer of {len(data)} bytes is shorter than its header")
         v = ANSWER_HEADER.decode(data[:HEADER_LENGTH])
@@ -294,22 +304,37 @@ def refusal(request: Request, fejlnr: FejlNr) -> bytes:
 
 
 def _encode_record(layouts: Mapping[str, Layout], record: Record) -> bytes:
+    unread = record.fields.get(UNREAD)
+    if isinstance(unread, Irregular) and len(record.fields) == 1:
+        return unread.text.encode(ENCODING)  # kept as it came: see decode_records
     layout = layouts.get(record.type)
     if layout is None:
         raise CodecError(f"record type {record.type!r} is not in this family")
     return layout.encode({"RECTYPE": record.type, **record.fields})
 
 
+#: The one field of a stretch of answer data no layout reads (spec §10, project rule:
+#: decoding is total): from a record type the family does not have (its length is
+#: unknown, so it runs to the end) or a record cut short by the end of the data.
+UNREAD = "UNREAD"
+
+
 def decode_records(data: bytes, family: Family) -> tuple[Record, ...]:
-    """Split concatenated records by their type's layout length and decode each."""
+    """Split concatenated records by their type's layout length and decode each.
+
+    Total: what no layout reads is kept, as it came, in a last record whose only field
+    is :data:`UNREAD`; encoding the records gives ``data`` back.
+    """
     layouts = LAYOUTS[family]
     records: list[Record] = []
     offset = 0
     while offset < len(data):
         rectype = data[offset : offset + 3].decode(ENCODING)
         layout = layouts.get(rectype)
-        if layout is None:
-            raise CodecError(f"record type {rectype!r} at offset {offset} is not in {family}")
+        if layout is None or offset + layout.length > len(data):
+            rest = Irregular(data[offset:].decode(ENCODING))
+            records.append(Record(rectype, {UNREAD: rest}))
+            break
         values = layout.decode(data[offset : offset + layout.length])
         del values["RECTYPE"]
         records.append(Record(rectype, values))
