@@ -17,7 +17,7 @@ from gateway.codec.messages import LookupRequest
 from gateway.codec.records import LAYOUTS
 from gateway.comparison import FieldKey, KeyPattern, Normaliser, Rules
 from gateway.errors import ConfigError
-from gateway.model import Family, FejlNr
+from gateway.model import Family, FejlNr, Irregular
 from gateway.render import AddressStyle, Task, render_answer
 from gateway.shadow.compare import PLACEHOLDER, Comparison, compare
 from gateway.shadow.pseudonym import Pseudonymiser
@@ -345,3 +345,36 @@ def test_arbitrary_bytes_never_raise(junk: bytes, operation: str) -> None:
     result = compare(operation, Family.PRIV, good, junk)
     assert isinstance(result, Comparison)
     assert all(not _has_pnr(d.primary + d.candidate) for d in result.diffs)
+
+
+def test_blank_against_zero_is_a_difference_on_that_field_shown_as_what_it_is() -> None:
+    """Spec §10: the mainframe's blank POSTNR and the candidate's 0000 are different values;
+    the diff names the field and shows the blank as blank, nothing else differs."""
+    primary = _answer([_person(POSTNR=Irregular("    "), KOMKOD=101)])
+    candidate = _answer([_person(POSTNR=0, KOMKOD=101)])
+    result = compare("lookup", Family.PRIV, primary, candidate)
+    assert [(d.key.record, d.key.field, d.primary, d.candidate) for d in result.diffs] == [
+        ("001", "POSTNR", "'    ' (blank)", "0")
+    ]
+
+
+def test_different_impossible_parts_differ_and_equal_ones_match() -> None:
+    """Minute 99 against minute 98 is a difference on that field; the same irregular bytes
+    on both sides are no difference at all."""
+
+    def stamp(text: str) -> bytes:
+        return _answer([_person(TILFLYDTO=Irregular(text))])
+
+    assert compare("lookup", Family.PRIV, stamp("201201011299"), stamp("201201011299")).matches
+    result = compare("lookup", Family.PRIV, stamp("201201011299"), stamp("201201011298"))
+    assert [(d.key.field, d.primary) for d in result.diffs] == [
+        ("TILFLYDTO", "'201201011299' (no calendar value)")
+    ]
+
+
+def test_records_after_an_error_number_are_compared_field_by_field() -> None:
+    """An answer whose FEJLNR is not 00 may carry records (spec §10): they are compared too."""
+    primary = _answer([_person(POSTNR=800)], fejlnr=FejlNr.PNR_UNKNOWN)
+    candidate = _answer([_person(POSTNR=801)], fejlnr=FejlNr.PNR_UNKNOWN)
+    result = compare("lookup", Family.PRIV, primary, candidate)
+    assert [(d.key.record, d.key.field) for d in result.diffs] == [("001", "POSTNR")]

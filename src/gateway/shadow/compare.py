@@ -30,7 +30,7 @@ from gateway.codec.messages import LogonAnswer, LookupAnswer, Record
 from gateway.codec.records import LAYOUTS
 from gateway.comparison import HEADER, PRESENCE, FieldKey, Normaliser, Rules
 from gateway.errors import CodecError
-from gateway.model import Family, Operation
+from gateway.model import Family, Irregular, Operation
 
 #: Fields that hold a PNR by name; their whole value is redacted.
 PNR_FIELDS = frozenset({"PNR", "PNRGAELD", "AEGTEPNR", "BARN_PNR", "PNRMOR", "PNRFAR", "RELPNR"})
@@ -192,10 +192,16 @@ class _Pairs:
             left, right = normaliser.apply(left), normaliser.apply(right)
         if left == right:
             return
-        show = _redact_field if slot.pnr else scrub
         self._diffs[name] = FieldDiff(
-            slot.key, show(display(primary), self._redact), show(display(candidate), self._redact)
+            slot.key, self._shown(slot, primary), self._shown(slot, candidate)
         )
+
+    def _shown(self, slot: _Slot, value: Value) -> str:
+        """``value`` as a diff may show it: no PNR in clear, a blank kept visibly blank."""
+        text = display(value)
+        if isinstance(value, Irregular) and value.reason == "blank":
+            return text
+        return _redact_field(text, self._redact) if slot.pnr else scrub(text, self._redact)
 
     def comparison(self, operation: str) -> Comparison:
         keys = tuple(slot.key for slot in self._keys.values())
@@ -203,9 +209,12 @@ class _Pairs:
 
 
 def display(value: Value) -> str:
-    """A decoded value as the text a diff shows and compares; no value is ``""``."""
+    """A decoded value as the text a diff shows and compares; no value is ``""``; bytes that
+    are not what the field's kind promises (spec §10) show quoted, with what is wrong."""
     if value is None:
         return ""
+    if isinstance(value, Irregular):
+        return f"{value.text!r} ({value.reason})"
     if isinstance(value, dt.datetime):
         return value.strftime("%Y-%m-%dT%H:%M")
     if isinstance(value, dt.date):
