@@ -32,6 +32,13 @@ def add_data(sub: Subcommands) -> None:
     gen.add_argument("--register", type=Path, default=Path("var/register.sqlite"))
     gen.add_argument("--count", type=int, default=10_000)
     gen.add_argument("--seed", type=int, default=1)
+    gen.add_argument(
+        "--quirks",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="share of persons carrying a quirk of the real mainframe, 0-1 (default 0.03)",
+    )
     gen.set_defaults(handler=_run_generate)
     pnrs = data.add_parser("pnrs", help="print PNRs of the register, one per line")
     pnrs.add_argument("--register", type=Path, default=Path("var/register.sqlite"))
@@ -53,9 +60,11 @@ def _run_emulator(args: argparse.Namespace) -> int:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
+    from cpr_mainframe.register import quirks
     from cpr_mainframe.register.generate import generate
 
-    generate(args.register, count=args.count, seed=args.seed, progress=True)
+    share = quirks.DEFAULT_SHARE if args.quirks is None else args.quirks
+    generate(args.register, count=args.count, seed=args.seed, progress=True, quirk_share=share)
     print(f"register of {args.count} persons written to {args.register}")
     return 0
 

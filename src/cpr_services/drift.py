@@ -129,7 +129,9 @@ def _stale(person: Person) -> Person:
     address = person.address
     if address is None:
         return person
-    moved_in = address.moved_in - _STALE_BY if address.moved_in else None
+    moved_in = address.moved_in
+    if isinstance(moved_in, dt.datetime):  # an irregular one (spec §10) stays as it is
+        moved_in -= _STALE_BY
     return replace(
         person,
         address=replace(

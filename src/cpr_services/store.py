@@ -55,6 +55,7 @@ from gateway.cprv1 import convert
 from gateway.cprv1.pb.cpr.v1 import person_pb2
 from gateway.domain.person import Person
 from gateway.errors import BackendUnavailable, ConfigError
+from gateway.model import Irregular
 from gateway.storage.database import Database, DatabaseError, SqliteDatabase
 from gateway.storage.postgres import PostgresDatabase, is_dsn, redact
 
@@ -264,10 +265,15 @@ def _row(person: Person) -> _Row:
         person.status.value,
         person.sex.value,
         person.birth_date.isoformat(),
-        address.municipality if address else None,
-        address.post_code if address else None,
+        _code(address.municipality) if address else None,
+        _code(address.post_code) if address else None,
         person.replaced_by or None,
         person.to_json(),
         convert.to_proto(person).SerializeToString(),
         MESSAGE_FORMAT,
     )
+
+
+def _code(value: int | Irregular) -> int | None:
+    """A code for its indexed column; a blank one (spec §10) is none there (``data`` keeps it)."""
+    return None if isinstance(value, Irregular) else value

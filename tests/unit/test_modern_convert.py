@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cpr_mainframe.register import quirks
 from cpr_mainframe.register.generate import persons
 from gateway.cprv1 import convert
 from gateway.cprv1.pb.cpr.v1 import auth_pb2, person_pb2
@@ -37,7 +38,7 @@ COUNT = 2000
 @cache
 def register() -> tuple[Person, ...]:
     """A generated 2,000-person register (showcase households first), plus one complete person."""
-    generated = tuple(persons(COUNT, seed=3))
+    generated = tuple(quirks.apply(persons(COUNT, seed=3), seed=3))
     return (*generated, _complete(next(p for p in generated if p.address is not None)))
 
 

@@ -4,8 +4,10 @@ The register opens with a *showcase*: one household per case the wire contract
 cares about (every STATUS and CIVST, each protection, credit warnings now and in
 the future, replaced PNRs, a father whose OFF4 answer overflows 2880 bytes …),
 so any register of 2,000 persons or more holds them all. Random households fill
-the rest. Links (spouse, parents, children, custody, guardian, PNRGAELD) stay
-inside a household, so each points at a real person in the register.
+the rest. A share of persons then carry one of the real mainframe's quirks
+(:mod:`~cpr_mainframe.register.quirks`, spec §10). Links (spouse, parents, children,
+custody, guardian, PNRGAELD) stay inside a household, so each points at a real person in
+the register.
 
 The file is built under a temporary name and renamed into place at the end:
 a half-built register is never opened.
@@ -23,12 +25,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cpr_mainframe.register import households as hh
+from cpr_mainframe.register import quirks
 from cpr_mainframe.register.draw import REGISTER_DATE, Draw
 from cpr_mainframe.register.store import INDEXES, INSERT_META, INSERT_PERSON, SCHEMA
 from gateway.domain.person import Person, Status
 
 #: Bumped whenever the same seed would give a different register.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 #: Rows per executemany: large enough to amortise the call, small enough to keep memory flat.
 _BATCH = 5000
@@ -89,7 +92,10 @@ _FILL: tuple[tuple[float, hh.Household], ...] = (
 
 
 def persons(count: int, seed: int = 1) -> Iterator[Person]:
-    """Exactly ``count`` persons: the showcase first (as far as it fits), then random ones."""
+    """Exactly ``count`` persons: the showcase first (as far as it fits), then random ones.
+
+    Without quirks: :func:`generate` lays them on (:func:`quirks.apply`).
+    """
     d = Draw(seed)
     weights = [w for w, _ in _FILL]
     kinds = [k for _, k in _FILL]
@@ -104,21 +110,30 @@ def persons(count: int, seed: int = 1) -> Iterator[Person]:
         left -= len(group)
 
 
-def generate(path: Path, count: int = 10_000, seed: int = 1, progress: bool = False) -> None:
-    """Write a register of ``count`` persons to ``path``, replacing any file there."""
+def generate(
+    path: Path,
+    count: int = 10_000,
+    seed: int = 1,
+    progress: bool = False,
+    quirk_share: float = quirks.DEFAULT_SHARE,
+) -> None:
+    """Write a register of ``count`` persons to ``path``, replacing any file there;
+    about ``quirk_share`` of them carry a quirk of the real mainframe (spec §10)."""
     if count < 1:
         raise ValueError(f"count must be positive, not {count}")
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.unlink(missing_ok=True)
     try:
         with contextlib.closing(sqlite3.connect(temp)) as db:
-            _build(db, count, seed, progress)
+            _build(db, count, seed, progress, quirk_share)
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
 
 
-def _build(db: sqlite3.Connection, count: int, seed: int, progress: bool) -> None:
+def _build(
+    db: sqlite3.Connection, count: int, seed: int, progress: bool, quirk_share: float
+) -> None:
     # The temp file is thrown away on any failure, so durability buys nothing here.
     db.execute("PRAGMA journal_mode = OFF")
     db.execute("PRAGMA synchronous = OFF")
@@ -133,7 +148,7 @@ def _build(db: sqlite3.Connection, count: int, seed: int, progress: bool) -> Non
     db.executemany(INSERT_META, sorted(meta.items()))
     with tqdm(total=count, disable=not progress, unit="person") as bar:
         batch: list[tuple[str, str, str]] = []
-        for person in persons(count, seed):
+        for person in quirks.apply(persons(count, seed), seed, quirk_share):
             batch.append((person.pnr, person.status.value, person.to_json()))
             if len(batch) == _BATCH:
                 db.executemany(INSERT_PERSON, batch)

@@ -28,6 +28,7 @@ from gateway.domain.person import (
     Sex,
     Status,
 )
+from gateway.model import Irregular
 
 Household = Callable[[Draw], list[Person]]
 
@@ -114,7 +115,8 @@ def _kid(
     address = mother.address
     if address is not None:
         arrived = dt.datetime(born.year, born.month, born.day)
-        address = replace(address, moved_in=max(address.moved_in or arrived, arrived))
+        moved_in = address.moved_in if isinstance(address.moved_in, dt.datetime) else arrived
+        address = replace(address, moved_in=max(moved_in, arrived))
     father_relative = _relative(father, born) if father else Relative()
     kid = replace(kid, address=address, mother=_relative(mother, born), father=father_relative)
     if _years(born, 18) <= _TODAY:
@@ -133,7 +135,7 @@ def _parent_of(parent: Person, kids: list[Person]) -> Person:
     return replace(parent, children=(*parent.children, *mine)) if mine else parent
 
 
-def _parent_pnrs(kid: Person) -> tuple[str, ...]:
+def _parent_pnrs(kid: Person) -> tuple[str | Irregular, ...]:
     return tuple(r.pnr for r in (kid.mother, kid.father) if r is not None)
 
 

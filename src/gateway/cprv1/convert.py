@@ -7,7 +7,11 @@ from the proto enums (value ``PREFIX_MEMBER``, e.g. ``STATUS_DEAD`` for
 ``Status.DEAD``); dates and minute timestamps become ``Date`` / ``DateTime``;
 nested dataclasses nested messages; tuples and sets repeated fields. ``None`` is
 an absent message field, and a proto3 ``optional`` scalar is absent exactly when
-the model holds its default (``Relative.pnr`` unknown, ``guardian_pnr`` None).
+the model holds its default (``Relative.pnr`` unknown, ``guardian_pnr`` None). A
+field whose type admits :class:`~gateway.model.Irregular` is a ``*Value`` wrapper
+message: its oneof holds the typed value or the irregular text, and an absent wrapper
+is the model's None or default. A PNR (``str | Irregular`` on an optional string) is
+text on both sides: a string that is not ten digits is the irregular text.
 
 Both shapes are compared once, at import: a field, enum member or type on one
 side without its counterpart raises, so the proto cannot fall silently behind
@@ -24,6 +28,7 @@ import enum
 import functools
 import keyword
 import re
+import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeAlias
@@ -32,7 +37,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 
 from gateway.cprv1.pb.cpr.v1 import auth_pb2, person_pb2
 from gateway.domain.person import Person
-from gateway.model import Family, FejlNr
+from gateway.model import Family, FejlNr, Irregular
 from gateway.render.task import Task
 
 #: Trailing metadata key of a failed AuthService call: a serialized ``AuthError``.
@@ -186,7 +191,9 @@ def _plan(cls: type, descriptor: Descriptor) -> Plan:
 def _codec(owner: str, field: dataclasses.Field[Any], hint: Any, fd: FieldDescriptor) -> _Codec:
     """The codec of one field; TypeError when the two sides do not match."""
     where = f"{owner}.{field.name}"
-    optional, inner = _unwrap(hint)
+    optional, irregular, inner = _unwrap(hint)
+    if irregular:
+        return _irregular_or(where, field, optional, inner, fd)
     repeated = fd.is_repeated
     if repeated != (typing.get_origin(inner) in (tuple, frozenset)):
         raise TypeError(f"{where}: repeated on one side only")
@@ -205,13 +212,94 @@ def _codec(owner: str, field: dataclasses.Field[Any], hint: Any, fd: FieldDescri
     return _scalar(field, fd.has_presence)
 
 
-def _unwrap(hint: Any) -> tuple[bool, Any]:
-    """(True, X) for ``X | None``, else (False, hint)."""
+def _unwrap(hint: Any) -> tuple[bool, bool, Any]:
+    """(optional, irregular, X) for ``X``, ``X | None``, ``X | Irregular`` and both."""
     args = typing.get_args(hint)
-    if type(None) in args:
-        (inner,) = [arg for arg in args if arg is not type(None)]
-        return True, inner
-    return False, hint
+    if typing.get_origin(hint) not in (types.UnionType, typing.Union):
+        return False, False, hint
+    (inner,) = [arg for arg in args if arg not in (type(None), Irregular)]
+    return type(None) in args, Irregular in args, inner
+
+
+def _irregular_or(
+    where: str, field: dataclasses.Field[Any], optional: bool, inner: Any, fd: FieldDescriptor
+) -> _Codec:
+    """A ``*Value`` wrapper: the typed value or the irregular text; absent is None or default."""
+    name, default = field.name, field.default
+    if inner is str and fd.type == FieldDescriptor.TYPE_STRING and fd.has_presence:
+        return _pnr_or_irregular(field)
+    put, get = _wrapped(where, inner, fd)
+
+    def dump(message: Any, value: Any) -> None:
+        if value is None or (value == default and not isinstance(value, Irregular)):
+            return  # absent: the model's None or default
+        sub = getattr(message, name)
+        if isinstance(value, Irregular):
+            sub.irregular = value.text
+        else:
+            put(sub, value)
+
+    def load(message: Any) -> Any:
+        if not message.HasField(name):
+            if optional:
+                return None
+            if default is dataclasses.MISSING:
+                raise ValueError(f"{where}: required, absent")
+            return default
+        sub = getattr(message, name)
+        which = sub.WhichOneof("value")
+        if which == "irregular":
+            return Irregular(sub.irregular)
+        if which is None:
+            raise ValueError(f"{where}: a value wrapper holding nothing")
+        return get(sub)
+
+    return _Codec(dump, load)
+
+
+def _pnr_or_irregular(field: dataclasses.Field[Any]) -> _Codec:
+    """An optional string holding a PNR or, when not ten digits, the irregular text."""
+    name, default = field.name, field.default
+
+    def dump(message: Any, value: Any) -> None:
+        if isinstance(value, Irregular):
+            setattr(message, name, value.text)
+        elif value != default:  # the default is what an absent optional field means
+            setattr(message, name, value)
+
+    def load(message: Any) -> Any:
+        if not message.HasField(name):
+            if default is dataclasses.MISSING:
+                raise ValueError(f"{name}: required, absent")
+            return default
+        text: str = getattr(message, name)
+        return text if len(text) == 10 and text.isascii() and text.isdigit() else Irregular(text)
+
+    return _Codec(dump, load)
+
+
+def _wrapped(where: str, inner: Any, fd: FieldDescriptor) -> tuple[Dump, Load]:
+    """(write the typed value into a wrapper, read it back) after checking the wrapper's shape."""
+    wrapper = fd.message_type
+    oneof = wrapper.oneofs_by_name.get("value") if wrapper is not None else None
+    if oneof is None or [f.name for f in oneof.fields][1:] != ["irregular"]:
+        raise TypeError(f"{where}: expected a value wrapper with oneof value {{…, irregular}}")
+    typed = oneof.fields[0]
+    if inner in (dt.date, dt.datetime):
+        expected = {dt.date: "Date", dt.datetime: "DateTime"}[inner]
+        if typed.message_type is None or typed.message_type.name != expected:
+            raise TypeError(f"{where}: expected {expected} in the wrapper")
+        fill, build = _message_codec(where, inner, typed.message_type)
+        typed_name = typed.name
+
+        def put_message(sub: Any, value: Any) -> None:
+            fill(getattr(sub, typed_name), value)
+
+        return put_message, lambda sub: build(getattr(sub, typed_name))
+    if inner not in _SCALARS or typed.type not in _SCALARS[inner]:
+        raise TypeError(f"{where}: {inner!r} does not fit the wrapper's {typed.name}")
+    scalar = typed.name
+    return (lambda sub, value: setattr(sub, scalar, value)), (lambda sub: getattr(sub, scalar))
 
 
 def _scalar(field: dataclasses.Field[Any], presence: bool) -> _Codec:

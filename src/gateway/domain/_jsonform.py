@@ -2,7 +2,9 @@
 
 Dataclasses become objects keyed by field name with default values left out,
 tuples become lists, enums their values, dates ``YYYYMMDD`` and timestamps
-``YYYYMMDDHHMM``. Loading walks the same hints, so what :func:`dump` writes,
+``YYYYMMDDHHMM``, an :class:`~gateway.model.Irregular` value ``{"irregular": text}``
+(an object, so it can never be mistaken for the text, number or date it stands in
+for). Loading walks the same hints, so what :func:`dump` writes,
 :func:`load` restores exactly; anything else is a ``ValueError``.
 """
 
@@ -16,6 +18,8 @@ import types
 import typing
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar, cast
+
+from gateway.model import Irregular
 
 T = TypeVar("T")
 
@@ -40,6 +44,8 @@ def dump(value: Any) -> Any:
 
 def _dumper_for(kind: type) -> Callable[[Any], Any]:
     # Chosen once per type: the generator dumps a million persons.
+    if kind is Irregular:  # a dataclass too, but stored in its own form
+        return _dump_irregular
     if dataclasses.is_dataclass(kind):
         return functools.partial(_dump_dataclass, _fields(kind))
     if issubclass(kind, enum.Enum):
@@ -87,6 +93,13 @@ def _dump_tuple(value: tuple[Any, ...]) -> list[Any]:
     return [dump(item) for item in value]
 
 
+def _dump_irregular(value: Irregular) -> dict[str, str]:
+    return {_IRREGULAR: value.text}
+
+
+_IRREGULAR = "irregular"
+
+
 def _identity(value: Any) -> Any:
     return value
 
@@ -105,8 +118,14 @@ def _loader_for(hint: Any) -> Callable[[Any], Any]:
     # Compiled once per type hint: a lookup loads a whole person tree.
     origin = typing.get_origin(hint)
     if origin is types.UnionType or origin is typing.Union:
-        (inner,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        return functools.partial(_load_optional, _loader_for(inner))
+        args = typing.get_args(hint)
+        (inner,) = [arg for arg in args if arg not in (type(None), Irregular)]
+        load = _loader_for(inner)
+        if Irregular in args:
+            load = functools.partial(_load_or_irregular, load)
+        if type(None) in args:
+            load = functools.partial(_load_optional, load)
+        return load
     if origin is tuple:
         return functools.partial(_load_tuple, _loader_for(typing.get_args(hint)[0]))
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
@@ -124,6 +143,14 @@ def _loader_for(hint: Any) -> Callable[[Any], Any]:
 
 def _load_optional(inner: Callable[[Any], Any], raw: Any) -> Any:
     return None if raw is None else inner(raw)
+
+
+def _load_or_irregular(inner: Callable[[Any], Any], raw: Any) -> Any:
+    if isinstance(raw, dict):
+        if set(raw) != {_IRREGULAR}:
+            raise ValueError(f"irregular value with keys {sorted(raw)}")
+        return Irregular(_expect(raw[_IRREGULAR], str))
+    return inner(raw)
 
 
 def _load_tuple(item: Callable[[Any], Any], raw: Any) -> tuple[Any, ...]:

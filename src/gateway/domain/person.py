@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 
 from gateway.domain import _jsonform
+from gateway.model import Irregular
 
 #: Spec §6: an unknown parent or spouse is written as ten zeros.
 UNKNOWN_PNR = "0" * 10
@@ -142,10 +143,14 @@ class Name:
 
 @dataclass(frozen=True, slots=True)
 class DanishAddress:
-    """A current (or, for the dead, last) address in Denmark or Greenland."""
+    """A current (or, for the dead, last) address in Denmark or Greenland.
 
-    municipality: int
-    road_code: int
+    The codes and the move-in time may be :class:`Irregular` (spec §10): the mainframe
+    sends blanks where it has no value, and a move-in time with impossible parts.
+    """
+
+    municipality: int | Irregular
+    road_code: int | Irregular
     road_name: str
     house_number: str = ""  # "8A", "101"; blank on special road codes
     floor: str = ""  # "st", "kl", "1" … "99"
@@ -154,10 +159,10 @@ class DanishAddress:
     co_name: str = ""
     locality: str = ""
     town: str = ""  # BYNVN, supplementary town name
-    post_code: int = 0
+    post_code: int | Irregular = 0
     post_district: str = ""
     road_addressing_name: str = ""  # VEJADRNVN, at most 20 characters
-    moved_in: dt.datetime | None = None
+    moved_in: dt.datetime | Irregular | None = None
     moved_into_municipality: dt.datetime | None = None
     previous_municipality: int = 0
     moved_out_of_previous: dt.datetime | None = None
@@ -186,9 +191,13 @@ class ContactAddress:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class Relative:
-    """A spouse or parent as recorded on this person: PNR (or unknown) and name."""
+    """A spouse or parent as recorded on this person: PNR (or unknown) and name.
 
-    pnr: str = UNKNOWN_PNR
+    Unknown is ten zeros; the mainframe also sends ten blanks (spec §10), an
+    :class:`Irregular` that stays blank.
+    """
+
+    pnr: str | Irregular = UNKNOWN_PNR
     birth_date: dt.date | None = None
     name: Name | None = None
     since: dt.date | None = None

@@ -12,7 +12,9 @@ a value is required); free text is plain strings, never padded; dates are Date a
 minute-precision local timestamps are DateTime (the register records neither seconds
 nor a time zone, so google.protobuf.Timestamp, an instant, would claim too much);
 an absent message field means "none"; proto3 `optional` marks scalars whose
-absence means the model's default.
+absence means the model's default. Where the mainframe may send a value that is not
+what its kind promises (spec §10: blanks instead of zeros, a minute 99), the field is
+one of the *Value wrappers below.
 """
 
 from collections import abc as _abc
@@ -279,6 +281,67 @@ class DateTime(_message.Message):
 Global___DateTime: _TypeAlias = DateTime  # noqa: Y015
 
 @_typing.final
+class NumberValue(_message.Message):
+    """Why wrappers, and not a sibling `irregular` string beside each field: a field keeps its
+    one name, "absent" (no wrapper: the model's None or default) stays apart from zero (a
+    wrapper holding 0) and from blank (a wrapper holding "    "), and one shape serves every
+    field that may be irregular, so a reader handles them all alike. `irregular` holds the
+    field's characters exactly as the mainframe sent them (spec §10), so rendering it back
+    gives the very same bytes. (A PNR is text already and needs no wrapper: Relative.pnr.)
+
+    A number (code, post code …) or the text the mainframe sent instead.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMBER_FIELD_NUMBER: _builtins.int
+    IRREGULAR_FIELD_NUMBER: _builtins.int
+    number: _builtins.int
+    irregular: _builtins.str
+    def __init__(
+        self,
+        *,
+        number: _builtins.int = ...,
+        irregular: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["irregular", b"irregular", "number", b"number", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["irregular", b"irregular", "number", b"number", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_value: _TypeAlias = _typing.Literal["number", "irregular"]  # noqa: Y015
+    _WhichOneofArgType_value: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_value) -> _WhichOneofReturnType_value | None: ...
+
+Global___NumberValue: _TypeAlias = NumberValue  # noqa: Y015
+
+@_typing.final
+class DateTimeValue(_message.Message):
+    """A date and time, or the mainframe's YYYYMMDDHHMM text that is none (e.g. minute 99)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_TIME_FIELD_NUMBER: _builtins.int
+    IRREGULAR_FIELD_NUMBER: _builtins.int
+    irregular: _builtins.str
+    @_builtins.property
+    def date_time(self) -> Global___DateTime: ...
+    def __init__(
+        self,
+        *,
+        date_time: Global___DateTime | None = ...,
+        irregular: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["date_time", b"date_time", "irregular", b"irregular", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date_time", b"date_time", "irregular", b"irregular", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_value: _TypeAlias = _typing.Literal["date_time", "irregular"]  # noqa: Y015
+    _WhichOneofArgType_value: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_value) -> _WhichOneofReturnType_value | None: ...
+
+Global___DateTimeValue: _TypeAlias = DateTimeValue  # noqa: Y015
+
+@_typing.final
 class Name(_message.Message):
     """A name in parts, each with its marker, and when it took effect."""
 
@@ -343,9 +406,6 @@ class DanishAddress(_message.Message):
     MOVED_OUT_OF_PREVIOUS_FIELD_NUMBER: _builtins.int
     SUPPLEMENTARY_FIELD_NUMBER: _builtins.int
     SUPPLEMENTARY_START_FIELD_NUMBER: _builtins.int
-    municipality: _builtins.int
-    """municipality code, e.g. 101 København"""
-    road_code: _builtins.int
     road_name: _builtins.str
     house_number: _builtins.str
     """"8A", "101"; empty on special road codes"""
@@ -359,13 +419,20 @@ class DanishAddress(_message.Message):
     locality: _builtins.str
     town: _builtins.str
     """supplementary town name"""
-    post_code: _builtins.int
     post_district: _builtins.str
     road_addressing_name: _builtins.str
     previous_municipality: _builtins.int
     """0 when none"""
     @_builtins.property
-    def moved_in(self) -> Global___DateTime: ...
+    def municipality(self) -> Global___NumberValue:
+        """municipality code, e.g. 101 København"""
+
+    @_builtins.property
+    def road_code(self) -> Global___NumberValue: ...
+    @_builtins.property
+    def post_code(self) -> Global___NumberValue: ...
+    @_builtins.property
+    def moved_in(self) -> Global___DateTimeValue: ...
     @_builtins.property
     def moved_into_municipality(self) -> Global___DateTime: ...
     @_builtins.property
@@ -379,8 +446,8 @@ class DanishAddress(_message.Message):
     def __init__(
         self,
         *,
-        municipality: _builtins.int = ...,
-        road_code: _builtins.int = ...,
+        municipality: Global___NumberValue | None = ...,
+        road_code: Global___NumberValue | None = ...,
         road_name: _builtins.str = ...,
         house_number: _builtins.str = ...,
         floor: _builtins.str = ...,
@@ -389,17 +456,17 @@ class DanishAddress(_message.Message):
         co_name: _builtins.str = ...,
         locality: _builtins.str = ...,
         town: _builtins.str = ...,
-        post_code: _builtins.int = ...,
+        post_code: Global___NumberValue | None = ...,
         post_district: _builtins.str = ...,
         road_addressing_name: _builtins.str = ...,
-        moved_in: Global___DateTime | None = ...,
+        moved_in: Global___DateTimeValue | None = ...,
         moved_into_municipality: Global___DateTime | None = ...,
         previous_municipality: _builtins.int = ...,
         moved_out_of_previous: Global___DateTime | None = ...,
         supplementary: _abc.Iterable[_builtins.str] | None = ...,
         supplementary_start: Global___Date | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["moved_in", b"moved_in", "moved_into_municipality", b"moved_into_municipality", "moved_out_of_previous", b"moved_out_of_previous", "supplementary_start", b"supplementary_start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["moved_in", b"moved_in", "moved_into_municipality", b"moved_into_municipality", "moved_out_of_previous", b"moved_out_of_previous", "municipality", b"municipality", "post_code", b"post_code", "road_code", b"road_code", "supplementary_start", b"supplementary_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["building", b"building", "co_name", b"co_name", "door", b"door", "floor", b"floor", "house_number", b"house_number", "locality", b"locality", "moved_in", b"moved_in", "moved_into_municipality", b"moved_into_municipality", "moved_out_of_previous", b"moved_out_of_previous", "municipality", b"municipality", "post_code", b"post_code", "post_district", b"post_district", "previous_municipality", b"previous_municipality", "road_addressing_name", b"road_addressing_name", "road_code", b"road_code", "road_name", b"road_name", "supplementary", b"supplementary", "supplementary_start", b"supplementary_start", "town", b"town"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -482,7 +549,10 @@ class Relative(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     SINCE_FIELD_NUMBER: _builtins.int
     pnr: _builtins.str
-    """absent when the register does not know the person"""
+    """Absent when the register does not know the person (ten zeros on the wire). A PNR is
+    text already, so one the mainframe sent as something else than ten digits (ten blanks,
+    spec §10) is kept here as it came: a string that is not ten digits is such a value.
+    """
     @_builtins.property
     def birth_date(self) -> Global___Date: ...
     @_builtins.property

@@ -12,7 +12,9 @@ a value is required); free text is plain strings, never padded; dates are Date a
 minute-precision local timestamps are DateTime (the register records neither seconds
 nor a time zone, so google.protobuf.Timestamp, an instant, would claim too much);
 an absent message field means "none"; proto3 `optional` marks scalars whose
-absence means the model's default.
+absence means the model's default. Where the mainframe may send a value that is not
+what its kind promises (spec §10: blanks instead of zeros, a minute 99), the field is
+one of the *Value wrappers below.
 """
 
 from collections import abc as _abc

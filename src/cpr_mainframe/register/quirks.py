@@ -1,0 +1,129 @@
+"""The real mainframe's quirks (spec §10), laid on a share of the register's persons.
+
+Real CPR answers hold blanks where the documentation promises zeros. A generated
+register that never does leaves the modern side, its migration and the parity test
+untested against them, so a share of persons (``share``, a few percent by default)
+each carry one quirk kind, drawn among the kinds that apply to them. The draw uses
+its own generator seeded from the register's seed: the same seed gives the same
+quirks, and the persons without one are exactly those of a register without quirks.
+
+Each quirk is a function ``(Random, Person) -> Person | None``: None when it does not
+apply to that person.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+
+from gateway.domain.person import UNKNOWN_PNR, DanishAddress, Person, Relative
+from gateway.model import Irregular
+
+#: The share of persons that carry a quirk unless the generator is told otherwise:
+#: captured real answers show such values in a few percent of persons.
+DEFAULT_SHARE = 0.03
+
+Quirk = Callable[[random.Random, Person], Person | None]
+
+_BLANK_CODE = Irregular(" " * 4)
+_BLANK_PNR = Irregular(" " * 10)
+_BLANK_STAMP = Irregular(" " * 12)
+
+
+def _blank_address(rng: random.Random, person: Person) -> Person | None:
+    """Some of post code, municipality, road code and moved-in time blank, the rest kept."""
+    address = person.address
+    if address is None or not person.status.is_resident:
+        return None
+    fields = ("post_code", "municipality", "road_code", "moved_in")
+    chosen = set(rng.sample(fields, rng.randint(1, len(fields))))
+    blanked = replace(
+        address,
+        post_code=_BLANK_CODE if "post_code" in chosen else address.post_code,
+        municipality=_BLANK_CODE if "municipality" in chosen else address.municipality,
+        road_code=_BLANK_CODE if "road_code" in chosen else address.road_code,
+        moved_in=_BLANK_STAMP if "moved_in" in chosen else address.moved_in,
+    )
+    return replace(person, address=blanked)
+
+
+def _no_address(rng: random.Random, person: Person) -> Person | None:
+    """A resident whose address names no place: every code and the move-in time blank."""
+    if person.address is None or not person.status.is_resident:
+        return None
+    nowhere = DanishAddress(
+        municipality=_BLANK_CODE, road_code=_BLANK_CODE, road_name="",
+        post_code=_BLANK_CODE, moved_in=_BLANK_STAMP,
+    )  # fmt: skip
+    return replace(person, address=nowhere)
+
+
+def _blank_relation(rng: random.Random, person: Person) -> Person | None:
+    """Relation PNRs the register does not know, blank instead of zeros: a spouse's or a
+    parent's PNR of ten zeros, and the missing parent beside a known one."""
+    civil = person.civil
+    spouse = civil.spouse if civil else None
+    mother, father = person.mother, person.father
+    if (mother is None) != (father is None):  # one parent known: the other is not
+        mother, father = mother or Relative(), father or Relative()
+    if not any(_unknown(r) for r in (spouse, mother, father)):
+        return None
+    if civil is not None and spouse is not None:
+        person = replace(person, civil=replace(civil, spouse=_blanked(spouse)))
+    return replace(person, mother=mother and _blanked(mother), father=father and _blanked(father))
+
+
+def _unknown(relative: Relative | None) -> bool:
+    return relative is not None and relative.pnr == UNKNOWN_PNR
+
+
+def _blanked(relative: Relative) -> Relative:
+    return replace(relative, pnr=_BLANK_PNR) if _unknown(relative) else relative
+
+
+#: name → quirk; the names are what docs/emulator.md counts.
+QUIRKS: dict[str, Quirk] = {
+    "blank_address": _blank_address,
+    "no_address": _no_address,
+    "blank_relation": _blank_relation,
+}
+
+
+def apply(persons: Iterable[Person], seed: int, share: float = DEFAULT_SHARE) -> Iterator[Person]:
+    """``persons`` with a quirk on about ``share`` of them, the same ones for the same seed."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"quirk share must lie in [0, 1], not {share}")
+    rng = random.Random(f"quirks-{seed}")
+    for person in persons:
+        yield _one_quirk(rng, person) if rng.random() < share else person
+
+
+def _one_quirk(rng: random.Random, person: Person) -> Person:
+    for name in rng.sample(sorted(QUIRKS), len(QUIRKS)):
+        quirky = QUIRKS[name](rng, person)
+        if quirky is not None:
+            return quirky
+    return person
+
+
+def kinds_of(person: Person) -> set[str]:
+    """Which quirk kinds ``person`` carries (for counting; the register stores none of this)."""
+    kinds = set()
+    address = person.address
+    if address is not None:
+        if address.road_name == "" and isinstance(address.municipality, Irregular):
+            kinds.add("no_address")
+        elif any(isinstance(v, Irregular) for v in _address_values(address)):
+            kinds.add("blank_address")
+    spouse = person.civil.spouse if person.civil else None
+    if any(
+        r is not None and isinstance(r.pnr, Irregular)
+        for r in (spouse, person.mother, person.father)
+    ):
+        kinds.add("blank_relation")
+    return kinds
+
+
+def _address_values(address: DanishAddress) -> tuple[object, ...]:
+    return (address.post_code, address.municipality, address.road_code, address.moved_in)
