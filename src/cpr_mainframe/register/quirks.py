@@ -13,6 +13,7 @@ apply to that person.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -82,11 +83,39 @@ def _blanked(relative: Relative) -> Relative:
     return replace(relative, pnr=_BLANK_PNR) if _unknown(relative) else relative
 
 
+def _impossible_stamp(rng: random.Random, person: Person) -> Person | None:
+    """One date-time with a part no calendar has: minute 99, hour 25, day or month 00.
+
+    The move-in time, the civil status start or the name's start, whichever it has.
+    """
+    address, civil, name = person.address, person.civil, person.name
+    choices: list[tuple[dt.datetime, Callable[[Irregular], Person]]] = []
+    if address is not None and isinstance(address.moved_in, dt.datetime):
+        moved = address.moved_in
+        choices.append((moved, lambda v: replace(person, address=replace(address, moved_in=v))))
+    if civil is not None and isinstance(civil.start, dt.datetime):
+        choices.append((civil.start, lambda v: replace(person, civil=replace(civil, start=v))))
+    if isinstance(name.start, dt.datetime):
+        choices.append((name.start, lambda v: replace(person, name=replace(name, start=v))))
+    if not choices:
+        return None
+    stamp, put = rng.choice(choices)
+    return put(_impossible(rng, stamp))
+
+
+def _impossible(rng: random.Random, stamp: dt.datetime) -> Irregular:
+    """``stamp`` as YYYYMMDDHHMM with one impossible part."""
+    text = f"{stamp:%Y%m%d%H%M}"
+    start, part = rng.choice(((10, "99"), (8, "25"), (6, "00"), (4, "00")))
+    return Irregular(text[:start] + part + text[start + 2 :])
+
+
 #: name → quirk; the names are what docs/emulator.md counts.
 QUIRKS: dict[str, Quirk] = {
     "blank_address": _blank_address,
     "no_address": _no_address,
     "blank_relation": _blank_relation,
+    "impossible_stamp": _impossible_stamp,
 }
 
 
@@ -114,15 +143,20 @@ def kinds_of(person: Person) -> set[str]:
     if address is not None:
         if address.road_name == "" and isinstance(address.municipality, Irregular):
             kinds.add("no_address")
-        elif any(isinstance(v, Irregular) for v in _address_values(address)):
+        elif any(_blank(v) for v in _address_values(address)):
             kinds.add("blank_address")
-    spouse = person.civil.spouse if person.civil else None
-    if any(
-        r is not None and isinstance(r.pnr, Irregular)
-        for r in (spouse, person.mother, person.father)
-    ):
+    civil = person.civil
+    spouse = civil.spouse if civil else None
+    if any(r is not None and _blank(r.pnr) for r in (spouse, person.mother, person.father)):
         kinds.add("blank_relation")
+    stamps = (address.moved_in if address else None, civil.start if civil else None)
+    if any(isinstance(v, Irregular) and not _blank(v) for v in (*stamps, person.name.start)):
+        kinds.add("impossible_stamp")
     return kinds
+
+
+def _blank(value: object) -> bool:
+    return isinstance(value, Irregular) and value.reason == "blank"
 
 
 def _address_values(address: DanishAddress) -> tuple[object, ...]:

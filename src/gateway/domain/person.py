@@ -122,7 +122,7 @@ class Name:
     first_marker: NameMarker = NameMarker.NONE
     middle_marker: NameMarker = NameMarker.NONE
     last_marker: NameMarker = NameMarker.NONE
-    start: dt.datetime | None = None
+    start: dt.datetime | Irregular | None = None  # may carry impossible parts (spec §10)
 
     @property
     def given(self) -> str:
@@ -219,7 +219,7 @@ class CivilState:
     """Civil status, since when, and the spouse or partner it concerns."""
 
     status: CivilStatus
-    start: dt.datetime | None = None
+    start: dt.datetime | Irregular | None = None  # may carry impossible parts (spec §10)
     spouse: Relative | None = None
     separation: Separation | None = None
 

@@ -361,7 +361,7 @@ class Name(_message.Message):
     middle_marker: Global___NameMarker.ValueType
     last_marker: Global___NameMarker.ValueType
     @_builtins.property
-    def start(self) -> Global___DateTime: ...
+    def start(self) -> Global___DateTimeValue: ...
     def __init__(
         self,
         *,
@@ -371,7 +371,7 @@ class Name(_message.Message):
         first_marker: Global___NameMarker.ValueType = ...,
         middle_marker: Global___NameMarker.ValueType = ...,
         last_marker: Global___NameMarker.ValueType = ...,
-        start: Global___DateTime | None = ...,
+        start: Global___DateTimeValue | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -614,7 +614,7 @@ class CivilState(_message.Message):
     SEPARATION_FIELD_NUMBER: _builtins.int
     status: Global___CivilStatus.ValueType
     @_builtins.property
-    def start(self) -> Global___DateTime: ...
+    def start(self) -> Global___DateTimeValue: ...
     @_builtins.property
     def spouse(self) -> Global___Relative: ...
     @_builtins.property
@@ -623,7 +623,7 @@ class CivilState(_message.Message):
         self,
         *,
         status: Global___CivilStatus.ValueType = ...,
-        start: Global___DateTime | None = ...,
+        start: Global___DateTimeValue | None = ...,
         spouse: Global___Relative | None = ...,
         separation: Global___Separation | None = ...,
     ) -> None: ...
