@@ -65,8 +65,9 @@ async def test_serving_both_sides_loads_no_simulator_module(tmp_path: Path) -> N
         store = tmp_path / "modern.sqlite"
         migrate_register(emu.config.register, store, progress=False)
         modern = ModernServer(emu.config, store)
+        modern_port = await modern.start()  # before choosing free ports: it binds port 0
         ports = {"port": free_port(), "admin": free_ports(1), "legacy": emu.port}
-        ports["modern"] = await modern.start()
+        ports["modern"] = modern_port
         config = tmp_path / "routing.yaml"
         config.write_text(ROUTING.format(**ports))
         try:
@@ -91,15 +92,23 @@ async def _serve_and_look_up(
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", PROBE, str(config), cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        await wait_ready(ports["admin"])
+        ready = asyncio.ensure_future(wait_ready(ports["admin"]))
+        exited = asyncio.ensure_future(process.wait())
+        await asyncio.wait((ready, exited), return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():  # it stopped before it was ready: say why
+            ready.cancel()
+            assert process.stderr is not None
+            raise AssertionError((await process.stderr.read()).decode()[-2000:])
+        exited.cancel()
         endpoint = Endpoint("127.0.0.1", ports["port"])
         token = await logon(endpoint, DEMO_PRIV.who, DEMO_PRIV.password)
         answers = [await lookup(endpoint, DEMO_PRIV.who, token, pnr) for pnr in pnrs]
     finally:
-        process.send_signal(signal.SIGTERM)
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(process.communicate(), 20)
     line = next(x for x in out.decode().splitlines() if x.startswith("LOADED "))
     report: dict[str, Any] = json.loads(line.removeprefix("LOADED "))
