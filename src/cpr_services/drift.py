@@ -37,7 +37,7 @@ _STALE_BY = dt.timedelta(days=366)
 #: Record type (PRIV numbering) → the person without the source that feeds it.
 _SOURCES: dict[str, Callable[[Person], Person]] = {
     "050": lambda person: replace(person, credit_warning=None),
-    "003": lambda person: replace(person, contact=None),
+    "003": lambda person: replace(person, contact=None, former_contacts=()),
     "004": lambda person: replace(person, civil=None),
 }
 

@@ -19,7 +19,7 @@ written before schema version 4) is answered from ``data``, exactly as before, u
 next migration run rewrites it. Why not one table per
 part (addresses, relations, protections …): the only read the services make is
 "everything about one PNR", which would then be a dozen joins or queries per
-lookup, and the nested, mostly-empty parts of a person (27 fields, 17 optional
+lookup, and the nested, mostly-empty parts of a person (28 fields, 17 optional
 sub-records) would need some twenty tables whose only consumer reassembles them
 at once. A column can be promoted out of ``data`` by a migration when a query
 needs it.

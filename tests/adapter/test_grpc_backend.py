@@ -20,12 +20,15 @@ import pytest
 
 from cpr_devtools.client import Endpoint, exchange, logon
 from cpr_devtools.migration import migrate_register
+from cpr_mainframe.register import quirks
+from cpr_mainframe.register.generate import persons as generated_persons
 from cpr_services.server import ModernServer
 from emulator_harness import DEMO_OFF4, DEMO_PRIV, DemoUser, running_emulator
 from gateway.backends.grpc import GrpcBackend
 from gateway.backends.grpc_config import GrpcBackendConfig
 from gateway.codec import LogonAnswer, LogonRequest, LookupRequest
-from gateway.codec.headers import answer_with_token
+from gateway.codec.headers import HEADER_LENGTH, MAX_DATA_LENGTH, answer_with_token
+from gateway.codec.records import OFF4_LAYOUTS
 from gateway.errors import BackendTimeout, BackendUnavailable
 from gateway.model import FejlNr
 
@@ -102,6 +105,32 @@ async def test_parity_over_the_whole_default_register(tmp_path: Path, user: Demo
     async with both_sides(tmp_path, persons=DEFAULT_REGISTER) as sides:
         assert len(sides.pnrs) >= DEFAULT_REGISTER
         assert await _compare(sides, user, sides.pnrs) == len(sides.pnrs)
+
+
+@pytest.mark.parametrize("user", [DEMO_PRIV, DEMO_OFF4], ids=["PRIV", "OFF4"])
+async def test_answers_cut_at_the_data_cap_are_the_same_on_both_sides(
+    tmp_path: Path, user: DemoUser
+) -> None:
+    """Persons with many repeated records: the emulator's answer reaches the cap, and the
+    modern side gives the very same bytes."""
+    count = 2000  # enough persons for each repeat kind to occur at the default share
+    people = quirks.apply(generated_persons(count, seed=1), seed=1)
+    kind = "many_contacts" if user is DEMO_PRIV else "many_records"
+    pnrs = [p.pnr for p in people if kind in quirks.kinds_of(p)]
+    assert len(pnrs) >= 5
+    async with both_sides(tmp_path, persons=count) as sides:
+        assert await _compare(sides, user, pnrs) == len(pnrs)
+        token = await logon(sides.legacy, user.who, user.password)
+        for pnr in pnrs:
+            request = LookupRequest(user.who.transaction, user.who.customer, token,
+                                    user.who.user, pnr)  # fmt: skip
+            answer = await exchange(sides.legacy, request.encode())
+            assert len(answer) > HEADER_LENGTH + MAX_DATA_LENGTH - _LONGEST_REPEAT
+
+
+#: The longest record type any register person repeats: a cut answer is at most this short
+#: of the cap.
+_LONGEST_REPEAT = OFF4_LAYOUTS["006"].length
 
 
 async def test_errors_and_header_only_answers_match(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from cpr_devtools.migration import migrate_register
+from cpr_mainframe.register import quirks
+from cpr_mainframe.register.generate import persons
 from cpr_mainframe.register.store import Register
 from cpr_services.store import MESSAGE_FORMAT, MIGRATIONS, ModernStore, upgrade
 from emulator_harness import register_of
@@ -107,6 +109,23 @@ def test_each_person_is_also_stored_as_the_message_the_services_answer_with(
             stored = store.person_message(person.pnr)
             assert stored == convert.to_proto(person).SerializeToString()
         assert store.person_message("0101019999") is None
+    finally:
+        store.close()
+
+
+def test_a_person_of_each_quirk_kind_is_stored_and_read_back_exactly(tmp_path: Path) -> None:
+    """Blanks, impossible parts and many repeated records survive the store, both forms."""
+    chosen: dict[str, Person] = {}
+    for person in quirks.apply(persons(2000, seed=1), seed=1, share=0.5):
+        for kind in quirks.kinds_of(person):
+            chosen.setdefault(kind, person)
+    assert set(chosen) == set(quirks.QUIRKS)
+    store = ModernStore.open(tmp_path / "modern.sqlite")
+    try:
+        store.upsert(list({p.pnr: p for p in chosen.values()}.values()))
+        for person in chosen.values():
+            assert store.get(person.pnr) == person
+            assert store.person_message(person.pnr) == convert.to_proto(person).SerializeToString()
     finally:
         store.close()
 

@@ -12,12 +12,13 @@ import pytest
 from cpr_mainframe.register import quirks
 from cpr_mainframe.register.draw import REGISTER_DATE
 from cpr_mainframe.register.generate import persons
-from gateway.codec import LookupAnswer, decode_records
+from gateway.codec import LAYOUTS, LookupAnswer, decode_records
+from gateway.codec.headers import MAX_DATA_LENGTH
 from gateway.cprv1 import convert
 from gateway.cprv1.pb.cpr.v1 import person_pb2
 from gateway.domain.person import Person
 from gateway.model import Family, FejlNr, Irregular
-from gateway.render import Task, render_answer
+from gateway.render import Task, off4, priv, render_answer
 from gateway.render.address import name_hidden
 
 COUNT = 4000
@@ -70,7 +71,7 @@ def test_a_share_outside_zero_to_one_is_refused() -> None:
 def test_blank_address_fields_are_blank_on_the_wire_in_both_families() -> None:
     """A blank post code, municipality, road code or move-in time is spaces, never zeros."""
     checked = 0
-    for person in register():
+    for person in register(0.5):  # six kinds share the quirky persons
         if not quirks.kinds_of(person) & {"blank_address", "no_address"}:
             continue
         if name_hidden(person, Task(), TODAY):  # protection blanks the block to zeros
@@ -155,3 +156,43 @@ def test_impossible_date_time_parts_are_served_as_stored_in_both_families() -> N
                     assert value.text in answer
                     found += 1
     assert found > 50
+
+
+def test_many_repeated_records_land_on_a_share_of_the_default_register() -> None:
+    """Both repeat kinds occur at the default share, and only with quirks on."""
+    kinds = _kinds(register())
+    assert kinds["many_records"] > 10 and kinds["many_contacts"] > 10
+    assert sum(kinds.values()) < 0.045 * COUNT
+
+
+@pytest.mark.parametrize(
+    ("kind", "families"),
+    [("many_records", [Family.OFF4]), ("many_contacts", [Family.PRIV, Family.OFF4])],
+)
+def test_many_repeated_records_reach_the_data_cap_and_seal_cuts_trailing_repeats(
+    kind: str, families: list[Family]
+) -> None:
+    """Their records pass 2880 bytes; the answer keeps a prefix of each type up to the cap."""
+    cut = [p for p in register(0.5) if kind in quirks.kinds_of(p)]
+    assert len(cut) > 50
+    for person in cut:
+        for family in families:
+            _assert_cut_at_the_cap(person, family)
+
+
+def _assert_cut_at_the_cap(person: Person, family: Family) -> None:
+    """Seal's rule (spec §4.2): trailing repeated records go, one at a time, until the
+    data fits; so the last one left out would not fit, and each type keeps its first ones."""
+    length = {rectype: layout.length for rectype, layout in LAYOUTS[family].items()}
+    renderer = priv if family is Family.PRIV else off4
+    body = sorted(renderer.records(person, Task(), TODAY), key=lambda r: r.type)
+    sealed = render_answer(person, family, Task(), 1234, TODAY)
+    kept = list(sealed[1:-1])
+    size = sum(length[r.type] for r in sealed)
+    last_left_out = next(r for index, r in enumerate(body) if kept[index : index + 1] != [r])
+    assert size <= MAX_DATA_LENGTH < size + length[last_left_out.type]
+    for rectype in {r.type for r in body}:
+        theirs = [r for r in body if r.type == rectype]
+        ours = [r for r in kept if r.type == rectype]
+        assert ours and ours == theirs[: len(ours)]
+    assert sealed[-1].fields["ANTAL"] == len(kept)

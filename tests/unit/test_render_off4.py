@@ -17,6 +17,7 @@ from gateway.domain.person import (
     UNKNOWN_PNR,
     CivilState,
     CivilStatus,
+    ContactAddress,
     DanishAddress,
     Name,
     Person,
@@ -149,6 +150,18 @@ def test_too_many_children_are_cut_and_the_counter_stays_honest() -> None:
     assert [r.fields["BARN_PNR"] for r in kept] == list(children[: len(kept)])
     assert records[-1].fields["ANTAL"] == len(records) - 2
     assert sum(OFF4_LAYOUTS[r.type].length for r in records) <= MAX_DATA_LENGTH
+
+
+def test_each_contact_address_gives_a_006_with_its_period() -> None:
+    """Ended contact addresses repeat 006 after the current one, with START_DT and SLET_DT."""
+    current = ContactAddress(("Sømandshjemmet",), dt.datetime(2024, 3, 1, 10, 0))
+    former = ContactAddress(("Postboks 12",), dt.datetime(2015, 6, 1, 9, 0), dt.date(2020, 2, 2))
+    records = _answer(replace(PERSON, contact=current, former_contacts=(former,)))
+    contacts = [r.fields for r in records if r.type == "006"]
+    assert [(c["KONTAKTADR1"], c["START_DT"], c["SLET_DT"]) for c in contacts] == [
+        ("Sømandshjemmet", dt.date(2024, 3, 1), None),
+        ("Postboks 12", dt.date(2015, 6, 1), dt.date(2020, 2, 2)),
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 from cpr_mainframe.register import Register
 from cpr_mainframe.register.generate import generate
 from gateway.codec import LookupAnswer, Record
+from gateway.codec.headers import MAX_DATA_LENGTH
 from gateway.codec.records import PRIV_LAYOUTS
 from gateway.domain.person import (
     CivilState,
     CivilStatus,
+    ContactAddress,
     DanishAddress,
     ForeignAddress,
     GuardianKind,
@@ -146,6 +148,39 @@ def test_emigrated_person_has_no_address_block_and_a_002_follows() -> None:
     assert records[1].fields["STANDARDADR"] == "" and records[1].fields["POSTNR"] == 0
     assert records[2].fields["UDLANDADR3"] == "NORGE"
     assert records[2].fields["UDLANDADR_DTO"] == when
+
+
+def test_each_contact_address_gives_a_003_the_current_one_first() -> None:
+    """Ended contact addresses repeat 003 after the current one; each carries its start."""
+    current = ContactAddress(("Sømandshjemmet", "Nyhavn 22"), dt.datetime(2024, 3, 1, 10, 0))
+    former = tuple(
+        ContactAddress(
+            (f"Postboks {n}",), dt.datetime(2000 + n, 1, 1, 9, 0), dt.date(2001 + n, 1, 1)
+        )
+        for n in range(3)
+    )
+    records = _answer(replace(PERSON, contact=current, former_contacts=former))
+    contacts = [r for r in records if r.type == "003"]
+    assert [r.fields["KONTAKTADR1"] for r in contacts] == [
+        "Sømandshjemmet", "Postboks 0", "Postboks 1", "Postboks 2",
+    ]  # fmt: skip
+    assert [r.fields["KONTAKTADR_DTO"] for r in contacts][1:] == [c.start for c in former]
+    assert records[-1].fields["ANTAL"] == len(records) - 2
+
+
+def test_many_contact_addresses_are_cut_at_the_data_cap() -> None:
+    """Project rule: trailing 003s go until the data fits 2880 bytes; 999 counts what is sent."""
+    former = tuple(
+        ContactAddress((f"Postboks {n}",), dt.datetime(1990, 1, 1 + n, 9, 0), dt.date(1991, 1, 1))
+        for n in range(20)
+    )
+    records = _answer(replace(PERSON, former_contacts=former))
+    kept = [r.fields["KONTAKTADR1"] for r in records if r.type == "003"]
+    assert 0 < len(kept) < len(former)
+    assert kept == [c.lines[0] for c in former[: len(kept)]]
+    size = sum(PRIV_LAYOUTS[r.type].length for r in records)
+    assert size <= MAX_DATA_LENGTH < size + PRIV_LAYOUTS["003"].length
+    assert records[-1].fields["ANTAL"] == len(records) - 2
 
 
 def test_dead_person_has_an_address_only_when_the_task_asks() -> None:

@@ -1,6 +1,7 @@
 """The real mainframe's quirks (spec §10), laid on a share of the register's persons.
 
-Real CPR answers hold blanks where the documentation promises zeros. A generated
+Real CPR answers hold blanks where the documentation promises zeros, and some persons
+carry so many repeated records that their answers reach the data cap. A generated
 register that never does leaves the modern side, its migration and the parity test
 untested against them, so a share of persons (``share``, a few percent by default)
 each carry one quirk kind, drawn among the kinds that apply to them. The draw uses
@@ -18,7 +19,23 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
-from gateway.domain.person import UNKNOWN_PNR, DanishAddress, Person, Relative
+from cpr_mainframe.register import vocabulary as vocab
+from cpr_mainframe.register.draw import REGISTER_DATE
+from cpr_mainframe.register.features import adult_from
+from gateway.codec.headers import MAX_DATA_LENGTH
+from gateway.codec.records import OFF4_LAYOUTS, PRIV_LAYOUTS
+from gateway.domain.person import (
+    UNKNOWN_PNR,
+    ContactAddress,
+    DanishAddress,
+    MunicipalCondition,
+    Note,
+    Person,
+    Protection,
+    ProtectionType,
+    Relative,
+    Status,
+)
 from gateway.model import Irregular
 
 #: The share of persons that carry a quirk unless the generator is told otherwise:
@@ -110,12 +127,124 @@ def _impossible(rng: random.Random, stamp: dt.datetime) -> Irregular:
     return Irregular(text[:start] + part + text[start + 2 :])
 
 
+def _many_records(rng: random.Random, person: Person) -> Person | None:
+    """Notes (OFF4 019), municipal conditions (018) and ended protections (004), one or
+    more of them, together more bytes than the data cap: the OFF4 answer is cut."""
+    rectypes = rng.sample(sorted(_REPEATED), rng.randint(1, len(_REPEATED)))
+    share = -(-_repeat_budget(rng) // len(rectypes))
+    for rectype in rectypes:
+        person = _REPEATED[rectype](rng, person, _records_in(share, OFF4_LAYOUTS[rectype].length))
+    return person
+
+
+def _many_contacts(rng: random.Random, person: Person) -> Person | None:
+    """Ended contact addresses (PRIV 003, OFF4 006), more bytes than the data cap in
+    either family: both answers are cut. Adults only, the periods one after another."""
+    if not (person.status.is_resident or person.status is Status.EMIGRATED):
+        return None
+    count = _records_in(_repeat_budget(rng), PRIV_LAYOUTS["003"].length)  # the shorter
+    current = person.contact
+    newest = current.start.date() if current and current.start else _TODAY
+    days = _distinct_days(rng, adult_from(person), newest, 2 * count)
+    if days is None:
+        return None
+    former = tuple(
+        ContactAddress(rng.choice(vocab.CONTACT_LINES), _minute_of(rng, start), end)
+        for end, start in zip(days[0::2], days[1::2], strict=True)
+    )
+    return replace(person, former_contacts=former)
+
+
+def _repeat_budget(rng: random.Random) -> int:
+    """Bytes of repeated records to add: past the cap by up to a half of it, so the
+    answer always reaches the cap and seal() always leaves some out."""
+    return rng.randint(MAX_DATA_LENGTH + 1, MAX_DATA_LENGTH * 3 // 2)
+
+
+def _records_in(budget: int, length: int) -> int:
+    """How many records of ``length`` bytes it takes to hold ``budget`` bytes."""
+    return -(-budget // length)
+
+
+def _more_notes(rng: random.Random, person: Person, count: int) -> Person:
+    first = len(person.notes) + 1
+    notes = tuple(
+        Note(first + i, rng.choice(vocab.NOTE_LINES), _day_since(rng, person, _NOTES_FROM))
+        for i in range(count)
+    )
+    return replace(person, notes=(*person.notes, *notes))
+
+
+def _more_conditions(rng: random.Random, person: Person, count: int) -> Person:
+    conditions = tuple(
+        MunicipalCondition(
+            type=rng.choice("12"),
+            code=f"{rng.randrange(100000):05d}",
+            start=_day_since(rng, person, _NOTES_FROM),
+            remark=rng.choice(vocab.CONDITION_REMARKS),
+        )
+        for _ in range(count)
+    )
+    return replace(person, conditions=(*person.conditions, *conditions))
+
+
+def _more_ended_protections(rng: random.Random, person: Person, count: int) -> Person:
+    """Local-directory and marketing protections asked for and revoked, ended by today:
+    none is in force, so PRIV's 001 and name hiding are unchanged."""
+    starts = sorted(_day_since(rng, person, _PROTECTIONS_FROM) for _ in range(count))
+    ended = tuple(
+        Protection(
+            rng.choice((ProtectionType.LOCAL_DIRECTORY, ProtectionType.MARKETING)),
+            start,
+            min(start + dt.timedelta(days=rng.randint(30, 365)), _TODAY),
+        )
+        for start in starts
+    )
+    return replace(person, protections=(*person.protections, *ended))
+
+
+#: OFF4 record type → how to give a person ``count`` more of it.
+_REPEATED: dict[str, Callable[[random.Random, Person, int], Person]] = {
+    "004": _more_ended_protections,
+    "018": _more_conditions,
+    "019": _more_notes,
+}
+
+_TODAY = REGISTER_DATE.date()
+_NOTES_FROM = dt.date(2000, 1, 1)
+_PROTECTIONS_FROM = dt.date(1995, 1, 1)
+
+
+def _day_since(rng: random.Random, person: Person, earliest: dt.date) -> dt.date:
+    """A day before today, from ``earliest`` or the birth date, whichever is later."""
+    last = _TODAY - dt.timedelta(days=1)
+    first = min(max(earliest, person.birth_date), last)
+    return first + dt.timedelta(days=rng.randrange((last - first).days + 1))
+
+
+def _distinct_days(
+    rng: random.Random, first: dt.date, before: dt.date, count: int
+) -> list[dt.date] | None:
+    """``count`` different days in [first, before), latest first; None when too few."""
+    span = (before - first).days
+    if span < count:
+        return None
+    offsets = sorted(rng.sample(range(span), count), reverse=True)
+    return [first + dt.timedelta(days=offset) for offset in offsets]
+
+
+def _minute_of(rng: random.Random, day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, rng.randrange(24), rng.randrange(60))
+
+
 #: name → quirk; the names are what docs/emulator.md counts.
 QUIRKS: dict[str, Quirk] = {
     "blank_address": _blank_address,
     "no_address": _no_address,
     "blank_relation": _blank_relation,
     "impossible_stamp": _impossible_stamp,
+    "many_records": _many_records,
+    "many_contacts": _many_contacts,
 }
 
 
@@ -152,7 +281,17 @@ def kinds_of(person: Person) -> set[str]:
     stamps = (address.moved_in if address else None, civil.start if civil else None)
     if any(isinstance(v, Irregular) and not _blank(v) for v in (*stamps, person.name.start)):
         kinds.add("impossible_stamp")
+    if _repeated_bytes(person) > MAX_DATA_LENGTH:
+        kinds.add("many_records")
+    if person.former_contacts:
+        kinds.add("many_contacts")
     return kinds
+
+
+def _repeated_bytes(person: Person) -> int:
+    """OFF4 bytes of the person's protections, municipal conditions and notes."""
+    counts = {"004": person.protections, "018": person.conditions, "019": person.notes}
+    return sum(OFF4_LAYOUTS[rectype].length * len(items) for rectype, items in counts.items())
 
 
 def _blank(value: object) -> bool:

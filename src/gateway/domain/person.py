@@ -341,6 +341,8 @@ class Person:
     address: DanishAddress | None = None
     foreign: ForeignAddress | None = None
     contact: ContactAddress | None = None
+    # Ended contact addresses, most recent first: PRIV 003 and OFF4 006 repeat (spec §10).
+    former_contacts: tuple[ContactAddress, ...] = ()
     civil: CivilState | None = None
     guardianship: Guardianship | None = None
     protections: tuple[Protection, ...] = ()

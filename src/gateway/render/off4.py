@@ -156,12 +156,18 @@ def _foreign(ctx: _Context) -> list[Record]:
 
 
 def _contact(ctx: _Context) -> list[Record]:
-    c = ctx.person.contact
-    if c is None:
-        return []
-    start = c.start.date() if c.start else None
-    fields = lines("KONTAKTADR", c.lines, ctx.hidden)
-    return [_record("006", ctx.pnr, START_DT=start, SLET_DT=c.end, **fields)]
+    """One 006 per contact address: the current one, then the ended ones (spec §10)."""
+    current = (ctx.person.contact,) if ctx.person.contact else ()
+    return [
+        _record(
+            "006",
+            ctx.pnr,
+            START_DT=c.start.date() if c.start else None,
+            SLET_DT=c.end,
+            **lines("KONTAKTADR", c.lines, ctx.hidden),
+        )
+        for c in (*current, *ctx.person.former_contacts)
+    ]
 
 
 def _disappeared(ctx: _Context) -> list[Record]:

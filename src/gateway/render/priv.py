@@ -123,11 +123,20 @@ def _foreign(person: Person, hidden: bool) -> Record:
 
 
 def _contact(person: Person, hidden: bool) -> list[Record]:
-    contact = person.contact
-    if contact is None:
-        return []
-    fields = lines("KONTAKTADR", contact.lines, hidden)
-    return [_record("003", person.pnr, KONTAKTADR_DTO=contact.start, **fields)]
+    """One 003 per contact address: the current one, then the ended ones (spec §10).
+
+    project rule: PRIV's 003 has no end date, so an ended address shows its start only.
+    """
+    current = (person.contact,) if person.contact else ()
+    return [
+        _record(
+            "003",
+            person.pnr,
+            KONTAKTADR_DTO=contact.start,
+            **lines("KONTAKTADR", contact.lines, hidden),
+        )
+        for contact in (*current, *person.former_contacts)
+    ]
 
 
 def _civil(person: Person) -> list[Record]:

@@ -952,6 +952,7 @@ class Person(_message.Message):
     ELECTIONS_FIELD_NUMBER: _builtins.int
     DISAPPEARED_FIELD_NUMBER: _builtins.int
     CUSTOMER_REFS_FIELD_NUMBER: _builtins.int
+    FORMER_CONTACTS_FIELD_NUMBER: _builtins.int
     pnr: _builtins.str
     """10 digits"""
     sex: Global___Sex.ValueType
@@ -1007,6 +1008,10 @@ class Person(_message.Message):
     def customer_refs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """up to 5"""
 
+    @_builtins.property
+    def former_contacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContactAddress]:
+        """ended ones, most recent first"""
+
     def __init__(
         self,
         *,
@@ -1037,10 +1042,11 @@ class Person(_message.Message):
         elections: _abc.Iterable[Global___Election] | None = ...,
         disappeared: Global___DateTime | None = ...,
         customer_refs: _abc.Iterable[_builtins.str] | None = ...,
+        former_contacts: _abc.Iterable[Global___ContactAddress] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "birthplace", b"birthplace", "church", b"church", "citizenship", b"citizenship", "civil", b"civil", "contact", b"contact", "credit_warning", b"credit_warning", "disappeared", b"disappeared", "father", b"father", "foreign", b"foreign", "guardianship", b"guardianship", "mother", b"mother", "name", b"name", "status_start", b"status_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "birthplace", b"birthplace", "children", b"children", "church", b"church", "citizenship", b"citizenship", "civil", b"civil", "conditions", b"conditions", "contact", b"contact", "credit_warning", b"credit_warning", "custody", b"custody", "customer_refs", b"customer_refs", "disappeared", b"disappeared", "elections", b"elections", "father", b"father", "foreign", b"foreign", "guardianship", b"guardianship", "mother", b"mother", "name", b"name", "notes", b"notes", "occupation", b"occupation", "pnr", b"pnr", "protections", b"protections", "replaced_by", b"replaced_by", "sex", b"sex", "status", b"status", "status_start", b"status_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "birthplace", b"birthplace", "children", b"children", "church", b"church", "citizenship", b"citizenship", "civil", b"civil", "conditions", b"conditions", "contact", b"contact", "credit_warning", b"credit_warning", "custody", b"custody", "customer_refs", b"customer_refs", "disappeared", b"disappeared", "elections", b"elections", "father", b"father", "foreign", b"foreign", "former_contacts", b"former_contacts", "guardianship", b"guardianship", "mother", b"mother", "name", b"name", "notes", b"notes", "occupation", b"occupation", "pnr", b"pnr", "protections", b"protections", "replaced_by", b"replaced_by", "sex", b"sex", "status", b"status", "status_start", b"status_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
