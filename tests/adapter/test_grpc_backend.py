@@ -113,12 +113,8 @@ async def test_answers_cut_at_the_data_cap_are_the_same_on_both_sides(
 ) -> None:
     """Persons with many repeated records: the emulator's answer reaches the cap, and the
     modern side gives the very same bytes."""
-    count = 2000  # enough persons for each repeat kind to occur at the default share
-    people = quirks.apply(generated_persons(count, seed=1), seed=1)
-    kind = "many_contacts" if user is DEMO_PRIV else "many_records"
-    pnrs = [p.pnr for p in people if kind in quirks.kinds_of(p)]
-    assert len(pnrs) >= 5
-    async with both_sides(tmp_path, persons=count) as sides:
+    pnrs = _quirky(QUIRKY_REGISTER, "many_contacts" if user is DEMO_PRIV else "many_records")
+    async with both_sides(tmp_path, persons=QUIRKY_REGISTER) as sides:
         assert await _compare(sides, user, pnrs) == len(pnrs)
         token = await logon(sides.legacy, user.who, user.password)
         for pnr in pnrs:
@@ -126,6 +122,25 @@ async def test_answers_cut_at_the_data_cap_are_the_same_on_both_sides(
                                     user.who.user, pnr)  # fmt: skip
             answer = await exchange(sides.legacy, request.encode())
             assert len(answer) > HEADER_LENGTH + MAX_DATA_LENGTH - _LONGEST_REPEAT
+
+
+async def test_dates_with_day_or_month_00_are_the_same_on_both_sides(tmp_path: Path) -> None:
+    """Persons with a partly known date (OFF4 011, 012, 015): the very same bytes."""
+    pnrs = _quirky(QUIRKY_REGISTER, "impossible_date")
+    async with both_sides(tmp_path, persons=QUIRKY_REGISTER) as sides:
+        assert await _compare(sides, DEMO_OFF4, pnrs) == len(pnrs)
+
+
+#: A register large enough for each quirk kind to occur at the default share.
+QUIRKY_REGISTER = 2000
+
+
+def _quirky(count: int, kind: str) -> list[str]:
+    """PNRs of the persons of the ``count``-person register (seed 1) carrying ``kind``."""
+    people = quirks.apply(generated_persons(count, seed=1), seed=1)
+    pnrs = [p.pnr for p in people if kind in quirks.kinds_of(p)]
+    assert len(pnrs) >= 5
+    return pnrs
 
 
 #: The longest record type any register person repeats: a cut answer is at most this short

@@ -29,7 +29,7 @@ from gateway.domain.person import (
     Relative,
     Status,
 )
-from gateway.model import Family, FejlNr
+from gateway.model import Family, FejlNr, Irregular
 from gateway.render.task import AddressStyle, NameFormat, Task
 
 COUNT = 2000
@@ -85,6 +85,16 @@ def test_unknown_relatives_and_absent_guardian_pnr_are_absent_fields() -> None:
     assert known.HasField("pnr") and known.pnr == "0101801234"
     guarded = next(p for p in register() if p.guardianship and p.guardianship.guardian_pnr is None)
     assert not convert.to_proto(guarded).guardianship.HasField("guardian_pnr")
+
+
+def test_a_partly_known_date_is_a_date_value_holding_its_text() -> None:
+    """Day or month 00 travels as DateValue.irregular; a date as DateValue.date; None absent."""
+    for since, which in ((Irregular("2012-00-00"), "irregular"), (dt.date(2012, 3, 4), "date")):
+        person = _with_mother(Relative(pnr="0101801234", since=since))
+        mother = convert.to_proto(person).mother
+        assert mother.since.WhichOneof("value") == which
+        assert not mother.HasField("birth_date")
+        assert convert.to_person(convert.to_proto(person)) == person
 
 
 def _with_mother(mother: Relative) -> Person:

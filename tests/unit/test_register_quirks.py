@@ -4,6 +4,7 @@ stored, and carried by the modern side to the same bytes."""
 from __future__ import annotations
 
 import collections
+import re
 from dataclasses import replace
 from functools import cache
 
@@ -196,3 +197,30 @@ def _assert_cut_at_the_cap(person: Person, family: Family) -> None:
         ours = [r for r in kept if r.type == rectype]
         assert ours and ours == theirs[: len(ours)]
     assert sealed[-1].fields["ANTAL"] == len(kept)
+
+
+def test_dates_with_day_or_month_00_are_served_as_stored_in_off4() -> None:
+    """A spouse's or parent's birth date, a parent's since-date or the church start with an
+    unknown day or month: the OFF4 answer carries the very characters, decoded as irregular."""
+    assert _kinds(register())["impossible_date"] > 10
+    found = 0
+    for person in register(0.5):
+        if "impossible_date" not in quirks.kinds_of(person):
+            continue
+        (date,) = [v for v in _relation_and_church_dates(person) if isinstance(v, Irregular)]
+        assert re.fullmatch(r"\d{4}-(\d\d|00)-00", date.text)
+        records = decode_records(_answer(person, Family.OFF4), Family.OFF4)
+        values = [v for r in records if r.type in ("011", "012", "015") for v in r.fields.values()]
+        assert date in values
+        found += 1
+    assert found > 50
+
+
+def _relation_and_church_dates(person: Person) -> list[object]:
+    spouse = person.civil.spouse if person.civil else None
+    parents = [r for r in (person.mother, person.father) if r is not None]
+    return [
+        spouse.birth_date if spouse else None,
+        *(date for parent in parents for date in (parent.birth_date, parent.since)),
+        person.church.start if person.church else None,
+    ]

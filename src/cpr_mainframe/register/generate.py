@@ -31,7 +31,7 @@ from cpr_mainframe.register.store import INDEXES, INSERT_META, INSERT_PERSON, SC
 from gateway.domain.person import Person, Status
 
 #: Bumped whenever the same seed would give a different register.
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 
 #: Rows per executemany: large enough to amortise the call, small enough to keep memory flat.
 _BATCH = 5000

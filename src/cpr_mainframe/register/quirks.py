@@ -15,6 +15,7 @@ apply to that person.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -125,6 +126,59 @@ def _impossible(rng: random.Random, stamp: dt.datetime) -> Irregular:
     text = f"{stamp:%Y%m%d%H%M}"
     start, part = rng.choice(((10, "99"), (8, "25"), (6, "00"), (4, "00")))
     return Irregular(text[:start] + part + text[start + 2 :])
+
+
+def _impossible_date(rng: random.Random, person: Person) -> Person | None:
+    """One date the mainframe knows only in part: day ``00``, or month and day ``00``.
+
+    A spouse's or parent's birth date (OFF4 012, 015), since when a parent is recorded
+    (015) or the church membership's start (011), whichever it has.
+    """
+    spouse, church = person.civil.spouse if person.civil else None, person.church
+    choices: list[tuple[dt.date, Callable[[Irregular], Person]]] = []
+    if spouse is not None and isinstance(spouse.birth_date, dt.date):
+        choices.append((spouse.birth_date, functools.partial(_with_spouse_birth_date, person)))
+    for role in ("mother", "father"):
+        choices += _relative_dates(person, role)
+    if church is not None and isinstance(church.start, dt.date):
+        choices.append((church.start, lambda v: replace(person, church=replace(church, start=v))))
+    if not choices:
+        return None
+    day, put_date = rng.choice(choices)
+    return put_date(_partly_known(rng, day))
+
+
+def _relative_dates(
+    person: Person, role: str
+) -> list[tuple[dt.date, Callable[[Irregular], Person]]]:
+    """(date, person with it replaced) for a parent's birth date and since-date."""
+    relative: Relative | None = getattr(person, role)
+    if relative is None:
+        return []
+    out: list[tuple[dt.date, Callable[[Irregular], Person]]] = []
+    for name in ("birth_date", "since"):
+        value = getattr(relative, name)
+        if isinstance(value, dt.date):
+            out.append((value, functools.partial(_with_relative_date, person, role, name)))
+    return out
+
+
+def _with_spouse_birth_date(person: Person, value: Irregular) -> Person:
+    civil = person.civil
+    assert civil is not None and civil.spouse is not None  # _impossible_date checked
+    return replace(person, civil=replace(civil, spouse=replace(civil.spouse, birth_date=value)))
+
+
+def _with_relative_date(person: Person, role: str, name: str, value: Irregular) -> Person:
+    relative = getattr(person, role)
+    return replace(person, **{role: replace(relative, **{name: value})})
+
+
+def _partly_known(rng: random.Random, day: dt.date) -> Irregular:
+    """``day`` as YYYY-MM-DD with the day, or the month and the day, unknown (``00``)."""
+    if rng.random() < 0.5:
+        return Irregular(f"{day:%Y-%m}-00")
+    return Irregular(f"{day:%Y}-00-00")
 
 
 def _many_records(rng: random.Random, person: Person) -> Person | None:
@@ -243,6 +297,7 @@ QUIRKS: dict[str, Quirk] = {
     "no_address": _no_address,
     "blank_relation": _blank_relation,
     "impossible_stamp": _impossible_stamp,
+    "impossible_date": _impossible_date,
     "many_records": _many_records,
     "many_contacts": _many_contacts,
 }
@@ -281,11 +336,23 @@ def kinds_of(person: Person) -> set[str]:
     stamps = (address.moved_in if address else None, civil.start if civil else None)
     if any(isinstance(v, Irregular) and not _blank(v) for v in (*stamps, person.name.start)):
         kinds.add("impossible_stamp")
+    if any(isinstance(v, Irregular) and not _blank(v) for v in _dates(person)):
+        kinds.add("impossible_date")
     if _repeated_bytes(person) > MAX_DATA_LENGTH:
         kinds.add("many_records")
     if person.former_contacts:
         kinds.add("many_contacts")
     return kinds
+
+
+def _dates(person: Person) -> list[object]:
+    """The dates :func:`_impossible_date` may have made partly known."""
+    spouse = person.civil.spouse if person.civil else None
+    dates: list[object] = [spouse.birth_date if spouse else None]
+    for relative in (person.mother, person.father):
+        if relative is not None:
+            dates += [relative.birth_date, relative.since]
+    return [*dates, person.church.start if person.church else None]
 
 
 def _repeated_bytes(person: Person) -> int:

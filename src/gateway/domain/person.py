@@ -194,13 +194,14 @@ class Relative:
     """A spouse or parent as recorded on this person: PNR (or unknown) and name.
 
     Unknown is ten zeros; the mainframe also sends ten blanks (spec §10), an
-    :class:`Irregular` that stays blank.
+    :class:`Irregular` that stays blank. The dates may be :class:`Irregular` too: the
+    mainframe writes day or month ``00`` where it does not know them (``1956-03-00``).
     """
 
     pnr: str | Irregular = UNKNOWN_PNR
-    birth_date: dt.date | None = None
+    birth_date: dt.date | Irregular | None = None
     name: Name | None = None
-    since: dt.date | None = None
+    since: dt.date | Irregular | None = None
 
     def __repr__(self) -> str:  # a PNR never reaches a log through repr
         return f"Relative(pnr=<redacted>, since={self.since!r})"
@@ -285,7 +286,7 @@ class Church:
     """Membership of the Folkekirke."""
 
     membership: ChurchMembership
-    start: dt.date | None = None
+    start: dt.date | Irregular | None = None  # may carry day or month 00 (spec §10)
 
 
 @dataclass(frozen=True, slots=True)

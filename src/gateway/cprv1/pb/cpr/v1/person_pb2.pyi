@@ -315,6 +315,33 @@ class NumberValue(_message.Message):
 Global___NumberValue: _TypeAlias = NumberValue  # noqa: Y015
 
 @_typing.final
+class DateValue(_message.Message):
+    """A date, or the mainframe's YYYY-MM-DD text that is none (day or month 00: "1956-03-00")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    IRREGULAR_FIELD_NUMBER: _builtins.int
+    irregular: _builtins.str
+    @_builtins.property
+    def date(self) -> Global___Date: ...
+    def __init__(
+        self,
+        *,
+        date: Global___Date | None = ...,
+        irregular: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "irregular", b"irregular", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "irregular", b"irregular", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_value: _TypeAlias = _typing.Literal["date", "irregular"]  # noqa: Y015
+    _WhichOneofArgType_value: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_value) -> _WhichOneofReturnType_value | None: ...
+
+Global___DateValue: _TypeAlias = DateValue  # noqa: Y015
+
+@_typing.final
 class DateTimeValue(_message.Message):
     """A date and time, or the mainframe's YYYYMMDDHHMM text that is none (e.g. minute 99)."""
 
@@ -554,18 +581,18 @@ class Relative(_message.Message):
     spec §10) is kept here as it came: a string that is not ten digits is such a value.
     """
     @_builtins.property
-    def birth_date(self) -> Global___Date: ...
+    def birth_date(self) -> Global___DateValue: ...
     @_builtins.property
     def name(self) -> Global___Name: ...
     @_builtins.property
-    def since(self) -> Global___Date: ...
+    def since(self) -> Global___DateValue: ...
     def __init__(
         self,
         *,
         pnr: _builtins.str | None = ...,
-        birth_date: Global___Date | None = ...,
+        birth_date: Global___DateValue | None = ...,
         name: Global___Name | None = ...,
-        since: Global___Date | None = ...,
+        since: Global___DateValue | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_pnr", b"_pnr", "birth_date", b"birth_date", "name", b"name", "pnr", b"pnr", "since", b"since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -784,12 +811,12 @@ class Church(_message.Message):
     START_FIELD_NUMBER: _builtins.int
     membership: Global___ChurchMembership.ValueType
     @_builtins.property
-    def start(self) -> Global___Date: ...
+    def start(self) -> Global___DateValue: ...
     def __init__(
         self,
         *,
         membership: Global___ChurchMembership.ValueType = ...,
-        start: Global___Date | None = ...,
+        start: Global___DateValue | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
