@@ -65,9 +65,12 @@ class Irregular:
     @property
     def reason(self) -> str:
         """What is irregular about it, in a few words (for reports and tools)."""
-        if not self.text.strip(" "):
+        text = self.text
+        if not text.strip(" "):
             return "blank"
-        if not (self.text.isascii() and self.text.isdigit()):
+        if len(text) == 10 and text[4] == text[7] == "-":  # a YYYY-MM-DD date
+            text = text[:4] + text[5:7] + text[8:]
+        if not (text.isascii() and text.isdigit()):
             return "not digits"
         return "no calendar value"
 

@@ -79,3 +79,12 @@ def test_timestamp_with_seconds_is_refused() -> None:
     """The wire holds minutes; seconds would be lost silently."""
     with pytest.raises(CodecError, match="more than minutes"):
         FieldSpec("S", 1, 12, Kind.STAMP).encode(dt.datetime(2020, 1, 1, 0, 0, 5))
+
+
+def test_an_irregular_value_says_what_is_wrong_with_it() -> None:
+    """Blank, non-digits, or digits that are no calendar value (dashed dates included)."""
+    assert Irregular("    ").reason == "blank"
+    assert Irregular("08 1").reason == "not digits"
+    assert Irregular("201201011299").reason == "no calendar value"
+    assert Irregular("1956-03-00").reason == "no calendar value"
+    assert Irregular("1956/03/01").reason == "not digits"
