@@ -29,7 +29,7 @@ from gateway.config.load import load_routing
 from gateway.config.schema import GatewayConfig
 from gateway.config.shadows import shadow_policies
 from gateway.config.watch import FileWatcher
-from gateway.dispatch import SESSION_IDLE_S, Dispatcher
+from gateway.dispatch import Dispatcher
 from gateway.errors import ConfigError
 from gateway.observe.events import (
     ConfigRejected,
@@ -121,6 +121,13 @@ class Gateway:
         return self._admin_address
 
     @property
+    def sessions(self) -> SessionBroker:
+        """The brokered sessions of this process (docs/sessions.md)."""
+        if self._dispatcher is None:
+            raise RuntimeError("the gateway has not started")
+        return self._dispatcher.sessions
+
+    @property
     def shadows(self) -> ShadowRunner:
         """The shadow runner (its tallies are the live comparison counts)."""
         if self._shadows is None:
@@ -139,7 +146,7 @@ class Gateway:
         """
         bound_tls_buffers()
         config = self.config
-        sessions = SessionBroker(idle_s=SESSION_IDLE_S, clock=time.monotonic)
+        sessions = SessionBroker(idle_s=config.sessions.idle, clock=time.monotonic)
         self._shadows = await self._shadow_runner(config, sessions)
         if self._peer_directory is not None:
             self._peers = await self._start_peers(self._peer_directory, sessions)
@@ -325,6 +332,7 @@ class Gateway:
         changes = diff_configs(self.config, new)
         restart = restart_needed(self.config, new)
         self._dispatcher.swap(RouteTable(new.routes), backends)
+        self._dispatcher.sessions.set_idle(new.sessions.idle)
         self._listener.update_limits(new.limits)
         self.config = replace(new, listen=self.config.listen, admin=self.config.admin)
         self.bus.emit(ConfigReloaded(trigger, tuple(changes), tuple(restart)))

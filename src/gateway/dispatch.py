@@ -30,6 +30,7 @@ from gateway.backends.base import Backend
 from gateway.codec import FramedRequest, LogonRequest, LookupRequest, Request, refusal
 from gateway.codec.headers import answer_fejlnr, answer_token
 from gateway.comparison import ShadowPolicy
+from gateway.config.schema import Sessions
 from gateway.config.shadows import shadow_policies
 from gateway.errors import BackendError
 from gateway.model import FejlNr, Operation
@@ -43,8 +44,6 @@ from gateway.shadow.runner import ShadowJob, ShadowRunner
 
 _OK = FejlNr.OK.value.encode()
 _NEW_LOGON = FejlNr.NEW_LOGON.value.encode()
-#: Idle time after which a brokered session is forgotten: the mainframe's token expiry.
-SESSION_IDLE_S = 30 * 60.0
 #: Shutdown waits this long for backends to close; each adapter bounds its own close, so
 #: this only guards against one that does not.
 _CLOSE_TIMEOUT_S = 5.0
@@ -135,7 +134,7 @@ class Dispatcher:
         self.sessions = (
             sessions
             if sessions is not None
-            else SessionBroker(idle_s=SESSION_IDLE_S, clock=time.monotonic)
+            else SessionBroker(idle_s=Sessions().idle, clock=time.monotonic)
         )
         #: Where shadow copies go; None: decisions' shadows are ignored.
         self.shadows = shadows

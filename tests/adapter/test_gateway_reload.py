@@ -307,3 +307,23 @@ async def test_reloads_are_logged_with_their_changes_and_problems(
     assert rejected["problems"] == ["routes[0].backend: unknown backend 'gone'"]
     [reloaded] = [line for line in lines if line["event"] == "config_reloaded"]
     assert reloaded["changes"][2] == "lookup: old 100% → new 100% (100% of requests move)"
+
+
+async def test_a_new_session_idle_time_applies_at_reload(tmp_path: Path) -> None:
+    """sessions.idle in a reloaded file reaches the session broker without a restart: a
+    session idle longer than the new time is gone, and the reload names the change."""
+    path = _write(tmp_path / "routing.yaml", (1, 2), TO_OLD)
+    gateway, _client = await _start(path, watch=None)
+    try:
+        sessions = gateway.sessions
+        sessions.open("Tok00001", 1, "DEMO0001", "old", {})
+        assert sessions.find("Tok00001", 1, "DEMO0001") is not None
+        events = _recorder(gateway)
+        path.write_text(path.read_text() + "sessions: {idle: 1ms}\n", encoding="utf-8")
+        assert await gateway.reload("test")
+        await asyncio.sleep(0.01)
+        assert sessions.find("Tok00001", 1, "DEMO0001") is None
+    finally:
+        await gateway.aclose()
+    [event] = [e for e in events if isinstance(e, ConfigReloaded)]
+    assert "sessions.idle: 1800s → 0.001s" in event.changes

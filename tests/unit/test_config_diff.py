@@ -14,6 +14,7 @@ from gateway.config.schema import (
     Listen,
     Match,
     Route,
+    Sessions,
     Split,
     SplitKey,
 )
@@ -152,3 +153,11 @@ def test_config_diff_names_settings_backends_then_routes() -> None:
     ]
     assert diff_configs(new, old)[3] == "backend persons-v2: removed"
     assert diff_configs(old, old) == []
+
+
+def test_a_new_session_idle_time_is_named_with_both_values() -> None:
+    """sessions.idle is applied on reload, and check-config --against says what it becomes."""
+    listen = Listen("127.0.0.1", 5000, None)
+    old = GatewayConfig(listen, Admin(), Limits(), {}, tuple(ALL_LEGACY))
+    new = replace(old, sessions=Sessions(idle=1200.0))
+    assert diff_configs(old, new) == ["sessions.idle: 1800s → 1200s"]

@@ -15,6 +15,7 @@ from gateway.config import (
     Limits,
     Match,
     ServerTls,
+    Sessions,
     check_config,
     load_routing,
 )
@@ -304,7 +305,8 @@ def test_a_bad_backend_name_is_named(tmp_path: Path) -> None:
 def test_unknown_top_level_key_is_named(tmp_path: Path) -> None:
     """A misspelt section is reported instead of silently ignored."""
     assert _problems(tmp_path, f"{MINIMAL}rotues: []\n") == [
-        "rotues: unknown key (expected version, listen, admin, limits, backends, routes, shadowing)"
+        "rotues: unknown key (expected version, listen, admin, limits, sessions, backends, "
+        "routes, shadowing)"
     ]
 
 
@@ -383,8 +385,8 @@ def test_unreadable_file_and_bad_yaml_are_problems(tmp_path: Path) -> None:
     assert "\n" not in broken
     assert _problems(tmp_path, f"{MINIMAL}version: 1\n") == ["line 5: duplicate key 'version'"]
     assert _problems(tmp_path, "- just\n- a list\n") == [
-        "(top level): expected a mapping with keys "
-        "version, listen, admin, limits, backends, routes, shadowing, got ['just', 'a list']"
+        "(top level): expected a mapping with keys version, listen, admin, limits, sessions, "
+        "backends, routes, shadowing, got ['just', 'a list']"
     ]
 
 
@@ -393,4 +395,18 @@ def test_a_bad_backend_is_reported_once_not_again_at_its_routes(tmp_path: Path) 
     text = MINIMAL.replace('address: "127.0.0.1:5001"', 'address: "nowhere"')
     assert _problems(tmp_path, text) == [
         "backends.mainframe.address: expected host:port with a port in 1-65535, got 'nowhere'"
+    ]
+
+
+def test_sessions_idle_is_a_real_key_with_the_mainframe_default(tmp_path: Path) -> None:
+    """docs/sessions.md's sessions.idle: 30 minutes when absent, any positive duration, and
+    the section's problems named by their path."""
+    assert load_routing(_write(tmp_path, MINIMAL)).sessions == Sessions(idle=1800.0)
+    given = load_routing(_write(tmp_path, f"{MINIMAL}sessions: {{idle: 20m}}\n"))
+    assert given.sessions == Sessions(idle=1200.0)
+    assert _problems(tmp_path, f"{MINIMAL}sessions: {{idle: 0s}}\n") == [
+        "sessions.idle: must be greater than 0, got '0s'"
+    ]
+    assert _problems(tmp_path, f"{MINIMAL}sessions: {{store: redis}}\n") == [
+        "sessions.store: unknown key (expected idle)"
     ]

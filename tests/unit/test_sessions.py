@@ -110,3 +110,13 @@ def test_live_ignores_the_owner_but_not_the_idle_time() -> None:
     clock.now += 1801
     assert broker.live("Tok") is None
     assert broker.live("Unknown") is None
+
+
+def test_a_new_idle_time_applies_to_live_sessions_at_once() -> None:
+    """A reload's sessions.idle: a session idle longer than the new time is gone at once."""
+    clock = Clock()
+    broker = _broker(clock)
+    broker.open("Tok", 1, "U", "mainframe", {})
+    clock.now += 1000
+    broker.set_idle(900)
+    assert broker.find("Tok", 1, "U") is None

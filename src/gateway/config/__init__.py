@@ -18,6 +18,7 @@ from gateway.config.schema import (
     Match,
     Route,
     ServerTls,
+    Sessions,
     Split,
     SplitKey,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "Route",
     "RoutingReader",
     "ServerTls",
+    "Sessions",
     "Split",
     "SplitKey",
     "check_config",

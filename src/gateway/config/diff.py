@@ -124,6 +124,9 @@ def diff_configs(old: GatewayConfig, new: GatewayConfig) -> list[str]:
         before, after = getattr(old.limits, field.name), getattr(new.limits, field.name)
         if before != after:
             lines.append(f"limits.{field.name}: {_show_limit(before)} → {_show_limit(after)}")
+    if old.sessions.idle != new.sessions.idle:
+        before, after = _show_limit(old.sessions.idle), _show_limit(new.sessions.idle)
+        lines.append(f"sessions.idle: {before} → {after}")
     for name in sorted(set(old.backends) | set(new.backends)):
         was, now = old.backends.get(name), new.backends.get(name)
         if was is None and now is not None:

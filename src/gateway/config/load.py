@@ -36,6 +36,7 @@ from gateway.config.schema import (
     Match,
     Route,
     ServerTls,
+    Sessions,
     Shadowing,
     Split,
     SplitKey,
@@ -49,7 +50,7 @@ _USER_LENGTH = 8  # BRUGER-ID (spec §3)
 _PER_PERCENT = BUCKETS // 100
 _OPERATIONS = {operation.value: operation for operation in Operation}
 # Defaults come from instances: on a slotted dataclass, ``Admin.host`` is a descriptor.
-_ADMIN, _LIMITS = Admin(), Limits()
+_ADMIN, _LIMITS, _SESSIONS = Admin(), Limits(), Sessions()
 _SHADOWING = Shadowing()
 _ROUTE_KEYS = (
     "name", "match", "backend", "split", "deadline", "shadow", "noise", "compare", "thresholds",
@@ -92,12 +93,22 @@ class RoutingReader(Problems):
 
     def gateway(self, raw: object, source: Path) -> GatewayConfig:
         """The whole document."""
-        keys = ("version", "listen", "admin", "limits", "backends", "routes", "shadowing")
+        keys = (
+            "version",
+            "listen",
+            "admin",
+            "limits",
+            "sessions",
+            "backends",
+            "routes",
+            "shadowing",
+        )
         s = self.section(raw, "", keys)
         s.get("version", _version)
         listen = s.get("listen", self.listen)
         admin = s.get("admin", self.admin, _ADMIN)
         limits = s.get("limits", self.limits, _LIMITS)
+        sessions = s.get("sessions", self.sessions, _SESSIONS)
         backends = s.get("backends", self.backends)
         named = raw.get("backends") if isinstance(raw, dict) else None
         # Routes are checked against every name given, even of a backend with problems of its
@@ -108,7 +119,7 @@ class RoutingReader(Problems):
             "shadowing", lambda value, path: sh.shadowing(self, value, path, self.file), _SHADOWING
         )
         s.done()
-        return GatewayConfig(listen, admin, limits, backends, routes, source, shadowing)
+        return GatewayConfig(listen, admin, limits, backends, routes, source, shadowing, sessions)
 
     def listen(self, raw: object, path: str) -> Listen:
         """The client-facing listener; ``tls`` must be given (null = plaintext, on purpose)."""
@@ -143,6 +154,13 @@ class RoutingReader(Problems):
         )
         s.done()
         return limits
+
+    def sessions(self, raw: object, path: str) -> Sessions:
+        """How long a brokered session lives without use."""
+        s = self.section(raw, path, ("idle",))
+        sessions = Sessions(s.get("idle", r.positive_duration, _SESSIONS.idle))
+        s.done()
+        return sessions
 
     def backends(self, raw: object, path: str) -> Mapping[str, BackendConfig]:
         """Named backends, each built by the parser of its ``kind``."""

@@ -64,6 +64,15 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Sessions:
+    """Brokered sessions: one client logon, a token per side (docs/sessions.md)."""
+
+    #: Seconds a session lives without use: the mainframe's token expiry (spec §4.4; 30
+    #: minutes by project rule). A reload applies a new value to live sessions at once.
+    idle: float = 30 * 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class ClientTls:
     """How a backend's certificate is verified; ``ca`` None means the system trust store."""
 
@@ -312,3 +321,4 @@ class GatewayConfig:
     #: The file this was loaded from, for messages; None when built in code.
     source: Path | None = None
     shadowing: Shadowing = Shadowing()
+    sessions: Sessions = Sessions()

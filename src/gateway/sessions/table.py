@@ -70,6 +70,10 @@ class SessionBroker:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def set_idle(self, idle_s: float) -> None:
+        """Expire sessions after ``idle_s`` seconds unused from now on (a reload's new value)."""
+        self._idle_s = idle_s
+
     def open(
         self,
         client_token: str,
