@@ -27,6 +27,17 @@ from gateway.storage.database import Database, Dialect, SqliteDatabase
 
 Migrations = Sequence[Sequence[str]]
 
+#: Version 5, spelled alike in both dialects: a token's SHA-256 (never the token), whom it was
+#: issued to, and its last use in microseconds since the epoch (BIGINT: SQLite reads it as
+#: INTEGER, and PostgreSQL's INTEGER is too short for it).
+_SESSION_TOKEN = (
+    "CREATE TABLE session_token ("
+    " token_hash TEXT PRIMARY KEY,"
+    ' customer INTEGER NOT NULL, "user" TEXT NOT NULL,'
+    " last_use BIGINT NOT NULL)",
+    "CREATE INDEX session_token_last_use ON session_token (last_use)",
+)
+
 #: Statements of each schema version for SQLite, in order; version N is MIGRATIONS[N - 1].
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: persons, and what the store was migrated from.
@@ -69,9 +80,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE person ADD COLUMN message BLOB",
         "ALTER TABLE person ADD COLUMN message_format TEXT",
     ),
+    # 5: the services' sessions, shared by every replica (cpr_accounts.stored_tokens).
+    _SESSION_TOKEN,
 )
 
-#: The same versions for PostgreSQL; 1 and 2 are spelled alike in both.
+#: The same versions for PostgreSQL; 1, 2 and 5 are spelled alike in both.
 PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     MIGRATIONS[0],
     MIGRATIONS[1],
@@ -90,6 +103,7 @@ PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE person ADD COLUMN message BYTEA",
         "ALTER TABLE person ADD COLUMN message_format TEXT",
     ),
+    MIGRATIONS[4],
 )
 
 #: Each dialect's migrations.

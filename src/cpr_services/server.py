@@ -5,7 +5,8 @@ from an emulator.yaml-format config (only ``customers``, ``scrypt_n`` and
 ``token_idle_minutes`` are used here); users not yet in the store are seeded
 with their configured password at start, as the emulator does, and from then on
 the store's scrypt digests are the truth. Persons come from the store
-(``cpr-gateway migrate`` fills it).
+(``cpr-gateway migrate`` fills it), and so do sessions: any server on the same
+store accepts a token another issued, and a restart logs nobody out.
 
 Health (``grpc.health.v1.Health``) answers SERVING for ``""`` and each cpr.v1
 service while the server runs and NOT_SERVING from the start of shutdown, so a
@@ -26,7 +27,6 @@ from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 from cpr_accounts.auth import Authenticator
 from cpr_accounts.clock import Clock, utc_now
 from cpr_accounts.customers import Directory
-from cpr_accounts.tokens import Sessions
 from cpr_services.drift import Drift
 from cpr_services.services import (
     NO_DRIFT,
@@ -133,7 +133,7 @@ class ModernServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        sessions = Sessions(dt.timedelta(minutes=self.config.token_idle_minutes))
+        sessions = self._store.sessions(dt.timedelta(minutes=self.config.token_idle_minutes))
         auth_service = AuthServicer(
             self.config, auth, sessions, self.pace, self._clock, drift=self.drift
         )

@@ -15,8 +15,9 @@ awaits; :attr:`Pace.cancelled` counts those.
 AuthService applies the emulator's rules with the emulator's own code
 (:class:`~cpr_accounts.auth.Authenticator` for scrypt digests, the §7
 password rules, history, 90-day expiry and the lock after 5 failures;
-:class:`~cpr_accounts.tokens.Sessions` for 8-character tokens and idle
-expiry), in the emulator's order. Outcomes map to status codes as the table in
+the rules of :mod:`cpr_accounts.tokens` for 8-character tokens and idle
+expiry, kept in the store by the server so that replicas share them), in the
+emulator's order. Outcomes map to status codes as the table in
 ``proto/cpr/v1/auth.proto`` says; a failed call also carries its
 :class:`AuthOutcome` in trailing metadata (:func:`gateway.cprv1.convert.auth_outcome`
 reads it), because UNAUTHENTICATED and PERMISSION_DENIED each stand for two FEJLNR.
@@ -39,7 +40,7 @@ from google.protobuf.message import DecodeError
 from cpr_accounts.auth import Authenticator
 from cpr_accounts.clock import Clock
 from cpr_accounts.customers import Customer, Directory, IPAddress, User
-from cpr_accounts.tokens import Sessions
+from cpr_accounts.tokens import SessionTokens
 from cpr_services.drift import Drift
 from cpr_services.store import ModernStore
 from gateway.cprv1 import convert
@@ -306,7 +307,7 @@ class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
         self,
         config: Directory,
         auth: Authenticator,
-        sessions: Sessions,
+        sessions: SessionTokens,
         pace: Pace,
         clock: Clock,
         *,

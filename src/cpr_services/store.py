@@ -29,6 +29,10 @@ so the emulator's :class:`~cpr_accounts.state.StateStore` (scrypt digests,
 history, failure counts, locks; subscriptions) works on this database unchanged
 and the modern services apply exactly the emulator's rules.
 
+``session_token`` holds the services' sessions (:meth:`ModernStore.sessions`): kept
+here rather than in each process, so that every replica on this store accepts a
+token another issued, and a restart logs nobody out.
+
 Foreign errors stop here: a database that cannot be opened or migrated is a
 :class:`ConfigError`; a failed read or subscription change later is
 :class:`BackendUnavailable`. Calls are synchronous and short (one indexed
@@ -49,7 +53,9 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor
 
 from cpr_accounts.state import StateStore
+from cpr_accounts.stored_tokens import StoredSessions
 from cpr_accounts.subscriptions import Subscriptions
+from cpr_accounts.tokens import MAX_TOKENS
 from cpr_services.schema import MIGRATIONS, refuse_foreign, upgrade, version
 from gateway.cprv1 import convert
 from gateway.cprv1.pb.cpr.v1 import person_pb2
@@ -166,6 +172,11 @@ class ModernStore:
     def close(self) -> None:
         """Close the database; the store cannot be used afterwards."""
         self._db.close()
+
+    def sessions(self, idle: dt.timedelta, limit: int = MAX_TOKENS) -> StoredSessions:
+        """The services' tokens in this store, expiring after ``idle`` without use; at most
+        ``limit`` are kept."""
+        return StoredSessions(self._db, idle, limit)
 
     def schema_version(self) -> int:
         """The schema version the database is at."""
