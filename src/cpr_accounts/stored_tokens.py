@@ -3,8 +3,11 @@
 The rules are :class:`~cpr_accounts.tokens.Sessions`'s (8 random characters,
 bound to one customer and user id, idle expiry restarted by each accepted use,
 expired tokens forgotten, a bound on how many are kept); only the keeper
-differs. Each issue and each accepted use is committed before the call returns,
-so a token one replica has just answered with is valid on all the others.
+differs. Each issue is committed before the call returns, so a token one replica
+has just answered with is valid on all the others. An accepted use refreshes the stored
+last use only once it is older than a sixtieth of the idle time (30 s of the default 30
+minutes): otherwise every read would be a committed write. So a token may expire up to
+that long before the idle time has passed since its very last use, never later.
 
 The token is a bearer credential, so the table holds only its SHA-256: a read
 of the table gives no token to present. Nothing else about the user is kept
@@ -38,11 +41,12 @@ _INSERT = (
     'INSERT INTO session_token (token_hash, customer, "user", last_use) VALUES (?, ?, ?, ?)'
     " ON CONFLICT (token_hash) DO NOTHING"
 )
-# One statement both checks and refreshes, so an accepted use is one round trip.
-_REFRESH = (
-    "UPDATE session_token SET last_use = ?"
-    ' WHERE token_hash = ? AND customer = ? AND "user" = ? AND last_use > ?'
+_LAST_USE = (
+    'SELECT last_use FROM session_token WHERE token_hash = ? AND customer = ? AND "user" = ?'
 )
+_REFRESH = "UPDATE session_token SET last_use = ? WHERE token_hash = ? AND last_use < ?"
+#: An accepted use writes its time back once the stored one is this share of the idle time old.
+_TOUCH_SHARE = 60
 _EXPIRE_ONE = "DELETE FROM session_token WHERE token_hash = ? AND last_use <= ?"
 _EXPIRE_ALL = "DELETE FROM session_token WHERE last_use <= ?"
 # Everything older than the limit-th most recently used token goes. Ties at that instant
@@ -85,13 +89,15 @@ class StoredSessions:
 
         Someone else's token is refused but stays valid for its owner; an idle one is removed.
         """
-        cutoff = self._cutoff(now)
-        key = _hash(token)
-        refreshed = self._run(_REFRESH, (_microseconds(now), key, customer, user, cutoff))
-        if refreshed.rowcount == 1:
-            return True
-        self._run(_EXPIRE_ONE, (key, cutoff))
-        return False
+        cutoff, key = self._cutoff(now), _hash(token)
+        row = self._run(_LAST_USE, (key, customer, user)).first()
+        if row is None or int(row[0]) <= cutoff:
+            self._run(_EXPIRE_ONE, (key, cutoff))
+            return False
+        stale = _microseconds(now - self._idle / _TOUCH_SHARE)
+        if int(row[0]) < stale:  # written back only now and then: see the module docstring
+            self._run(_REFRESH, (_microseconds(now), key, stale))
+        return True
 
     def _cutoff(self, now: dt.datetime) -> int:
         """Tokens last used at or before this instant are expired."""

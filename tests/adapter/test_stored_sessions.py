@@ -157,3 +157,18 @@ def test_a_failing_database_is_backend_unavailable(tmp_path: Path) -> None:
             sessions.use("Tk3nAbCd", 1, "U", T0)
     finally:
         db.close()
+
+
+def test_a_use_soon_after_the_last_is_not_written_back(
+    stores: tuple[ModernStore, ModernStore],
+) -> None:
+    """Reads are not writes: a use within a sixtieth of the idle time (30 s of 30 minutes)
+    of the stored last use is accepted without refreshing it, so the token then expires at
+    most that much early, never late; a later use is written back."""
+    first, second = (store.sessions(IDLE) for store in stores)
+    token = first.issue(1, "U", T0)
+    assert second.use(token, 1, "U", T0 + dt.timedelta(seconds=20))  # not written back
+    assert not first.use(token, 1, "U", T0 + 30 * MINUTE + dt.timedelta(seconds=10))
+    token = first.issue(1, "U", T0)
+    assert second.use(token, 1, "U", T0 + dt.timedelta(seconds=40))  # written back
+    assert first.use(token, 1, "U", T0 + 30 * MINUTE + dt.timedelta(seconds=30))

@@ -30,8 +30,9 @@ class AuthServiceStub:
     fails decides (Logon: 06, 16, 01, 14, 02; ChangePassword: 06, 16, 01, 14, 03;
     ValidateSession: 06, 16, 07, 14). A user is authenticated before its grants are
     checked, so a stranger cannot learn which transactions a user id has. Sessions live
-    in memory (a restart logs everyone out, as on the mainframe) and expire after the
-    configured idle time; each successful ValidateSession restarts it.
+    in the services' store, so every replica accepts a token another issued and a restart
+    keeps them; they expire after the configured idle time, which a successful
+    ValidateSession restarts.
     """
 
     def __init__(self, channel):
@@ -62,8 +63,9 @@ class AuthServiceServicer:
     fails decides (Logon: 06, 16, 01, 14, 02; ChangePassword: 06, 16, 01, 14, 03;
     ValidateSession: 06, 16, 07, 14). A user is authenticated before its grants are
     checked, so a stranger cannot learn which transactions a user id has. Sessions live
-    in memory (a restart logs everyone out, as on the mainframe) and expire after the
-    configured idle time; each successful ValidateSession restarts it.
+    in the services' store, so every replica accepts a token another issued and a restart
+    keeps them; they expire after the configured idle time, which a successful
+    ValidateSession restarts.
     """
 
     def Logon(self, request, context):
@@ -118,8 +120,9 @@ class AuthService:
     fails decides (Logon: 06, 16, 01, 14, 02; ChangePassword: 06, 16, 01, 14, 03;
     ValidateSession: 06, 16, 07, 14). A user is authenticated before its grants are
     checked, so a stranger cannot learn which transactions a user id has. Sessions live
-    in memory (a restart logs everyone out, as on the mainframe) and expire after the
-    configured idle time; each successful ValidateSession restarts it.
+    in the services' store, so every replica accepts a token another issued and a restart
+    keeps them; they expire after the configured idle time, which a successful
+    ValidateSession restarts.
     """
 
     @staticmethod

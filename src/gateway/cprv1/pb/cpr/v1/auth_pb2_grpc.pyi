@@ -17,8 +17,9 @@ class AuthServiceStub:
     fails decides (Logon: 06, 16, 01, 14, 02; ChangePassword: 06, 16, 01, 14, 03;
     ValidateSession: 06, 16, 07, 14). A user is authenticated before its grants are
     checked, so a stranger cannot learn which transactions a user id has. Sessions live
-    in memory (a restart logs everyone out, as on the mainframe) and expire after the
-    configured idle time; each successful ValidateSession restarts it.
+    in the services' store, so every replica accepts a token another issued and a restart
+    keeps them; they expire after the configured idle time, which a successful
+    ValidateSession restarts.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -34,8 +35,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     fails decides (Logon: 06, 16, 01, 14, 02; ChangePassword: 06, 16, 01, 14, 03;
     ValidateSession: 06, 16, 07, 14). A user is authenticated before its grants are
     checked, so a stranger cannot learn which transactions a user id has. Sessions live
-    in memory (a restart logs everyone out, as on the mainframe) and expire after the
-    configured idle time; each successful ValidateSession restarts it.
+    in the services' store, so every replica accepts a token another issued and a restart
+    keeps them; they expire after the configured idle time, which a successful
+    ValidateSession restarts.
     """
 
     @_abc_1.abstractmethod
