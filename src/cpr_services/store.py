@@ -57,7 +57,7 @@ from cpr_accounts.stored_tokens import StoredSessions
 from cpr_accounts.subscriptions import Subscriptions
 from cpr_accounts.tokens import MAX_TOKENS
 from cpr_services.schema import MIGRATIONS, refuse_foreign, upgrade, version
-from gateway.cprv1 import convert
+from gateway.cprv1 import convert, walk
 from gateway.cprv1.pb.cpr.v1 import person_pb2
 from gateway.domain.person import Person
 from gateway.errors import BackendUnavailable, ConfigError
@@ -103,12 +103,13 @@ def person_schema(person: Descriptor = person_pb2.Person.DESCRIPTOR) -> dict[str
 
 
 #: What the stored messages were made with: the Person message's types (person_schema) and
-#: the code that fills them (gateway.cprv1.convert). A change to either changes it, and rows
-#: written before are then read from ``data`` (correct, only slower) until the next migration
-#: run rewrites them.
+#: the code that fills them (gateway.cprv1.convert and .walk). A change to either changes it,
+#: and rows written before are then read from ``data`` (correct, only slower) until the next
+#: migration run rewrites them.
 MESSAGE_FORMAT = hashlib.sha256(
     b"".join(serialized for _name, serialized in sorted(person_schema().items()))
     + Path(convert.__file__).read_bytes()
+    + Path(walk.__file__).read_bytes()
 ).hexdigest()[:16]
 _INSERT = (
     "INSERT INTO person (pnr, status, sex, birth_date, municipality, post_code, replaced_by,"

@@ -14,7 +14,7 @@ import pytest
 
 from cpr_mainframe.register import quirks
 from cpr_mainframe.register.generate import persons
-from gateway.cprv1 import convert
+from gateway.cprv1 import convert, walk
 from gateway.cprv1.pb.cpr.v1 import auth_pb2, person_pb2
 from gateway.domain.person import (
     UNKNOWN_PNR,
@@ -144,8 +144,8 @@ def test_an_invalid_message_is_a_value_error_naming_the_field(spoil: Any, field:
 
 def test_builders_are_generated_once_per_type() -> None:
     """The generated builder is made once and reused, and reads every field of the type."""
-    build = convert._builder(Person, person_pb2.Person.DESCRIPTOR)
-    assert convert._builder(Person, person_pb2.Person.DESCRIPTOR) is build
+    build = walk._builder(Person, person_pb2.Person.DESCRIPTOR)
+    assert walk._builder(Person, person_pb2.Person.DESCRIPTOR) is build
     person = register()[0]
     assert build(convert.to_proto(person)) == person
 
@@ -169,7 +169,7 @@ def test_the_shape_check_notices_a_field_the_proto_lacks() -> None:
         author: str = ""
 
     with pytest.raises(TypeError, match="author"):
-        convert._plan(Note, person_pb2.Note.DESCRIPTOR)
+        walk.plan(Note, person_pb2.Note.DESCRIPTOR)
 
 
 @pytest.mark.parametrize(
