@@ -11,14 +11,13 @@ an I/O import cannot sneak in through a helper module either.
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from import_graph import SRC, imports, module_name, reach
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 GATEWAY = SRC / "gateway"
 #: The shipped routing.yaml: a legacy and a gRPC backend.
 ROUTING = SRC.parent / "routing.yaml"
@@ -46,68 +45,6 @@ SHADOW_CORE = [*COMPARISON, SHADOW / "compare.py", SHADOW / "noise.py"]
 LAYERS = [(path, FORBIDDEN) for path in PURE] + [(p, NOT_EVEN_STORAGE) for p in SHADOW_CORE]
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(SRC).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def _path_of(module: str) -> Path | None:
-    base = SRC.joinpath(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def _package(path: Path) -> str:
-    """The package a relative import in ``path`` starts from."""
-    module = _module_name(path)
-    return module if path.name == "__init__.py" else module.rpartition(".")[0]
-
-
-def _imports(path: Path) -> set[str]:
-    """Absolute names of every module ``path`` imports (relative imports resolved)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = _package(path).split(".")
-                anchor = anchor[: len(anchor) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
-    return names
-
-
-def _with_parents(module: str) -> list[str]:
-    """Importing ``a.b.c`` runs ``a``, ``a.b`` and ``a.b.c``."""
-    parts = module.split(".")
-    return [".".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-def _reachable_foreign_imports(start: Path) -> dict[str, str]:
-    """Non-gateway modules reachable from ``start`` through gateway modules: name → importer."""
-    seen: set[Path] = set()
-    foreign: dict[str, str] = {}
-    todo = [start]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for name in _imports(path):
-            if name.split(".")[0] != "gateway":
-                foreign.setdefault(name, _module_name(path))
-                continue
-            todo.extend(p for m in _with_parents(name) if (p := _path_of(m)) is not None)
-    return foreign
-
-
 @pytest.mark.parametrize(
     ("path", "forbidden"), LAYERS, ids=[str(p.relative_to(SRC)) for p, _ in LAYERS]
 )
@@ -115,7 +52,7 @@ def test_pure_modules_import_no_io(path: Path, forbidden: frozenset[str]) -> Non
     """Nothing a pure module imports, directly or through gateway, does I/O."""
     bad = {
         name: importer
-        for name, importer in _reachable_foreign_imports(path).items()
+        for name, importer in reach(path).foreign.items()
         if name.split(".")[0] in forbidden
     }
     assert bad == {}
@@ -124,24 +61,24 @@ def test_pure_modules_import_no_io(path: Path, forbidden: frozenset[str]) -> Non
 @pytest.mark.parametrize("path", sorted(SHADOW.glob("*.py")), ids=lambda p: p.name)
 def test_no_shadow_module_imports_telemetry(path: Path) -> None:
     """Metrics and logs subscribe to events elsewhere; shadow/ only returns values."""
-    assert not {n for n in _imports(path) if n.split(".")[0] in TELEMETRY}
+    assert not {n for n in imports(path) if n.split(".")[0] in TELEMETRY}
 
 
-def test_the_walk_follows_gateway_imports() -> None:
+def test_the_walk_follows_gatewayimports() -> None:
     """The shadow store is reached through gateway imports and its sqlite3 is seen."""
-    assert "sqlite3" in _reachable_foreign_imports(SHADOW / "report.py")
+    assert "sqlite3" in reach(SHADOW / "report.py").foreign
 
 
 def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
     """The scanner itself notices ``import asyncio`` and ``from logging import x``."""
     sample = tmp_path / "sample.py"
     sample.write_text("import asyncio\nfrom logging import getLogger\nimport json\n")
-    assert {"asyncio", "logging", "logging.getLogger"} <= _imports(sample)
+    assert {"asyncio", "logging", "logging.getLogger"} <= imports(sample)
 
 
 def test_the_pure_list_is_not_empty() -> None:
     """The codec package, routing.py and the shadow core are really found on disk."""
-    names = {_module_name(p) for p, _ in LAYERS}
+    names = {module_name(p) for p, _ in LAYERS}
     assert {"gateway.codec.framing", "gateway.routing", "gateway.shadow.compare"} <= names
 
 

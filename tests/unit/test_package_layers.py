@@ -11,12 +11,10 @@ import cannot hide an arrow that points the wrong way.
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
-
-SRC = Path(__file__).resolve().parents[2] / "src"
+from import_graph import SRC, imports, module_name
 
 #: Package → the first-party packages it may import besides itself.
 MAY_IMPORT: dict[str, frozenset[str]] = {
@@ -63,15 +61,7 @@ def _package_of(path: Path) -> str:
 
 def first_party_imports(path: Path) -> set[str]:
     """Top-level first-party packages that ``path`` imports anywhere in its body."""
-    tops: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            tops.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            tops.add(node.module.split(".")[0])
-        elif isinstance(node, ast.ImportFrom) and node.level:
-            tops.add(_package_of(path))  # a relative import stays in its package
-    return tops & frozenset(MAY_IMPORT)
+    return {name.split(".")[0] for name in imports(path)} & frozenset(MAY_IMPORT)
 
 
 def test_every_package_under_src_has_a_place_in_the_table() -> None:
@@ -94,21 +84,8 @@ def _part_of(module: str) -> str:
 
 
 def product_imports(path: Path) -> set[str]:
-    """The product modules ``path`` imports, relative imports resolved, lazy ones included."""
-    own = ".".join(path.relative_to(SRC).with_suffix("").parts)
-    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
-    package = package.removesuffix(".__init__")
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
-            found.add(base)
-    return {name for name in found if name.split(".")[0] == "gateway"}
+    """The product modules (and names in them) ``path`` imports, lazy ones included."""
+    return {name for name in imports(path) if name.split(".")[0] == "gateway"}
 
 
 PRODUCT = [p for p in _modules() if _package_of(p) == "gateway"]
@@ -117,7 +94,7 @@ PRODUCT = [p for p in _modules() if _package_of(p) == "gateway"]
 @pytest.mark.parametrize("path", PRODUCT, ids=lambda p: str(p.relative_to(SRC)))
 def test_product_parts_import_only_lower_layers(path: Path) -> None:
     """dispatch may import routing, routing may not import dispatch, and so on up the table."""
-    own = _part_of(".".join(path.relative_to(SRC).with_suffix("").parts))
+    own = _part_of(module_name(path))
     upward = {
         name
         for name in product_imports(path)
@@ -128,7 +105,7 @@ def test_product_parts_import_only_lower_layers(path: Path) -> None:
 
 def test_every_product_part_has_a_layer() -> None:
     """A new subpackage or top-level module of the product must be placed in the table."""
-    parts = {_part_of(".".join(p.relative_to(SRC).with_suffix("").parts)) for p in PRODUCT}
+    parts = {_part_of(module_name(p)) for p in PRODUCT}
     assert parts == set(LAYER_OF)
 
 
