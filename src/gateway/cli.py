@@ -68,9 +68,8 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    _add_serve(sub)
-    _add_check_config(sub)
-    _add_diff(sub)
+    for add in _PRODUCT_COMMANDS.values():
+        add(sub)
     if command not in _PRODUCT_COMMANDS:
         for add in _extension_commands(command):
             add(sub)
@@ -139,7 +138,12 @@ def _add_diff(sub: Subcommands) -> None:
     p.set_defaults(handler=_run_diff)
 
 
-_PRODUCT_COMMANDS = frozenset({"serve", "check-config", "diff"})
+#: The operator's commands, by name, in the order --help lists them.
+_PRODUCT_COMMANDS: dict[str, Callable[[Subcommands], None]] = {
+    "serve": _add_serve,
+    "check-config": _add_check_config,
+    "diff": _add_diff,
+}
 
 
 def _run_check_config(args: argparse.Namespace) -> int:
