@@ -65,15 +65,17 @@ def _with_length(data: bytes) -> bytes:
 
 def _fields(family: Family, body: bytes) -> list[tuple[int, FieldSpec]]:
     """(record offset, field) for every N, digit, date and date-time field in ``body``."""
-    layouts, found, offset = LAYOUTS[family], [], 0
-    while offset < len(body):
-        layout = layouts[body[offset : offset + 3].decode()]
-        found += [(offset, s) for s in layout.fields if s.kind in IRREGULAR_KINDS]
-        offset += layout.length
-    return found
+    layouts = LAYOUTS[family]
+    return [
+        (start, spec)
+        for start, _end in _record_spans(family, body)
+        for spec in layouts[body[start : start + 3].decode()].fields
+        if spec.kind in IRREGULAR_KINDS
+    ]
 
 
 def _record_spans(family: Family, body: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each record in ``body``, by its type's layout length."""
     layouts, spans, offset = LAYOUTS[family], [], 0
     while offset < len(body):
         length = layouts[body[offset : offset + 3].decode()].length
