@@ -56,6 +56,9 @@ class _Codec:
 
 Plan = tuple[tuple[str, _Codec], ...]
 
+#: The cpr.v1 message a date or a minute timestamp travels as.
+_MESSAGE_OF: Mapping[type, str] = {dt.date: "Date", dt.datetime: "DateTime"}
+
 _SCALARS: Mapping[type, frozenset[int]] = {
     str: frozenset({FieldDescriptor.TYPE_STRING}),
     int: frozenset({FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64}),
@@ -181,21 +184,18 @@ def _irregular_or(
 
 
 def _pnr_or_irregular(field: dataclasses.Field[Any]) -> _Codec:
-    """An optional string holding a PNR or, when not ten digits, the irregular text."""
-    name, default = field.name, field.default
+    """An optional string holding a PNR or, when not ten digits, the irregular text: an
+    optional scalar (:func:`_scalar`) whose text is told apart when it is read."""
+    plain, name = _scalar(field, presence=True), field.name
 
     def dump(message: Any, value: Any) -> None:
         if isinstance(value, Irregular):
             setattr(message, name, value.text)
-        elif value != default:  # the default is what an absent optional field means
-            setattr(message, name, value)
+        else:
+            plain.dump(message, value)
 
     def load(message: Any) -> Any:
-        if not message.HasField(name):
-            if default is dataclasses.MISSING:
-                raise ValueError(f"{name}: required, absent")
-            return default
-        text: str = getattr(message, name)
+        text: str = plain.load(message)
         return text if len(text) == 10 and text.isascii() and text.isdigit() else Irregular(text)
 
     return _Codec(dump, load)
@@ -209,7 +209,7 @@ def _wrapped(where: str, inner: Any, fd: FieldDescriptor) -> tuple[Dump, Load]:
         raise TypeError(f"{where}: expected a value wrapper with oneof value {{…, irregular}}")
     typed = oneof.fields[0]
     if inner in (dt.date, dt.datetime):
-        expected = {dt.date: "Date", dt.datetime: "DateTime"}[inner]
+        expected = _MESSAGE_OF[inner]
         if typed.message_type is None or typed.message_type.name != expected:
             raise TypeError(f"{where}: expected {expected} in the wrapper")
         fill, build = _message_codec(where, inner, typed.message_type)
@@ -251,7 +251,7 @@ def _message(
     where: str, field: dataclasses.Field[Any], optional: bool, inner: Any, fd: FieldDescriptor
 ) -> _Codec:
     name = field.name
-    expected = {dt.date: "Date", dt.datetime: "DateTime"}.get(inner, inner.__name__)
+    expected = _MESSAGE_OF.get(inner, inner.__name__)
     if fd.message_type is None or fd.message_type.name != expected:
         raise TypeError(f"{where}: expected message {expected}")
     fill, build = _message_codec(where, inner, fd.message_type)
