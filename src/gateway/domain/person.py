@@ -361,6 +361,12 @@ class Person:
     disappeared: dt.datetime | None = None
     customer_refs: tuple[str, ...] = ()  # up to 5 of 15 characters
 
+    @property
+    def contacts(self) -> tuple[ContactAddress, ...]:
+        """Every contact address: the current one (if any), then the ended ones."""
+        current = (self.contact,) if self.contact is not None else ()
+        return (*current, *self.former_contacts)
+
     def protection(self, kind: ProtectionType, day: dt.date) -> Protection | None:
         """The protection of ``kind`` in force on ``day``, if any."""
         for protection in self.protections:

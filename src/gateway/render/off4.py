@@ -157,7 +157,6 @@ def _foreign(ctx: _Context) -> list[Record]:
 
 def _contact(ctx: _Context) -> list[Record]:
     """One 006 per contact address: the current one, then the ended ones (spec §10)."""
-    current = (ctx.person.contact,) if ctx.person.contact else ()
     return [
         _record(
             "006",
@@ -166,7 +165,7 @@ def _contact(ctx: _Context) -> list[Record]:
             SLET_DT=c.end,
             **lines("KONTAKTADR", c.lines, ctx.hidden),
         )
-        for c in (*current, *ctx.person.former_contacts)
+        for c in ctx.person.contacts
     ]
 
 

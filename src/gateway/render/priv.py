@@ -127,7 +127,6 @@ def _contact(person: Person, hidden: bool) -> list[Record]:
 
     project rule: PRIV's 003 has no end date, so an ended address shows its start only.
     """
-    current = (person.contact,) if person.contact else ()
     return [
         _record(
             "003",
@@ -135,7 +134,7 @@ def _contact(person: Person, hidden: bool) -> list[Record]:
             KONTAKTADR_DTO=contact.start,
             **lines("KONTAKTADR", contact.lines, hidden),
         )
-        for contact in (*current, *person.former_contacts)
+        for contact in person.contacts
     ]
 
 
