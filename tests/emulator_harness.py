@@ -133,6 +133,15 @@ async def running_emulator(
 _registers: dict[int, Path] = {}
 
 
+def first_pnr(register_path: Path) -> str:
+    """The lowest PNR of the register at ``register_path``."""
+    register = Register.open(register_path)
+    try:
+        return register.pnrs(limit=1)[0]
+    finally:
+        register.close()
+
+
 def register_of(persons: int) -> Path:
     """A register of ``persons`` (seed 1), generated once per process; treat it as read-only."""
     path = _registers.get(persons)

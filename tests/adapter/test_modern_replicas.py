@@ -19,9 +19,8 @@ from pg_server import pg_dsn_fixture, postgres_fixture  # noqa: F401 (fixtures)
 
 from cpr_devtools.migration import migrate_register
 from cpr_mainframe import default_config_path, load_config
-from cpr_mainframe.register.store import Register
 from cpr_services.server import ModernServer
-from emulator_harness import TEST_SCRYPT_N, FakeClock, register_of
+from emulator_harness import TEST_SCRYPT_N, FakeClock, first_pnr, register_of
 from gateway.cprv1 import convert
 from gateway.cprv1.pb.cpr.v1 import auth_pb2, auth_pb2_grpc, person_pb2, person_pb2_grpc
 
@@ -52,11 +51,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, register_path: Path) -
 @pytest.fixture
 def pnr(register_path: Path) -> str:
     """The PNR of a person in the store."""
-    register = Register.open(register_path)
-    try:
-        return register.pnrs(limit=1)[0]
-    finally:
-        register.close()
+    return first_pnr(register_path)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from cpr_mainframe import EmulatorConfig, default_config_path, load_config
 from cpr_mainframe.register.store import Register
 from cpr_services.server import SERVICE_NAMES, ModernServer
 from cpr_services.services import peer_address
-from emulator_harness import TEST_SCRYPT_N, FakeClock, register_of
+from emulator_harness import TEST_SCRYPT_N, FakeClock, first_pnr, register_of
 from gateway.cprv1 import convert
 from gateway.cprv1.pb.cpr.v1 import (
     auth_pb2,
@@ -63,11 +63,7 @@ def store(tmp_path: Path, register_path: Path) -> Path:
 @pytest.fixture
 def pnr(register_path: Path) -> str:
     """The PNR of a person in the store."""
-    register = Register.open(register_path)
-    try:
-        return register.pnrs(limit=1)[0]
-    finally:
-        register.close()
+    return first_pnr(register_path)
 
 
 @dataclass

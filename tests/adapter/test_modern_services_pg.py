@@ -15,7 +15,7 @@ from cpr_devtools.migration import migrate_register
 from cpr_mainframe import default_config_path, load_config
 from cpr_mainframe.register.store import Register
 from cpr_services.server import ModernServer
-from emulator_harness import TEST_SCRYPT_N, register_of
+from emulator_harness import TEST_SCRYPT_N, first_pnr, register_of
 from gateway.cprv1 import convert
 from gateway.cprv1.pb.cpr.v1 import (
     auth_pb2,
@@ -46,11 +46,7 @@ def store(pg_dsn: str, register_path: Path) -> str:
 @pytest.fixture
 def pnr(register_path: Path) -> str:
     """The PNR of a person in the store."""
-    register = Register.open(register_path)
-    try:
-        return register.pnrs(limit=1)[0]
-    finally:
-        register.close()
+    return first_pnr(register_path)
 
 
 @asynccontextmanager
