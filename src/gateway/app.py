@@ -49,6 +49,7 @@ from gateway.runtime.tasks import TaskSet
 from gateway.server.admin import AdminServer
 from gateway.server.tcp import ClientListener
 from gateway.sessions.peers import PeerDirectory, SessionPeers
+from gateway.sessions.shared import SharedSessions
 from gateway.sessions.table import SessionBroker
 from gateway.shadow.pseudonym import Pseudonymiser, load_key
 from gateway.shadow.runner import ShadowRunner
@@ -81,7 +82,7 @@ class Gateway:
         self._listen_socket = listen_socket
         self._admin_port = admin_port
         self._peer_directory = peers
-        self._peers: SessionPeers | None = None
+        self._shared: SharedSessions | None = None
         #: The config in force (listen and admin stay as started until a restart).
         self.config = config
         #: Every event of this gateway; metrics and logs subscribe, tests may too.
@@ -148,8 +149,7 @@ class Gateway:
         config = self.config
         sessions = SessionBroker(idle_s=config.sessions.idle, clock=time.monotonic)
         self._shadows = await self._shadow_runner(config, sessions)
-        if self._peer_directory is not None:
-            self._peers = await self._start_peers(self._peer_directory, sessions)
+        self._shared = await self._share_sessions(config, sessions)
         backends = {name: build_backend(b, self.bus) for name, b in config.backends.items()}
         self._dispatcher = Dispatcher(
             RouteTable(config.routes),
@@ -157,7 +157,7 @@ class Gateway:
             self.bus,
             sessions=sessions,
             shadows=self._shadows,
-            peers=self._peers,
+            shared=self._shared,
         )
         self._listener = ClientListener(config.listen, config.limits, self._dispatcher, self.bus)
         admin = config.admin
@@ -174,8 +174,8 @@ class Gateway:
         except BaseException:
             if self._writer is not None:
                 await self._writer.aclose(0)
-            if self._peers is not None:
-                await self._peers.aclose()
+            if self._shared is not None:
+                await self._shared.aclose()
             raise
         self._start_watching()
         self._tasks.spawn(self.loop_lag.run(), name="loop-lag")
@@ -245,12 +245,28 @@ class Gateway:
             await self._shadows.aclose(grace)
         if self._dispatcher is not None:
             await self._dispatcher.aclose()
-        if self._peers is not None:  # siblings may still ask while this one drains
-            await self._peers.aclose()
+        if self._shared is not None:  # siblings may still ask while this one drains
+            await self._shared.aclose()
         if self._writer is not None:
             await self._writer.aclose(grace)
         await self._admin.aclose()
         self.bus.emit(Lifecycle("stopped", f"{cancelled} cancelled after {grace:g}s"))
+
+    async def _share_sessions(
+        self, config: GatewayConfig, sessions: SessionBroker
+    ) -> SharedSessions | None:
+        """The one mechanism sessions are shared by in this deployment (docs/sessions.md):
+        Redis when ``sessions.store`` names one, else the sibling workers, if any."""
+        if config.sessions.store is not None:
+            # Imported here: a gateway without a shared store never loads the Redis client.
+            from gateway.sessions.redis_store import RedisSessions  # noqa: PLC0415
+
+            return RedisSessions(
+                config.sessions.store, sessions, self.bus, timeout_s=config.sessions.timeout
+            )
+        if self._peer_directory is not None:
+            return await self._start_peers(self._peer_directory, sessions)
+        return None
 
     async def _start_peers(self, where: PeerDirectory, sessions: SessionBroker) -> SessionPeers:
         """Answer sibling workers' session questions; ConfigError when the socket cannot be made."""

@@ -38,7 +38,7 @@ from gateway.observe.events import BackendFailed, EventBus, RequestCompleted, Se
 from gateway.routing import Decision, RouteTable
 from gateway.runtime.tasks import TaskSet
 from gateway.sessions.broker import for_client, open_session, route_in_session, session_of
-from gateway.sessions.peers import SessionPeers
+from gateway.sessions.shared import SharedSessions
 from gateway.sessions.table import Session, SessionBroker
 from gateway.shadow.runner import ShadowJob, ShadowRunner
 
@@ -123,7 +123,7 @@ class Dispatcher:
         sessions: SessionBroker | None = None,
         *,
         shadows: ShadowRunner | None = None,
-        peers: SessionPeers | None = None,
+        shared: SharedSessions | None = None,
     ) -> None:
         self._closing = TaskSet()
         leases = {name: _Lease(b, self._closing) for name, b in backends.items()}
@@ -138,8 +138,8 @@ class Dispatcher:
         )
         #: Where shadow copies go; None: decisions' shadows are ignored.
         self.shadows = shadows
-        #: The sibling workers asked for sessions this one has not seen (``--workers``).
-        self._peers = peers
+        #: Where sessions this process has not seen are found (sibling workers or Redis).
+        self._shared = shared
 
     @property
     def table(self) -> RouteTable:
@@ -217,7 +217,10 @@ class Dispatcher:
             return answer, error
         others = routing.session_sides - {decision.backend}
         tokens = await self._fan_out(routing, decision, _plain_logon(request), others)
-        open_session(self.sessions, request, answer, decision.backend, tokens)
+        home = decision.backend
+        client_token, session = open_session(self.sessions, request, answer, home, tokens)
+        if self._shared is not None:
+            await self._shared.opened(client_token, session)
         self._bus.emit(SessionEvent("opened", decision.backend))
         return answer, error
 
@@ -247,21 +250,51 @@ class Dispatcher:
             self._bus.emit(SessionEvent("fallback", decision.backend))
             decision = replace(decision, backend=side)
         answer, error = await self._leased(routing, decision, sent)
-        if session is not None and answer_fejlnr(answer) == _NEW_LOGON:
-            self.sessions.forget(request.token, decision.backend)
-            self._bus.emit(SessionEvent("side_expired", decision.backend))
+        if answer_fejlnr(answer) == _NEW_LOGON:
+            if session is not None:
+                left = self.sessions.forget(request.token, decision.backend)
+                if self._shared is not None:
+                    await self._shared.forgot(request.token, left)
+                self._bus.emit(SessionEvent("side_expired", decision.backend))
+            elif request.operation is Operation.LOOKUP and len(routing.session_sides) > 1:
+                return await self._unknown_token(routing, decision, client, answer, error)
         return decision, for_client(answer, sent, request.token), error
 
-    async def _session(self, routing: _Routing, request: LookupRequest) -> Session | None:
-        """The request's session: this worker's, or a sibling's copied here (sessions.peers).
+    async def _unknown_token(
+        self,
+        routing: _Routing,
+        decision: Decision,
+        client: FramedRequest,
+        refused: bytes,
+        error: str,
+    ) -> tuple[Decision, bytes, str]:
+        """A lookup with a token no session holds was refused (07) by its routed side: ask
+        the other sides in turn with the same token, and answer with the first that knows
+        it (the client's home side, whose session this process lost or never saw). Rule 6
+        of docs/sessions.md, for a session nobody could find: a read goes home; a client
+        whose token no side knows gets the routed side's 07."""
+        for side in sorted(routing.session_sides - {decision.backend}):
+            tried = replace(decision, backend=side)
+            answer, side_error = await self._leased(routing, tried, client)
+            if answer_fejlnr(answer) != _NEW_LOGON:
+                self._bus.emit(SessionEvent("unknown_fallback", side))
+                return tried, answer, side_error
+        return decision, refused, error
 
-        Siblings are asked only when a route reaches more than one side: otherwise the token
+    async def _session(self, routing: _Routing, request: LookupRequest) -> Session | None:
+        """The request's session: this process's, or one copied here from where sessions
+        are shared (sibling workers or Redis, gateway.sessions.shared).
+
+        Others are asked only when a route reaches more than one side: otherwise the token
         always passes through unchanged and no session is needed.
         """
         session = session_of(self.sessions, request)
-        if session is not None or self._peers is None or len(routing.session_sides) < 2:
+        if self._shared is None or len(routing.session_sides) < 2:
             return session
-        if await self._peers.fetch(request.token):
+        if session is not None:
+            self._shared.used(request.token)
+            return session
+        if await self._shared.fetch(request.token):
             return session_of(self.sessions, request)
         return None
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.config import diff_configs, diff_tables
+from gateway.config.diff import restart_needed
 from gateway.config.schema import (
     Admin,
     GatewayConfig,
@@ -161,3 +162,14 @@ def test_a_new_session_idle_time_is_named_with_both_values() -> None:
     old = GatewayConfig(listen, Admin(), Limits(), {}, tuple(ALL_LEGACY))
     new = replace(old, sessions=Sessions(idle=1200.0))
     assert diff_configs(old, new) == ["sessions.idle: 1800s → 1200s"]
+
+
+def test_a_new_session_store_takes_effect_on_restart() -> None:
+    """Where sessions are shared cannot change under running requests: a restart does it."""
+    listen = Listen("127.0.0.1", 5000, None)
+    old = GatewayConfig(listen, Admin(), Limits(), {}, tuple(ALL_LEGACY))
+    shared = replace(old, sessions=Sessions(store="redis://127.0.0.1:6390/0"))
+    assert restart_needed(old, shared) == ["sessions.store"]
+    assert diff_configs(old, shared) == ["sessions.store: changed (takes effect on restart)"]
+    quicker = replace(shared, sessions=Sessions(store="redis://127.0.0.1:6390/0", timeout=0.02))
+    assert restart_needed(shared, quicker) == ["sessions.store"]

@@ -407,6 +407,30 @@ def test_sessions_idle_is_a_real_key_with_the_mainframe_default(tmp_path: Path) 
     assert _problems(tmp_path, f"{MINIMAL}sessions: {{idle: 0s}}\n") == [
         "sessions.idle: must be greater than 0, got '0s'"
     ]
+    assert _problems(tmp_path, f"{MINIMAL}sessions: {{ttl: 20m}}\n") == [
+        "sessions.ttl: unknown key (expected idle, store, timeout)"
+    ]
+
+
+def test_sessions_store_is_memory_or_a_redis_url_and_timeout_a_positive_duration(
+    tmp_path: Path,
+) -> None:
+    """The shared session store: in memory by default, Redis when given its URL; a bad URL
+    is named by its path and never echoes a password it may carry."""
+    default = load_routing(_write(tmp_path, MINIMAL)).sessions
+    assert (default.store, default.timeout) == (None, 0.05)
+    memory = load_routing(_write(tmp_path, f"{MINIMAL}sessions: {{store: memory}}\n"))
+    assert memory.sessions.store is None
+    text = f"{MINIMAL}sessions: {{store: 'redis://:pw@10.0.0.5:6379/2', timeout: 20ms}}\n"
+    shared = load_routing(_write(tmp_path, text)).sessions
+    assert (shared.store, shared.timeout) == ("redis://:pw@10.0.0.5:6379/2", 0.02)
     assert _problems(tmp_path, f"{MINIMAL}sessions: {{store: redis}}\n") == [
-        "sessions.store: unknown key (expected idle)"
+        "sessions.store: expected memory or a redis:// or rediss:// URL, got 'redis'"
+    ]
+    secret = f"{MINIMAL}sessions: {{store: 'http://u:secret@host/'}}\n"
+    assert _problems(tmp_path, secret) == [
+        "sessions.store: expected memory or a redis:// or rediss:// URL, got a URL"
+    ]
+    assert _problems(tmp_path, f"{MINIMAL}sessions: {{timeout: 0s}}\n") == [
+        "sessions.timeout: must be greater than 0, got '0s'"
     ]

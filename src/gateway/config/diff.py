@@ -112,9 +112,13 @@ def diff_tables(old: Sequence[Route], new: Sequence[Route]) -> list[str]:
 
 
 def restart_needed(old: GatewayConfig, new: GatewayConfig) -> list[str]:
-    """Settings that differ but cannot change in a running gateway: listen, admin, shadowing."""
+    """Settings that differ but cannot change in a running gateway: listen, admin, shadowing,
+    and where sessions are shared (their idle expiry changes live)."""
     names = ("listen", "admin", "shadowing")
-    return [name for name in names if getattr(old, name) != getattr(new, name)]
+    changed = [name for name in names if getattr(old, name) != getattr(new, name)]
+    if (old.sessions.store, old.sessions.timeout) != (new.sessions.store, new.sessions.timeout):
+        changed.append("sessions.store")
+    return changed
 
 
 def diff_configs(old: GatewayConfig, new: GatewayConfig) -> list[str]:

@@ -57,6 +57,10 @@ _ROUTE_KEYS = (
 )  # fmt: skip
 
 
+#: URL schemes of a shared session store (sessions.store).
+_REDIS_SCHEMES = ("redis://", "rediss://")
+
+
 def load_routing(path: Path) -> GatewayConfig:
     """Load and validate ``path``; raises ConfigError listing every problem found."""
     reader = RoutingReader(path.resolve().parent)
@@ -156,9 +160,13 @@ class RoutingReader(Problems):
         return limits
 
     def sessions(self, raw: object, path: str) -> Sessions:
-        """How long a brokered session lives without use."""
-        s = self.section(raw, path, ("idle",))
-        sessions = Sessions(s.get("idle", r.positive_duration, _SESSIONS.idle))
+        """How long a brokered session lives without use, and where sessions are shared."""
+        s = self.section(raw, path, ("idle", "store", "timeout"))
+        sessions = Sessions(
+            s.get("idle", r.positive_duration, _SESSIONS.idle),
+            s.get("store", _session_store, _SESSIONS.store),
+            s.get("timeout", r.positive_duration, _SESSIONS.timeout),
+        )
         s.done()
         return sessions
 
@@ -317,6 +325,16 @@ def _one_target(
         reader.problem(f"{path}.backend", "required (or split)")
         return None
     return backend if "backend" in raw else split
+
+
+def _session_store(raw: object, _path: str) -> str | None:
+    """``memory`` (None: in this process) or a Redis URL; a bad value never echoes a password."""
+    if raw == "memory":
+        return None
+    if isinstance(raw, str) and raw.startswith(_REDIS_SCHEMES):
+        return raw
+    shown = show(raw) if not isinstance(raw, str) or "@" not in raw else "a URL"
+    raise Problem(f"expected memory or a redis:// or rediss:// URL, got {shown}")
 
 
 def _split_key(raw: object, _path: str) -> SplitKey:

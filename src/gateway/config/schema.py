@@ -70,6 +70,12 @@ class Sessions:
     #: Seconds a session lives without use: the mainframe's token expiry (spec §4.4; 30
     #: minutes by project rule). A reload applies a new value to live sessions at once.
     idle: float = 30 * 60.0
+    #: Where sessions are shared: None keeps them in this process (the workers of one
+    #: gateway ask each other over Unix sockets); a ``redis://`` or ``rediss://`` URL shares
+    #: them between every worker and replica. Changes on restart.
+    store: str | None = None
+    #: Seconds each call to the shared store may take before the request goes on without it.
+    timeout: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)

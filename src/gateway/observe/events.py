@@ -91,7 +91,9 @@ class SessionEvent:
 
     #: ``opened`` (a logon fanned out), ``side_logon_failed`` (another side refused or
     #: failed the fan-out logon), ``fallback`` (a read went to the home side because the
-    #: routed side holds no token), ``side_expired`` (a side answered 07 and lost its token).
+    #: routed side holds no token), ``side_expired`` (a side answered 07 and lost its token),
+    #: ``unknown_fallback`` (a read with a token no session holds, refused by the routed side,
+    #: was answered by ``backend``, the side that knew the token).
     kind: str
     backend: str
 
@@ -102,6 +104,25 @@ class SessionShared:
 
     #: ``found`` (a sibling had it; copied here), ``unknown`` (no sibling has it), or
     #: ``failed`` (a sibling did not answer properly or in time; ``detail`` says how).
+    outcome: str
+    detail: str = ""
+
+
+#: Every ``SessionStoreCall.call`` and ``.outcome``.
+SESSION_STORE_CALLS = ("fetch", "publish", "forget", "touch")
+SESSION_STORE_OUTCOMES = ("ok", "miss", "timeout", "error", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStoreCall:
+    """A call to the shared session store (gateway.sessions.redis_store) ended.
+
+    ``outcome``: ``ok``; ``miss`` (a fetch found no session); ``timeout`` or ``error`` (the
+    request went on without the store; ``detail`` names the error's type); ``skipped`` (not
+    tried: the store failed moments ago and is given time to come back).
+    """
+
+    call: str
     outcome: str
     detail: str = ""
 
@@ -213,6 +234,7 @@ Event = (
     | ReadsBatched
     | SessionEvent
     | SessionShared
+    | SessionStoreCall
     | ShadowCompleted
     | ShadowVerdict
     | ShadowQueue

@@ -22,6 +22,7 @@ from gateway.observe.events import (
     RequestCompleted,
     RequestRejected,
     SessionShared,
+    SessionStoreCall,
     ShadowCompleted,
     ShadowSamplesLost,
 )
@@ -98,6 +99,10 @@ def log_event(event: Event) -> None:
             _log.error("config_rejected", trigger=event.trigger, problems=list(event.problems))
         case SessionShared(outcome="failed"):
             _log.warning("session_peer_failed", detail=event.detail)
+        case SessionStoreCall(outcome="timeout" | "error"):
+            _log.warning(
+                "session_store_failed", call=event.call, outcome=event.outcome, detail=event.detail
+            )
         case ShadowCompleted():
             _log_shadow(event)
         case ShadowSamplesLost():

@@ -19,6 +19,8 @@ from prometheus_client import (
 from gateway.comparison import Verdict
 from gateway.observe.events import (
     REJECT_REASONS,
+    SESSION_STORE_CALLS,
+    SESSION_STORE_OUTCOMES,
     BackendFailed,
     ConfigRejected,
     ConfigReloaded,
@@ -31,6 +33,7 @@ from gateway.observe.events import (
     RequestRejected,
     SessionEvent,
     SessionShared,
+    SessionStoreCall,
     ShadowCompleted,
     ShadowQueue,
     ShadowSamplesLost,
@@ -103,6 +106,11 @@ class Metrics:
             "Sessions asked of sibling workers: found, unknown, failed.",
             ("outcome",), registry=r,
         )  # fmt: skip
+        self.session_store = Counter(
+            "cpr_gateway_session_store_calls",
+            "Calls to the shared session store (Redis), by call and outcome.",
+            ("call", "outcome"), registry=r,
+        )  # fmt: skip
         self._shadow_series(r)
         # The series each request updates, by its labels: ``labels()`` checks and converts
         # its arguments on every call, which is most of a request's metrics cost. Bounded
@@ -112,6 +120,9 @@ class Metrics:
             self.rejected.labels(reason)  # every reason shows, at 0, from the start
         for outcome in ("found", "unknown", "failed"):
             self.session_peers.labels(outcome)
+        for call in SESSION_STORE_CALLS:
+            for outcome in SESSION_STORE_OUTCOMES:
+                self.session_store.labels(call, outcome)
         for result in ("ok", "rejected"):
             self.reloads.labels(result)
         self.last_reload_ok.set(1)
@@ -191,6 +202,8 @@ class Metrics:
                 self.sessions.labels(event.kind, event.backend).inc()
             case SessionShared():
                 self.session_peers.labels(event.outcome).inc()
+            case SessionStoreCall():
+                self.session_store.labels(event.call, event.outcome).inc()
             case ConnectionOpened():
                 self.in_flight.inc()
             case ConnectionClosed():

@@ -21,11 +21,13 @@ from gateway.sessions.table import Session, SessionBroker
 
 def open_session(
     table: SessionBroker, logon: LogonRequest, answer: bytes, home: str, tokens: Mapping[str, str]
-) -> None:
+) -> tuple[str, Session]:
     """Remember a successful ``logon`` answered by ``home``, and the ``tokens`` the other
-    sides gave it: the client's token is the one in ``home``'s answer."""
+    sides gave it: the client's token (returned with the session) is the one in ``home``'s
+    answer."""
     customer, user = customer_number(logon.customer), user_id(logon.user)
-    table.open(answer_token(answer), customer, user, home, tokens)
+    client_token = answer_token(answer)
+    return client_token, table.open(client_token, customer, user, home, tokens)
 
 
 def session_of(table: SessionBroker, request: LookupRequest) -> Session | None:

@@ -37,10 +37,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from gateway.observe.events import EventBus, SessionShared
 from gateway.runtime.workers import socket_path
+from gateway.sessions.shared import decode_session, encode_session
 from gateway.sessions.table import Session, SessionBroker
 
 #: How long a worker waits for its siblings' answers. On loopback an idle sibling answers
@@ -80,35 +80,12 @@ def decode_question(line: bytes) -> str:
 
 def encode_answer(session: Session | None) -> bytes:
     """The line a sibling answers with: the session, or null when it does not know it."""
-    if session is None:
-        return b"null\n"
-    body = {
-        "customer": session.customer,
-        "user": session.user,
-        "home": session.home,
-        "tokens": dict(session.tokens),
-    }
-    return json.dumps(body).encode() + b"\n"
+    return encode_session(session) + b"\n"
 
 
 def decode_answer(line: bytes) -> Session | None:
     """The session in a sibling's answer (None: it does not know it); ValueError if malformed."""
-    message: Any = json.loads(line)
-    if message is None:
-        return None
-    if not isinstance(message, dict):
-        raise ValueError("an answer is a session or null")
-    customer, user, home, tokens = (message.get(k) for k in ("customer", "user", "home", "tokens"))
-    if not (
-        (customer is None or (isinstance(customer, int) and not isinstance(customer, bool)))
-        and isinstance(user, str)
-        and isinstance(home, str)
-        and isinstance(tokens, dict)
-        and all(isinstance(k, str) and isinstance(v, str) for k, v in tokens.items())
-        and home in tokens
-    ):
-        raise ValueError("an answer's session has customer, user, home and tokens")
-    return Session(customer, user, home, tokens)
+    return decode_session(line)
 
 
 class SessionPeers:
@@ -185,6 +162,15 @@ class SessionPeers:
             self._remember_unknown(client_token)
             self._bus.emit(SessionShared("unknown"))
         return False
+
+    async def opened(self, client_token: str, session: Session) -> None:
+        """Nothing to tell: siblings ask this worker when they need the session."""
+
+    async def forgot(self, client_token: str, left: Session | None) -> None:
+        """Nothing to tell: each worker's copy is its own from the moment it was taken."""
+
+    def used(self, client_token: str) -> None:
+        """Nothing to touch: a sibling's question keeps the session alive here."""
 
     def _siblings(self) -> list[Path]:
         mine = socket_path(self._directory, self._index)

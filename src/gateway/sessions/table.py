@@ -70,6 +70,11 @@ class SessionBroker:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    @property
+    def idle_s(self) -> float:
+        """Seconds a session lives without use."""
+        return self._idle_s
+
     def set_idle(self, idle_s: float) -> None:
         """Expire sessions after ``idle_s`` seconds unused from now on (a reload's new value)."""
         self._idle_s = idle_s
@@ -81,17 +86,18 @@ class SessionBroker:
         user: str,
         home: str,
         tokens: Mapping[str, str],
-    ) -> None:
+    ) -> Session:
         """Remember a successful logon answered by ``home`` with ``client_token``."""
+        session = Session(customer, user, home, {**tokens, home: client_token}, self._clock())
         self._sessions.pop(client_token, None)
-        self._sessions[client_token] = Session(
-            customer, user, home, {**tokens, home: client_token}, self._clock()
-        )
+        self._sessions[client_token] = session
         while len(self._sessions) > self._max:
             self._sessions.popitem(last=False)
+        return session
 
     def adopt(self, client_token: str, session: Session) -> None:
-        """Keep a copy of a session another worker of this gateway holds (see .peers)."""
+        """Keep a copy of a session held elsewhere: by a sibling worker (.peers) or in the
+        shared store (.redis_store)."""
         self.open(client_token, session.customer, session.user, session.home, session.tokens)
 
     def find(self, client_token: str, customer: int | None, user: str) -> Session | None:
@@ -116,13 +122,15 @@ class SessionBroker:
         self._sessions.move_to_end(client_token)
         return touched
 
-    def forget(self, client_token: str, backend: str) -> None:
-        """``backend`` no longer knows its token for this logon (it answered 07)."""
+    def forget(self, client_token: str, backend: str) -> Session | None:
+        """``backend`` no longer knows its token for this logon (it answered 07); the
+        session left, None when it is gone (the home side forgot it, or it was not here)."""
         session = self._sessions.get(client_token)
         if session is None:
-            return
+            return None
         if backend == session.home:
             del self._sessions[client_token]
-            return
+            return None
         tokens = {name: t for name, t in session.tokens.items() if name != backend}
-        self._sessions[client_token] = replace(session, tokens=tokens)
+        self._sessions[client_token] = left = replace(session, tokens=tokens)
+        return left
