@@ -40,6 +40,11 @@ class FramingError(CodecError):
         self.reason = reason
 
 
+class ProxyHeaderError(PeerError):
+    """A connection from a trusted proxy does not open with a valid PROXY v2 header; it is
+    closed without an answer."""
+
+
 class BackendError(GatewayError):
     """A backend could not serve the request; the client gets 09."""
 
