@@ -11,133 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
+from mixed_harness import CLIENTS, LOOKUPS_PER_PHASE, Client, phase, stack
 from workers_harness import lookups_answered, serving_workers
 
 from cpr_bench.servers import free_port, free_ports, shadow_copies
 from cpr_devtools.client import Endpoint, exchange, logon
-from cpr_devtools.migration import migrate_register
-from cpr_services.server import ModernServer
-from emulator_harness import DEMO_OFF4, DEMO_PRIV, DemoUser, running_emulator
-from gateway.app import Gateway
+from emulator_harness import DEMO_OFF4, DEMO_PRIV
 from gateway.codec import LookupAnswer, LookupRequest
-from gateway.config import load_routing
 from gateway.model import Family, FejlNr
-
-CLIENTS = 6
-LOOKUPS_PER_PHASE = 15
-
-ROUTING = """
-version: 1
-listen: {{host: 127.0.0.1, port: {port}, tls: null}}
-admin: {{host: 127.0.0.1, port: 0}}
-limits: {{read_timeout: 5s, max_connections: 256, grace_period: 2s}}
-backends:
-  mainframe: {{kind: legacy, address: "127.0.0.1:{legacy}", tls: null, connect_timeout: 1s}}
-  persons-v2: {{kind: grpc, address: "127.0.0.1:{modern}", tls: null}}
-routes:
-  - name: logons
-    match: {{operation: [logon, change_password]}}
-    backend: {logon_side}
-    deadline: 5s
-  - name: lookups
-    match: {{operation: [lookup]}}
-    split:
-      key: pnr
-      backends: {{mainframe: {legacy_share}, persons-v2: {modern_share}}}
-    deadline: {lookup_deadline}
-  - name: rest
-    match: {{}}
-    backend: mainframe
-    deadline: 5s
-"""
-
-
-@dataclass
-class Stack:
-    """Both sides and a gateway whose routing file the test rewrites."""
-
-    legacy: Endpoint
-    modern: ModernServer
-    routing: Path
-    ports: dict[str, int]
-    pnrs: list[str]
-    gateway: Gateway | None = None
-
-    def write_routes(self, logon_side: str, modern_share: int, lookup_deadline: str = "5s") -> None:
-        self.routing.write_text(
-            ROUTING.format(
-                logon_side=logon_side,
-                lookup_deadline=lookup_deadline,
-                legacy_share=100 - modern_share,
-                modern_share=modern_share,
-                **self.ports,
-            )
-        )
-
-    async def start_gateway(self) -> Endpoint:
-        self.gateway = Gateway(load_routing(self.routing), watch_interval=None)
-        host, port = await self.gateway.start()
-        self.ports["port"] = port  # a restart comes back on the same port
-        return Endpoint(host, port)
-
-
-@asynccontextmanager
-async def stack(tmp_path: Path, *, delay: float = 0.0) -> AsyncIterator[Stack]:
-    async with running_emulator(persons=300, tls=False, workdir=tmp_path / "emu") as emu:
-        store = tmp_path / "modern.sqlite"
-        migrate_register(emu.config.register, store, progress=False)
-        modern = ModernServer(emu.config, store, delay=delay)
-        modern_port = await modern.start()
-        ports = {"legacy": emu.port, "modern": modern_port, "port": 0}
-        built = Stack(emu.endpoint, modern, tmp_path / "routing.yaml", ports, emu.pnrs())
-        try:
-            yield built
-        finally:
-            if built.gateway is not None:
-                await built.gateway.aclose()
-            await modern.aclose(0)
-
-
-@dataclass
-class Client:
-    """An existing-style client: one logon, many lookups, a new logon after each 07."""
-
-    user: DemoUser
-    endpoint: Endpoint
-    token: str = ""
-    logons: int = 0
-    answered: int = 0
-
-    async def lookup(self, pnr: str, family: Family) -> bytes:
-        if not self.token:
-            await self._logon()
-        for _attempt in range(2):
-            who = self.user.who
-            record = LookupRequest(who.transaction, who.customer, self.token, who.user, pnr)
-            answer = await exchange(self.endpoint, record.encode())
-            if LookupAnswer.decode(answer, family).fejlnr is not FejlNr.NEW_LOGON:
-                self.answered += 1
-                return answer
-            await self._logon()
-        raise AssertionError("07 again right after a fresh logon")
-
-    async def _logon(self) -> None:
-        self.token = await logon(self.endpoint, self.user.who, self.user.password)
-        self.logons += 1
-
-
-async def _phase(clients: list[Client], pnrs: list[str], family: Family) -> None:
-    async def run(index: int, client: Client) -> None:
-        for n in range(LOOKUPS_PER_PHASE):
-            answer = await client.lookup(pnrs[(index * 31 + n * 7) % len(pnrs)], family)
-            assert LookupAnswer.decode(answer, family).fejlnr is FejlNr.OK
-
-    await asyncio.gather(*(run(i, c) for i, c in enumerate(clients)))
 
 
 async def test_lookups_split_50_50_and_flipped_mid_run_need_no_new_logon(tmp_path: Path) -> None:
@@ -147,11 +30,11 @@ async def test_lookups_split_50_50_and_flipped_mid_run_need_no_new_logon(tmp_pat
         endpoint = await s.start_gateway()
         clients = [Client(DEMO_PRIV if i % 2 else DEMO_OFF4, endpoint) for i in range(CLIENTS)]
         for family in (Family.PRIV, Family.OFF4):
-            await _phase([c for c in clients if c.user.who.transaction == family], s.pnrs, family)
+            await phase([c for c in clients if c.user.who.transaction == family], s.pnrs, family)
         s.write_routes(logon_side="persons-v2", modern_share=100)
         assert s.gateway is not None and await s.gateway.reload()
         for family in (Family.PRIV, Family.OFF4):
-            await _phase([c for c in clients if c.user.who.transaction == family], s.pnrs, family)
+            await phase([c for c in clients if c.user.who.transaction == family], s.pnrs, family)
         assert all(c.logons == 1 for c in clients)
         assert sum(c.answered for c in clients) == CLIENTS * LOOKUPS_PER_PHASE * 2
         fallbacks = s.gateway.metrics.value(
@@ -167,13 +50,13 @@ async def test_a_gateway_restart_costs_lookups_no_new_logon(tmp_path: Path) -> N
         s.write_routes(logon_side="mainframe", modern_share=50)
         endpoint = await s.start_gateway()
         clients = [Client(DEMO_PRIV, endpoint) for _ in range(CLIENTS)]
-        await _phase(clients, s.pnrs, Family.PRIV)
+        await phase(clients, s.pnrs, Family.PRIV)
         assert s.gateway is not None
         await s.gateway.aclose()
         s.write_routes(logon_side="mainframe", modern_share=50)  # same port as before
         restarted = await s.start_gateway()
         assert restarted == endpoint
-        await _phase(clients, s.pnrs, Family.PRIV)
+        await phase(clients, s.pnrs, Family.PRIV)
         assert all(c.logons == 1 for c in clients)
         assert s.gateway is not None
         went_home = s.gateway.metrics.value(
@@ -273,8 +156,8 @@ async def test_workers_share_sessions_so_a_split_needs_one_logon(tmp_path: Path)
             async with serving_workers(s.routing, admin, stderr=shared_stderr):
                 endpoint = Endpoint("127.0.0.1", port)
                 clients = [Client(DEMO_PRIV, endpoint) for _ in range(CLIENTS)]
-                await _phase(clients, s.pnrs, Family.PRIV)
-                await _phase(clients, s.pnrs, Family.PRIV)
+                await phase(clients, s.pnrs, Family.PRIV)
+                await phase(clients, s.pnrs, Family.PRIV)
                 assert [c.logons for c in clients] == [1] * CLIENTS
                 assert sum(c.answered for c in clients) == CLIENTS * LOOKUPS_PER_PHASE * 2
                 served = [await lookups_answered(admin + i) for i in range(2)]
@@ -314,7 +197,7 @@ async def test_workers_share_sessions_so_every_shadow_copy_carries_its_sides_tok
         }))  # fmt: skip
         async with serving_workers(s.routing, admin):
             clients = [Client(DEMO_PRIV, Endpoint("127.0.0.1", port)) for _ in range(CLIENTS)]
-            await _phase(clients, s.pnrs, Family.PRIV)
+            await phase(clients, s.pnrs, Family.PRIV)
             lookups = CLIENTS * LOOKUPS_PER_PHASE
             copies: Counter[str] = Counter()
             for _attempt in range(50):  # copies finish after the answers
