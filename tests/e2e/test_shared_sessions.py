@@ -21,7 +21,7 @@ from cpr_devtools.client import Endpoint, exchange
 from emulator_harness import DEMO_OFF4, DEMO_PRIV
 from gateway.app import Gateway
 from gateway.codec import LookupAnswer, LookupRequest
-from gateway.model import FejlNr
+from gateway.model import Family, FejlNr
 from redis_harness import RedisServer, running_redis
 
 #: Only a hang detector: traffic that has not ended by then has hung.
