@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config.load import RoutingReader
-from gateway.config.reader import address, positive_duration, positive_int
+from gateway.config.reader import Problem, address, positive_duration, positive_int, show
 from gateway.config.schema import ClientTls
 
 #: A legacy backend's default ``max_connections`` per gateway process.
@@ -30,6 +30,9 @@ class LegacyBackendConfig:
     #: for one within their route's deadline. A burst of clients then reaches the
     #: mainframe as a steady stream, and the gateway's memory stays bounded.
     max_connections: int = LEGACY_MAX_CONNECTIONS
+    #: Open each connection with a PROXY protocol v2 header naming the client, so that the
+    #: server's per-address rules (the customers' IP allow-lists) see the client, not us.
+    proxy_protocol: bool = False
     kind: str = "legacy"
 
 
@@ -39,13 +42,21 @@ _DEFAULTS = LegacyBackendConfig("", "", 0, None)
 
 
 def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> LegacyBackendConfig:
-    """``address`` and ``tls`` (null for plaintext); ``connect_timeout``, ``max_connections``."""
-    keys = ("kind", "address", "tls", "connect_timeout", "max_connections")
+    """``address`` and ``tls`` (null for plaintext); ``connect_timeout``, ``max_connections``,
+    ``proxy_protocol``."""
+    keys = ("kind", "address", "tls", "connect_timeout", "max_connections", "proxy_protocol")
     section = reader.section(raw, path, keys)
     section.get("kind", lambda value, _path: value)
     host_port = section.get("address", address)
     tls = section.get("tls", reader.client_tls)
     timeout = section.get("connect_timeout", positive_duration, _DEFAULTS.connect_timeout)
     most = section.get("max_connections", positive_int, _DEFAULTS.max_connections)
+    proxied = section.get("proxy_protocol", _flag, _DEFAULTS.proxy_protocol)
     section.done()  # raises Skip after any bad value, so host_port is a pair below
-    return LegacyBackendConfig(name, *host_port, tls, timeout, most)
+    return LegacyBackendConfig(name, *host_port, tls, timeout, most, proxied)
+
+
+def _flag(raw: object, _path: str) -> bool:
+    if not isinstance(raw, bool):
+        raise Problem(f"expected true or false, got {show(raw)}")
+    return raw

@@ -13,6 +13,7 @@ Each backend kind's section is read by the parser that
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -34,6 +35,7 @@ from gateway.config.schema import (
     Limits,
     Listen,
     Match,
+    ProxyProtocol,
     Route,
     ServerTls,
     Sessions,
@@ -127,10 +129,22 @@ class RoutingReader(Problems):
 
     def listen(self, raw: object, path: str) -> Listen:
         """The client-facing listener; ``tls`` must be given (null = plaintext, on purpose)."""
-        s = self.section(raw, path, ("host", "port", "tls"))
-        listen = Listen(s.get("host", r.host), s.get("port", r.port), s.get("tls", self.server_tls))
+        s = self.section(raw, path, ("host", "port", "tls", "proxy_protocol"))
+        listen = Listen(
+            s.get("host", r.host),
+            s.get("port", r.port),
+            s.get("tls", self.server_tls),
+            s.get("proxy_protocol", self.proxy_protocol, None),
+        )
         s.done()
         return listen
+
+    def proxy_protocol(self, raw: object, path: str) -> ProxyProtocol:
+        """``trusted``: the networks (CIDR) whose connections open with a PROXY v2 header."""
+        s = self.section(raw, path, ("trusted",))
+        trusted = s.get("trusted", lambda value, p: tuple(self.items(value, p, _network)))
+        s.done()
+        return ProxyProtocol(trusted)
 
     def server_tls(self, raw: object, path: str) -> ServerTls | None:
         """Certificate and key, or None for plaintext."""
@@ -335,6 +349,14 @@ def _session_store(raw: object, _path: str) -> str | None:
         return raw
     shown = show(raw) if not isinstance(raw, str) or "@" not in raw else "a URL"
     raise Problem(f"expected memory or a redis:// or rediss:// URL, got {shown}")
+
+
+def _network(raw: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A network in CIDR notation, host bits zero (``10.0.0.0/8``, ``127.0.0.1/32``)."""
+    try:
+        return ipaddress.ip_network(raw if isinstance(raw, str) else "", strict=True)
+    except ValueError as exc:
+        raise Problem(f"not a network in CIDR notation: {show(raw)} ({exc})") from None
 
 
 def _split_key(raw: object, _path: str) -> SplitKey:
