@@ -13,6 +13,7 @@ seconds as floats; file paths are absolute (resolved against the YAML file).
 from __future__ import annotations
 
 import enum
+import ipaddress
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,12 +36,33 @@ class ServerTls:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyProtocol:
+    """Sources that open every connection with a PROXY protocol v2 header (a load balancer
+    in TCP mode), which then names the client; every other source must not send one."""
+
+    trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+    def trusts(self, host: str) -> bool:
+        """True when the connection's own peer ``host`` lies in a trusted network (an
+        IPv4-mapped IPv6 address counts as the IPv4 one)."""
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.trusted)
+
+
+@dataclass(frozen=True, slots=True)
 class Listen:
     """The client-facing CPR Direkte listener; ``tls`` None means plaintext."""
 
     host: str
     port: int
     tls: ServerTls | None
+    #: Who sends a PROXY v2 header first; None: nobody (the socket's peer is the client).
+    proxy_protocol: ProxyProtocol | None = None
 
 
 @dataclass(frozen=True, slots=True)
