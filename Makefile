@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Real servers and tools the tests start or call (Debian packages; installed when missing).
+TEST_PACKAGES := redis-server postgresql haproxy prometheus kubectl
 
-.PHONY: run test install lint typecheck pytest fuzz proto bench clean
+.PHONY: run test install system-packages lint typecheck pytest fuzz proto bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +15,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+system-packages:
+	scripts/debian_packages.sh $(TEST_PACKAGES)
 
 ## Start the default stack in the foreground (Ctrl-C stops everything).
 run: $(STAMP)
@@ -28,7 +33,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) system-packages
 	$(BIN)/pytest
 
 ## The codec's total-decoding property test at length (make test runs 2,000 examples).
