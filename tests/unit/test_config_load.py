@@ -145,7 +145,7 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
         (
             "tls: null}",
             "tls: null, backlog: 5}",
-            "listen.backlog: unknown key (expected host, port, tls)",
+            "listen.backlog: unknown key (expected host, port, tls, proxy_protocol)",
         ),
         ("port: 0", "port: 70000", "listen.port: port 70000 is outside 0-65535"),
         ("port: 0", "port: '5000'", "listen.port: expected an integer, got '5000'"),
@@ -184,7 +184,7 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
             "tls: null}}",
             "tls: null, deadline: 5s}}",
             "backends.mainframe.deadline: unknown key "
-            "(expected kind, address, tls, connect_timeout, max_connections)",
+            "(expected kind, address, tls, connect_timeout, max_connections, proxy_protocol)",
         ),
         (
             "tls: null}}",
@@ -289,7 +289,7 @@ def test_a_misspelt_key_is_unknown_and_the_right_one_missing(tmp_path: Path) -> 
     """Both facts are reported: the key given is unknown and the key needed is absent."""
     assert _problems(tmp_path, MINIMAL.replace("tls: null}", "tsl: null}", 1)) == [
         "listen.tls: required",
-        "listen.tsl: unknown key (expected host, port, tls)",
+        "listen.tsl: unknown key (expected host, port, tls, proxy_protocol)",
     ]
 
 
