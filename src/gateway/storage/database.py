@@ -6,7 +6,10 @@ store can also use PostgreSQL (``gateway.storage.postgres``), with the same
 written once, in the spelling both accept: ``?`` placeholders (the PostgreSQL
 adapter turns them into ``%s``), ``INSERT … ON CONFLICT``, and the reserved
 word ``"user"`` always quoted. What the two cannot share (column types in
-DDL, catalog queries, locking) is chosen by :attr:`Database.dialect`.
+DDL, catalog queries, locking) is chosen by :attr:`Database.dialect`. A
+location is a file path or a ``postgresql://`` DSN: :func:`is_dsn` tells them
+apart without loading the PostgreSQL driver, and :func:`redact` names either in
+a message without its password.
 
 Foreign errors stop here: every driver error becomes :class:`DatabaseError`
 carrying the driver's primary message only, never the statement's values.
@@ -14,7 +17,9 @@ carrying the driver's primary message only, never the statement's values.
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -22,6 +27,25 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 Dialect = Literal["sqlite", "postgresql"]
+_QUERY_PASSWORD = re.compile(r"(^|&)password=[^&]*")
+
+
+def is_dsn(location: object) -> bool:
+    """True when ``location`` is a PostgreSQL URL rather than a SQLite file path."""
+    return str(location).startswith(("postgresql://", "postgres://"))
+
+
+def redact(location: str) -> str:
+    """A DSN with any password replaced by ``***``, for messages; a file path as it is."""
+    if not is_dsn(location):
+        return location
+    parts = urllib.parse.urlsplit(location)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if ":" in userinfo:
+        userinfo = userinfo.partition(":")[0] + ":***"
+    query = _QUERY_PASSWORD.sub(r"\1password=***", parts.query)
+    # Put together by hand: urlunsplit would drop the empty host of "postgresql:///db".
+    return f"{parts.scheme}://{userinfo}{at}{hostport}{parts.path}{'?' if query else ''}{query}"
 
 
 class DatabaseError(Exception):

@@ -12,8 +12,6 @@ into a message.
 
 from __future__ import annotations
 
-import re
-import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -21,30 +19,15 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from gateway.storage.database import DatabaseError, Dialect, Result
+from gateway.storage.database import DatabaseError, Dialect, Result, is_dsn, redact
+
+# is_dsn and redact live in gateway.storage.database (no psycopg needed to tell a DSN from a
+# path); they stay importable from here for the callers that connect.
+__all__ = ["CONNECT_TIMEOUT_S", "PostgresDatabase", "is_dsn", "redact"]
 
 #: Seconds to wait for a server that does not answer before giving up on a connection;
 #: without it libpq waits as long as TCP does (minutes), here and at every reconnect.
 CONNECT_TIMEOUT_S = 10
-_QUERY_PASSWORD = re.compile(r"(^|&)password=[^&]*")
-
-
-def is_dsn(location: object) -> bool:
-    """True when ``location`` is a PostgreSQL URL rather than a SQLite file path."""
-    return str(location).startswith(("postgresql://", "postgres://"))
-
-
-def redact(location: str) -> str:
-    """A DSN with any password replaced by ``***``, for messages; a file path as it is."""
-    if not is_dsn(location):
-        return location
-    parts = urllib.parse.urlsplit(location)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    if ":" in userinfo:
-        userinfo = userinfo.partition(":")[0] + ":***"
-    query = _QUERY_PASSWORD.sub(r"\1password=***", parts.query)
-    # Put together by hand: urlunsplit would drop the empty host of "postgresql:///db".
-    return f"{parts.scheme}://{userinfo}{at}{hostport}{parts.path}{'?' if query else ''}{query}"
 
 
 class PostgresDatabase:
