@@ -1,13 +1,19 @@
-"""The mismatch store on real SQLite files, and the pseudonym key on real files."""
+"""The mismatch store on real SQLite files and a real PostgreSQL server (each store test runs
+on both), and the pseudonym key on real files."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from pg_server import pg_dsn_fixture, postgres_fixture  # noqa: F401 (fixtures)
 
 from gateway.comparison import FieldKey, Thresholds
 from gateway.errors import ConfigError
@@ -15,6 +21,7 @@ from gateway.shadow.compare import Comparison, FieldDiff
 from gateway.shadow.noise import FieldStats, OperationStats, Tally
 from gateway.shadow.pseudonym import KEY_ENV, Pseudonymiser, is_pseudonym, load_key
 from gateway.shadow.store import AGE_PRUNE_INTERVAL, SCHEMA_VERSION, MismatchStore, Sample
+from gateway.shadow.store_db import PG_SCHEMA
 
 PNR = "0101601234"  # synthetic
 PSEUDONYM = Pseudonymiser(b"s" * 32).pnr(PNR)
@@ -42,31 +49,59 @@ def _sample(
     return Sample("lookups", "mainframe", other, comparison, PSEUDONYM, noise, at)
 
 
-def _rows(path: Path) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        return list(
-            db.execute("SELECT field, primary_value, candidate_value, subject FROM mismatch")
-        )
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """Where a store test's store lives: a file in a directory not made yet, or a fresh
+    PostgreSQL database."""
+    if request.param == "sqlite":
+        yield tmp_path / "var" / "shadow.sqlite"
+    else:
+        yield request.getfixturevalue("pg_dsn")
 
 
-def test_open_creates_a_versioned_schema_and_reopens(tmp_path: Path) -> None:
-    """A new file gets the schema and its version; opening it again works."""
-    path = tmp_path / "var" / "shadow.sqlite"
-    MismatchStore.open(path).close()
-    with sqlite3.connect(path) as db:
-        assert list(db.execute("SELECT version FROM schema_version")) == [(SCHEMA_VERSION,)]
-    with MismatchStore.open(path) as store:
+def _query(location: Path | str, sql: str) -> list[tuple[Any, ...]]:
+    """``sql`` run on the store's tables with the engine's own driver, committed."""
+    if isinstance(location, Path):
+        with closing(sqlite3.connect(location)) as db, db:
+            return list(db.execute(sql))
+    with psycopg.connect(location, autocommit=True) as pg:
+        pg.execute(f"SET search_path TO {PG_SCHEMA}")
+        cursor = pg.execute(sql)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _rows(location: Path | str) -> list[tuple[object, ...]]:
+    return _query(
+        location, "SELECT field, primary_value, candidate_value, subject FROM mismatch ORDER BY id"
+    )
+
+
+def _stored_text(location: Path | str) -> str:
+    """Everything the store holds, as text: the file's bytes, or every row of every table."""
+    if isinstance(location, Path):
+        return location.read_bytes().decode("latin-1")
+    tables = ("schema_version", "mismatch", "field_counts", "request_counts", "thresholds")
+    return repr([_query(location, f"SELECT * FROM {table}") for table in tables])
+
+
+def test_open_creates_a_versioned_schema_and_reopens(location: Path | str) -> None:
+    """A new store gets the schema and its version; opening it again works."""
+    MismatchStore.open(location).close()
+    assert _query(location, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    with MismatchStore.open(location) as store:
         assert store.row_count() == 0
 
 
-def test_open_refuses_another_version_and_non_databases(tmp_path: Path) -> None:
-    """A store from another schema version, or a file that is no database, is a ConfigError."""
-    path = tmp_path / "shadow.sqlite"
-    MismatchStore.open(path).close()
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE schema_version SET version = 99")
+def test_open_refuses_another_version(location: Path | str) -> None:
+    """A store from another schema version is a ConfigError."""
+    MismatchStore.open(location).close()
+    _query(location, "UPDATE schema_version SET version = 99")
     with pytest.raises(ConfigError, match="schema version"):
-        MismatchStore.open(path)
+        MismatchStore.open(location)
+
+
+def test_open_refuses_a_file_that_is_no_database(tmp_path: Path) -> None:
+    """A file that is no SQLite database is a ConfigError naming it."""
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"this is not a database" * 100)
     with pytest.raises(ConfigError, match=r"junk\.sqlite"):
@@ -74,15 +109,14 @@ def test_open_refuses_another_version_and_non_databases(tmp_path: Path) -> None:
 
 
 def test_record_keeps_each_difference_with_pseudonym_and_counts_matches_too(
-    tmp_path: Path,
+    location: Path | str,
 ) -> None:
     """Rows only for diffs; counters for every comparison, so rates stay exact."""
-    path = tmp_path / "shadow.sqlite"
-    with MismatchStore.open(path) as store:
+    with MismatchStore.open(location) as store:
         store.record(_sample(ADDRESS))
         store.record(_sample())
         store.record(_sample(DAY, noise=True))
-        assert _rows(path) == [
+        assert _rows(location) == [
             ("STANDARDADR", "old 0", "new 0", PSEUDONYM),
             ("PRODDTO", "old 0", "new 0", PSEUDONYM),
         ]
@@ -92,10 +126,10 @@ def test_record_keeps_each_difference_with_pseudonym_and_counts_matches_too(
     assert tally.operations["lookup"] == OperationStats(2, 1, 1, 1)
 
 
-def test_the_stored_tally_equals_the_in_memory_one_after_pruning(tmp_path: Path) -> None:
+def test_the_stored_tally_equals_the_in_memory_one_after_pruning(location: Path | str) -> None:
     """Counters survive row pruning: the store's tally is exactly the in-memory tally."""
     memory = Tally()
-    with MismatchStore.open(tmp_path / "s.sqlite", max_rows=3) as store:
+    with MismatchStore.open(location, max_rows=3) as store:
         for i in range(40):
             sample = _sample(*KEYS[: i % 3], n=i, noise=i % 4 == 0)
             store.record(sample)
@@ -104,10 +138,9 @@ def test_the_stored_tally_equals_the_in_memory_one_after_pruning(tmp_path: Path)
         assert store.tally("lookups", "persons-v2") == memory
 
 
-def test_a_clear_pnr_as_subject_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+def test_a_clear_pnr_as_subject_is_refused_and_nothing_is_written(location: Path | str) -> None:
     """The subject must be a pseudonym; a PNR there is a ValueError and no row."""
-    path = tmp_path / "s.sqlite"
-    with MismatchStore.open(path) as store:
+    with MismatchStore.open(location) as store:
         bad = Sample("lookups", "mainframe", "persons-v2", _sample(ADDRESS).comparison, PNR)
         with pytest.raises(ValueError, match="pseudonym"):
             store.record_many([_sample(ADDRESS), bad])
@@ -115,20 +148,19 @@ def test_a_clear_pnr_as_subject_is_refused_and_nothing_is_written(tmp_path: Path
         assert store.tally("lookups", "persons-v2") == Tally()
 
 
-def test_values_are_scrubbed_of_pnrs_before_they_are_stored(tmp_path: Path) -> None:
-    """Even a diff built by hand with a PNR in it reaches the file redacted."""
-    path = tmp_path / "s.sqlite"
+def test_values_are_scrubbed_of_pnrs_before_they_are_stored(location: Path | str) -> None:
+    """Even a diff built by hand with a PNR in it reaches the store redacted."""
     leaky = FieldDiff(FieldKey("lookup", "011", "KUNDEREF1"), f"ref {PNR}", "010160-1234")
     comparison = Comparison((leaky.key,), (leaky,), "lookup")
-    with MismatchStore.open(path) as store:
+    with MismatchStore.open(location) as store:
         store.record(Sample("lookups", "mainframe", "persons-v2", comparison, PSEUDONYM))
-    assert _rows(path) == [("KUNDEREF1", "ref <pnr>", "<pnr>", PSEUDONYM)]
-    assert PNR.encode() not in path.read_bytes()
+    assert _rows(location) == [("KUNDEREF1", "ref <pnr>", "<pnr>", PSEUDONYM)]
+    assert PNR not in _stored_text(location)
 
 
-def test_rows_are_bounded_by_count_keeping_the_newest(tmp_path: Path) -> None:
+def test_rows_are_bounded_by_count_keeping_the_newest(location: Path | str) -> None:
     """Beyond max_rows the oldest rows go, on every write."""
-    with MismatchStore.open(tmp_path / "s.sqlite", max_rows=5) as store:
+    with MismatchStore.open(location, max_rows=5) as store:
         for i in range(8):
             store.record(_sample(ADDRESS, n=i))
         assert store.row_count() == 5
@@ -136,9 +168,9 @@ def test_rows_are_bounded_by_count_keeping_the_newest(tmp_path: Path) -> None:
     assert [e.primary for e in newest] == [f"old {i}" for i in range(7, 2, -1)]
 
 
-def test_rows_are_bounded_by_age_on_open_and_periodically_on_write(tmp_path: Path) -> None:
+def test_rows_are_bounded_by_age_on_open_and_periodically_on_write(location: Path | str) -> None:
     """Rows older than max_age_s go when the store opens and once per prune interval."""
-    path, clock = tmp_path / "s.sqlite", Clock()
+    path, clock = location, Clock()
     with MismatchStore.open(path, max_age_s=100, clock=clock) as store:
         store.record(_sample(ADDRESS, at=clock.now - 90))
         store.record(_sample(ADDRESS, at=clock.now))
@@ -154,9 +186,9 @@ def test_rows_are_bounded_by_age_on_open_and_periodically_on_write(tmp_path: Pat
         assert store.tally("lookups", "persons-v2").fields[ADDRESS].samples == 4
 
 
-def test_concurrent_writers_lose_no_count(tmp_path: Path) -> None:
+def test_concurrent_writers_lose_no_count(location: Path | str) -> None:
     """Four threads writing at once: every sample is counted exactly once."""
-    with MismatchStore.open(tmp_path / "s.sqlite") as store:
+    with MismatchStore.open(location) as store:
 
         def write() -> None:
             for i in range(50):
@@ -171,9 +203,9 @@ def test_concurrent_writers_lose_no_count(tmp_path: Path) -> None:
         assert store.row_count() == 200
 
 
-def test_thresholds_and_reset(tmp_path: Path) -> None:
+def test_thresholds_and_reset(location: Path | str) -> None:
     """Stored thresholds are read back per route; reset forgets a route's rows and counters."""
-    with MismatchStore.open(tmp_path / "s.sqlite") as store:
+    with MismatchStore.open(location) as store:
         assert store.thresholds("lookups") == Thresholds()
         store.set_thresholds("lookups", Thresholds(50, 0.02, 5))
         assert store.thresholds("lookups") == Thresholds(50, 0.02, 5)

@@ -1,14 +1,16 @@
-"""The mismatch store: differing fields with examples, and exact counters, in SQLite.
+"""The mismatch store: differing fields with examples, and exact counters, in SQL.
 
-What it keeps (``var/shadow.sqlite`` by default):
+Where it lives (``shadowing.store``): a SQLite file (``var/shadow.sqlite`` by
+default), one per gateway host; or a PostgreSQL DSN, one store that every
+gateway of a fleet writes into at once (:mod:`gateway.shadow.store_db`). What it keeps:
 
 * ``mismatch``: one row per differing field of a comparison: when, route,
   operation, primary and shadow backend, key, both values (already redacted)
   and the request's PNR *pseudonym*. Bounded by count and by age, oldest first.
 * ``field_counts`` / ``request_counts``: the :class:`~gateway.shadow.noise.Tally`
-  made durable (upserted counters, never pruned), so the report's rates stay
-  exact after example rows are gone. Call :meth:`MismatchStore.record` for
-  *every* comparison, matching ones too, or the rates are wrong.
+  made durable (counters upserted by increments, so that writers add up, never
+  pruned), so the report's rates stay exact after example rows are gone. Call
+  :meth:`MismatchStore.record` for *every* comparison, matching ones too, or the rates are wrong.
 * ``thresholds``: each route's thresholds as last configured, for the report.
 
 The API is synchronous and thread-safe (one connection behind a lock): run it
@@ -19,7 +21,6 @@ subject must be a pseudonym, and every value is scrubbed of date-shaped
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,66 +35,52 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.shadow.compare import Comparison, iter_keys, scrub
 from gateway.shadow.noise import FieldStats, OperationStats, Tally
 from gateway.shadow.pseudonym import is_pseudonym
+from gateway.shadow.store_db import SCHEMA_VERSION, connect, may_prune, prepare
+from gateway.storage.database import Database, DatabaseError, redact
+
+__all__ = [
+    "AGE_PRUNE_INTERVAL",
+    "DEFAULT_PATH",
+    "NOISE",
+    "SCHEMA_VERSION",
+    "SHADOW",
+    "Example",
+    "MismatchStore",
+    "Sample",
+    "StoreError",
+    "Target",
+]
 
 #: Where the gateway keeps the store unless routing.yaml says otherwise.
 DEFAULT_PATH = Path("var/shadow.sqlite")
-SCHEMA_VERSION = 1
 #: Seconds between age prunes on the write path: a DELETE per write would cost more
 #: than it saves, and rows a minute past their age harm nobody.
 AGE_PRUNE_INTERVAL = 60.0
-#: Milliseconds to wait for the report (another process) to release a lock.
-_BUSY_TIMEOUT_MS = 5000
 SHADOW, NOISE = "shadow", "noise"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS mismatch (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    route TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    operation TEXT NOT NULL,
-    primary_backend TEXT NOT NULL,
-    shadow_backend TEXT NOT NULL,
-    record TEXT NOT NULL,
-    field TEXT NOT NULL,
-    primary_value TEXT NOT NULL,
-    candidate_value TEXT NOT NULL,
-    subject TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS mismatch_at ON mismatch (at);
-CREATE INDEX IF NOT EXISTS mismatch_key
-    ON mismatch (route, kind, shadow_backend, operation, record, field, id);
-CREATE TABLE IF NOT EXISTS field_counts (
-    route TEXT NOT NULL, kind TEXT NOT NULL, backend TEXT NOT NULL, operation TEXT NOT NULL,
-    record TEXT NOT NULL, field TEXT NOT NULL,
-    samples INTEGER NOT NULL, differs INTEGER NOT NULL,
-    PRIMARY KEY (route, kind, backend, operation, record, field)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS request_counts (
-    route TEXT NOT NULL, kind TEXT NOT NULL, backend TEXT NOT NULL, operation TEXT NOT NULL,
-    compared INTEGER NOT NULL, differing INTEGER NOT NULL,
-    PRIMARY KEY (route, kind, backend, operation)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS thresholds (
-    route TEXT PRIMARY KEY,
-    min_samples INTEGER NOT NULL, max_excess_rate REAL NOT NULL, noise_min_samples INTEGER NOT NULL
-);
-"""
 _INSERT_ROW = (
     "INSERT INTO mismatch (at, route, kind, operation, primary_backend, shadow_backend,"
     " record, field, primary_value, candidate_value, subject)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Increments, added to what is there in one statement: writers in several processes add up.
 _COUNT_FIELD = (
-    "INSERT INTO field_counts VALUES (?, ?, ?, ?, ?, ?, 1, ?)"
-    " ON CONFLICT DO UPDATE SET samples = samples + 1, differs = differs + excluded.differs"
+    "INSERT INTO field_counts VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (route, kind, backend, operation, record, field) DO UPDATE"
+    " SET samples = field_counts.samples + excluded.samples,"
+    " differs = field_counts.differs + excluded.differs"
 )
 _COUNT_REQUEST = (
-    "INSERT INTO request_counts VALUES (?, ?, ?, ?, 1, ?)"
-    " ON CONFLICT DO UPDATE SET compared = compared + 1, differing = differing + excluded.differing"
+    "INSERT INTO request_counts VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (route, kind, backend, operation) DO UPDATE"
+    " SET compared = request_counts.compared + excluded.compared,"
+    " differing = request_counts.differing + excluded.differing"
 )
-_SET_THRESHOLDS = "INSERT OR REPLACE INTO thresholds VALUES (?, ?, ?, ?)"
+_SET_THRESHOLDS = (
+    "INSERT INTO thresholds VALUES (?, ?, ?, ?) ON CONFLICT (route) DO UPDATE"
+    " SET min_samples = excluded.min_samples, max_excess_rate = excluded.max_excess_rate,"
+    " noise_min_samples = excluded.noise_min_samples"
+)
 
 
 class StoreError(GatewayError):
@@ -148,45 +135,45 @@ class MismatchStore:
 
     def __init__(
         self,
-        db: sqlite3.Connection,
+        db: Database,
         max_rows: int,
         max_age_s: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._db, self._max_rows, self._max_age_s, self._clock = db, max_rows, max_age_s, clock
-        # One connection shared by threads; sqlite3 objects are not safe to use concurrently.
+        # One connection shared by threads; neither driver's is safe to use concurrently.
         self._lock = threading.Lock()
         self._last_age_prune = clock()
 
     @classmethod
     def open(
         cls,
-        path: str | Path = DEFAULT_PATH,
+        location: str | Path = DEFAULT_PATH,
         *,
         max_rows: int = 100_000,
         max_age_s: float = 7 * 86400,
         clock: Callable[[], float] = time.time,
         prune: bool = True,
+        create: bool = True,
     ) -> MismatchStore:
-        """Open or create the store at ``path`` and prune rows past ``max_age_s``.
+        """Open or create the store at ``location`` (a file path or a ``postgresql://`` DSN)
+        and prune rows past ``max_age_s``.
 
         ``max_rows`` bounds the example rows (counters are tiny and kept). A reader
-        that does not know the writer's retention (the report) passes ``prune=False``.
-        ConfigError when the file cannot be used or has another schema version.
+        that does not know the writer's retention (the report) passes ``prune=False``,
+        and ``create=False`` to find a store rather than make one. ConfigError (naming a
+        DSN without its password) when the store cannot be reached or used, has another
+        schema version, or is not there and ``create`` is False.
         """
         if max_rows < 1 or max_age_s <= 0:
             raise ValueError("max_rows and max_age_s must be positive")
-        path = Path(path)
+        name = redact(str(location))
+        db = connect(location)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError([f"shadow store {path}: cannot open it ({exc})"]) from None
-        try:
-            _prepare(db, path)
-        except sqlite3.Error as exc:
+            prepare(db, name, create=create)
+        except DatabaseError as exc:
             db.close()
-            raise ConfigError([f"shadow store {path}: not usable ({exc})"]) from None
+            raise ConfigError([f"shadow store {name}: not usable ({exc})"]) from None
         except ConfigError:
             db.close()
             raise
@@ -225,9 +212,10 @@ class MismatchStore:
             self._db.executemany(_INSERT_ROW, rows)
             self._db.executemany(_COUNT_FIELD, fields)
             self._db.executemany(_COUNT_REQUEST, requests)
-            self._prune_count()
-            if now - self._last_age_prune >= AGE_PRUNE_INTERVAL:
-                self._prune_age(now)
+            if may_prune(self._db):
+                self._prune_count()
+                if now - self._last_age_prune >= AGE_PRUNE_INTERVAL:
+                    self._prune_age(now)
 
     def set_thresholds(self, route: str, thresholds: Thresholds) -> None:
         """Remember a route's thresholds so the report judges it as the gateway does."""
@@ -236,10 +224,12 @@ class MismatchStore:
             self._db.execute(_SET_THRESHOLDS, (route, *values))
 
     def prune(self) -> None:
-        """Delete rows older than ``max_age_s`` and beyond ``max_rows`` now."""
+        """Delete rows older than ``max_age_s`` and beyond ``max_rows`` now (unless another
+        gateway is pruning the same PostgreSQL store at this moment)."""
         with self._writing():
-            self._prune_count()
-            self._prune_age(self._clock())
+            if may_prune(self._db):
+                self._prune_count()
+                self._prune_age(self._clock())
 
     def reset(self, route: str | None = None) -> None:
         """Forget everything about ``route`` (or every route), e.g. after a fix on the new side."""
@@ -252,7 +242,7 @@ class MismatchStore:
                     self._db.execute(f"DELETE FROM {table} WHERE route = ?", (route,))
 
     def _prune_count(self) -> None:
-        # Ids only grow (AUTOINCREMENT), so at most max_rows rows have an id above this.
+        # Ids only grow (AUTOINCREMENT, IDENTITY), so at most max_rows rows have an id above this.
         self._db.execute(
             "DELETE FROM mismatch WHERE id <= (SELECT max(id) FROM mismatch) - ?",
             (self._max_rows,),
@@ -266,9 +256,9 @@ class MismatchStore:
     def _writing(self) -> Iterator[None]:
         with self._lock:
             try:
-                with self._db:  # one transaction: committed, or rolled back on error
+                with self._db.transaction():  # committed, or rolled back on error
                     yield
-            except sqlite3.Error as exc:
+            except DatabaseError as exc:
                 raise StoreError(f"shadow store: write failed ({exc})") from None
 
     # -- reading ------------------------------------------------------------------------------
@@ -292,10 +282,11 @@ class MismatchStore:
             (route, SHADOW, backend, NOISE),
         ):
             stats = tally.fields.setdefault(FieldKey(name, record, field), FieldStats())
+            # int(): PostgreSQL's sum of a BIGINT is a NUMERIC (a Decimal here).
             if kind == SHADOW:
-                stats.samples, stats.differs = samples, differs
+                stats.samples, stats.differs = int(samples), int(differs)
             else:
-                stats.noise_samples, stats.noise_differs = samples, differs
+                stats.noise_samples, stats.noise_differs = int(samples), int(differs)
         for kind, name, compared, differing in self._read(
             "SELECT kind, operation, sum(compared), sum(differing) FROM request_counts"
             " WHERE route = ? AND (kind = ? AND backend = ? OR kind = ?) GROUP BY kind, operation",
@@ -303,9 +294,9 @@ class MismatchStore:
         ):
             ops = tally.operations.setdefault(name, OperationStats())
             if kind == SHADOW:
-                ops.compared, ops.differing = compared, differing
+                ops.compared, ops.differing = int(compared), int(differing)
             else:
-                ops.noise_compared, ops.noise_differing = compared, differing
+                ops.noise_compared, ops.noise_differing = int(compared), int(differing)
         return tally
 
     def examples(self, route: str, backend: str, key: FieldKey, limit: int = 3) -> list[Example]:
@@ -334,42 +325,23 @@ class MismatchStore:
     def _read(self, sql: str, args: tuple[object, ...]) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
-                return list(self._db.execute(sql, args))
-            except sqlite3.Error as exc:
+                return self._db.execute(sql, args).rows
+            except DatabaseError as exc:
                 raise StoreError(f"shadow store: read failed ({exc})") from None
 
 
-def _prepare(db: sqlite3.Connection, path: Path) -> None:
-    """Create the schema, or check that an existing one is ours; WAL so reports read alongside."""
-    db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable enough for samples
-    db.executescript(_SCHEMA)
-    with db:
-        versions = [row[0] for row in db.execute("SELECT version FROM schema_version")]
-        if not versions:
-            db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-        elif versions != [SCHEMA_VERSION]:
-            raise ConfigError(
-                [
-                    f"shadow store {path}: schema version {versions}, "
-                    f"this program knows {SCHEMA_VERSION}"
-                ]
-            )
-
-
 _Row = tuple[float, str, str, str, str, str, str, str, str, str, str]
-_FieldCount = tuple[str, str, str, str, str, str, int]
-_RequestCount = tuple[str, str, str, str, int]
+#: A counter's key (route, kind, backend, operation[, record, field]) → [samples, hits].
+_Counts = dict[tuple[str, ...], list[int]]
 
 
 def _rows(
     samples: Iterable[Sample], now: float
-) -> tuple[list[_Row], list[_FieldCount], list[_RequestCount]]:
+) -> tuple[list[_Row], list[tuple[object, ...]], list[tuple[object, ...]]]:
     """Mismatch rows and counter increments of ``samples``; ValueError on a clear PNR."""
     rows: list[_Row] = []
-    fields: list[_FieldCount] = []
-    requests: list[_RequestCount] = []
+    fields: _Counts = {}
+    requests: _Counts = {}
     for sample in samples:
         if sample.subject and not is_pseudonym(sample.subject):
             raise ValueError("a sample's subject must be a PNR pseudonym")
@@ -382,8 +354,20 @@ def _rows(
                  k.field, scrub(diff.primary), scrub(diff.candidate), sample.subject)
             )  # fmt: skip
         for k, differs in iter_keys(c):
-            fields.append((sample.route, kind, sample.shadow, k.operation, k.record, k.field,
-                           int(differs)))  # fmt: skip
+            _count(fields, (sample.route, kind, sample.shadow, k.operation, k.record, k.field),
+                   differs)  # fmt: skip
         operation = c.operation or (c.keys[0].operation if c.keys else "")
-        requests.append((sample.route, kind, sample.shadow, operation, int(not c.matches)))
-    return rows, fields, requests
+        _count(requests, (sample.route, kind, sample.shadow, operation), not c.matches)
+    return rows, _increments(fields), _increments(requests)
+
+
+def _count(counts: _Counts, key: tuple[str, ...], hit: bool) -> None:
+    both = counts.setdefault(key, [0, 0])
+    both[0] += 1
+    both[1] += hit
+
+
+def _increments(counts: _Counts) -> list[tuple[object, ...]]:
+    """One upsert per counter, in key order: writers on one PostgreSQL store then lock the
+    counters they share in the same order, so two batches never deadlock."""
+    return [(*key, samples, hits) for key, (samples, hits) in sorted(counts.items())]

@@ -1,10 +1,14 @@
 """The one task that writes comparisons to the mismatch store, off the event loop.
 
-The store is synchronous SQLite; a write per request on the loop would stall
-every client. Comparisons go into a bounded queue instead, and one task takes
-them out in batches and writes each batch in a worker thread
-(``asyncio.to_thread``), one transaction per batch. A full queue means the disk
-cannot keep up: new samples are then lost and counted, never waited for.
+The store is synchronous (a SQLite file, or PostgreSQL across the network); a
+write per request on the loop would stall every client, for as long as the
+store is slow or down. Comparisons go into a bounded queue instead, and one task
+takes them out in batches and writes each batch in a worker thread
+(``asyncio.to_thread``), one transaction per batch. A full queue means the store
+cannot keep up: new samples are then lost and counted, never waited for. A
+batch whose write fails (PostgreSQL down, or slower than the store's statement
+timeout) is lost, counted and logged (``store_error``); the next batch tries
+again, on a new connection if the old one broke.
 """
 
 from __future__ import annotations
