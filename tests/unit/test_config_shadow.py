@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -290,6 +291,26 @@ def test_shadowing_section_problems_are_named(tmp_path: Path) -> None:
         "shadowing.max_in_flight: must be greater than 0, got 0",
         "shadowing.retention.max_age: bad duration 'soon' (expected e.g. 500ms, 10s, 1m)",
         "shadowing.shed_lag: must be greater than 0, got '0s'",
+    ]
+
+
+def test_a_postgresql_store_is_kept_as_its_dsn(tmp_path: Path) -> None:
+    """shadowing.store: a postgresql:// DSN is taken as written, not as a path beside the file."""
+    dsn = "postgresql://gateway:s3cret@db.internal:5432/shadow?sslmode=require"
+    config = load_routing(_write(tmp_path, _route("") + f"shadowing: {{store: '{dsn}'}}\n"))
+    assert config.shadowing.store == dsn
+
+
+def test_a_postgresql_store_without_psycopg_is_a_problem_without_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where psycopg is not installed (injected: None in sys.modules), a DSN is refused at load,
+    naming the extra to install and the DSN without its password."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    text = _route("") + "shadowing: {store: 'postgresql://gateway:s3cret@db:5432/shadow'}\n"
+    assert _problems(tmp_path, text) == [
+        "shadowing.store: postgresql://gateway:***@db:5432/shadow is a PostgreSQL store, which "
+        "needs psycopg: install 'cpr-gateway[postgres]'"
     ]
 
 

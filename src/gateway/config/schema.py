@@ -327,8 +327,9 @@ class Shadowing:
     max_in_flight: int = 64
     #: Shadowed requests waiting for a slot; beyond it a copy is dropped (and counted).
     max_queued: int = 256
-    #: The SQLite mismatch store; None keeps counts and logs only.
-    store: Path | None = None
+    #: The mismatch store: a SQLite file, or a ``postgresql://`` DSN that every replica
+    #: writes into (gateway.shadow.store_db); None keeps counts and logs only.
+    store: Path | str | None = None
     #: The pseudonym key (hex, mode 0600; created when missing); None: a key per process.
     key_file: Path | None = None
     retention: Retention = Retention()

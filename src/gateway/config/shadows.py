@@ -11,6 +11,7 @@ change can have no shadow at all (a password changes on exactly one side).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from gateway.config.reader import Problem, Problems, Skip, show
 from gateway.config.schema import BUCKETS, Retention, Route, Shadowing
 from gateway.errors import ConfigError
 from gateway.model import Operation
+from gateway.storage.database import is_dsn, redact
 
 _PER_PERCENT = BUCKETS // 100
 _SHADOW_KEYS = ("backend", "sample", "deadline", "dual_write")
@@ -118,16 +120,29 @@ def shadowing(reader: Problems, raw: object, path: str, file: FileParser) -> Sha
     def optional_file(value: object, at: str) -> Path | None:
         return None if value is None else file(value, at)
 
+    def store(value: object, at: str) -> Path | str | None:
+        return _store_dsn(value) if is_dsn(value) else optional_file(value, at)
+
     found = Shadowing(
         s.get("max_in_flight", r.positive_int, _SHADOWING.max_in_flight),
         s.get("max_queued", _count, _SHADOWING.max_queued),
-        s.get("store", optional_file, None),
+        s.get("store", store, None),
         s.get("key_file", optional_file, None),
         s.get("retention", lambda value, at: _retention(reader, value, at), _RETENTION),
         s.get("shed_lag", r.positive_duration, _SHADOWING.shed_lag),
     )
     s.done()
     return found
+
+
+def _store_dsn(raw: object) -> str:
+    """A PostgreSQL mismatch store's DSN, kept as written (a path is resolved, a DSN not)."""
+    if importlib.util.find_spec("psycopg") is None:  # looks, never imports
+        raise Problem(
+            f"{redact(str(raw))} is a PostgreSQL store, which needs psycopg: "
+            "install 'cpr-gateway[postgres]'"
+        )
+    return str(raw)
 
 
 def _retention(reader: Problems, raw: object, path: str) -> Retention:
