@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from cpr_devtools.haproxy import tcp_head
 from cpr_mainframe.config import default_config_path
 from gateway.backends.legacy_config import LEGACY_MAX_CONNECTIONS
 
@@ -154,17 +155,10 @@ def haproxy_cfg(
     """
     towards_mainframe = LEGACY_MAX_CONNECTIONS * threads
     tls = f" ssl crt {pem}" if pem is not None else ""
+    threads_line = f"nbthread {threads}"
     return "\n".join(
         [
-            "global",
-            f"    nbthread {threads}",
-            f"    maxconn {MAX_CONNECTIONS}",
-            "defaults",
-            "    mode tcp",
-            "    timeout connect 1s",
-            f"    timeout queue {READ_TIMEOUT_S}s",
-            f"    timeout client {READ_TIMEOUT_S}s",
-            f"    timeout server {READ_TIMEOUT_S}s",
+            *tcp_head(maxconn=MAX_CONNECTIONS, timeout_s=READ_TIMEOUT_S, settings=[threads_line]),
             "frontend cpr",
             f"    bind 127.0.0.1:{port}{tls}",
             "    default_backend mainframe",

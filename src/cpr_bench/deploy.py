@@ -32,9 +32,9 @@ from cpr_bench.servers import (
     cli,
     free_port,
     free_ports,
-    haproxy_binary,
 )
 from cpr_bench.wire import Target
+from cpr_devtools.haproxy import haproxy_argv, haproxy_binary
 from cpr_devtools.migration import migrate_register
 from cpr_devtools.pki import ensure_dev_pki
 from cpr_mainframe.register.generate import generate
@@ -177,7 +177,7 @@ class Stack:
                 threads=scenario.workers,
             )
         )
-        argv = [binary, "-db", "-f", str(config)]
+        argv = haproxy_argv(binary, config)
         return await self.servers.start(scenario.name, argv, port, [(port, None)])
 
     async def _gateway(self, scenario: Scenario) -> Server:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import shutil
 import socket
 import sys
 from collections.abc import Sequence
@@ -171,11 +170,6 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 def cli(*args: str) -> list[str]:
     """The argv of a ``cpr-gateway`` subcommand, run by this very Python."""
     return [sys.executable, "-m", "gateway.cli", *args]
-
-
-def haproxy_binary() -> str | None:
-    """The haproxy executable, or None when it is not installed."""
-    return shutil.which("haproxy")
 
 
 #: The counter the gateway keeps of shadow copies, by outcome (docs/shadow.md).
