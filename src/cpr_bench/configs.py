@@ -42,6 +42,11 @@ class Via(enum.StrEnum):
     LEGACY = "gateway-legacy"
     MODERN = "gateway-modern"
     SHADOW = "gateway-shadow"
+    #: Logons at the mainframe, lookups at the services: every lookup is rewritten with the
+    #: session's token for the services. Sessions in the embedded store (workers share them).
+    SESSIONS = "gateway-sessions"
+    #: The same, with sessions shared in Redis (sessions.store), as a fleet runs.
+    SESSIONS_REDIS = "gateway-sessions-redis"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +95,10 @@ def gateway_yaml(
     emulator_port: int,
     emulator_ca: Path,
     modern_port: int,
+    session_store: str | None = None,
 ) -> str:
-    """routing.yaml of one gateway scenario: legacy only, modern only, or legacy with a shadow."""
+    """routing.yaml of one gateway scenario: legacy only, modern only, legacy with a shadow,
+    or logons on legacy and lookups on modern (sessions in ``session_store`` when given)."""
     mainframe = {
         "kind": "legacy",
         "address": f"127.0.0.1:{emulator_port}",
@@ -111,6 +118,10 @@ def gateway_yaml(
         lookups = _route("lookups", {"operation": ["lookup"]}, "mainframe")
         lookups["shadow"] = [{"backend": "persons-v2", "sample": "100%", "deadline": "1s"}]
         routes = [lookups, _route("rest", {}, "mainframe")]
+    elif via in (Via.SESSIONS, Via.SESSIONS_REDIS):
+        backends = {"mainframe": mainframe, "persons-v2": modern}
+        lookups = _route("lookups", {"operation": ["lookup"]}, "persons-v2")
+        routes = [lookups, _route("rest", {}, "mainframe")]
     else:
         raise ValueError(f"{via} is not a gateway")
     config = {
@@ -129,6 +140,8 @@ def gateway_yaml(
         "backends": backends,
         "routes": routes,
     }
+    if session_store is not None:
+        config["sessions"] = {"store": session_store}
     return yaml.safe_dump(config, sort_keys=False)
 
 

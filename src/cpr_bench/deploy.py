@@ -11,6 +11,7 @@ run here (HAProxy not installed, a config the gateway refuses such as a
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,14 @@ class Stack:
             else:
                 assert modern is not None  # started whenever a scenario needs it
                 behind = (modern,) if via is Via.MODERN else (emulator, modern)
+                if via is Via.SESSIONS_REDIS:
+                    behind += (self._shared["redis"],)
         return Deployed(scenario, self._target(proxy.port, scenario.tls), proxy, behind)
+
+    def _session_store(self, scenario: Scenario) -> str | None:
+        if scenario.via is not Via.SESSIONS_REDIS:
+            return None
+        return f"redis://{LOOPBACK}:{self._shared['redis'].port}/0"
 
     def _target(self, port: int, tls: bool) -> Target:
         return Target(LOOPBACK, port, self.gateway_tls.ca if tls else None)
@@ -146,6 +154,9 @@ class Stack:
         """An emulator, or the gRPC services (which read customers and users from the same
         kind of file; its listen and TLS settings are the emulator's business, unused)."""
         port = free_port()
+        if name == "redis":
+            return await self.servers.start(name, _redis_argv(port, self.run_dir), port,
+                                            [(port, None)])  # fmt: skip
         tls = self.emulator_tls if name == "emulator-tls" else None
         config = self.run_dir / f"{name}.yaml"
         state = self.run_dir / f"{name}-state.sqlite"
@@ -193,6 +204,7 @@ class Stack:
                 emulator_port=self._shared["emulator-tls"].port,
                 emulator_ca=self.emulator_tls.ca,
                 modern_port=modern.port if modern is not None else 0,
+                session_store=self._session_store(scenario),
             )
         )
         load_routing(config)  # a config the gateway refuses makes the scenario unavailable
@@ -210,6 +222,17 @@ def _shared_names(wanted: list[Scenario]) -> list[str]:
     names = ["emulator-tls"]
     if any(s.via is Via.DIRECT and not s.tls for s in wanted):
         names.append("emulator-plain")
-    if any(s.via in (Via.MODERN, Via.SHADOW) for s in wanted):
+    if any(s.via in (Via.MODERN, Via.SHADOW, Via.SESSIONS, Via.SESSIONS_REDIS) for s in wanted):
         names.append("modern")
+    if any(s.via is Via.SESSIONS_REDIS for s in wanted):
+        names.append("redis")
     return names
+
+
+def _redis_argv(port: int, run_dir: Path) -> list[str]:
+    """A redis-server for the sessions of one run: loopback, nothing written to disk."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServerFailed("redis-server is not installed (apt-get install redis-server)")
+    return [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
+            "--dir", str(run_dir)]  # fmt: skip

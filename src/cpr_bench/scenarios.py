@@ -114,6 +114,10 @@ def scenarios(settings: Settings) -> dict[str, Scenario]:
         # sessions (gateway.sessions.peers), so each copy finds its side's token.
         Scenario("gateway-shadow-tls", Via.SHADOW, True, w),
         Scenario("gateway-shadow-plain", Via.SHADOW, False, w),
+        # Every lookup needs its session (logons on one side, lookups on the other): sessions
+        # in the embedded store against sessions in Redis, on the same workers.
+        Scenario("gateway-sessions-tls", Via.SESSIONS, True, w),
+        Scenario("gateway-sessions-redis-tls", Via.SESSIONS_REDIS, True, w),
     ]
     return {s.name: s for s in catalogue}
 
@@ -137,6 +141,11 @@ def phases(settings: Settings) -> list[Phase]:
         Phase(f"open-plain-{s.plain_rate:g}", _open(s, s.plain_rate), plain_paths),
         Phase(f"closed-tls-{s.concurrency}", _closed(s), (*tls_paths, shadow_pair[1])),
         Phase(f"closed-plain-{s.concurrency}", _closed(s), plain_paths),
+        Phase(
+            f"light-sessions-{s.light_rate:g}",
+            _open(s, s.light_rate),
+            ("gateway-sessions-tls", "gateway-sessions-redis-tls"),
+        ),
         Phase(
             f"hold-{s.hold}",
             Workload(LoadMode.HOLD, s.hold_s, concurrency=s.hold),

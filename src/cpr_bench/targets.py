@@ -32,7 +32,7 @@ def check_targets(rows: Sequence[Row]) -> list[dict[str, Any]]:
             None,
         )
 
-    return [check(find) for check in (_p1, _p2, _p3, _p4, _p5, _p6)]
+    return [check(find) for check in (_p1, _p2, _p3, _p4, _p5, _p6, _s1)]
 
 
 def _target(key: str, goal: str, measured: str, met: bool | None) -> dict[str, Any]:
@@ -166,3 +166,23 @@ def _p6(find: Find) -> dict[str, Any]:
     if row.held < P6_CONNECTIONS:
         return _target("P6", goal, measured + f" (fewer than {P6_CONNECTIONS:,} held)", None)
     return _target("P6", goal, measured, max(row.rss_held_mb, peak) <= RSS_LIMIT_MB)
+
+
+def _s1(find: Find) -> dict[str, Any]:
+    goal = (
+        "sessions in Redis vs the embedded store, every lookup brokered: added p50 ≤ 0.3 ms,"
+        " gateway CPU per lookup ≤ 1.15 ×"
+    )
+    redis, embedded = (
+        find("light-sessions-", s) for s in ("gateway-sessions-redis-tls", "gateway-sessions-tls")
+    )
+    if not _ran(redis, embedded):
+        return _target("S1", goal, "not run", None)
+    assert redis is not None and embedded is not None
+    added = redis.latency_ms["p50"] - embedded.latency_ms["p50"]
+    measured = f"{redis.load}: added p50 {added:.2f} ms, {redis.error_count} errors"
+    if redis.hop_cpu_ms is None or embedded.hop_cpu_ms is None or embedded.hop_cpu_ms <= 0:
+        return _target("S1", goal, measured + "; no CPU figures", None)
+    ratio = redis.hop_cpu_ms / embedded.hop_cpu_ms
+    measured += f"; CPU {redis.hop_cpu_ms:.2f} vs {embedded.hop_cpu_ms:.2f} ms = {ratio:.2f}×"
+    return _target("S1", goal, measured, added <= 0.3 and ratio <= 1.15 and redis.error_count == 0)

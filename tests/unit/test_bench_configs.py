@@ -67,6 +67,34 @@ def test_shadow_config_shadows_lookups_to_the_modern_side(tmp_path: Path) -> Non
     assert "sample: 100%" in text
 
 
+@pytest.mark.parametrize("store", [None, "redis://127.0.0.1:6390/0"])
+def test_sessions_configs_broker_every_lookup_in_the_store_given(
+    store: str | None, tmp_path: Path
+) -> None:
+    """Logons stay on the mainframe and lookups go to the services, so every lookup needs its
+    session; the Redis scenario names the store, the embedded one does not."""
+    path = tmp_path / "routing.yaml"
+    via = Via.SESSIONS if store is None else Via.SESSIONS_REDIS
+    path.write_text(
+        gateway_yaml(
+            via,
+            port=1,
+            admin_port=2,
+            tls=None,
+            emulator_port=3,
+            emulator_ca=tmp_path / "ca.crt",
+            modern_port=4,
+            session_store=store,
+        )
+    )
+    config = load_routing(path)
+    assert [(r.name, r.backends) for r in config.routes] == [
+        ("lookups", ("persons-v2",)),
+        ("rest", ("mainframe",)),
+    ]
+    assert config.sessions.store == store
+
+
 def test_plaintext_gateway_config_has_no_tls(tmp_path: Path, tls: TlsFiles) -> None:
     """tls=None is a plaintext client hop; the mainframe hop keeps TLS."""
     path = tmp_path / "routing.yaml"
