@@ -35,6 +35,8 @@ _EXTRA_OF_MODULE = {
 #: Where a package beside the product adds its commands: each entry point is named after
 #: its command and loads a function that adds that command's parser (see pyproject.toml).
 COMMANDS_GROUP = "cpr_gateway.commands"
+#: The routing.yaml that `diff` reads when it is given neither --config nor --store.
+DEFAULT_CONFIG = Path("routing.yaml")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,7 +135,13 @@ def _add_check_config(sub: Subcommands) -> None:
 
 def _add_diff(sub: Subcommands) -> None:
     p = sub.add_parser("diff", help="the shadow comparison report: per operation and field")
-    p.add_argument("--store", type=Path, default=Path("var/shadow.sqlite"))
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="the routing.yaml whose shadowing.store to read (default: ./routing.yaml if any, "
+        "else var/shadow.sqlite)",
+    )
+    p.add_argument("--store", help="a store file or postgresql:// DSN, instead of routing.yaml's")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_run_diff)
 
@@ -205,7 +213,27 @@ def _run_serve(args: argparse.Namespace) -> int:
 def _run_diff(args: argparse.Namespace) -> int:
     from gateway.shadow.report import main_diff
 
-    return main_diff(args.store, args.json)
+    store = args.store
+    if store is None:
+        try:
+            store = _configured_store(args.config)
+        except ConfigError as exc:
+            return config_problems(args.config or DEFAULT_CONFIG, exc)
+    return main_diff(store, args.json)
+
+
+def _configured_store(config: Path | None) -> str | Path:
+    """The mismatch store ``config`` names (a file or a DSN); without ``config``, the one
+    ./routing.yaml names, else the default file. ConfigError when it names none."""
+    from gateway.config import load_routing
+    from gateway.shadow.store import DEFAULT_PATH
+
+    if config is None and not DEFAULT_CONFIG.exists():
+        return DEFAULT_PATH
+    store = load_routing(config or DEFAULT_CONFIG).shadowing.store
+    if store is None:
+        raise ConfigError(["shadowing.store: not set, so no gateway keeps a mismatch store"])
+    return store
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:

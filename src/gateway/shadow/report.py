@@ -20,6 +20,7 @@ from gateway.comparison import FieldKey, Thresholds, Verdict
 from gateway.errors import GatewayError
 from gateway.shadow.noise import FieldStats, OperationStats, Tally, field_verdict, verdict
 from gateway.shadow.store import Example, MismatchStore, Target
+from gateway.storage.database import is_dsn
 
 #: Examples shown per field: enough to see the pattern, few enough to read.
 EXAMPLES = 3
@@ -209,13 +210,15 @@ def _field_json(f: FieldReport) -> dict[str, object]:
 # -- command ------------------------------------------------------------------------------------
 
 
-def main_diff(store_path: Path, as_json: bool) -> int:
-    """``cpr-gateway diff``: print the report of the store at ``store_path``; 1 if there is none."""
-    if not store_path.exists():
-        print(f"no shadow store at {store_path}", file=sys.stderr)
+def main_diff(location: str | Path, as_json: bool) -> int:
+    """``cpr-gateway diff``: print the report of the store at ``location``, a file path or a
+    ``postgresql://`` DSN (every replica's evidence); 1 if there is none or it cannot be read.
+    Messages name a DSN without its password."""
+    if not is_dsn(location) and not Path(location).exists():
+        print(f"no shadow store at {location}", file=sys.stderr)
         return 1
     try:
-        with MismatchStore.open(store_path, prune=False) as store:
+        with MismatchStore.open(location, prune=False, create=False) as store:
             report = build_report(store)
     except GatewayError as exc:
         print(str(exc), file=sys.stderr)
