@@ -160,6 +160,28 @@ def test_diff_reports_every_replica_of_a_postgresql_store(
     assert f"{2 * PER_REPLICA} requests compared" in capsys.readouterr().out
 
 
+def test_diff_needs_only_read_rights(
+    postgres: Cluster, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A role with USAGE on the store's schema and SELECT on its tables runs the report."""
+    _write_as_replicas(pg_dsn, ("mainframe-a",))
+    with postgres.admin() as admin:
+        admin.execute("CREATE ROLE report_reader LOGIN")
+    try:
+        with psycopg.connect(pg_dsn, autocommit=True) as db:
+            db.execute(f"GRANT USAGE ON SCHEMA {PG_SCHEMA} TO report_reader")
+            db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {PG_SCHEMA} TO report_reader")
+        reader = pg_dsn.replace("user=postgres", "user=report_reader")
+        assert main(["diff", "--store", reader, "--json"]) == 0
+        (op,) = json.loads(capsys.readouterr().out)["operations"]
+        assert op["requests"]["compared"] == PER_REPLICA
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as db:
+            db.execute("DROP OWNED BY report_reader")
+        with postgres.admin() as admin:
+            admin.execute("DROP ROLE report_reader")
+
+
 def test_diff_reads_the_store_routing_yaml_names(
     pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
