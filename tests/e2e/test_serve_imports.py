@@ -1,5 +1,6 @@
 """A running `cpr-gateway serve` loads no simulator: not the emulator, the register, the
-reference services, the benchmark or the developer tools, although it serves both sides."""
+reference services, the benchmark or the developer tools, although it serves both sides; and
+no driver of a store it was not given (Redis, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ print("LOADED " + json.dumps({
     "status": status,
     "simulators": sorted(tops & {"cpr_accounts", "cpr_mainframe", "cpr_services",
                                  "cpr_bench", "cpr_devtools"}),
+    "drivers": sorted(tops & {"redis", "psycopg"}),
     "served": sorted(m for m in ("gateway.backends.grpc", "gateway.backends.legacy",
                                  "gateway.shadow.runner", "gateway.render") if m in sys.modules),
 }))
@@ -77,6 +79,7 @@ async def test_serving_both_sides_loads_no_simulator_module(tmp_path: Path) -> N
     assert {LookupAnswer.decode(a, Family.PRIV).fejlnr for a in answers} == {FejlNr.OK}
     assert report["status"] == 0
     assert report["simulators"] == []
+    assert report["drivers"] == []  # no shared session store, no PostgreSQL store configured
     assert report["served"] == [
         "gateway.backends.grpc",
         "gateway.backends.legacy",
