@@ -199,3 +199,19 @@ async def test_a_call_whose_callers_all_gave_up_is_cancelled_and_frees_its_slot(
     calls.release(1)
     assert await later == "C"
     assert stalled[1].cancelled()
+
+
+async def test_items_of_different_groups_never_share_a_call_and_keep_their_order() -> None:
+    """Grouped by first letter: a call carries the oldest item's group; the others wait in
+    their order for the next call."""
+    calls = Calls()
+    batcher: Batcher[str, str] = Batcher(calls.send, name="t", group=lambda item: item[0])
+    first = asyncio.ensure_future(batcher.submit("a1", _far()))
+    await _settle()
+    queued = [asyncio.ensure_future(batcher.submit(i, _far())) for i in ("b1", "a2", "b2", "c1")]
+    await _settle()
+    for index in range(4):
+        calls.release(index)
+        await _settle()
+    assert calls.sent == [["a1"], ["b1", "b2"], ["a2"], ["c1"]]
+    assert await asyncio.gather(first, *queued) == ["A1", "B1", "A2", "B2", "C1"]

@@ -15,6 +15,10 @@ a caller that stops waiting (its deadline, its client gone) leaves the call to
 finish for the others; once all of a call's callers have stopped waiting, the call
 is cancelled, so its slot goes to the items queued behind it. What the call gives
 back for each item, a result or an exception, reaches that item's caller only.
+
+Items may belong to groups that must not share a call (the gRPC adapter's reads each carry
+their client's address, and a call carries one address): a call then takes the oldest
+item's group, up to ``max_items`` of it, and the others keep their place in the queue.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -34,6 +38,8 @@ Result = TypeVar("Result")
 #: Sends items in one call within a timeout (seconds): one result or exception per item,
 #: in order. An exception it raises instead is every item's.
 Send = Callable[[Sequence[Item], float], Awaitable[Sequence[Result | Exception]]]
+#: The group an item belongs to: only items of one group share a call.
+Group = Callable[[Item], Hashable]
 
 
 @dataclass(slots=True)
@@ -47,11 +53,19 @@ class Batcher(Generic[Item, Result]):
     """Sends submitted items through ``send``, several per call when calls are on the way."""
 
     def __init__(
-        self, send: Send[Item, Result], *, name: str, calls_at_once: int = 1, max_items: int = 64
+        self,
+        send: Send[Item, Result],
+        *,
+        name: str,
+        calls_at_once: int = 1,
+        max_items: int = 64,
+        group: Group[Item] | None = None,
     ) -> None:
+        """``group`` None: any items may share a call."""
         if calls_at_once < 1 or max_items < 1:
             raise ValueError("calls_at_once and max_items must be at least 1")
         self._send = send
+        self._group = group
         self._name = name
         self._calls_at_once = calls_at_once
         self._max_items = max_items
@@ -92,17 +106,32 @@ class Batcher(Generic[Item, Result]):
         """Send what is queued (up to ``max_items``) if fewer than ``calls_at_once`` are out."""
         if self._on_the_way >= self._calls_at_once or self._closed:
             return
-        batch: list[_Waiting[Item, Result]] = []
-        while self._queue and len(batch) < self._max_items:
-            waiting = self._queue.popleft()
-            if not waiting.future.done():  # its caller gave up while it queued
-                batch.append(waiting)
+        batch = self._next_batch()
         if batch:
             self._on_the_way += 1
             call = self._calls.spawn(self._call(batch), name=f"{self._name}: {len(batch)} items")
             abandoned = functools.partial(_cancel_if_abandoned, batch, call)
             for waiting in batch:
                 waiting.future.add_done_callback(abandoned)
+
+    def _next_batch(self) -> list[_Waiting[Item, Result]]:
+        """Up to ``max_items`` queued items of the oldest one's group, taken from the queue."""
+        batch: list[_Waiting[Item, Result]] = []
+        others: list[_Waiting[Item, Result]] = []  # of other groups: they keep their place
+        group: Hashable = None
+        while self._queue and len(batch) < self._max_items:
+            waiting = self._queue.popleft()
+            if waiting.future.done():  # its caller gave up while it queued
+                continue
+            if self._group is not None:
+                if not batch:
+                    group = self._group(waiting.item)
+                elif self._group(waiting.item) != group:
+                    others.append(waiting)
+                    continue
+            batch.append(waiting)
+        self._queue.extendleft(reversed(others))
+        return batch
 
     async def _call(self, batch: list[_Waiting[Item, Result]]) -> None:
         self.calls_sent += 1
