@@ -25,7 +25,7 @@ from cpr_mainframe.register.generate import persons as generated_persons
 from cpr_services.server import ModernServer
 from emulator_harness import DEMO_OFF4, DEMO_PRIV, DemoUser, running_emulator
 from gateway.backends.grpc import GrpcBackend
-from gateway.backends.grpc_config import GrpcBackendConfig
+from gateway.backends.grpc_config import GrpcBackendConfig, grpc_target
 from gateway.codec import LogonAnswer, LogonRequest, LookupRequest
 from gateway.codec.headers import HEADER_LENGTH, MAX_DATA_LENGTH, answer_with_token
 from gateway.codec.records import OFF4_LAYOUTS
@@ -58,7 +58,8 @@ async def both_sides(
         migrate_register(emu.config.register, store, progress=False)
         server = ModernServer(emu.config, store, delay=delay)
         port = await server.start()
-        backend = GrpcBackend.from_config(GrpcBackendConfig("persons-v2", "127.0.0.1", port, None))
+        config = GrpcBackendConfig("persons-v2", grpc_target(f"127.0.0.1:{port}"), None)
+        backend = GrpcBackend.from_config(config)
         try:
             yield Sides(emu.endpoint, backend, server, emu.pnrs())
         finally:

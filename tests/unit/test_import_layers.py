@@ -95,8 +95,8 @@ def test_serving_loads_grpc_only_for_a_grpc_backend_and_x509_never() -> None:
         "heavy = ('grpc', 'cryptography')\n"
         "print(*[m for m in heavy if m in sys.modules])\n"
         "from gateway.backends import build_backend\n"
-        "from gateway.backends.grpc_config import GrpcBackendConfig\n"
-        "build_backend(GrpcBackendConfig('persons-v2', '127.0.0.1', 1, None))\n"
+        "from gateway.backends.grpc_config import GrpcBackendConfig, grpc_target\n"
+        "build_backend(GrpcBackendConfig('persons-v2', grpc_target('127.0.0.1:1'), None))\n"
         "print(*[m for m in heavy if m in sys.modules])\n"
     )
     result = subprocess.run(

@@ -10,14 +10,21 @@ status codes map to FEJLNR as in docs/routing.md ("gRPC status → FEJLNR").
 This is the only module that sees ``grpc.aio.AioRpcError``: statuses that mean
 "this backend cannot serve" become BackendError (the client gets 09); statuses
 that are answers (NOT_FOUND, UNAUTHENTICATED, ...) become their FEJLNR.
+
+The channel (one per worker process) balances calls over the addresses its target names
+or resolves to (``balancing``), pings idle connections (``keepalive``, paired with the
+services in :mod:`gateway.backends.grpc_wire`), and every call carries the client's
+address, when known, as metadata for the services' allow-list check.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -25,6 +32,7 @@ import grpc.aio
 
 from gateway.backends.batching import Batcher
 from gateway.backends.grpc_config import GrpcBackendConfig
+from gateway.backends.grpc_wire import CLIENT_ADDRESS_KEY, client_keepalive_options
 from gateway.codec import (
     LogonAnswer,
     LogonRequest,
@@ -63,6 +71,8 @@ _STATUS_OF_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 #: the one call on the way.
 READ_CALLS_AT_ONCE = 1
 READS_PER_CALL = 64
+#: Call metadata: the client's address, or nothing when it is not known.
+Metadata = tuple[tuple[str, str], ...] | None
 
 
 #: Statuses that mean "this backend cannot serve now": the client gets 09.
@@ -88,6 +98,22 @@ class Refused(Exception):
         self.fejlnr = fejlnr
 
 
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """One lookup's read, and the metadata its call must carry (its client's address)."""
+
+    request: person_pb2.ReadPersonRequest
+    metadata: Metadata
+
+
+@dataclass(frozen=True, slots=True)
+class _Calls:
+    """What every gRPC call one request makes shares: its deadline and its metadata."""
+
+    expires: float  # loop time
+    metadata: Metadata
+
+
 class GrpcBackend:
     """CPR Direkte in, gRPC out, CPR Direkte back."""
 
@@ -100,27 +126,29 @@ class GrpcBackend:
         self._auth = auth_pb2_grpc.AuthServiceStub(channel)
         self._persons = person_pb2_grpc.PersonServiceStub(channel)
         self._subscriptions = subscription_pb2_grpc.SubscriptionServiceStub(channel)
-        #: Lookups go to PersonService.BatchReadPersons together when calls are on the way.
-        self.reads: Batcher[person_pb2.ReadPersonRequest, person_pb2.ReadPersonResponse] = Batcher(
+        #: Lookups go to PersonService.BatchReadPersons together when calls are on the way;
+        #: reads of different clients' addresses never share a call (the call's metadata
+        #: carries one address, and the services check each read against it).
+        self.reads: Batcher[_Read, person_pb2.ReadPersonResponse] = Batcher(
             self._send_reads,
             name=f"{config.name}: reads",
             calls_at_once=READ_CALLS_AT_ONCE,
             max_items=READS_PER_CALL,
+            group=_metadata_of,
         )
 
     @classmethod
     def from_config(cls, config: GrpcBackendConfig, bus: EventBus | None = None) -> GrpcBackend:
         """Open a channel (connected lazily, so a service that starts later is fine)."""
-        target = f"{config.host}:{config.port}"
+        target, options = config.target.uri, channel_options(config)
         if config.tls is None:
-            return cls(config, grpc.aio.insecure_channel(target), bus)
+            return cls(config, grpc.aio.insecure_channel(target, options=options), bus)
         try:
             ca = config.tls.ca.read_bytes() if config.tls.ca else None
         except OSError as exc:
             raise ConfigError([f"backends.{config.name}.tls.ca: cannot read: {exc}"]) from None
-        options = []
-        if config.tls.server_name:
-            options.append(("grpc.ssl_target_name_override", config.tls.server_name))
+        # An ipv4:/ipv6: target's authority is its address list, no name a certificate holds.
+        options.append(("grpc.ssl_target_name_override", config.server_name))
         credentials = grpc.ssl_channel_credentials(root_certificates=ca)
         return cls(config, grpc.aio.secure_channel(target, credentials, options=options), bus)
 
@@ -134,20 +162,27 @@ class GrpcBackend:
         await self.reads.aclose()
         await self._channel.close()
 
-    async def call(self, request: Request, raw: bytes, *, deadline: float) -> bytes:
-        """The answer bytes for ``request``, built from gRPC calls made within ``deadline``."""
+    async def call(
+        self, request: Request, raw: bytes, *, deadline: float, origin: str | None = None
+    ) -> bytes:
+        """The answer bytes for ``request``, built from gRPC calls made within ``deadline``.
+
+        ``origin``, the client's IP address, travels with every call as metadata
+        ``x-cpr-client-address`` (the services check their allow-lists against it).
+        """
         expires = asyncio.get_running_loop().time() + deadline
+        calls = _Calls(expires, _metadata(origin))
         try:
             async with asyncio.timeout(deadline):
                 if isinstance(request, LogonRequest):
-                    return await self._logon(request, expires)
-                return await self._lookup(request, expires)
+                    return await self._logon(request, calls)
+                return await self._lookup(request, calls)
         except Refused as refused:
             return refusal(request, refused.fejlnr)
         except TimeoutError:
             raise BackendTimeout(f"{self.name}: no answer within {deadline:g}s") from None
 
-    async def _logon(self, request: LogonRequest, expires: float) -> bytes:
+    async def _logon(self, request: LogonRequest, calls: _Calls) -> bytes:
         if request.data_type != "0":
             raise Refused(FejlNr.DATA_TYPE_UNKNOWN)
         customer = _customer(request)
@@ -162,7 +197,7 @@ class GrpcBackend:
                     new_password=request.new_password,
                     transaction=transaction,
                 ),
-                expires,
+                calls,
                 _AUTH_STATUS,
             )
             session = changed.session
@@ -175,13 +210,13 @@ class GrpcBackend:
                     password=request.password,
                     transaction=transaction,
                 ),
-                expires,
+                calls,
                 _AUTH_STATUS,
             )
             session = logged_on.session
         return LogonAnswer(request.customer, request.user, FejlNr.OK, session).encode()
 
-    async def _lookup(self, request: LookupRequest, expires: float) -> bytes:
+    async def _lookup(self, request: LookupRequest, calls: _Calls) -> bytes:
         if (unknown := request.unknown_type()) is not None:
             raise Refused(unknown)
         customer = _customer(request)
@@ -195,18 +230,17 @@ class GrpcBackend:
         if request.operation is Operation.LOOKUP and birth_date_of(request.pnr) is not None:
             # A read, the common case: the session check, then the person, in the mainframe's
             # order (PersonService.ReadPerson), batched with the worker's other reads.
-            read = await self.reads.submit(
-                person_pb2.ReadPersonRequest(session=session, pnr=request.pnr), expires
-            )
+            read_request = person_pb2.ReadPersonRequest(session=session, pnr=request.pnr)
+            read = await self.reads.submit(_Read(read_request, calls.metadata), calls.expires)
             task, person = read.task, read.person
         else:
-            validated = await self._rpc(self._auth.ValidateSession, session, expires, _AUTH_STATUS)
+            validated = await self._rpc(self._auth.ValidateSession, session, calls, _AUTH_STATUS)
             task = validated.task
             if birth_date_of(request.pnr) is None:
                 raise Refused(FejlNr.PNR_MISSING)
-            await self._change_subscription(request, customer, expires)
+            await self._change_subscription(request, customer, calls)
             if request.data_type == "6":
-                person = await self._get_person(request, expires)
+                person = await self._get_person(request, calls)
         family = Family(request.transaction)  # the session check granted it: PRIV or OFF4
         records: tuple[Record, ...] = ()
         if request.data_type == "6":
@@ -220,29 +254,29 @@ class GrpcBackend:
             )
         return LookupAnswer.for_request(request, FejlNr.OK, records).encode(family)
 
-    async def _get_person(self, request: LookupRequest, expires: float) -> person_pb2.Person:
+    async def _get_person(self, request: LookupRequest, calls: _Calls) -> person_pb2.Person:
         return await self._rpc(
             self._persons.GetPerson,
             person_pb2.GetPersonRequest(pnr=request.pnr),
-            expires,
+            calls,
             _PERSON_STATUS,
         )
 
     async def _change_subscription(
-        self, request: LookupRequest, customer: int, expires: float
+        self, request: LookupRequest, customer: int, calls: _Calls
     ) -> None:
         if request.operation is Operation.SUBSCRIBE:
             await self._rpc(
                 self._subscriptions.Create,
                 subscription_pb2.CreateSubscriptionRequest(customer=customer, pnr=request.pnr),
-                expires,
+                calls,
                 _PERSON_STATUS,
             )
         elif request.operation is Operation.UNSUBSCRIBE:
             await self._rpc(
                 self._subscriptions.Delete,
                 subscription_pb2.DeleteSubscriptionRequest(customer=customer, pnr=request.pnr),
-                expires,
+                calls,
                 _PERSON_STATUS,
             )
 
@@ -250,24 +284,27 @@ class GrpcBackend:
         self,
         method: Callable[..., Awaitable[T]],
         message: object,
-        expires: float,
+        calls: _Calls,
         answers: dict[grpc.StatusCode, FejlNr],
     ) -> T:
         """One call with what is left of the deadline; its status becomes an answer or an error."""
-        remaining = expires - asyncio.get_running_loop().time()
+        remaining = calls.expires - asyncio.get_running_loop().time()
         try:
-            return await method(message, timeout=max(remaining, 0.001))
+            return await method(message, timeout=max(remaining, 0.001), metadata=calls.metadata)
         except grpc.aio.AioRpcError as exc:
             raise self._failed(exc, answers) from None
 
     async def _send_reads(
-        self, reads: Sequence[person_pb2.ReadPersonRequest], timeout_s: float
+        self, reads: Sequence[_Read], timeout_s: float
     ) -> list[person_pb2.ReadPersonResponse | Exception]:
-        """One BatchReadPersons call; each read's result, or what its refusal means here."""
-        batch = person_pb2.BatchReadPersonsRequest(reads=reads)
+        """One BatchReadPersons call (its reads share their metadata: the batcher groups them
+        by it); each read's result, or what its refusal means here."""
+        batch = person_pb2.BatchReadPersonsRequest(reads=[read.request for read in reads])
         sent = time.perf_counter()
         try:
-            reply = await self._persons.BatchReadPersons(batch, timeout=timeout_s)
+            reply = await self._persons.BatchReadPersons(
+                batch, timeout=timeout_s, metadata=reads[0].metadata
+            )
         except grpc.aio.AioRpcError as exc:
             return [self._failed(exc, _PERSON_STATUS) for _ in reads]
         finally:
@@ -307,6 +344,26 @@ class GrpcBackend:
         if code in _UNAVAILABLE:
             return BackendUnavailable(f"{self.name}: {code.name.lower()}")
         return BackendProtocolError(f"{self.name}: status {code.name}")
+
+
+def channel_options(config: GrpcBackendConfig) -> list[tuple[str, str | int]]:
+    """The channel's balancing policy and keepalive (grpc's channel arguments)."""
+    policy: dict[str, object] = {"loadBalancingConfig": [{config.balancing.value: {}}]}
+    return [
+        ("grpc.service_config", json.dumps(policy)),
+        # The policy is ours to choose, not a DNS TXT record's.
+        ("grpc.service_config_disable_resolution", 1),
+        *client_keepalive_options(config.keepalive),
+    ]
+
+
+def _metadata(origin: str | None) -> Metadata:
+    return None if origin is None else ((CLIENT_ADDRESS_KEY, origin),)
+
+
+def _metadata_of(read: _Read) -> Metadata:
+    """The batcher's group of a read: reads of one client address may share a call."""
+    return read.metadata
 
 
 def _customer(request: Request) -> int:
