@@ -12,21 +12,37 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
 import pytest
 import structlog
+from gateway_harness import (
+    LOGON,
+    LOOKUP,
+    LOOKUP_ANSWER,
+    backend_server,
+    canned,
+    gateway_config,
+    running,
+)
 from pg_server import Cluster, pg_dsn_fixture, postgres_fixture  # noqa: F401 (fixtures)
 from psycopg.conninfo import conninfo_to_dict
 
+from cpr_devtools.client import exchange
 from cpr_services.schema import PG_MIGRATIONS
 from cpr_services.store import ModernStore
 from gateway import storage
+from gateway.app import Gateway
+from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.cli import main
-from gateway.comparison import FieldKey, Thresholds, Verdict
+from gateway.codec import LogonAnswer
+from gateway.comparison import FieldKey, Shadow, Thresholds, Verdict
+from gateway.config.schema import BUCKETS, GatewayConfig, Match, Route, Shadowing
 from gateway.errors import ConfigError
-from gateway.observe.events import Event, EventBus, ShadowSamplesLost
+from gateway.model import FejlNr, Operation
+from gateway.observe.events import Event, EventBus, ShadowCompleted, ShadowSamplesLost
 from gateway.observe.logs import configure_logging, log_event
 from gateway.observe.metrics import Metrics
 from gateway.shadow.compare import Comparison, FieldDiff
@@ -113,6 +129,62 @@ def test_pruning_by_several_writers_keeps_the_bound_and_every_count(pg_dsn: str)
     assert tally.operations["lookup"].compared == 3 * PER_REPLICA
     last_differing = max(n for n in range(PER_REPLICA) if n % 3 == 0)
     assert newest[0].primary.endswith(f"old {last_differing}")
+
+
+async def test_two_running_gateways_fill_one_store_and_diff_counts_both(
+    pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two real gateways (replicas of one routing.yaml, shadowing.store a DSN) serving at once:
+    once they have stopped, the report counts every shadowed lookup of both."""
+    lookups = 5
+    async with backend_server(canned()) as primary, backend_server(canned()) as shadow:
+        config = _shadowed_config(primary, shadow, pg_dsn, tmp_path)
+        async with running(config) as first, running(config) as second:
+            for run in (first, second):
+                compared = _completions(run.gateway, lookups)
+                logon = LogonAnswer.decode(await exchange(run.client, LOGON.encode()))
+                assert logon.fejlnr is FejlNr.OK
+                for _ in range(lookups):
+                    assert await exchange(run.client, LOOKUP.encode()) == LOOKUP_ANSWER
+                await asyncio.wait_for(compared.wait(), HANG_GUARD_S)
+    capsys.readouterr()  # the gateways' own log lines
+    assert main(["diff", "--store", pg_dsn, "--json"]) == 0
+    (op,) = json.loads(capsys.readouterr().out)["operations"]
+    assert (op["route"], op["backend"]) == ("lookups", "persons-v2")
+    assert (op["requests"]["compared"], op["requests"]["differing"]) == (2 * lookups, 0)
+
+
+def _shadowed_config(primary: int, shadow: int, store: str, tmp_path: Path) -> GatewayConfig:
+    """Lookups to ``mainframe`` shadowed 100% to ``persons-v2``, stored at ``store``."""
+    base = gateway_config(primary)
+    lookups = Route(
+        "lookups",
+        Match(frozenset({Operation.LOOKUP})),
+        "mainframe",
+        2.0,
+        (Shadow("persons-v2", BUCKETS, 5.0),),
+    )
+    backends = {
+        **base.backends,
+        "persons-v2": LegacyBackendConfig("persons-v2", "127.0.0.1", shadow, None),
+    }
+    # Never shed: client, backends and gateways share the test's loop.
+    shadowing = Shadowing(store=store, key_file=tmp_path / "shadow.key", shed_lag=60.0)
+    return replace(base, backends=backends, routes=(lookups, *base.routes), shadowing=shadowing)
+
+
+def _completions(gateway: Gateway, count: int) -> asyncio.Event:
+    """Set once ``gateway`` has finished ``count`` shadow comparisons."""
+    done, seen = asyncio.Event(), [0]
+
+    def watch(event: Event) -> None:
+        if isinstance(event, ShadowCompleted):
+            seen[0] += 1
+            if seen[0] >= count:
+                done.set()
+
+    gateway.bus.subscribe(watch)
+    return done
 
 
 def test_gateways_starting_together_create_the_store_once(pg_dsn: str) -> None:
