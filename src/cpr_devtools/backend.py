@@ -10,6 +10,7 @@ import sys
 from cpr_mainframe.config import load_config
 from cpr_services.drift import Drift
 from cpr_services.server import ModernServer
+from cpr_services.services import parse_networks
 from gateway.runtime import heap
 
 #: Seconds calls in flight get to finish after a stop signal.
@@ -23,6 +24,11 @@ async def run_backend(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"backend: --drift: {exc}", file=sys.stderr)
         return 2
+    try:
+        trusted = parse_networks(args.trusted_gateways)
+    except ValueError as exc:
+        print(f"backend: --trusted-gateways: {exc}", file=sys.stderr)
+        return 2
     server = ModernServer(
         load_config(args.config),
         args.store,
@@ -30,6 +36,7 @@ async def run_backend(args: argparse.Namespace) -> int:
         port=args.port,
         delay=args.delay,
         drift=drift,
+        trusted_gateways=trusted,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

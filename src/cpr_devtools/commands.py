@@ -40,6 +40,12 @@ def add_backend(sub: Subcommands) -> None:
         default="",
         help="realistic drift, e.g. standardadr_2023,stale_address=0.1,missing_record=050",
     )
+    p.add_argument(
+        "--trusted-gateways",
+        default="",
+        metavar="CIDR[,CIDR]",
+        help="callers whose x-cpr-client-address the allow-lists use (default: none)",
+    )
     p.set_defaults(handler=_run_backend)
 
 

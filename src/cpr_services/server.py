@@ -12,6 +12,10 @@ Health (``grpc.health.v1.Health``) answers SERVING for ``""`` and each cpr.v1
 service while the server runs and NOT_SERVING from the start of shutdown, so a
 load balancer stops sending before calls are cut off. Reflection lists the
 cpr.v1 services, health and reflection itself.
+
+The server accepts the gateway's keepalive pings (paired in :mod:`gateway.backends.grpc_wire`),
+and checks allow-lists against the client address a trusted gateway sends
+(``trusted_gateways``; :func:`cpr_services.services.caller_address`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 
 from cpr_accounts.auth import Authenticator
 from cpr_accounts.clock import Clock, utc_now
-from cpr_accounts.customers import Directory
+from cpr_accounts.customers import Directory, IPNetwork
 from cpr_services.drift import Drift
 from cpr_services.services import (
     NO_DRIFT,
@@ -36,6 +40,7 @@ from cpr_services.services import (
     SubscriptionServicer,
 )
 from cpr_services.store import ModernStore
+from gateway.backends.grpc_wire import ACCEPTED_PING_INTERVAL_S, server_keepalive_options
 from gateway.cprv1.pb.cpr.v1 import (
     auth_pb2,
     auth_pb2_grpc,
@@ -76,12 +81,19 @@ class ModernServer:
         delay: float = 0.0,
         clock: Clock = utc_now,
         drift: Drift = NO_DRIFT,
+        trusted_gateways: tuple[IPNetwork, ...] = (),
+        accepted_ping_interval: float = ACCEPTED_PING_INTERVAL_S,
     ) -> None:
         """``delay`` (seconds) slows every call down: fault injection for deadline tests.
 
         ``drift`` makes the answers differ from the register on purpose, the way a
         migrated system realistically does (:mod:`cpr_services.drift`).
+        ``trusted_gateways``: callers whose ``x-cpr-client-address`` the allow-lists use.
+        ``accepted_ping_interval`` (seconds): keepalive pings arriving more often are strikes
+        (a test pairs it with a short keepalive; the default pairs it with routing.yaml's).
         """
+        self.trusted_gateways = trusted_gateways
+        self._accepted_ping_interval = accepted_ping_interval
         self.config = config
         self.store_path = store_path
         self.host = host
@@ -110,7 +122,13 @@ class ModernServer:
         except BaseException:
             await self.aclose(0)
             raise
-        _log.info("modern backend listening", host=self.host, port=port, drift=str(self.drift))
+        _log.info(
+            "modern backend listening",
+            host=self.host,
+            port=port,
+            drift=str(self.drift),
+            trusted_gateways=[str(network) for network in self.trusted_gateways],
+        )
         return port
 
     async def aclose(self, grace: float | None = 5.0) -> None:
@@ -131,11 +149,18 @@ class ModernServer:
                 ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
                 # grpc shares a port with any other process by default; a taken port must fail.
                 ("grpc.so_reuseport", 0),
+                *server_keepalive_options(self._accepted_ping_interval),
             ],
         )
         sessions = self._store.sessions(dt.timedelta(minutes=self.config.token_idle_minutes))
         auth_service = AuthServicer(
-            self.config, auth, sessions, self.pace, self._clock, drift=self.drift
+            self.config,
+            auth,
+            sessions,
+            self.pace,
+            self._clock,
+            drift=self.drift,
+            trusted_gateways=self.trusted_gateways,
         )
         person_pb2_grpc.add_PersonServiceServicer_to_server(
             PersonServicer(self._store, self.pace, auth_service.authorize, self.drift), server

@@ -22,6 +22,11 @@ emulator's order. Outcomes map to status codes as the table in
 :class:`AuthOutcome` in trailing metadata (:func:`gateway.cprv1.convert.auth_outcome`
 reads it), because UNAUTHENTICATED and PERMISSION_DENIED each stand for two FEJLNR.
 
+Every check of a customer's allow-list (16) uses the caller's address: the peer's own, or,
+when the peer is a trusted gateway (``trusted_gateways``), the client address the gateway sends
+as metadata ``x-cpr-client-address`` (:mod:`gateway.backends.grpc_wire`). Metadata from any
+other peer is ignored: anyone could send it.
+
 Status details are short facts and never hold a PNR, password or token.
 """
 
@@ -31,18 +36,20 @@ import asyncio
 import functools
 import ipaddress
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 import grpc
+import structlog
 from google.protobuf.message import DecodeError
 
 from cpr_accounts.auth import Authenticator
 from cpr_accounts.clock import Clock
-from cpr_accounts.customers import Customer, Directory, IPAddress, User
+from cpr_accounts.customers import Customer, Directory, IPAddress, IPNetwork, User
 from cpr_accounts.tokens import SessionTokens
 from cpr_services.drift import Drift
 from cpr_services.store import ModernStore
+from gateway.backends.grpc_wire import CLIENT_ADDRESS_KEY
 from gateway.cprv1 import convert
 from gateway.cprv1.pb.cpr.v1 import (
     auth_pb2,
@@ -57,6 +64,7 @@ from gateway.errors import BackendUnavailable
 from gateway.model import FejlNr
 from gateway.render.task import Task
 
+_log = structlog.get_logger("cpr_services")
 AuthOutcome = auth_pb2.AuthOutcome
 _Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[Any]])
 _Context = grpc.aio.ServicerContext[Any, Any]
@@ -95,9 +103,12 @@ class Pace:
         self.delay = delay
         #: Calls cancelled mid-way since start: deadline passed or caller gone.
         self.cancelled = 0
+        #: Calls started since start (a batch of reads is one).
+        self.calls = 0
 
     async def start(self, context: _Context) -> None:
         """Abort with DEADLINE_EXCEEDED if no time is left; then wait ``delay``."""
+        self.calls += 1
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed on arrival")
@@ -127,12 +138,14 @@ class _Servicer:
 
 
 class CallContext(Protocol):
-    """What the checks use of a call: the caller's address, the time left, and abort.
+    """What the checks use of a call: the caller's address and metadata, the time left, abort.
 
     A grpc.aio context is one; so is :class:`_ReadContext`, one read of a batch.
     """
 
     def peer(self) -> str: ...
+
+    def invocation_metadata(self) -> Iterable[tuple[str, str | bytes]] | None: ...
 
     def time_remaining(self) -> float | None: ...
 
@@ -161,6 +174,9 @@ class _ReadContext:
 
     def peer(self) -> str:
         return self._call.peer()
+
+    def invocation_metadata(self) -> Iterable[tuple[str, str | bytes]] | None:
+        return self._call.invocation_metadata()
 
     def time_remaining(self) -> float | None:
         return self._call.time_remaining()
@@ -312,13 +328,16 @@ class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
         clock: Clock,
         *,
         drift: Drift = NO_DRIFT,
+        trusted_gateways: tuple[IPNetwork, ...] = (),
     ) -> None:
+        """``trusted_gateways``: peers whose ``x-cpr-client-address`` the allow-lists use."""
         self._config = config
         self._auth = auth
         self._sessions = sessions
         self.pace = pace
         self._clock = clock
         self._drift = drift
+        self._trusted_gateways = trusted_gateways
 
     @_rpc
     async def Logon(  # noqa: N802 (the proto's method name)
@@ -380,8 +399,8 @@ class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
         customer = self._config.customer(number)
         if customer is None:
             await _fail(auth_pb2.AUTH_OUTCOME_CUSTOMER_UNKNOWN, context)
-        peer = peer_address(context.peer())
-        if peer is None or not customer.allows(peer):
+        caller = caller_address(context, self._trusted_gateways)
+        if caller is None or not customer.allows(caller):
             await _fail(auth_pb2.AUTH_OUTCOME_ADDRESS_DENIED, context)
         return customer
 
@@ -403,6 +422,50 @@ def peer_address(peer: str) -> IPAddress | None:
         return ipaddress.ip_address(host)
     except ValueError:
         return None
+
+
+def caller_address(context: CallContext, trusted: tuple[IPNetwork, ...]) -> IPAddress | None:
+    """The address a call's allow-list check uses; None when there is none to check.
+
+    The peer's own, unless the peer is in ``trusted`` and sent exactly one client address in
+    metadata: then that one (one that is not an IP address is None, so the call is denied).
+    """
+    peer = peer_address(context.peer())
+    if peer is None or not any(peer in network for network in trusted):
+        return peer
+    sent = [
+        value for key, value in context.invocation_metadata() or () if key == CLIENT_ADDRESS_KEY
+    ]
+    if not sent:
+        return peer  # the gateway does not know its client's address: its own is checked
+    client = _client_address(sent[0]) if len(sent) == 1 else None
+    if client is None:
+        shown = [repr(value)[:48] for value in sent]  # what the gateway sent, never much of it
+        _log.warning("client address from a trusted gateway refused", gateway=str(peer), sent=shown)
+    return client
+
+
+@functools.lru_cache(maxsize=1024)  # a gateway's clients are a few systems each
+def _client_address(text: str | bytes) -> IPAddress | None:
+    """An IP address sent as text (no port), or None."""
+    try:
+        return ipaddress.ip_address(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+def parse_networks(text: str) -> tuple[IPNetwork, ...]:
+    """``CIDR[,CIDR]`` (``--trusted-gateways``) as networks; empty text is none.
+
+    ValueError names the part that is not a network (host bits set count as a mistake).
+    """
+    networks: list[IPNetwork] = []
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=True))
+        except ValueError as exc:
+            raise ValueError(f"{part!r} is not a network: {exc}") from None
+    return tuple(networks)
 
 
 async def _check_pnr(pnr: str, context: CallContext) -> None:
