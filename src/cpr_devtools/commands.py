@@ -24,7 +24,27 @@ def add_up(sub: Subcommands) -> None:
     p.add_argument("--emulator-config", type=Path, default=Path("emulator.yaml"))
     p.add_argument("--var", type=Path, default=Path("var"))
     p.add_argument("--persons", type=int, default=10_000, help="register size if none exists")
+    p.add_argument(
+        "--replicas",
+        type=_replicas,
+        default=1,
+        help="N ≥ 2: the fleet, N gateways behind HAProxy with Redis and PostgreSQL (make fleet)",
+    )
+    p.add_argument(
+        "--port-offset",
+        type=int,
+        default=0,
+        help="added to every port of the fleet, to run one beside another (tests)",
+    )
     p.set_defaults(handler=_run_up)
+
+
+def _replicas(text: str) -> int:
+    """1 (the default stack) or more (the fleet)."""
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, got {count}")
+    return count
 
 
 def add_backend(sub: Subcommands) -> None:
@@ -95,9 +115,14 @@ def add_certs(sub: Subcommands) -> None:
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    from cpr_devtools.up import run_up
-
-    return run_loop(run_up(args))
+    if args.replicas > 1:
+        from cpr_devtools.fleet import run_fleet_up as run
+    else:
+        from cpr_devtools.up import run_up as run
+    try:
+        return run_loop(run(args))
+    except ConfigError as exc:
+        return config_problems("up", exc)
 
 
 def _run_backend(args: argparse.Namespace) -> int:

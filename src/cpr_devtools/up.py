@@ -2,6 +2,7 @@
 
 Prepares var/ (certificates, register, the services' store) and runs the emulator, the
 reference services and the gateway as separate processes under :mod:`.supervisor`.
+``--replicas N`` (N ≥ 2) runs the fleet instead (:mod:`.fleet`), on the same var/.
 """
 
 from __future__ import annotations
@@ -28,21 +29,26 @@ DEMO_DRIFT = "standardadr_2023,stale_address=0.1,missing_record=050"
 async def run_up(args: argparse.Namespace) -> int:
     """Make what the default stack needs under var/, then run it until Ctrl-C."""
     var: Path = args.var
+    prepare_var(var, args.persons)
+    modern = var / "modern.sqlite"
+    if not modern.exists():
+        print("migrating the register into the modern store…", flush=True)
+        migrate_register(var / "register.sqlite", modern, progress=True)
+    elif stale := _stale_messages(modern):
+        # Written by another version of the services' message format: correct but slow.
+        print(f"{stale} stored persons are in an older message format: migrating…", flush=True)
+        migrate_register(var / "register.sqlite", modern, progress=True)
+    return await run_stack(_parts(args.routing, args.emulator_config, modern))
+
+
+def prepare_var(var: Path, persons: int) -> None:
+    """What every stack needs under var/: the development CA and certificates, a register."""
     pki = ensure_dev_pki(var / "tls")
     print(f"development CA (trust this in clients): {pki.ca_cert.resolve()}", flush=True)
     register = var / "register.sqlite"
     if not register.exists():
-        print(f"generating a synthetic register of {args.persons} persons…", flush=True)
-        generate(register, count=args.persons, seed=1, progress=True)
-    modern = var / "modern.sqlite"
-    if not modern.exists():
-        print("migrating the register into the modern store…", flush=True)
-        migrate_register(register, modern, progress=True)
-    elif stale := _stale_messages(modern):
-        # Written by another version of the services' message format: correct but slow.
-        print(f"{stale} stored persons are in an older message format: migrating…", flush=True)
-        migrate_register(register, modern, progress=True)
-    return await run_stack(_parts(args.routing, args.emulator_config, modern))
+        print(f"generating a synthetic register of {persons} persons…", flush=True)
+        generate(register, count=persons, seed=1, progress=True)
 
 
 def _stale_messages(modern: Path) -> int:
@@ -63,7 +69,7 @@ def _parts(routing: Path, emulator_config: Path, modern: Path) -> list[Part]:
             (*cli, "emulator", "--config", str(emulator_config)),
             (
                 Listener(
-                    _connectable(emulator.listen.host),
+                    connectable(emulator.listen.host),
                     emulator.listen.port,
                     "mainframe emulator (CPR Direkte)",
                 ),
@@ -88,12 +94,12 @@ def _parts(routing: Path, emulator_config: Path, modern: Path) -> list[Part]:
             (*cli, "serve", "--config", str(routing)),
             (
                 Listener(
-                    _connectable(gateway.listen.host),
+                    connectable(gateway.listen.host),
                     gateway.listen.port,
                     "gateway (CPR Direkte)",
                 ),
                 Listener(
-                    _connectable(gateway.admin.host),
+                    connectable(gateway.admin.host),
                     gateway.admin.port,
                     "gateway admin (/metrics /healthz /readyz)",
                 ),
@@ -102,6 +108,6 @@ def _parts(routing: Path, emulator_config: Path, modern: Path) -> list[Part]:
     ]
 
 
-def _connectable(host: str) -> str:
+def connectable(host: str) -> str:
     """A wildcard listen address is reached on loopback."""
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
