@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Real servers and tools the tests start or call (Debian packages; installed when missing).
 TEST_PACKAGES := redis-server postgresql haproxy prometheus kubectl
 
-.PHONY: run test install system-packages lint typecheck pytest fuzz proto bench clean
+.PHONY: run fleet test install system-packages lint typecheck pytest fuzz proto bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ system-packages:
 ## Start the default stack in the foreground (Ctrl-C stops everything).
 run: $(STAMP)
 	$(BIN)/cpr-gateway up --routing routing.yaml --var var
+
+## The fleet on this machine: Redis, PostgreSQL, the emulator, two services replicas, two
+## gateway replicas behind HAProxy on :5000 (docs/deploy.md). Ctrl-C stops everything.
+fleet: $(STAMP)
+	scripts/debian_packages.sh redis-server postgresql haproxy
+	$(BIN)/cpr-gateway up --replicas 2 --routing routing.yaml --var var
 
 ## Every check: lint, format, types, tests.
 test: $(STAMP) lint typecheck pytest
