@@ -16,6 +16,13 @@ Two agreements, each kept here once so that both sides read the same value:
   customer's allow-list against it only when the call comes from a trusted gateway
   (``cpr-gateway backend --trusted-gateways``), and against the caller's own address otherwise.
 
+- **Re-resolving names.** grpc resolves a ``dns:`` name again only when a connection
+  closes, so replicas added behind an unchanged name (a scaled Deployment behind a headless
+  Service) would get no calls from a channel that is already connected. The services close
+  each connection after :data:`MAX_CONNECTION_AGE_S` (GOAWAY, calls on the way finish
+  within :data:`MAX_CONNECTION_AGE_GRACE_S`); the channel then reconnects, re-resolves, and
+  round_robin spreads over every replica it now finds.
+
 No grpc import: the values are plain, for the config loader and the services alike.
 """
 
@@ -38,6 +45,12 @@ KEEPALIVE_TIMEOUT_S = 10.0
 ACCEPTED_PING_INTERVAL_S = MIN_KEEPALIVE_S / 2
 
 
+#: How long the services keep one connection: the longest a new replica waits for calls.
+MAX_CONNECTION_AGE_S = 300.0
+#: How long calls on a connection being aged out get to finish.
+MAX_CONNECTION_AGE_GRACE_S = 30.0
+
+
 def client_keepalive_options(keepalive_s: float) -> list[tuple[str, int]]:
     """Channel options: ping after ``keepalive_s`` without traffic, calls on the way or not."""
     return [
@@ -53,10 +66,13 @@ def client_keepalive_options(keepalive_s: float) -> list[tuple[str, int]]:
 def server_keepalive_options(
     accepted_interval_s: float = ACCEPTED_PING_INTERVAL_S,
 ) -> list[tuple[str, int]]:
-    """Server options: accept a client's pings without calls, down to ``accepted_interval_s``."""
+    """Server options: accept a client's pings without calls, down to ``accepted_interval_s``,
+    and age connections out so that clients re-resolve names (see above)."""
     return [
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", _ms(accepted_interval_s)),
+        ("grpc.max_connection_age_ms", _ms(MAX_CONNECTION_AGE_S)),
+        ("grpc.max_connection_age_grace_ms", _ms(MAX_CONNECTION_AGE_GRACE_S)),
     ]
 
 
