@@ -31,6 +31,8 @@ class RedisServer:
 
     workdir: Path
     port: int
+    #: The server's requirepass; clients from :meth:`client` use it.
+    password: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -52,6 +54,8 @@ class RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         argv += ["--appendonly", "no", "--dir", str(self.workdir)]
+        if self.password is not None:
+            argv += ["--requirepass", self.password]
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
 
     async def stop(self) -> None:
@@ -72,7 +76,7 @@ class RedisServer:
         os.kill(self.process.pid, signal.SIGCONT)
 
     def client(self) -> Redis:
-        return Redis.from_url(self.url)
+        return Redis.from_url(self.url, password=self.password)
 
     async def _answers(self) -> bool:
         client = self.client()
@@ -85,8 +89,8 @@ class RedisServer:
 
 
 @asynccontextmanager
-async def running_redis(workdir: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(workdir, free_port())
+async def running_redis(workdir: Path, password: str | None = None) -> AsyncIterator[RedisServer]:
+    server = RedisServer(workdir, free_port(), password)
     await server.start()
     try:
         yield server

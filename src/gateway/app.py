@@ -259,10 +259,15 @@ class Gateway:
         Redis when ``sessions.store`` names one, else the sibling workers, if any."""
         if config.sessions.store is not None:
             # Imported here: a gateway without a shared store never loads the Redis client.
-            from gateway.sessions.redis_store import RedisSessions  # noqa: PLC0415
+            from gateway.sessions.redis_store import RedisSessions, read_password  # noqa: PLC0415
 
+            secret = config.sessions.password_file
             return RedisSessions(
-                config.sessions.store, sessions, self.bus, timeout_s=config.sessions.timeout
+                config.sessions.store,
+                sessions,
+                self.bus,
+                timeout_s=config.sessions.timeout,
+                password=None if secret is None else read_password(secret),
             )
         if self._peer_directory is not None:
             return await self._start_peers(self._peer_directory, sessions)

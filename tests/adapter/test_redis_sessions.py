@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from gateway.errors import ConfigError
 from gateway.observe.events import EventBus, SessionStoreCall
-from gateway.sessions.redis_store import KEY_PREFIX, RETRY_AFTER_S, RedisSessions, session_key
+from gateway.sessions.redis_store import (
+    KEY_PREFIX,
+    RETRY_AFTER_S,
+    RedisSessions,
+    read_password,
+    session_key,
+)
 from gateway.sessions.table import Session, SessionBroker
 from redis_harness import RedisServer, running_redis
 
@@ -202,3 +209,32 @@ async def test_a_value_not_ours_under_our_prefix_is_an_error_not_a_session(
     finally:
         await client.aclose()
         await a.store.aclose()
+
+
+async def test_a_password_from_a_file_opens_a_store_that_requires_one(tmp_path: Path) -> None:
+    """sessions.password_file: the URL carries no password, the mounted Secret does."""
+    secret = tmp_path / "redis-password"
+    secret.write_text("s3cret-for-tests\n")
+    async with running_redis(tmp_path / "redis", password="s3cret-for-tests") as server:
+        clock = FakeClock()
+        table = SessionBroker(idle_s=IDLE_S, clock=clock)
+        bus = EventBus()
+        calls = Calls(bus)
+        store = RedisSessions(server.url, table, bus, timeout_s=TIMEOUT_S,
+                              password=read_password(secret), clock=clock)  # fmt: skip
+        refused = RedisSessions(server.url, table, EventBus(), timeout_s=TIMEOUT_S, clock=clock)
+        try:
+            await store.opened("Tok00001", SESSION)
+            assert calls.seen == [("publish", "ok")]
+            assert not await refused.fetch("Tok00001")  # no password: refused, not a hang
+        finally:
+            await store.aclose()
+            await refused.aclose()
+
+
+def test_an_unreadable_password_file_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        read_password(tmp_path / "missing")
+    assert caught.value.problems == [
+        f"sessions.password_file {tmp_path / 'missing'}: No such file or directory"
+    ]

@@ -173,3 +173,5 @@ def test_a_new_session_store_takes_effect_on_restart() -> None:
     assert diff_configs(old, shared) == ["sessions.store: changed (takes effect on restart)"]
     quicker = replace(shared, sessions=Sessions(store="redis://127.0.0.1:6390/0", timeout=0.02))
     assert restart_needed(shared, quicker) == ["sessions.store"]
+    longer = replace(shared, sessions=Sessions(store="redis://127.0.0.1:6390/0", idle=60.0))
+    assert restart_needed(shared, longer) == []  # the idle time is applied live

@@ -408,7 +408,7 @@ def test_sessions_idle_is_a_real_key_with_the_mainframe_default(tmp_path: Path) 
         "sessions.idle: must be greater than 0, got '0s'"
     ]
     assert _problems(tmp_path, f"{MINIMAL}sessions: {{ttl: 20m}}\n") == [
-        "sessions.ttl: unknown key (expected idle, store, timeout)"
+        "sessions.ttl: unknown key (expected idle, store, timeout, password_file)"
     ]
 
 
@@ -434,3 +434,6 @@ def test_sessions_store_is_memory_or_a_redis_url_and_timeout_a_positive_duration
     assert _problems(tmp_path, f"{MINIMAL}sessions: {{timeout: 0s}}\n") == [
         "sessions.timeout: must be greater than 0, got '0s'"
     ]
+    text = f"{MINIMAL}sessions: {{store: 'redis://10.0.0.5/0', password_file: secret/redis}}\n"
+    with_secret = load_routing(_write(tmp_path, text)).sessions
+    assert with_secret.password_file == tmp_path / "secret" / "redis"  # beside routing.yaml

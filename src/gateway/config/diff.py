@@ -116,7 +116,7 @@ def restart_needed(old: GatewayConfig, new: GatewayConfig) -> list[str]:
     and where sessions are shared (their idle expiry changes live)."""
     names = ("listen", "admin", "shadowing")
     changed = [name for name in names if getattr(old, name) != getattr(new, name)]
-    if (old.sessions.store, old.sessions.timeout) != (new.sessions.store, new.sessions.timeout):
+    if replace(old.sessions, idle=0.0) != replace(new.sessions, idle=0.0):
         changed.append("sessions.store")
     return changed
 

@@ -175,11 +175,12 @@ class RoutingReader(Problems):
 
     def sessions(self, raw: object, path: str) -> Sessions:
         """How long a brokered session lives without use, and where sessions are shared."""
-        s = self.section(raw, path, ("idle", "store", "timeout"))
+        s = self.section(raw, path, ("idle", "store", "timeout", "password_file"))
         sessions = Sessions(
             s.get("idle", r.positive_duration, _SESSIONS.idle),
             s.get("store", _session_store, _SESSIONS.store),
             s.get("timeout", r.positive_duration, _SESSIONS.timeout),
+            s.get("password_file", self.optional_file, None),
         )
         s.done()
         return sessions

@@ -98,6 +98,9 @@ class Sessions:
     store: str | None = None
     #: Seconds each call to the shared store may take before the request goes on without it.
     timeout: float = 0.05
+    #: A file holding the store's password (a mounted Secret), so that ``store`` carries
+    #: none; None: the URL's own, if any. Read at start.
+    password_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

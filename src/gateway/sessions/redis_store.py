@@ -29,6 +29,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 from redis.asyncio import Redis
@@ -36,6 +37,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from gateway.errors import ConfigError
 from gateway.observe.events import EventBus, SessionStoreCall
 from gateway.runtime.tasks import TaskSet
 from gateway.sessions.shared import decode_session, encode_session
@@ -60,6 +62,19 @@ MAX_CONNECTIONS = 32
 T = TypeVar("T")
 
 
+def read_password(path: Path) -> str:
+    """The store's password from ``path`` (a mounted Secret): its first line, as written.
+
+    ConfigError naming the file (never its content) when it cannot be read.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError([f"sessions.password_file {path}: {reason}"]) from None
+    return text.splitlines()[0] if text else ""
+
+
 def session_key(client_token: str) -> str:
     """The Redis key of ``client_token``'s session: a digest, never the token itself."""
     return KEY_PREFIX + hashlib.sha256(client_token.encode("latin-1")).hexdigest()
@@ -75,10 +90,12 @@ class RedisSessions:
         bus: EventBus,
         *,
         timeout_s: float,
+        password: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis: Redis = Redis.from_url(
             url,
+            password=password,  # a password in the URL itself wins
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             # The deadline is ours; a retry inside it would only hide a failing store.
