@@ -110,13 +110,13 @@ def write_configs(plan: fc.FleetPlan, routing: Path, emulator_config: Path) -> N
     by its own loader (ConfigError before anything starts)."""
     plan.dir.mkdir(parents=True, exist_ok=True)
     emulator = _mapping(read_yaml(emulator_config), emulator_config)
-    _write_yaml(_emulator_path(plan), fc.fleet_emulator(emulator, plan))
-    _checked(_emulator_path(plan), load_config)
+    _write_yaml(plan.emulator_config, fc.fleet_emulator(emulator, plan))
+    _checked(plan.emulator_config, load_config)
     raw = _mapping(read_yaml(routing), routing)
     for index in range(plan.replicas):
         _write_yaml(plan.routing_path(index), fc.replica_routing(raw, plan, index))
         _checked(plan.routing_path(index), load_routing)
-    _haproxy_path(plan).write_text(fc.haproxy_cfg(plan))
+    plan.haproxy_config.write_text(fc.haproxy_cfg(plan))
     (plan.dir / "redis").mkdir(exist_ok=True)
 
 
@@ -172,7 +172,7 @@ def prepare_databases(plan: fc.FleetPlan) -> None:
 
 
 def _emulator(plan: fc.FleetPlan) -> Part:
-    argv = (*_CLI, "emulator", "--config", str(_emulator_path(plan)))
+    argv = (*_CLI, "emulator", "--config", str(plan.emulator_config))
     what = "mainframe emulator (CPR Direkte)"
     return Part("emulator", argv, (Listener(fc.LOOPBACK, plan.ports.emulator, what),))
 
@@ -180,7 +180,7 @@ def _emulator(plan: fc.FleetPlan) -> Part:
 def _services(plan: fc.FleetPlan, index: int) -> Part:
     port = plan.ports.services[index]
     argv = (
-        *(*_CLI, "backend", "--config", str(_emulator_path(plan))),
+        *(*_CLI, "backend", "--config", str(plan.emulator_config)),
         *("--store", plan.dsn(fc.SERVICES_DB), "--host", fc.LOOPBACK, "--port", str(port)),
         *("--drift", DEMO_DRIFT, "--trusted-gateways", f"{fc.GATEWAY_SOURCE}/32"),
     )
@@ -203,15 +203,7 @@ def _haproxy(plan: fc.FleetPlan, program: str) -> Part:
     host = connectable(plan.balancer_host)
     what = "HAProxy: clients connect here (TLS to a replica)"
     listener = Listener(host, plan.ports.balancer, what)
-    return Part("haproxy", haproxy_argv(program, _haproxy_path(plan)), (listener,))
-
-
-def _emulator_path(plan: fc.FleetPlan) -> Path:
-    return plan.dir / "emulator.yaml"
-
-
-def _haproxy_path(plan: fc.FleetPlan) -> Path:
-    return plan.dir / "haproxy.cfg"
+    return Part("haproxy", haproxy_argv(program, plan.haproxy_config), (listener,))
 
 
 def _checked(path: Path, loader: Callable[[Path], T]) -> T:

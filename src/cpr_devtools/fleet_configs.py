@@ -98,6 +98,16 @@ class FleetPlan:
         """HAProxy's admin socket (``show stat``, ``disable server``)."""
         return self.dir / "haproxy.sock"
 
+    @property
+    def emulator_config(self) -> Path:
+        """The fleet's emulator.yaml (the services read their customers from it too)."""
+        return self.dir / "emulator.yaml"
+
+    @property
+    def haproxy_config(self) -> Path:
+        """HAProxy's config."""
+        return self.dir / "haproxy.cfg"
+
     def routing_path(self, index: int) -> Path:
         """The routing.yaml of gateway replica ``index``."""
         return self.dir / f"gateway-{index}.yaml"
