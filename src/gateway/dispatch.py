@@ -108,7 +108,9 @@ class _Routing:
         """``backend``'s answer to a shadow copy, holding its lease; BackendError is the
         runner's to count."""
         with self.leases[backend].held() as held:
-            return await held.call(request.request, request.raw, deadline=deadline)
+            return await held.call(
+                request.request, request.raw, deadline=deadline, origin=request.origin
+            )
 
 
 class Dispatcher:
@@ -172,12 +174,18 @@ class Dispatcher:
             lease.retire()
         await self._closing.drain(_CLOSE_TIMEOUT_S, "shutdown: backend close too slow")
 
-    async def handle(self, request: Request, raw: bytes, *, peer: str) -> bytes:
-        """The answer bytes for one framed request (``raw`` is what the client sent)."""
+    async def handle(
+        self, request: Request, raw: bytes, *, peer: str, origin: str | None = None
+    ) -> bytes:
+        """The answer bytes for one framed request (``raw`` is what the client sent).
+
+        ``peer`` names the client in events; ``origin``, its IP address, is passed to every
+        backend call made for the request (the logon fan-out and shadow copies included).
+        """
         started = self._clock()
         routing = self._routing  # one table and one set of backends for the whole request
         decision = routing.table.route(request)
-        client = FramedRequest(request, raw)
+        client = FramedRequest(request, raw, origin)
         if isinstance(request, LogonRequest):
             answer, error = await self._logon(routing, decision, request, client)
         else:
@@ -216,7 +224,8 @@ class Dispatcher:
         if answer_fejlnr(answer) != _OK:
             return answer, error
         others = routing.session_sides - {decision.backend}
-        tokens = await self._fan_out(routing, decision, _plain_logon(request), others)
+        logon = _plain_logon(request)
+        tokens = await self._fan_out(routing, decision, logon, others, client.origin)
         home = decision.backend
         client_token, session = open_session(self.sessions, request, answer, home, tokens)
         if self._shared is not None:
@@ -225,10 +234,16 @@ class Dispatcher:
         return answer, error
 
     async def _fan_out(
-        self, routing: _Routing, decision: Decision, logon: LogonRequest, sides: frozenset[str]
+        self,
+        routing: _Routing,
+        decision: Decision,
+        logon: LogonRequest,
+        sides: frozenset[str],
+        origin: str | None,
     ) -> dict[str, str]:
-        """The token each other side gives the same logon; the password is not kept."""
-        sent = FramedRequest(logon, logon.encode())
+        """The token each other side gives the same logon (on behalf of the client at
+        ``origin``); the password is not kept."""
+        sent = FramedRequest(logon, logon.encode(), origin)
 
         async def one(side: str) -> tuple[str, str | None]:
             answer, _error = await self._leased(routing, replace(decision, backend=side), sent)
@@ -303,18 +318,19 @@ class Dispatcher:
     ) -> tuple[bytes, str]:
         """Call the decided backend holding its lease, so a reload cannot close it under us."""
         with routing.leases[decision.backend].held() as backend:
-            return await self._call(backend, decision, sent.request, sent.raw)
+            return await self._call(backend, decision, sent)
 
     async def _call(
-        self, backend: Backend, decision: Decision, request: Request, raw: bytes
+        self, backend: Backend, decision: Decision, sent: FramedRequest
     ) -> tuple[bytes, str]:
         """The backend's answer, or its error's wire code and why; a backend failure is
         never the client's."""
+        deadline, origin = decision.deadline, sent.origin
         try:
-            return await backend.call(request, raw, deadline=decision.deadline), ""
+            return await backend.call(sent.request, sent.raw, deadline=deadline, origin=origin), ""
         except BackendError as exc:
             self._bus.emit(BackendFailed(backend.name, decision.route, exc.kind, str(exc)))
-            return refusal(request, exc.wire), str(exc)
+            return refusal(sent.request, exc.wire), str(exc)
 
 
 def _plain_logon(request: LogonRequest) -> LogonRequest:

@@ -236,7 +236,9 @@ class _Backend:
     def name(self) -> str:
         return self._name
 
-    async def call(self, request: Request, raw: bytes, *, deadline: float) -> bytes:
+    async def call(
+        self, request: Request, raw: bytes, *, deadline: float, origin: str | None = None
+    ) -> bytes:
         self.arrived.set()
         await self.release.wait()
         return LOOKUP_ANSWER

@@ -25,8 +25,14 @@ class Backend(Protocol):
         """The backend's name from routing.yaml (a metric label)."""
         ...
 
-    async def call(self, request: Request, raw: bytes, *, deadline: float) -> bytes:
+    async def call(
+        self, request: Request, raw: bytes, *, deadline: float, origin: str | None = None
+    ) -> bytes:
         """Answer ``request`` (``raw`` is the bytes the client sent) within ``deadline`` seconds.
+
+        ``origin`` is the client's IP address as text (no port; None when unknown), for a
+        backend that applies per-address rules: the legacy kind can send it in a PROXY v2
+        header, the gRPC kind sends it as metadata ``x-cpr-client-address``.
 
         Returns answer bytes that satisfy the wire contract's shape; raises
         BackendUnavailable, BackendTimeout or BackendProtocolError otherwise.

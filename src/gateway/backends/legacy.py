@@ -5,11 +5,17 @@ bytes written unchanged, the answer read until EOF. The answer's shape is
 checked and its bytes are returned untouched, so the gateway relays them
 byte-identically. This is the only place that sees OSError, ssl.SSLError or a
 timeout from this kind of backend; each becomes a BackendError.
+
+With ``proxy_protocol: true`` each connection opens with a PROXY v2 header, in clear
+ahead of TLS, naming the client (its address; port 0, which the gateway does not pass
+on), so that the server's per-address rules (the customers' IP allow-lists) apply to
+the client and not to the gateway. A call without an origin sends a LOCAL header.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import ssl
 
 from gateway.backends.legacy_config import LegacyBackendConfig
@@ -21,6 +27,7 @@ from gateway.codec.headers import (
     answer_fejlnr,
     answer_length_field,
 )
+from gateway.codec.proxy_protocol import Address, encode_header
 from gateway.errors import (
     BackendProtocolError,
     BackendTimeout,
@@ -70,11 +77,14 @@ class LegacyBackend:
         """The backend's name from routing.yaml."""
         return self._config.name
 
-    async def call(self, request: Request, raw: bytes, *, deadline: float) -> bytes:
+    async def call(
+        self, request: Request, raw: bytes, *, deadline: float, origin: str | None = None
+    ) -> bytes:
         """Send ``raw`` on a new connection and return the answer bytes, shape-checked.
 
         Waits for one of the ``max_connections`` slots first; the wait counts
-        against ``deadline`` like the rest of the call.
+        against ``deadline`` like the rest of the call. ``origin`` (the client's IP
+        address) goes in the PROXY header when the backend is configured to get one.
         """
         writer: asyncio.StreamWriter | None = None
         answer: bytes | None = None
@@ -83,7 +93,7 @@ class LegacyBackend:
             async with asyncio.timeout(deadline):
                 await self._slots.acquire()
                 slot = True
-                reader, writer = await self._connect()
+                reader, writer = await self._connect(origin)
                 writer.write(raw)
                 await writer.drain()
                 answer = await _read_to_eof(reader, self.name)
@@ -108,8 +118,11 @@ class LegacyBackend:
     async def aclose(self) -> None:
         """Nothing to release: every call has its own connection."""
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """TCP connect within the connect timeout, then the TLS handshake.
+    async def _connect(
+        self, origin: str | None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """TCP connect within the connect timeout, the PROXY header if configured, then the
+        TLS handshake (which sends what was written before it first).
 
         The connect timeout catches a backend that is not there; the handshake is
         bounded by the route's deadline like the rest of the call, because under a
@@ -121,6 +134,8 @@ class LegacyBackend:
                 reader, writer = await asyncio.open_connection(self._config.host, self._config.port)
         except TimeoutError:
             raise BackendUnavailable(f"{self.name}: no connection within {timeout:g}s") from None
+        if self._config.proxy_protocol:
+            writer.write(_proxy_header(origin, writer.get_extra_info("peername")))
         if self._context is not None:
             try:
                 await writer.start_tls(self._context, server_hostname=self._server_name)
@@ -152,6 +167,22 @@ async def _close(writer: asyncio.StreamWriter, *, graceful: bool) -> None:
             await writer.wait_closed()
     except (TimeoutError, OSError):
         writer.transport.abort()
+
+
+def _proxy_header(origin: str | None, backend: object) -> bytes:
+    """A header for the client at ``origin``; its destination is the backend's own address
+    (the client's connection to the gateway is not the adapter's to know)."""
+    source = None if origin is None else _address(origin, 0)
+    destination = _address(*backend[:2]) if isinstance(backend, tuple) else None
+    return encode_header(source, destination)
+
+
+def _address(host: object, port: object) -> Address | None:
+    """``host`` and ``port`` as an Address; None when ``host`` is not an IP address."""
+    try:
+        return Address(ipaddress.ip_address(str(host)), int(str(port)))
+    except ValueError:
+        return None
 
 
 def _check_shape(name: str, request: Request, answer: bytes) -> None:

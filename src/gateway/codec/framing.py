@@ -87,11 +87,13 @@ class FramedRequest:
 
     The bytes are what a legacy backend relays unchanged; the value is what routing
     and the gRPC adapter read. Make another only through :meth:`with_token`, which
-    changes both.
+    changes both. ``origin`` is the client's IP address as text (None when unknown):
+    every backend call made for the request, copies included, is told it.
     """
 
     request: Request
     raw: bytes
+    origin: str | None = None
 
     @property
     def token(self) -> str:
@@ -104,7 +106,8 @@ class FramedRequest:
         request = self.request
         if not isinstance(request, LookupRequest):
             raise TypeError("a logon carries no token")
-        return FramedRequest(replace(request, token=token), request_with_token(self.raw, token))
+        changed = replace(request, token=token)
+        return FramedRequest(changed, request_with_token(self.raw, token), self.origin)
 
 
 def frame(data: bytes) -> Request:

@@ -71,7 +71,8 @@ class ShadowJob:
     shadows: tuple[Shadow, ...]
     #: The noise copy it was sampled for, if any.
     noise: Noise | None
-    #: The request as the client sent it (with the client's token).
+    #: The request as the client sent it (with the client's token, and its address: the
+    #: copies are sent on the client's behalf, and backends are told whose they are).
     client: FramedRequest
     #: The answer the client got (with the client's token): the control.
     answer: bytes
