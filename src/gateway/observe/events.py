@@ -17,8 +17,10 @@ from gateway.model import Operation
 
 #: Why a connection was closed without an answer, beyond the framing reasons.
 OVER_CAPACITY = "over_capacity"
+#: A trusted proxy's connection did not open with a valid PROXY v2 header in time.
+PROXY_HEADER = "proxy_header"
 #: Every ``RequestRejected.reason``; metrics pre-create one series per reason.
-REJECT_REASONS = (*REASONS, OVER_CAPACITY)
+REJECT_REASONS = (*REASONS, OVER_CAPACITY, PROXY_HEADER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,8 @@ class RequestRejected:
     reason: str
     #: Bytes received before giving up; never the bytes themselves (they may hold a PNR).
     received: int
+    #: What was wrong, when the reason alone does not say (a PROXY header's problem).
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,8 +85,16 @@ def log_event(event: Event) -> None:
                 _log.warning("request", error=event.error, **fields)
             else:
                 _log.info("request", **fields)
-        case RequestRejected():
+        case RequestRejected(detail=""):
             _log.info("rejected", reason=event.reason, received=event.received, peer=event.peer)
+        case RequestRejected():
+            _log.info(
+                "rejected",
+                reason=event.reason,
+                detail=event.detail,
+                received=event.received,
+                peer=event.peer,
+            )
         case InternalError():
             _log.error("internal_error", error=event.error, peer=event.peer)
         case Lifecycle():

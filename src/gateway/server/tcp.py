@@ -5,6 +5,11 @@ hand it to the dispatcher; write the answer in a single write and close. A reque
 that cannot be framed is closed without an answer (spec §1, project rule). One
 client's trouble never reaches another client or the server: every connection has
 its own bounds, and a failure while answering drops only that connection.
+
+Behind a load balancer (``listen.proxy_protocol``), connections from its trusted
+networks open with a PROXY v2 header naming the client (gateway.server.proxy_gate);
+that client is then the connection's peer everywhere: logs, events and the ``origin``
+that backends are told. Without the setting the listener is built exactly as before.
 """
 
 from __future__ import annotations
@@ -13,14 +18,17 @@ import asyncio
 import os
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from gateway.codec import Request
+from gateway.codec.proxy_protocol import Address
 from gateway.config.schema import Limits, Listen
 from gateway.dispatch import Dispatcher
-from gateway.errors import ConfigError, FramingError
+from gateway.errors import ConfigError, FramingError, ProxyHeaderError
 from gateway.observe.events import (
     OVER_CAPACITY,
+    PROXY_HEADER,
     ConnectionClosed,
     ConnectionOpened,
     EventBus,
@@ -28,6 +36,7 @@ from gateway.observe.events import (
     RequestRejected,
 )
 from gateway.server.connection import Connections, OneRequest, describe_failure
+from gateway.server.proxy_gate import ProxyGate
 from gateway.tls import server_context
 
 
@@ -43,6 +52,7 @@ class ClientListener:
         self._bus = bus
         self._server: asyncio.Server | None = None
         self._connections = Connections()
+        self._gate: ProxyGate | None = None
 
     @property
     def accepting(self) -> bool:
@@ -67,9 +77,14 @@ class ClientListener:
         where: dict[str, Any] = {"sock": sock}
         if sock is None:
             where = {"host": self._listen.host, "port": self._listen.port}
+        factory: Callable[[], asyncio.BaseProtocol] = self._connection
+        if self._listen.proxy_protocol is not None:
+            # TLS starts after the door (a trusted source's header comes first, in clear).
+            self._gate = ProxyGate(self._listen.proxy_protocol, context, self._bad_header)
+            factory, context = self._gated_connection, None
         try:
             self._server = await asyncio.get_running_loop().create_server(
-                self._connection,
+                factory,
                 **where,
                 ssl=context,
                 # A client that stalls the handshake is as slow as one that stalls its record.
@@ -95,26 +110,43 @@ class ClientListener:
 
     async def drain(self, grace_s: float) -> int:
         """Let in-flight connections finish within ``grace_s``; returns how many were cancelled."""
+        if self._gate is not None:
+            await self._gate.aclose()
         return await self._connections.drain(grace_s, "shutdown: grace period over")
 
-    def _connection(self) -> _Client:
-        return _Client(self._connections, self._limits, self._dispatcher, self._bus)
+    def _connection(self, source: Address | None = None) -> _Client:
+        return _Client(self._connections, self._limits, self._dispatcher, self._bus, source)
+
+    def _gated_connection(self) -> asyncio.BaseProtocol:
+        assert self._gate is not None
+        return self._gate.protocol(self._connection, self._limits.read_timeout)
+
+    def _bad_header(self, peer: str, error: ProxyHeaderError, received: int) -> None:
+        self._bus.emit(RequestRejected(peer, PROXY_HEADER, received, str(error)))
 
 
 class _Client(OneRequest):
     """One client connection: admitted within the limit, answered by the dispatcher."""
 
     def __init__(
-        self, connections: Connections, limits: Limits, dispatcher: Dispatcher, bus: EventBus
+        self,
+        connections: Connections,
+        limits: Limits,
+        dispatcher: Dispatcher,
+        bus: EventBus,
+        source: Address | None = None,
     ) -> None:
         super().__init__(connections, limits.read_timeout)
         self._max_connections = limits.max_connections
         self._dispatcher = dispatcher
         self._bus = bus
+        #: The client a trusted proxy named; None: the socket's peer is the client.
+        self._source = source
         self._peer = "unknown"
+        self._origin: str | None = None
 
     def admit(self) -> bool:
-        self._peer = _peer(self.transport)
+        self._peer, self._origin = _peer(self.transport, self._source)
         if len(self._connections) >= self._max_connections:
             self._bus.emit(RequestRejected(self._peer, OVER_CAPACITY, 0))
             return False
@@ -123,7 +155,7 @@ class _Client(OneRequest):
 
     async def answer(self, request: Request, record: bytes) -> bytes:
         # ``record``: the exact bytes the client sent, relayed unchanged on the legacy route.
-        return await self._dispatcher.handle(request, record, peer=self._peer)
+        return await self._dispatcher.handle(request, record, peer=self._peer, origin=self._origin)
 
     def rejected(self, error: FramingError, received: int) -> None:
         self._bus.emit(RequestRejected(self._peer, error.reason, received))
@@ -145,12 +177,16 @@ def _server_context(listen: Listen) -> ssl.SSLContext | None:
         raise ConfigError([f"listen.tls: cannot load {listen.tls.cert}: {exc}"]) from None
 
 
-def _peer(transport: asyncio.BaseTransport) -> str:
-    """``host:port`` of the client, for logs (an address, never request contents)."""
+def _peer(transport: asyncio.BaseTransport, source: Address | None) -> tuple[str, str | None]:
+    """``host:port`` of the client, for logs (an address, never request contents), and its
+    address alone, for backends (None when unknown): the one a trusted proxy named, else
+    the socket's peer."""
+    if source is not None:
+        return str(source), str(source.ip)
     address = transport.get_extra_info("peername")
     if isinstance(address, tuple) and len(address) >= 2:
-        return f"{address[0]}:{address[1]}"
-    return "unknown"
+        return f"{address[0]}:{address[1]}", str(address[0])
+    return "unknown", None
 
 
 def _reason(exc: OSError) -> str:
