@@ -9,13 +9,14 @@
             answer = await lookup(emu.endpoint, DEMO_PRIV.who, token, emu.pnrs(1)[0])
 
 What :func:`running_emulator` does to the config it is given (default: the shipped
-emulator.yaml): listens on 127.0.0.1 port 0; answers from a register of ``persons``
-generated once per process into a temporary directory (seed 1); keeps its state in
-``workdir`` (a fresh temporary directory unless given, so pass the same ``workdir``
-twice to test a restart); presents a certificate from a throwaway development CA
-in ``workdir/tls`` unless ``tls=False``; and lowers the scrypt cost to the minimum,
-so logons take milliseconds. Everything else (customers, timing, maintenance) is
-the caller's: change it with :func:`dataclasses.replace` before passing it in.
+emulator.yaml): listens on 127.0.0.1 port 0 (its ``listen.proxy_protocol`` kept); answers
+from a register of ``persons`` generated once per process into a temporary directory
+(seed 1); keeps its state in ``workdir`` (a fresh temporary directory unless given, so
+pass the same ``workdir`` twice to test a restart); presents a certificate from a
+throwaway development CA in ``workdir/tls`` unless ``tls=False``; and lowers the scrypt
+cost to the minimum, so logons take milliseconds. Everything else (customers, timing,
+maintenance) is the caller's: change it with :func:`dataclasses.replace` before passing
+it in.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 from cpr_accounts.clock import Clock, utc_now
 from cpr_devtools.client import Credentials, Endpoint
 from cpr_devtools.pki import ensure_dev_pki
-from cpr_mainframe.config import EmulatorConfig, Listen, Tls, default_config_path, load_config
+from cpr_mainframe.config import EmulatorConfig, Tls, default_config_path, load_config
 from cpr_mainframe.register.generate import generate
 from cpr_mainframe.register.store import Register
 from cpr_mainframe.server import Emulator
@@ -118,7 +119,7 @@ async def running_emulator(
             ca, server_tls = pki.ca_cert, Tls(pki.cert("emulator"), pki.key("emulator"))
         effective = replace(
             base,
-            listen=Listen("127.0.0.1", 0),
+            listen=replace(base.listen, host="127.0.0.1", port=0),
             tls=server_tls,
             register=register_of(persons),
             state=workdir / "emulator-state.sqlite",

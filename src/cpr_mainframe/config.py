@@ -18,6 +18,7 @@ from cpr_accounts.auth import password_problem
 from cpr_accounts.customers import Customer, IPNetwork, User
 from cpr_mainframe.schema import TIMEZONE, EmulatorConfig, Listen, Tls, Window, local_zone
 from gateway.config.reader import read_yaml
+from gateway.config.schema import ProxyProtocol
 from gateway.errors import ConfigError
 from gateway.model import Family
 from gateway.render.task import OFF4_RECORD_TYPES, AddressStyle, NameFormat, Task
@@ -141,11 +142,20 @@ class _Reader:
         return None if self.problems else config
 
     def listen(self, raw: object, path: str) -> Listen:
-        """Host and port."""
-        s = self.mapping(raw, path, ("host", "port"))
+        """Host and port; the sources trusted to send a PROXY v2 header first."""
+        s = self.mapping(raw, path, ("host", "port", "proxy_protocol"))
         host = self.get(s, path, "host", _string, _DEFAULTS.listen.host)
         port = self.get(s, path, "port", _port, _DEFAULTS.listen.port)
-        return Listen(host, port)
+        proxy = self.get(s, path, "proxy_protocol", self.proxy_protocol, None)
+        return Listen(host, port, proxy)
+
+    def proxy_protocol(self, raw: object, path: str) -> ProxyProtocol:
+        """``trusted``: networks (CIDR) whose connections open with a PROXY v2 header."""
+        s = self.mapping(raw, path, ("trusted",))
+        trusted = self.get(
+            s, path, "trusted", lambda v, p: self.items(v, p, _network, allow_empty=False), _MISSING
+        )
+        return ProxyProtocol(tuple(trusted or ()))
 
     def tls(self, raw: object, path: str) -> Tls | None:
         """Certificate and key, or null for plaintext (tests, trusted networks)."""

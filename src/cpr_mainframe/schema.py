@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpr_accounts.customers import Customer
+from gateway.config.schema import ProxyProtocol
 from gateway.domain import calendar
 
 #: Maintenance windows and the answer date are read in the mainframe operators' time zone
@@ -26,6 +27,9 @@ class Listen:
 
     host: str = "127.0.0.1"
     port: int = 5001
+    #: Sources (a gateway, a load balancer) that open each connection with a PROXY v2
+    #: header naming the client, whose address the allow-lists then see; None: nobody.
+    proxy_protocol: ProxyProtocol | None = None
 
 
 @dataclass(frozen=True, slots=True)

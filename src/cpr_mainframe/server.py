@@ -6,6 +6,11 @@ answer 04 in a maintenance window; otherwise take one of ``regions`` transaction
 slots, as a mainframe region would, waiting in a queue of at most ``queue_limit``
 (beyond it: 08 at once); spend ``service_time_ms`` in the slot; write the whole
 answer in a single ``write`` and close without waiting for the client's EOF.
+
+With ``listen.proxy_protocol`` set, connections from its trusted networks (a gateway
+whose legacy backend has ``proxy_protocol: true``, or a load balancer) open with a
+PROXY v2 header (gateway.server.proxy_gate); the client it names is the address the
+customers' allow-lists (FEJLNR 16) are checked against.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import collections
 import datetime as dt
 import ipaddress
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -29,9 +35,12 @@ from cpr_mainframe.handler import in_maintenance as closed_for_maintenance
 from cpr_mainframe.register.store import Register
 from cpr_mainframe.schema import EmulatorConfig
 from gateway.codec import Request
-from gateway.errors import ConfigError, FramingError
+from gateway.codec.proxy_protocol import Address
+from gateway.errors import ConfigError, FramingError, ProxyHeaderError
 from gateway.model import FejlNr
+from gateway.observe.events import PROXY_HEADER
 from gateway.server.connection import Connections, OneRequest, describe_failure
+from gateway.server.proxy_gate import ProxyGate
 from gateway.tls import server_context
 
 _log = structlog.get_logger("cpr_mainframe")
@@ -60,6 +69,7 @@ class Emulator:
         self._queued = 0
         self._connections = Connections()
         self._server: asyncio.Server | None = None
+        self._gate: ProxyGate | None = None
         self._handler: Handler | None = None
         self._register: Register | None = None
         self._state: StateStore | None = None
@@ -111,8 +121,13 @@ class Emulator:
         return str(host), int(port)
 
     async def _listen(self, context: ssl.SSLContext | None) -> asyncio.Server:
+        factory: Callable[[], asyncio.BaseProtocol] = self._connection
+        proxy = self.config.listen.proxy_protocol
+        if proxy is not None:  # TLS starts after a trusted source's header, which is in clear
+            self._gate = ProxyGate(proxy, context, self._bad_header)
+            factory, context = self._gated_connection, None
         return await asyncio.get_running_loop().create_server(
-            lambda: _Client(self),
+            factory,
             self.config.listen.host,
             self.config.listen.port,
             ssl=context,
@@ -127,6 +142,8 @@ class Emulator:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self._gate is not None:
+            await self._gate.aclose()
         cancelled = await self._connections.drain(grace, "emulator shutdown: grace period over")
         if cancelled:
             _log.warning("emulator shutdown cancelled requests", cancelled=cancelled)
@@ -142,6 +159,23 @@ class Emulator:
             for user in customer.users:
                 if await auth.seed(customer.number, user.id, user.password, now):
                     _log.info("emulator user seeded", customer=customer.number, user=user.id)
+
+    def _connection(self, source: Address | None = None) -> _Client:
+        return _Client(self, source)
+
+    def _gated_connection(self) -> asyncio.BaseProtocol:
+        assert self._gate is not None
+        return self._gate.protocol(self._connection, self.config.read_timeout_s)
+
+    def _bad_header(self, peer: str, error: ProxyHeaderError, received: int) -> None:
+        self.stats.rejected[PROXY_HEADER] += 1
+        _log.warning(
+            "emulator request rejected",
+            reason=PROXY_HEADER,
+            detail=str(error),
+            received=received,
+            peer=peer,
+        )
 
     async def _answer(self, request: Request, peer: IPAddress | None) -> Outcome:
         """04 when closed, 08 when the queue is full, else the handler's answer in a region."""
@@ -168,9 +202,11 @@ class Emulator:
 class _Client(OneRequest):
     """One client connection of the emulator: counted in its stats, answered by its handler."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Emulator, source: Address | None = None) -> None:
         super().__init__(emulator._connections, emulator.config.read_timeout_s)
         self._emulator = emulator
+        #: The client a trusted proxy named; None: the socket's peer is the client.
+        self._source = source
 
     def admit(self) -> bool:
         if len(self._emulator._connections) >= self._emulator.config.max_connections:
@@ -180,7 +216,8 @@ class _Client(OneRequest):
 
     async def answer(self, request: Request, record: bytes) -> bytes:
         started = asyncio.get_running_loop().time()
-        outcome = await self._emulator._answer(request, _peer(self.transport))
+        client = _peer(self.transport) if self._source is None else self._source.ip
+        outcome = await self._emulator._answer(request, client)
         self._emulator.stats.answered[outcome.fejlnr] += 1
         _log.info(
             "emulator request",

@@ -202,7 +202,9 @@ async def test_the_client_s_address_reaches_every_backend_call(tmp_path: Path) -
     ):
         base = gateway_config(primary)
         backends = {
-            "mainframe": replace(base.backends["mainframe"], proxy_protocol=True),
+            "mainframe": LegacyBackendConfig(
+                "mainframe", "127.0.0.1", primary, None, proxy_protocol=True
+            ),
             "persons-v2": LegacyBackendConfig(
                 "persons-v2", "127.0.0.1", shadow, None, proxy_protocol=True
             ),
