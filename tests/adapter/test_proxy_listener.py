@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Iterator
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from gateway_harness import (
     Running,
     backend_server,
     canned,
+    free_port,
     gateway_config,
     next_event,
     raw_connection,
@@ -227,3 +230,66 @@ async def test_the_client_s_address_reaches_every_backend_call(tmp_path: Path) -
     named = Address(CLIENT.ip, 0)  # the gateway passes the address on, not the port
     assert [h.source for h in primary_headers] == [named, named]
     assert [h.source for h in shadow_headers] == [named, named]
+
+
+def _haproxy_cfg(front: int, gateway: int) -> str:
+    """HAProxy in TCP mode in front of the gateway, as the fleet runs it: ``send-proxy-v2``."""
+    return "\n".join(
+        [
+            "defaults",
+            "    mode tcp",
+            "    timeout connect 2s",
+            "    timeout client 10s",
+            "    timeout server 10s",
+            "frontend clients",
+            f"    bind 127.0.0.1:{front}",
+            "    default_backend gateways",
+            "backend gateways",
+            f"    server gateway 127.0.0.1:{gateway} send-proxy-v2",
+            "",
+        ]
+    )
+
+
+@asynccontextmanager
+async def haproxy(config: Path, front: int) -> AsyncIterator[None]:
+    """A real HAProxy for the block, once its front port accepts connections."""
+    binary = shutil.which("haproxy")
+    assert binary is not None, "haproxy is not installed (Debian package haproxy)"
+    process = await asyncio.create_subprocess_exec(
+        binary, "-db", "-f", str(config), stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    _reader, writer = await asyncio.open_connection("127.0.0.1", front)
+                except OSError:
+                    assert process.returncode is None, "haproxy stopped"
+                    await asyncio.sleep(0.05)
+                    continue
+                writer.close()
+                break
+        yield
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_behind_a_real_haproxy_the_peer_is_the_client_s_own_socket(
+    tmp_path: Path,
+) -> None:
+    """HAProxy's own v2 header reads as the client's address and port (the port of the
+    client's socket, not of HAProxy's connection to the gateway)."""
+    async with backend_server(canned()) as port, running(behind(gateway_config(port))) as run:
+        peers = peers_of(run)
+        front = free_port()
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(_haproxy_cfg(front, run.client.port), encoding="utf-8")
+        async with haproxy(config, front):
+            reader, writer = await asyncio.open_connection("127.0.0.1", front)
+            own_port = writer.get_extra_info("sockname")[1]
+            writer.write(LOOKUP.encode())
+            assert await read_all(reader) == LOOKUP_ANSWER
+            writer.close()
+    assert peers == [f"127.0.0.1:{own_port}"]
