@@ -12,7 +12,9 @@ apart without loading the PostgreSQL driver, and :func:`redact` names either in
 a message without its password.
 
 Foreign errors stop here: every driver error becomes :class:`DatabaseError`
-carrying the driver's primary message only, never the statement's values.
+carrying the driver's primary message only, never the statement's values; a
+connection that cannot be made is a :class:`ConnectionFailed`, which says whether
+trying again later may help.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ def redact(location: str) -> str:
     """A DSN with any password replaced by ``***``, for messages; a file path as it is."""
     if not is_dsn(location):
         return location
-    parts = urllib.parse.urlsplit(location)
+    try:
+        parts = urllib.parse.urlsplit(location)
+    except ValueError:  # unreadable (an unclosed IPv6 bracket): no part of it is safe to show
+        return location.partition("://")[0] + "://***"
     userinfo, at, hostport = parts.netloc.rpartition("@")
     if ":" in userinfo:
         userinfo = userinfo.partition(":")[0] + ":***"
@@ -50,6 +55,22 @@ def redact(location: str) -> str:
 
 class DatabaseError(Exception):
     """A statement failed or the database cannot be reached (the driver's message, no values)."""
+
+
+class ConnectionFailed(DatabaseError):
+    """No connection to the server could be made.
+
+    ``refused`` when what the location asks for was turned down: the credentials,
+    the server's rules for this client, or an option the driver cannot use. Trying
+    again cannot help until someone changes the configuration. Otherwise the server
+    could not take the connection now (unreachable, timed out, unknown host,
+    starting up or shutting down, out of connection slots, the database not created
+    yet), and a later attempt may succeed.
+    """
+
+    def __init__(self, message: str, *, refused: bool) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,9 @@ The connection runs in autocommit mode, so a read never leaves a transaction
 open on the server; :meth:`PostgresDatabase.transaction` opens one explicitly.
 A connection that broke (the server restarted, an administrator ended the
 session) is replaced at the start of the next statement or transaction outside
-a transaction: the call that met the break fails, the ones after it work again.
+a transaction: the call that met the break fails, the ones after it work again,
+or fail with :class:`~gateway.storage.database.ConnectionFailed` while no new
+connection can be made.
 
 The DSN may hold a password; :func:`redact` is the only form of it that goes
 into a message.
@@ -12,6 +14,7 @@ into a message.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -19,7 +22,14 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from gateway.storage.database import DatabaseError, Dialect, Result, is_dsn, redact
+from gateway.storage.database import (
+    ConnectionFailed,
+    DatabaseError,
+    Dialect,
+    Result,
+    is_dsn,
+    redact,
+)
 
 # is_dsn and redact live in gateway.storage.database (no psycopg needed to tell a DSN from a
 # path); they stay importable from here for the callers that connect.
@@ -28,6 +38,19 @@ __all__ = ["CONNECT_TIMEOUT_S", "PostgresDatabase", "is_dsn", "redact"]
 #: Seconds to wait for a server that does not answer before giving up on a connection;
 #: without it libpq waits as long as TCP does (minutes), here and at every reconnect.
 CONNECT_TIMEOUT_S = 10
+#: What the server or libpq says when it turns down what the DSN asks for, rather than being
+#: unable to take a connection now: the credentials (a role that does not exist is one: with
+#: passwords the server reports it as a failed authentication anyway), the server's rules for
+#: this client, its TLS demands, an option libpq cannot use. A connection fails without a
+#: SQLSTATE, so the (English) message is all there is to go by; a translated one reads as
+#: "not now", which errs on the side of trying again. A database that does not exist is "not
+#: now" on purpose: it is the one thing a first start cannot create, and a fleet's database is
+#: often created by a job that runs alongside the first replicas.
+_REFUSED = re.compile(
+    r"authentication failed|pg_hba\.conf|role \".*\" does not exist|not permitted to log in"
+    r"|permission denied for database|no password supplied|server does not support SSL"
+    r"|certificate|connection is bad: (invalid|could not match)"
+)
 
 
 class PostgresDatabase:
@@ -36,7 +59,7 @@ class PostgresDatabase:
     dialect: Dialect = "postgresql"
 
     def __init__(self, dsn: str) -> None:
-        """Connect to ``dsn``; DatabaseError when the server cannot be reached or refuses."""
+        """Connect to ``dsn``; ConnectionFailed when the server cannot be reached or refuses."""
         self._dsn = dsn
         self._in_transaction = False
         self._connection = _connect(dsn)
@@ -82,7 +105,9 @@ def _connect(dsn: str) -> psycopg.Connection[TupleRow]:
         return psycopg.connect(dsn, autocommit=True)
     except psycopg.Error as exc:
         # libpq's message names host and port, never the password; only its first line.
-        raise DatabaseError(str(exc).strip().splitlines()[0]) from None
+        message = str(exc).strip().splitlines()[0]
+        refused = not isinstance(exc, psycopg.OperationalError) or _REFUSED.search(message)
+        raise ConnectionFailed(message, refused=bool(refused)) from None
 
 
 def _placeholders(sql: str) -> str:
