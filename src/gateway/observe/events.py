@@ -184,9 +184,20 @@ class LoopLagSampled:
 class ShadowSamplesLost:
     """Comparisons that did not reach the mismatch store (its queue was full, or it failed)."""
 
-    #: ``queue_full`` or ``store_error``.
+    #: ``queue_full``, ``store_error``, or ``store_unavailable`` (the store was not open:
+    #: announced once by ShadowStoreState, not per sample).
     reason: str
     count: int
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowStoreState:
+    """The mismatch store could not be opened or reached (once per run of failed attempts
+    with one cause, not per attempt or lost comparison), or is open again after that."""
+
+    available: bool
+    #: Why it is not available (the database's message, a DSN without its password).
     detail: str = ""
 
 
@@ -243,6 +254,7 @@ Event = (
     | ShadowVerdict
     | ShadowQueue
     | ShadowSamplesLost
+    | ShadowStoreState
     | LoopLagSampled
     | InternalError
     | Lifecycle

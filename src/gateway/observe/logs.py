@@ -25,6 +25,7 @@ from gateway.observe.events import (
     SessionStoreCall,
     ShadowCompleted,
     ShadowSamplesLost,
+    ShadowStoreState,
 )
 
 #: Bound afresh by each :func:`configure_logging`: a bound logger skips the lookup of the
@@ -113,10 +114,16 @@ def log_event(event: Event) -> None:
             )
         case ShadowCompleted():
             _log_shadow(event)
+        case ShadowSamplesLost(reason="store_unavailable"):
+            pass  # counted; logged once per outage, as its ShadowStoreState
         case ShadowSamplesLost():
             _log.warning(
                 "shadow_samples_lost", reason=event.reason, count=event.count, detail=event.detail
             )
+        case ShadowStoreState(available=False):
+            _log.warning("shadow_store_unavailable", detail=event.detail)
+        case ShadowStoreState():
+            _log.info("shadow_store_available")
         case _:
             pass
 

@@ -149,10 +149,11 @@ class Metrics:
         )
         self.shadow_lost = Counter(
             "cpr_gateway_shadow_samples_lost",
-            "Comparisons not stored: queue_full (store too slow) or store_error.",
+            "Comparisons not stored: queue_full (store too slow), store_error, or "
+            "store_unavailable (not open: down, unreachable, being retried).",
             ("reason",), registry=r,
         )  # fmt: skip
-        for reason in ("queue_full", "store_error"):
+        for reason in ("queue_full", "store_error", "store_unavailable"):
             self.shadow_lost.labels(reason)
         self.loop_lag = Gauge(
             "cpr_gateway_event_loop_lag_seconds",
