@@ -17,6 +17,7 @@ restart, and the gateway says so (log warning, ``cpr_gateway_config_restart_pend
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import socket
 import time
@@ -54,7 +55,8 @@ from gateway.sessions.table import SessionBroker
 from gateway.shadow.pseudonym import Pseudonymiser, load_key
 from gateway.shadow.runner import ShadowRunner
 from gateway.shadow.store import MismatchStore
-from gateway.shadow.writer import SampleWriter
+from gateway.shadow.writer import START_WAIT_S, SampleWriter
+from gateway.storage.database import is_dsn
 from gateway.tls import bound_tls_buffers
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -228,7 +230,7 @@ class Gateway:
                 return False
             self._apply(new, backends, trigger)
             if self._writer is not None:
-                await self._writer.set_thresholds(shadow_policies(new.routes).values())
+                self._writer.set_thresholds(shadow_policies(new.routes).values())
             return True
 
     async def aclose(self) -> None:
@@ -285,22 +287,25 @@ class Gateway:
     async def _shadow_runner(self, config: GatewayConfig, sessions: SessionBroker) -> ShadowRunner:
         """The runner for shadow copies, writing to the mismatch store when one is configured.
 
-        ConfigError when the store or the pseudonym key cannot be used.
+        ConfigError when the pseudonym key cannot be used, or the store cannot be as configured;
+        a PostgreSQL store that cannot be reached now is opened later (gateway.shadow.writer).
         """
         shadowing = config.shadowing
         pseudonymiser = None
         if shadowing.store is not None:
             key = await asyncio.to_thread(load_key, shadowing.key_file)
-            store = await asyncio.to_thread(
+            pseudonymiser = Pseudonymiser(key)
+            open_store = functools.partial(
                 MismatchStore.open,
                 shadowing.store,
                 max_rows=shadowing.retention.max_rows,
                 max_age_s=shadowing.retention.max_age,
             )
-            pseudonymiser = Pseudonymiser(key)
-            self._writer = SampleWriter(store, self.bus)
-            self._writer.start()
-            await self._writer.set_thresholds(shadow_policies(config.routes).values())
+            writer = SampleWriter(open_store, self.bus)
+            writer.set_thresholds(shadow_policies(config.routes).values())
+            # A file answers at once; a server that does not answer must not hold the start.
+            await writer.start(wait_s=START_WAIT_S if is_dsn(shadowing.store) else None)
+            self._writer = writer
         return ShadowRunner(
             self.bus,
             sessions,

@@ -1,5 +1,6 @@
 """The mismatch store of a fleet: several gateways writing into one real PostgreSQL store, the
-report over all of them, and a store that fails or slows down under the writer."""
+report over all of them, a store that fails or slows down under the writer, and one that is
+not there when a gateway starts (the gateway serves, and fills it once it is)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 import functools
 import io
 import json
+import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +17,9 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
+import aiohttp
 import psycopg
 import pytest
 import structlog
@@ -24,13 +29,14 @@ from gateway_harness import (
     LOOKUP_ANSWER,
     backend_server,
     canned,
+    free_port,
     gateway_config,
     running,
 )
 from pg_server import Cluster, pg_dsn_fixture, postgres_fixture  # noqa: F401 (fixtures)
 from psycopg.conninfo import conninfo_to_dict
 
-from cpr_devtools.client import exchange
+from cpr_devtools.client import Endpoint, exchange
 from cpr_services.schema import PG_MIGRATIONS
 from cpr_services.store import ModernStore
 from gateway import storage
@@ -42,13 +48,19 @@ from gateway.comparison import FieldKey, Shadow, Thresholds, Verdict
 from gateway.config.schema import BUCKETS, GatewayConfig, Match, Route, Shadowing
 from gateway.errors import ConfigError
 from gateway.model import FejlNr, Operation
-from gateway.observe.events import Event, EventBus, ShadowCompleted, ShadowSamplesLost
+from gateway.observe.events import (
+    Event,
+    EventBus,
+    ShadowCompleted,
+    ShadowSamplesLost,
+    ShadowStoreState,
+)
 from gateway.observe.logs import configure_logging, log_event
 from gateway.observe.metrics import Metrics
 from gateway.shadow.compare import Comparison, FieldDiff
 from gateway.shadow.pseudonym import Pseudonymiser
 from gateway.shadow.report import build_report
-from gateway.shadow.store import MismatchStore, Sample
+from gateway.shadow.store import MismatchStore, Sample, StoreUnavailable
 from gateway.shadow.store_db import PG_SCHEMA
 from gateway.shadow.writer import SampleWriter
 
@@ -59,6 +71,7 @@ PSEUDONYM = Pseudonymiser(b"f" * 32).pnr("0101601234")  # a synthetic PNR
 PER_REPLICA, BATCH = 400, 8
 #: Stays out of the test's way: a hang in the code under test fails, it does not block CI.
 HANG_GUARD_S = 60.0
+E = TypeVar("E")
 
 
 def _sample(replica: str, n: int) -> Sample:
@@ -154,7 +167,13 @@ async def test_two_running_gateways_fill_one_store_and_diff_counts_both(
     assert (op["requests"]["compared"], op["requests"]["differing"]) == (2 * lookups, 0)
 
 
-def _shadowed_config(primary: int, shadow: int, store: str, tmp_path: Path) -> GatewayConfig:
+def _shadowed_config(
+    primary: int,
+    shadow: int,
+    store: str | Path,
+    tmp_path: Path,
+    thresholds: Thresholds = Thresholds(),  # noqa: B008 - frozen
+) -> GatewayConfig:
     """Lookups to ``mainframe`` shadowed 100% to ``persons-v2``, stored at ``store``."""
     base = gateway_config(primary)
     lookups = Route(
@@ -163,6 +182,7 @@ def _shadowed_config(primary: int, shadow: int, store: str, tmp_path: Path) -> G
         "mainframe",
         2.0,
         (Shadow("persons-v2", BUCKETS, 5.0),),
+        thresholds=thresholds,
     )
     backends = {
         **base.backends,
@@ -316,35 +336,55 @@ def log_output() -> Iterator[io.StringIO]:
     structlog.reset_defaults()
 
 
-class Losses:
-    """The bus's ShadowSamplesLost events, awaitable one by one."""
+class Arrivals(Generic[E]):
+    """The bus's events of one type, awaitable one by one."""
 
-    def __init__(self, bus: EventBus) -> None:
-        self._queue: asyncio.Queue[ShadowSamplesLost] = asyncio.Queue()
+    def __init__(self, bus: EventBus, kind: type[E]) -> None:
+        self._kind = kind
+        self._queue: asyncio.Queue[E] = asyncio.Queue()
         bus.subscribe(self._on_event)
 
     def _on_event(self, event: Event) -> None:
-        if isinstance(event, ShadowSamplesLost):
+        if isinstance(event, self._kind):
             self._queue.put_nowait(event)
 
-    async def next(self) -> ShadowSamplesLost:
+    async def next(self) -> E:
         return await asyncio.wait_for(self._queue.get(), HANG_GUARD_S)
+
+
+def _telemetry() -> tuple[EventBus, Metrics]:
+    """A bus that feeds a fresh registry and the log subscriber."""
+    bus, metrics = EventBus(), Metrics()
+    bus.subscribe(metrics.on_event)
+    bus.subscribe(log_event)
+    return bus, metrics
+
+
+def _lost(metrics: Metrics, reason: str) -> float | None:
+    return metrics.registry.get_sample_value(
+        "cpr_gateway_shadow_samples_lost_total", {"reason": reason}
+    )
+
+
+def _store_lines(log_output: io.StringIO) -> list[dict[str, Any]]:
+    """The logged lines about the store: lost samples, and the store going and coming."""
+    names = ("shadow_samples_lost", "shadow_store_unavailable", "shadow_store_available")
+    logged = [json.loads(line) for line in log_output.getvalue().splitlines()]
+    return [line for line in logged if line["event"] in names]
 
 
 async def test_a_store_that_is_slow_or_down_costs_only_its_samples(
     postgres: Cluster, pg_dsn: str, log_output: io.StringIO
 ) -> None:
-    """Each failing batch (a statement past its timeout, a connection cut, a server refusing
-    connections) is counted and logged as store_error and lost; the writer goes on, and the
-    first batch after the store is back is stored."""
-    bus, metrics = EventBus(), Metrics()
-    bus.subscribe(metrics.on_event)
-    bus.subscribe(log_event)
-    losses = Losses(bus)
+    """A batch that fails (a statement past its timeout, a connection cut under it) is counted
+    and logged as store_error and lost. Once no new connection is accepted, the store is not
+    open: samples are store_unavailable, logged once; the writer opens it again when it can,
+    and the comparisons after that are stored."""
+    bus, metrics = _telemetry()
+    losses, states = Arrivals(bus, ShadowSamplesLost), Arrivals(bus, ShadowStoreState)
     short = pg_dsn + "&options=-c%20statement_timeout%3D100"  # the DSN's own value wins
-    store = await asyncio.to_thread(MismatchStore.open, short)
-    writer = SampleWriter(store, bus)
-    writer.start()
+    writer = SampleWriter(functools.partial(MismatchStore.open, short), bus)
+    await writer.start()
     database = conninfo_to_dict(pg_dsn)["dbname"]
     with postgres.admin() as admin:
         with psycopg.connect(pg_dsn) as locker:  # slow: the counters are locked
@@ -360,19 +400,28 @@ async def test_a_store_that_is_slow_or_down_costs_only_its_samples(
         cut = await losses.next()
         writer.put(_sample("mainframe", 2))  # no new one is accepted
         down = await losses.next()
+        gone = await states.next()
+        writer.put(_sample("mainframe", 3))  # lost at once while the store is not open
+        while_gone = await losses.next()
         admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
-    writer.put(_sample("mainframe", 3))
+    back = await states.next()
+    writer.put(_sample("mainframe", 6))
     await writer.aclose(HANG_GUARD_S)
-    assert [(e.reason, e.count) for e in (slow, cut, down)] == [("store_error", 1)] * 3
+    assert [(e.reason, e.count) for e in (slow, cut)] == [("store_error", 1)] * 2
+    assert [(e.reason, e.count) for e in (down, while_gone)] == [("store_unavailable", 1)] * 2
     assert "statement timeout" in slow.detail
-    lost = {"reason": "store_error"}
-    assert metrics.registry.get_sample_value("cpr_gateway_shadow_samples_lost_total", lost) == 3
-    logged = [json.loads(line) for line in log_output.getvalue().splitlines()]
-    warned = [line for line in logged if line["event"] == "shadow_samples_lost"]
-    assert [line["reason"] for line in warned] == ["store_error"] * 3
+    assert not gone.available and "not currently accepting connections" in gone.detail
+    assert back.available
+    assert (_lost(metrics, "store_error"), _lost(metrics, "store_unavailable")) == (2, 2)
+    lines = [(line["event"], line.get("reason")) for line in _store_lines(log_output)]
+    assert lines == [
+        *[("shadow_samples_lost", "store_error")] * 2,
+        ("shadow_store_unavailable", None),
+        ("shadow_store_available", None),
+    ]
     with MismatchStore.open(pg_dsn, prune=False) as reader:
         assert reader.tally("lookups", "persons-v2").operations["lookup"].compared == 1
-        assert reader.row_count() == 1  # sample 3 differs; 0, 1 and 2 never arrived
+        assert reader.row_count() == 1  # sample 6 differs; 0 to 3 never arrived
 
 
 def test_a_sqlite_store_never_loads_psycopg(tmp_path: Path) -> None:
@@ -414,3 +463,187 @@ def _routing(store: str) -> str:
         "  - {name: rest, match: {}, backend: mainframe, deadline: 5s}\n"
         f"shadowing: {{store: {store}}}\n"
     )
+
+
+# -- a store that is not there at start -------------------------------------------------------
+
+
+async def _get(gateway: Gateway, path: str) -> tuple[int, str]:
+    host, port = gateway.admin_address
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{host}:{port}{path}") as response,
+    ):
+        return response.status, await response.text()
+
+
+async def _lookups(client: Endpoint, count: int) -> None:
+    """Log on, then ``count`` lookups, each answered 00 as the primary answers it."""
+    logon = LogonAnswer.decode(await exchange(client, LOGON.encode()))
+    assert logon.fejlnr is FejlNr.OK
+    for _ in range(count):
+        assert await exchange(client, LOOKUP.encode()) == LOOKUP_ANSWER
+
+
+async def test_a_gateway_whose_store_is_down_starts_and_serves(
+    tmp_path: Path, log_output: io.StringIO
+) -> None:
+    """shadowing.store a DSN to a closed port: the gateway starts, /readyz says ready, every
+    lookup is answered 00; each comparison is lost as store_unavailable, and the one cause
+    is logged once, with the DSN's password hidden."""
+    lookups = 5
+    dsn = f"postgresql://gateway:s3cret-pw@127.0.0.1:{free_port()}/shadow"
+    async with (
+        backend_server(canned()) as primary,
+        backend_server(canned()) as shadow,
+        running(_shadowed_config(primary, shadow, dsn, tmp_path)) as run,
+    ):
+        losses = Arrivals(run.gateway.bus, ShadowSamplesLost)
+        assert await _get(run.gateway, "/readyz") == (200, "ready\n")
+        await _lookups(run.client, lookups)
+        lost = [await losses.next() for _ in range(lookups)]
+        counted = _lost(run.gateway.metrics, "store_unavailable")
+    assert {(e.reason, e.count) for e in lost} == {("store_unavailable", 1)} and counted == lookups
+    (line,) = _store_lines(log_output)
+    assert line["event"] == "shadow_store_unavailable" and line["level"] == "warning"
+    assert "gateway:***@127.0.0.1" in line["detail"] and "Connection refused" in line["detail"]
+    assert "s3cret-pw" not in log_output.getvalue()
+
+
+async def test_a_store_created_after_the_start_gets_the_later_comparisons(
+    postgres: Cluster, tmp_path: Path, log_output: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DSN whose database does not exist yet: the gateway starts and serves; once the
+    database is created, the writer makes the store in it (no restart), the route's
+    thresholds and the comparisons made since land there, and diff reports them."""
+    database = f"late_{os.getpid()}"
+    dsn, later = postgres.dsn(database), 4
+    try:
+        async with backend_server(canned()) as primary, backend_server(canned()) as shadow:
+            config = _shadowed_config(primary, shadow, dsn, tmp_path, Thresholds(min_samples=3))
+            async with running(config) as run:
+                losses = Arrivals(run.gateway.bus, ShadowSamplesLost)
+                states = Arrivals(run.gateway.bus, ShadowStoreState)
+                await _lookups(run.client, 1)
+                assert (await losses.next()).reason == "store_unavailable"
+                with postgres.admin() as admin:
+                    admin.execute(f"CREATE DATABASE {database}")
+                assert (await states.next()).available
+                compared = _completions(run.gateway, later)
+                await _lookups(run.client, later)
+                await asyncio.wait_for(compared.wait(), HANG_GUARD_S)
+        capsys.readouterr()  # anything the gateway printed
+        assert main(["diff", "--store", dsn, "--json"]) == 0
+        (op,) = json.loads(capsys.readouterr().out)["operations"]
+    finally:
+        with postgres.admin() as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    assert op["requests"]["compared"] == later and op["thresholds"]["min_samples"] == 3
+    events = [line["event"] for line in _store_lines(log_output)]
+    assert events == ["shadow_store_unavailable", "shadow_store_available"]
+
+
+async def test_a_server_that_drops_every_connection_is_retried_and_logged_once(
+    log_output: io.StringIO,
+) -> None:
+    """A server that takes each connection and drops it (a proxy whose PostgreSQL is down):
+    the writer starts without the store, attempt follows attempt, comparisons are lost as
+    they come, and one warning covers them all."""
+    attempts, third = [0], asyncio.Event()
+
+    async def drop(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        attempts[0] += 1
+        if attempts[0] == 3:
+            third.set()
+        writer.close()
+
+    server = await asyncio.start_server(drop, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    # No TLS or GSS: one TCP connection per attempt.
+    dsn = (
+        f"postgresql://gateway:s3cret-pw@127.0.0.1:{port}/shadow?sslmode=disable&gssencmode=disable"
+    )
+    bus, metrics = _telemetry()
+    writer = SampleWriter(functools.partial(MismatchStore.open, dsn), bus)
+    async with server:
+        await writer.start()
+        writer.put(_sample("mainframe", 0))
+        await asyncio.wait_for(third.wait(), HANG_GUARD_S)
+        writer.put(_sample("mainframe", 1))
+        await writer.aclose(HANG_GUARD_S)
+    assert _lost(metrics, "store_unavailable") == 2
+    (line,) = _store_lines(log_output)
+    assert line["event"] == "shadow_store_unavailable"
+    assert "server closed the connection unexpectedly" in line["detail"]
+    assert "s3cret-pw" not in log_output.getvalue()
+
+
+def _closed_port(_postgres: Cluster, _pg_dsn: str) -> str:
+    return f"postgresql://gateway:s3cret-pw@127.0.0.1:{free_port()}/shadow"
+
+
+def _no_server_on_the_socket(_postgres: Cluster, _pg_dsn: str) -> str:
+    return "postgresql:///shadow?host=/nonexistent&user=gateway&password=s3cret-pw"
+
+
+def _database_not_created(postgres: Cluster, _pg_dsn: str) -> str:
+    return postgres.dsn("never_created")
+
+
+def _database_closed(postgres: Cluster, pg_dsn: str) -> str:
+    database = conninfo_to_dict(pg_dsn)["dbname"]
+    with postgres.admin() as admin:
+        admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+    return pg_dsn
+
+
+@pytest.mark.parametrize(
+    "where", [_closed_port, _no_server_on_the_socket, _database_not_created, _database_closed]
+)
+def test_a_server_that_cannot_take_a_connection_now_is_unavailable(
+    postgres: Cluster, pg_dsn: str, where: Callable[[Cluster, str], str]
+) -> None:
+    """Down, no socket, a database not created yet or closed to connections: StoreUnavailable
+    (tried again later), not a ConfigError; the message never holds the password."""
+    dsn = where(postgres, pg_dsn)
+    with pytest.raises(StoreUnavailable, match="cannot open it") as raised:
+        MismatchStore.open(dsn)
+    assert not isinstance(raised.value, ConfigError) and "s3cret-pw" not in str(raised.value)
+
+
+def _role_refused(postgres: Cluster) -> str:
+    return postgres.dsn("postgres").replace("user=postgres", "user=ghost")
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        (_role_refused, 'role "ghost" does not exist'),
+        (lambda _: "postgresql://gateway:s3cret-pw@db/shadow?bogus=1", "not a valid DSN"),
+        (lambda _: "postgresql://gateway:s3cret-pw@[::1/shadow", "not a valid DSN"),
+        (lambda _: "postgresql://gateway:s3cret-pw@db:port/shadow", "port 'port'"),
+        (lambda _: "postgresql://gateway:s3cret-pw@127.0.0.1/shadow?sslmode=maybe", "sslmode"),
+    ],
+)
+async def test_what_only_a_config_change_mends_fails_the_writers_start(
+    postgres: Cluster, where: Callable[[Cluster], str], says: str
+) -> None:
+    """A role the server refuses, a DSN libpq cannot read or use: the first attempt is a
+    ConfigError, which the writer's start raises (the gateway then refuses to start)."""
+    writer = SampleWriter(functools.partial(MismatchStore.open, where(postgres)), EventBus())
+    with pytest.raises(ConfigError, match=re.escape(says)) as raised:
+        await writer.start()
+    assert "s3cret-pw" not in str(raised.value)
+
+
+@pytest.mark.parametrize("store", ["junk.sqlite", "a-file/var/shadow.sqlite"])
+async def test_a_sqlite_store_that_cannot_be_used_fails_the_gateways_start(
+    tmp_path: Path, store: str
+) -> None:
+    """A SQLite file that is no store, or a directory that cannot be made (a file is in the
+    way): the gateway refuses to start with a ConfigError naming the file."""
+    (tmp_path / "junk.sqlite").write_bytes(b"this is not a database" * 100)
+    (tmp_path / "a-file").write_text("in the way", encoding="utf-8")
+    config = _shadowed_config(free_port(), free_port(), tmp_path / store, tmp_path)
+    with pytest.raises(ConfigError, match=re.escape(store)):
+        await Gateway(config).start()

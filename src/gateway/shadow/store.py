@@ -36,7 +36,7 @@ from gateway.shadow.compare import Comparison, iter_keys, scrub
 from gateway.shadow.noise import FieldStats, OperationStats, Tally
 from gateway.shadow.pseudonym import is_pseudonym
 from gateway.shadow.store_db import SCHEMA_VERSION, connect, may_prune, prepare
-from gateway.storage.database import Database, DatabaseError, redact
+from gateway.storage.database import ConnectionFailed, Database, DatabaseError, redact
 
 __all__ = [
     "AGE_PRUNE_INTERVAL",
@@ -48,6 +48,7 @@ __all__ = [
     "MismatchStore",
     "Sample",
     "StoreError",
+    "StoreUnavailable",
     "Target",
 ]
 
@@ -87,6 +88,12 @@ class StoreError(GatewayError):
     """The mismatch store could not be written or read; never reaches a client."""
 
     wire = None
+
+
+class StoreUnavailable(StoreError):
+    """The store's PostgreSQL server cannot take a connection now (down, unreachable, starting
+    up, out of connection slots, its database not created yet): a later attempt may succeed.
+    The gateway's writer tries again (gateway.shadow.writer); a report gives up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +146,11 @@ class MismatchStore:
         max_rows: int,
         max_age_s: float,
         clock: Callable[[], float] = time.time,
+        name: str = "",
     ) -> None:
         self._db, self._max_rows, self._max_age_s, self._clock = db, max_rows, max_age_s, clock
+        #: How messages name the store (a DSN without its password).
+        self._name = name
         # One connection shared by threads; neither driver's is safe to use concurrently.
         self._lock = threading.Lock()
         self._last_age_prune = clock()
@@ -162,24 +172,36 @@ class MismatchStore:
         ``max_rows`` bounds the example rows (counters are tiny and kept). A reader
         that does not know the writer's retention (the report) passes ``prune=False``,
         and ``create=False`` to find a store rather than make one. ConfigError (naming a
-        DSN without its password) when the store cannot be reached or used, has another
-        schema version, or is not there and ``create`` is False.
+        DSN without its password) when the store cannot be used as configured (see
+        :func:`~gateway.shadow.store_db.connect`), has another schema version, or is not
+        there and ``create`` is False; StoreUnavailable when its server cannot take a
+        connection now.
         """
         if max_rows < 1 or max_age_s <= 0:
             raise ValueError("max_rows and max_age_s must be positive")
         name = redact(str(location))
-        db = connect(location)
+        try:
+            db = connect(location)
+        except ConnectionFailed as exc:
+            raise StoreUnavailable(f"shadow store {name}: cannot open it ({exc})") from None
         try:
             prepare(db, name, create=create)
+        except ConnectionFailed as exc:  # the connection broke, and no new one could be made
+            db.close()
+            raise StoreUnavailable(f"shadow store {name}: cannot open it ({exc})") from None
         except DatabaseError as exc:
             db.close()
             raise ConfigError([f"shadow store {name}: not usable ({exc})"]) from None
         except ConfigError:
             db.close()
             raise
-        store = cls(db, max_rows, max_age_s, clock)
+        store = cls(db, max_rows, max_age_s, clock, name)
         if prune:
-            store.prune()
+            try:
+                store.prune()
+            except StoreError:
+                store.close()
+                raise
         return store
 
     def close(self) -> None:
@@ -254,10 +276,15 @@ class MismatchStore:
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
+        """A transaction; StoreUnavailable when no connection can be made for it (the old one
+        broke), StoreError when a statement fails."""
         with self._lock:
             try:
                 with self._db.transaction():  # committed, or rolled back on error
                     yield
+            except ConnectionFailed as exc:
+                message = f"shadow store {self._name}: cannot reach it ({exc})"
+                raise StoreUnavailable(message) from None
             except DatabaseError as exc:
                 raise StoreError(f"shadow store: write failed ({exc})") from None
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gateway.errors import ConfigError
 from gateway.storage.database import (
+    ConnectionFailed,
     Database,
     DatabaseError,
     Dialect,
@@ -105,8 +106,11 @@ _EXISTS: dict[Dialect, str] = {
 def connect(location: str | Path) -> Database:
     """The database at ``location``, a file path (created with its directory) or a DSN.
 
-    ConfigError naming ``location`` (never its password) when it cannot be opened,
-    or when it is a DSN and psycopg is not installed.
+    ConfigError naming ``location`` (never its password) when it cannot be opened for
+    a reason only a change of configuration can mend: a file or directory that cannot
+    be made, a malformed DSN, psycopg not installed, a server that refuses these
+    credentials. ConnectionFailed (not ``refused``) when PostgreSQL cannot take the
+    connection now and a later attempt may succeed.
     """
     name = redact(str(location))
     try:
@@ -116,6 +120,10 @@ def connect(location: str | Path) -> Database:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Used from worker threads, one at a time (the store holds a lock around it).
         return SqliteDatabase(sqlite3.connect(path, check_same_thread=False))
+    except ConnectionFailed as exc:
+        if not exc.refused:
+            raise
+        raise ConfigError([f"shadow store {name}: cannot open it ({exc})"]) from None
     except (OSError, sqlite3.Error, DatabaseError) as exc:
         raise ConfigError([f"shadow store {name}: cannot open it ({exc})"]) from None
 
@@ -153,15 +161,27 @@ def _postgres(dsn: str, name: str) -> Database:
         raise ConfigError(
             [f"shadow store {name}: PostgreSQL needs psycopg: install 'cpr-gateway[postgres]'"]
         ) from None
-    return postgres.PostgresDatabase(_store_dsn(dsn))
+    return postgres.PostgresDatabase(_store_dsn(dsn, name))
 
 
-def _store_dsn(dsn: str) -> str:
+def _store_dsn(dsn: str, name: str) -> str:
     """``dsn`` with the store's search_path, statement timeout and TCP settings added; the
-    DSN's own values win (its ``options`` come after ours, and libpq takes the last ``-c``)."""
+    DSN's own values win (its ``options`` come after ours, and libpq takes the last ``-c``).
+    ConfigError when libpq cannot read it."""
+    import psycopg  # noqa: PLC0415 - loaded with gateway.storage.postgres already
     from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: PLC0415
 
-    given = conninfo_to_dict(dsn)
+    try:
+        given = conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        # What libpq quotes after its reason may be the password (a bad percent-encoding).
+        reason = str(exc).split('"')[0].strip().rstrip(":")
+        raise ConfigError([f"shadow store {name}: not a valid DSN ({reason})"]) from None
+    # libpq checks the other options only once the host name resolves; a port is checked here
+    # so that a typo in it is a start-up error even while the name does not resolve.
+    ports = str(given.get("port") or "")
+    if not all(port.isdigit() and 0 < int(port) < 65536 for port in ports.split(",") if port):
+        raise ConfigError([f"shadow store {name}: not a valid DSN (port {ports!r})"])
     ours = f"-c search_path={PG_SCHEMA} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"
     options = f"{ours} {given['options']}" if given.get("options") else ours
     settings = {key: value for key, value in PG_CONNECTION.items() if key not in given}
