@@ -9,7 +9,7 @@ answer in a single ``write`` and close without waiting for the client's EOF.
 
 With ``listen.proxy_protocol`` set, connections from its trusted networks (a gateway
 whose legacy backend has ``proxy_protocol: true``, or a load balancer) open with a
-PROXY v2 header (gateway.server.proxy_gate); the client it names is the address the
+PROXY v2 header, read before TLS (gateway.server.proxy_gate); the client it names is the address the
 customers' allow-lists (FEJLNR 16) are checked against.
 """
 
@@ -20,7 +20,6 @@ import collections
 import datetime as dt
 import ipaddress
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -40,7 +39,7 @@ from gateway.errors import ConfigError, FramingError, ProxyHeaderError
 from gateway.model import FejlNr
 from gateway.observe.events import PROXY_HEADER
 from gateway.server.connection import Connections, OneRequest, describe_failure
-from gateway.server.proxy_gate import ProxyGate
+from gateway.server.proxy_gate import GatedServer, listening_socket
 from gateway.tls import server_context
 
 _log = structlog.get_logger("cpr_mainframe")
@@ -68,8 +67,7 @@ class Emulator:
         self._busy = 0
         self._queued = 0
         self._connections = Connections()
-        self._server: asyncio.Server | None = None
-        self._gate: ProxyGate | None = None
+        self._server: asyncio.Server | GatedServer | None = None
         self._handler: Handler | None = None
         self._register: Register | None = None
         self._state: StateStore | None = None
@@ -120,14 +118,21 @@ class Emulator:
         _log.info("emulator listening", host=host, port=port, tls=context is not None)
         return str(host), int(port)
 
-    async def _listen(self, context: ssl.SSLContext | None) -> asyncio.Server:
-        factory: Callable[[], asyncio.BaseProtocol] = self._connection
-        proxy = self.config.listen.proxy_protocol
-        if proxy is not None:  # TLS starts after a trusted source's header, which is in clear
-            self._gate = ProxyGate(proxy, context, self._bad_header)
-            factory, context = self._gated_connection, None
+    async def _listen(self, context: ssl.SSLContext | None) -> asyncio.Server | GatedServer:
+        listen = self.config.listen
+        if listen.proxy_protocol is not None:  # a trusted source's header comes before TLS
+            server = GatedServer(
+                listen.proxy_protocol,
+                context,
+                self._connection,
+                lambda: self.config.read_timeout_s,
+                self._bad_header,
+            )
+            backlog = self.config.max_connections
+            server.start(await listening_socket(listen.host, listen.port, backlog))
+            return server
         return await asyncio.get_running_loop().create_server(
-            factory,
+            self._connection,
             self.config.listen.host,
             self.config.listen.port,
             ssl=context,
@@ -141,9 +146,9 @@ class Emulator:
         """Stop accepting, give in-flight requests ``grace`` seconds, then close everything."""
         if self._server is not None:
             self._server.close()
+            if isinstance(self._server, GatedServer):
+                await self._server.aclose()
             self._server = None
-        if self._gate is not None:
-            await self._gate.aclose()
         cancelled = await self._connections.drain(grace, "emulator shutdown: grace period over")
         if cancelled:
             _log.warning("emulator shutdown cancelled requests", cancelled=cancelled)
@@ -162,10 +167,6 @@ class Emulator:
 
     def _connection(self, source: Address | None = None) -> _Client:
         return _Client(self, source)
-
-    def _gated_connection(self) -> asyncio.BaseProtocol:
-        assert self._gate is not None
-        return self._gate.protocol(self._connection, self.config.read_timeout_s)
 
     def _bad_header(self, peer: str, error: ProxyHeaderError, received: int) -> None:
         self.stats.rejected[PROXY_HEADER] += 1

@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import shutil
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -55,6 +56,7 @@ from gateway.config.schema import (
 from gateway.model import Operation
 from gateway.observe.events import Event, RequestCompleted, ShadowCompleted
 from gateway.observe.logs import configure_logging
+from gateway.tls import client_context
 
 
 @pytest.fixture
@@ -119,6 +121,28 @@ async def test_behind_tls_the_header_comes_in_clear_and_nothing_after_it_is_lost
         rejected = run.gateway.metrics.value("cpr_gateway_rejected_total", reason="proxy_header")
         assert rejected == 1
     assert peers == ["192.0.2.7:51234"]
+
+
+async def test_behind_tls_an_untrusted_source_is_served_as_itself(tmp_path: Path) -> None:
+    """With the setting on, a TLS client outside the trusted networks is served as on any
+    listener (its ClientHello is the first thing read), and a header from it breaks only
+    its own handshake."""
+    pki = ensure_dev_pki(tmp_path, servers=("gateway",))
+    tls = ServerTls(pki.cert("gateway"), pki.key("gateway"))
+    async with (
+        backend_server(canned()) as port,
+        running(behind(gateway_config(port, listen_tls=tls), ELSEWHERE)) as run,
+    ):
+        peers = peers_of(run)
+        endpoint = replace(run.client, ssl=client_context(pki.ca_cert), server_hostname="localhost")
+        for _ in range(3):
+            assert await exchange(endpoint, LOOKUP.encode()) == LOOKUP_ANSWER
+        with pytest.raises((ConnectionResetError, ssl.SSLError)):
+            await tls_exchange_after(
+                run.client.port, header_for(CLIENT), LOOKUP.encode(), pki.ca_cert
+            )
+    assert len(peers) == 3
+    assert all(peer.startswith("127.0.0.1:") for peer in peers)
 
 
 async def test_local_header_keeps_the_socket_s_own_peer() -> None:

@@ -7,9 +7,10 @@ client's trouble never reaches another client or the server: every connection ha
 its own bounds, and a failure while answering drops only that connection.
 
 Behind a load balancer (``listen.proxy_protocol``), connections from its trusted
-networks open with a PROXY v2 header naming the client (gateway.server.proxy_gate);
-that client is then the connection's peer everywhere: logs, events and the ``origin``
-that backends are told. Without the setting the listener is built exactly as before.
+networks open with a PROXY v2 header naming the client, read before TLS by a listener
+that accepts for itself (gateway.server.proxy_gate); that client is then the
+connection's peer everywhere: logs, events and the ``origin`` that backends are told.
+Without the setting the listener is built exactly as before.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ import asyncio
 import os
 import socket
 import ssl
-from collections.abc import Callable
 from typing import Any
 
 from gateway.codec import Request
 from gateway.codec.proxy_protocol import Address
-from gateway.config.schema import Limits, Listen
+from gateway.config.schema import Limits, Listen, ProxyProtocol
 from gateway.dispatch import Dispatcher
 from gateway.errors import ConfigError, FramingError, ProxyHeaderError
 from gateway.observe.events import (
@@ -36,7 +36,7 @@ from gateway.observe.events import (
     RequestRejected,
 )
 from gateway.server.connection import Connections, OneRequest, describe_failure
-from gateway.server.proxy_gate import ProxyGate
+from gateway.server.proxy_gate import GatedServer, listening_socket
 from gateway.tls import server_context
 
 
@@ -50,9 +50,8 @@ class ClientListener:
         self._limits = limits
         self._dispatcher = dispatcher
         self._bus = bus
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.Server | GatedServer | None = None
         self._connections = Connections()
-        self._gate: ProxyGate | None = None
 
     @property
     def accepting(self) -> bool:
@@ -77,22 +76,20 @@ class ClientListener:
         where: dict[str, Any] = {"sock": sock}
         if sock is None:
             where = {"host": self._listen.host, "port": self._listen.port}
-        factory: Callable[[], asyncio.BaseProtocol] = self._connection
-        if self._listen.proxy_protocol is not None:
-            # TLS starts after the door (a trusted source's header comes first, in clear).
-            self._gate = ProxyGate(self._listen.proxy_protocol, context, self._bad_header)
-            factory, context = self._gated_connection, None
         try:
-            self._server = await asyncio.get_running_loop().create_server(
-                factory,
-                **where,
-                ssl=context,
-                # A client that stalls the handshake is as slow as one that stalls its record.
-                ssl_handshake_timeout=self._limits.read_timeout if context else None,
-                # Room in the kernel's accept queue for a burst up to the connection limit
-                # (asyncio's default of 100 overflows when many clients arrive at once).
-                backlog=self._limits.max_connections,
-            )
+            if self._listen.proxy_protocol is not None:
+                self._server = await self._gated(self._listen.proxy_protocol, context, sock)
+            else:
+                self._server = await asyncio.get_running_loop().create_server(
+                    self._connection,
+                    **where,
+                    ssl=context,
+                    # A client that stalls the handshake is as slow as one that stalls its record.
+                    ssl_handshake_timeout=self._limits.read_timeout if context else None,
+                    # Room in the kernel's accept queue for a burst up to the connection limit
+                    # (asyncio's default of 100 overflows when many clients arrive at once).
+                    backlog=self._limits.max_connections,
+                )
         except OSError as exc:
             address = f"{self._listen.host}:{self._listen.port}"
             raise ConfigError([f"listen: cannot listen on {address}: {_reason(exc)}"]) from None
@@ -110,16 +107,25 @@ class ClientListener:
 
     async def drain(self, grace_s: float) -> int:
         """Let in-flight connections finish within ``grace_s``; returns how many were cancelled."""
-        if self._gate is not None:
-            await self._gate.aclose()
+        if isinstance(self._server, GatedServer):
+            await self._server.aclose()
         return await self._connections.drain(grace_s, "shutdown: grace period over")
+
+    async def _gated(
+        self, trusted: ProxyProtocol, context: ssl.SSLContext | None, sock: socket.socket | None
+    ) -> GatedServer:
+        """A listener that reads a trusted source's PROXY header before TLS (proxy_gate)."""
+        server = GatedServer(
+            trusted, context, self._connection, lambda: self._limits.read_timeout, self._bad_header
+        )
+        if sock is None:
+            backlog = self._limits.max_connections
+            sock = await listening_socket(self._listen.host, self._listen.port, backlog)
+        server.start(sock)
+        return server
 
     def _connection(self, source: Address | None = None) -> _Client:
         return _Client(self._connections, self._limits, self._dispatcher, self._bus, source)
-
-    def _gated_connection(self) -> asyncio.BaseProtocol:
-        assert self._gate is not None
-        return self._gate.protocol(self._connection, self._limits.read_timeout)
 
     def _bad_header(self, peer: str, error: ProxyHeaderError, received: int) -> None:
         self._bus.emit(RequestRejected(peer, PROXY_HEADER, received, str(error)))
