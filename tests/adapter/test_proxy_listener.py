@@ -218,6 +218,16 @@ async def test_a_trusted_source_that_sends_nothing_is_cut_at_the_read_timeout() 
         assert run.gateway.metrics.value("cpr_gateway_rejected_total", reason="proxy_header") == 1
 
 
+async def test_shutdown_closes_connections_still_at_the_door() -> None:
+    """A trusted connection that has not sent its header does not hold up a shutdown: the
+    gateway stops accepting, closes it, and its client sees the connection end."""
+    config = behind(gateway_config(0, read_timeout=30.0))
+    async with running(config) as run, raw_connection(run.client) as (reader, _writer):
+        await run.gateway.aclose()
+        assert not run.gateway.ready()
+        assert await read_all(reader) == b""
+
+
 async def test_the_client_s_address_reaches_every_backend_call(tmp_path: Path) -> None:
     """The logon, its fan-out to the shadow side, the lookup and its shadow copy each open
     their backend connection with a header naming the client."""
