@@ -11,6 +11,8 @@ from gateway.backends.grpc_config import Balancing, GrpcBackendConfig, Target, g
 from gateway.backends.grpc_wire import (
     ACCEPTED_PING_INTERVAL_S,
     DEFAULT_KEEPALIVE_S,
+    MAX_CONNECTION_AGE_GRACE_S,
+    MAX_CONNECTION_AGE_S,
     MIN_KEEPALIVE_S,
     client_keepalive_options,
     server_keepalive_options,
@@ -184,6 +186,9 @@ def test_the_services_accept_every_keepalive_the_config_accepts() -> None:
     assert server == {
         "grpc.keepalive_permit_without_calls": 1,
         "grpc.http2.min_ping_interval_without_data_ms": ACCEPTED_PING_INTERVAL_S * 1000,
+        # Connections end now and then so that a channel re-resolves its dns: name.
+        "grpc.max_connection_age_ms": MAX_CONNECTION_AGE_S * 1000,
+        "grpc.max_connection_age_grace_ms": MAX_CONNECTION_AGE_GRACE_S * 1000,
     }
     client = dict(client_keepalive_options(MIN_KEEPALIVE_S))
     assert client["grpc.keepalive_time_ms"] == MIN_KEEPALIVE_S * 1000
