@@ -42,6 +42,7 @@ PRODUCT_LAYERS: tuple[frozenset[str], ...] = tuple(
         "sessions",
         "shadow backends",
         "dispatch",
+        "canary",
         "server",
         "app",
         "cli",

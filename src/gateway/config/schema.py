@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from gateway.comparison import Noise, Rules, Shadow, Thresholds
+from gateway.config.canary import CanaryPlan
 from gateway.model import Operation
 
 #: A match dimension's value type: transaction codes and user ids, or customer numbers.
@@ -293,6 +294,9 @@ class Route:
     compare: Rules = field(default_factory=Rules)
     #: When a shadow's differences are enough to call, and real.
     thresholds: Thresholds = field(default_factory=Thresholds)
+    #: The step plan from this route's backend (its primary) to a candidate, which a
+    #: controller follows (docs/canary.md); None: the route is as written.
+    canary: CanaryPlan | None = None
 
     @property
     def backends(self) -> tuple[str, ...]:
