@@ -3,7 +3,7 @@
 The machinery behind :mod:`gateway.config.load`, kept apart from what
 routing.yaml means: a strict YAML loader, :class:`Section` (a mapping read key by
 key, unknown keys reported), and parsers for the scalar kinds a config uses
-(ports, durations, addresses, names). A parser raises :class:`Problem` with a
+(ports, durations, percentages, addresses, names). A parser raises :class:`Problem` with a
 short fact; the section records it under the value's path and carries on.
 """
 
@@ -200,6 +200,29 @@ def positive_duration(raw: object, path: str = "") -> float:
     if seconds <= 0:
         raise Problem(f"must be greater than 0, got {show(raw)}")
     return seconds
+
+
+def percent(raw: object, _path: str = "") -> float:
+    """A percentage 0-100 with at most two decimals, written as a number (``95``, ``0.5``)."""
+    if not isinstance(raw, int | float) or isinstance(raw, bool) or not 0 <= raw <= 100:
+        raise Problem(f"expected a percentage from 0 to 100, got {show(raw)}")
+    if abs(round(raw * 100) - raw * 100) > 1e-6:
+        raise Problem(f"a percentage has at most two decimals, got {show(raw)}")
+    return float(raw)
+
+
+def percentage(raw: object, path: str = "") -> float:
+    """A percentage written ``20%`` (YAML reads it as text) or as a bare number ``20``, ``0.5``."""
+    if isinstance(raw, str) and raw.endswith("%"):
+        try:
+            number = float(raw[:-1])
+        except ValueError:
+            pass
+        else:
+            return percent(number, path)
+    elif not isinstance(raw, str):
+        return percent(raw, path)
+    raise Problem(f"expected a percentage like 20% or 100%, got {show(raw)}")
 
 
 def address(raw: object, _path: str = "") -> tuple[str, int]:

@@ -34,24 +34,12 @@ FileParser = Callable[[object, str], Path]
 
 def percent_buckets(raw: object) -> int:
     """A percentage 0-100 with at most two decimals (``95``, ``0.5``), as buckets out of BUCKETS."""
-    if not isinstance(raw, int | float) or isinstance(raw, bool) or not 0 <= raw <= 100:
-        raise Problem(f"expected a percentage from 0 to 100, got {show(raw)}")
-    buckets = round(raw * _PER_PERCENT)
-    if abs(buckets - raw * _PER_PERCENT) > 1e-6:
-        raise Problem(f"a percentage has at most two decimals, got {show(raw)}")
-    return buckets
+    return round(r.percent(raw) * _PER_PERCENT)
 
 
-def sample(raw: object, _path: str = "") -> int:
+def sample(raw: object, path: str = "") -> int:
     """A share of requests: ``100%`` (YAML reads it as text) or a bare percentage ``20``."""
-    if isinstance(raw, str) and raw.endswith("%"):
-        try:
-            return percent_buckets(float(raw[:-1]))
-        except ValueError:
-            pass
-    elif not isinstance(raw, str):
-        return percent_buckets(raw)
-    raise Problem(f"expected a percentage like 20% or 100%, got {show(raw)}")
+    return round(r.percentage(raw, path) * _PER_PERCENT)
 
 
 def shadow_list(
@@ -121,7 +109,7 @@ def shadowing(reader: Problems, raw: object, path: str, file: FileParser) -> Sha
         return None if value is None else file(value, at)
 
     def store(value: object, at: str) -> Path | str | None:
-        return _store_dsn(value) if is_dsn(value) else optional_file(value, at)
+        return None if value is None else store_location(value, at, file)
 
     found = Shadowing(
         s.get("max_in_flight", r.positive_int, _SHADOWING.max_in_flight),
@@ -133,6 +121,11 @@ def shadowing(reader: Problems, raw: object, path: str, file: FileParser) -> Sha
     )
     s.done()
     return found
+
+
+def store_location(raw: object, path: str, file: FileParser) -> Path | str:
+    """A store: a ``postgresql://`` DSN kept as written, or a file resolved by ``file``."""
+    return _store_dsn(raw) if is_dsn(raw) else file(raw, path)
 
 
 def _store_dsn(raw: object) -> str:
