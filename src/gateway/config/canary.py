@@ -6,7 +6,15 @@ the controller that follows a plan is :mod:`gateway.canary`. docs/canary.md is t
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.config import reader as r
+from gateway.config.reader import Problem, Problems, Skip, show
+from gateway.model import Operation
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +54,190 @@ class CanaryPlan:
     gates: Gates = field(default_factory=Gates)
     #: The step a failed gate rolls back to (0 for reads: shadow only).
     safe_step: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CanarySettings:
+    """The top-level ``canary:`` section: where every replica reads and writes the plans' state."""
+
+    #: A SQLite file, or a ``postgresql://`` DSN that every replica of a fleet shares. The
+    #: loader resolves the default beside routing.yaml. Changes on restart.
+    store: Path | str = Path("var/canary.sqlite")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteContext:
+    """What a route's plan is checked against: the route as read so far."""
+
+    #: Every backend name routing.yaml defines.
+    backends: frozenset[str]
+    #: The route's ``backend`` (its primary); None when it splits instead.
+    primary: str | None
+    #: What the route can match (every operation for an absent ``operation`` key).
+    operations: frozenset[Operation]
+    #: The backends the route shadows to.
+    shadows: frozenset[str]
+
+
+#: The split keys a plan may name: :class:`gateway.config.schema.SplitKey`'s values (schema
+#: imports this module, so it cannot be imported here; a unit test keeps the two equal).
+SPLIT_KEYS = ("pnr", "customer")
+#: A write (or a logon, which the writes' sessions hang on) switches whole: off, then on.
+WHOLE_STEPS = (0.0, 100.0)
+_WHOLE_OPERATIONS = frozenset(
+    {Operation.LOGON, Operation.CHANGE_PASSWORD, Operation.SUBSCRIBE, Operation.UNSUBSCRIBE}
+)
+_PLAN_KEYS = (
+    "candidate", "key", "steps", "min_duration", "min_requests", "interval", "gates", "safe_step",
+)  # fmt: skip
+_PLAN, _GATES = CanaryPlan(candidate=""), Gates()
+
+
+def parse_canary(reader: Problems, raw: object, path: str, route: RouteContext) -> CanaryPlan:
+    """``routes[].canary``: a plan, checked against its route; problems recorded by YAML path."""
+    s = reader.section(raw, path, _PLAN_KEYS)
+    plan = CanaryPlan(
+        s.get("candidate", lambda value, _at: _candidate(value, route)),
+        s.get("key", _split_key, _PLAN.key),
+        s.get("steps", _steps, _PLAN.steps),
+        s.get("min_duration", r.positive_duration, _PLAN.min_duration),
+        s.get("min_requests", r.positive_int, _PLAN.min_requests),
+        s.get("interval", r.positive_duration, _PLAN.interval),
+        s.get("gates", lambda value, at: _gates(reader, value, at), _GATES),
+        s.get("safe_step", r.integer, _PLAN.safe_step),
+    )
+    s.done()
+    problems = list(_plan_problems(plan, route))
+    for where, message in problems:
+        reader.problem(f"{path}{where}", message)
+    if problems:
+        raise Skip
+    return plan
+
+
+def parse_settings(
+    reader: Problems, raw: object, path: str, store: Callable[[object, str], Path | str]
+) -> CanarySettings:
+    """The top-level ``canary:`` section; ``store`` reads a DSN or resolves a file path."""
+    s = reader.section(raw, path, ("store",))
+    settings = CanarySettings(s.get("store", store, store(str(CanarySettings().store), path)))
+    s.done()
+    return settings
+
+
+def describe(plan: CanaryPlan) -> str:
+    """The plan in one line, as check-config and the config diff show it."""
+    steps = "/".join(f"{step:g}" for step in plan.steps)
+    gates = plan.gates
+    return (
+        f"{plan.candidate} by {plan.key}, steps {steps}%, each at least "
+        f"{_seconds(plan.min_duration)} and {plan.min_requests} requests, judged every "
+        f"{_seconds(plan.interval)}; gates: verdict clean, failures at most "
+        f"{gates.max_error_excess * 100:g} points above the primary's, p99 at most "
+        f"{gates.max_p99_ratio:g}x; a failed gate rolls back to step {plan.safe_step} "
+        f"({plan.steps[plan.safe_step]:g}%)"
+    )
+
+
+def plan_changes(old: CanaryPlan, new: CanaryPlan) -> list[str]:
+    """What differs between two plans, key by key: ``min_requests 500 → 900``."""
+    shown = (
+        ("candidate", lambda plan: plan.candidate),
+        ("key", lambda plan: plan.key),
+        ("steps", lambda plan: "/".join(f"{step:g}" for step in plan.steps) + "%"),
+        ("min_duration", lambda plan: _seconds(plan.min_duration)),
+        ("min_requests", lambda plan: str(plan.min_requests)),
+        ("interval", lambda plan: _seconds(plan.interval)),
+        ("gates.max_error_excess", lambda plan: f"{plan.gates.max_error_excess * 100:g}%"),
+        ("gates.max_p99_ratio", lambda plan: f"{plan.gates.max_p99_ratio:g}"),
+        ("safe_step", lambda plan: str(plan.safe_step)),
+    )
+    return [f"{key} {show(old)} → {show(new)}" for key, show in shown if show(old) != show(new)]
+
+
+def is_whole(operations: frozenset[Operation]) -> bool:
+    """Whether a route matching ``operations`` switches whole (it can match a write or a logon)."""
+    return not operations.isdisjoint(_WHOLE_OPERATIONS)
+
+
+def _candidate(raw: object, route: RouteContext) -> str:
+    if not isinstance(raw, str):
+        raise Problem(f"expected a backend name, got {show(raw)}")
+    if raw not in route.backends:
+        raise Problem(f"unknown backend {show(raw)}")
+    if raw == route.primary:
+        raise Problem(f"{raw!r} is the route's own backend (its primary); name the new one")
+    return raw
+
+
+def _split_key(raw: object, _path: str) -> str:
+    if raw not in SPLIT_KEYS:
+        raise Problem(f"expected {' or '.join(SPLIT_KEYS)}, got {show(raw)}")
+    assert isinstance(raw, str)
+    return raw
+
+
+def _steps(raw: object, path: str) -> tuple[float, ...]:
+    """Percentages, strictly increasing, ending at 100; at least two (where to start, the end)."""
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise Problem(f"expected a list of at least two percentages ending at 100, got {show(raw)}")
+    steps = tuple(r.percentage(item, path) for item in raw)
+    if any(later <= earlier for earlier, later in itertools.pairwise(steps)):
+        raise Problem(f"steps must increase strictly, got {_show_steps(steps)}")
+    if steps[-1] != 100:
+        raise Problem(f"the last step must be 100, got {_show_steps(steps)}")
+    return steps
+
+
+def _gates(reader: Problems, raw: object, path: str) -> Gates:
+    s = reader.section(raw, path, ("max_error_excess", "max_p99_ratio"))
+    gates = Gates(
+        s.get("max_error_excess", _fraction, _GATES.max_error_excess),
+        s.get("max_p99_ratio", _ratio, _GATES.max_p99_ratio),
+    )
+    s.done()
+    return gates
+
+
+def _plan_problems(plan: CanaryPlan, route: RouteContext) -> Iterator[tuple[str, str]]:
+    """What the plan may not do on this route, as (path suffix, message)."""
+    if route.primary is None:
+        yield "", "a canary route names one backend, its primary, not a split"
+    whole = sorted(op.value for op in route.operations & _WHOLE_OPERATIONS)
+    if whole and plan.steps != WHOLE_STEPS:
+        yield (
+            ".steps",
+            f"route matches {', '.join(whole)}, which never split: steps must be exactly "
+            f"[0, 100], got {_show_steps(plan.steps)}",
+        )
+    if not whole and plan.candidate not in route.shadows:
+        yield (
+            ".candidate",
+            f"a canary of lookups is judged on the shadow's verdict: add "
+            f"shadow: [{{backend: {plan.candidate}}}] to the route",
+        )
+    if not 0 <= plan.safe_step < len(plan.steps) - 1:
+        yield (
+            ".safe_step",
+            f"expected a step below the last, 0 to {len(plan.steps) - 2}, got {plan.safe_step}",
+        )
+
+
+def _fraction(raw: object, path: str) -> float:
+    """A percentage (``0.5%``) as a fraction (0.005)."""
+    return r.percentage(raw, path) / 100
+
+
+def _ratio(raw: object, _path: str) -> float:
+    """A ratio of at least 1 (a candidate may be no faster than required to be)."""
+    if not isinstance(raw, int | float) or isinstance(raw, bool) or not 1 <= raw < math.inf:
+        raise Problem(f"expected a ratio of 1 or more, e.g. 1.5, got {show(raw)}")
+    return float(raw)
+
+
+def _show_steps(steps: tuple[float, ...]) -> str:
+    return "[" + ", ".join(f"{step:g}" for step in steps) + "]"
+
+
+def _seconds(value: float) -> str:
+    return f"{value / 60:g}m" if value >= 60 and value % 60 == 0 else f"{value:g}s"

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from gateway.config.canary import describe, plan_changes
 from gateway.config.schema import (
     BUCKETS,
     OTHER,
@@ -113,8 +114,8 @@ def diff_tables(old: Sequence[Route], new: Sequence[Route]) -> list[str]:
 
 def restart_needed(old: GatewayConfig, new: GatewayConfig) -> list[str]:
     """Settings that differ but cannot change in a running gateway: listen, admin, shadowing,
-    and where sessions are shared (their idle expiry changes live)."""
-    names = ("listen", "admin", "shadowing")
+    the canary store, and where sessions are shared (their idle expiry changes live)."""
+    names = ("listen", "admin", "shadowing", "canary")
     changed = [name for name in names if getattr(old, name) != getattr(new, name)]
     if replace(old.sessions, idle=0.0) != replace(new.sessions, idle=0.0):
         changed.append("sessions.store")
@@ -139,7 +140,26 @@ def diff_configs(old: GatewayConfig, new: GatewayConfig) -> list[str]:
             lines.append(f"backend {name}: removed")
         elif was != now:
             lines.append(f"backend {name}: changed (a new {now.kind} backend replaces it)")
-    return [*lines, *diff_tables(old.routes, new.routes)]
+    return [*lines, *diff_tables(old.routes, new.routes), *_canary_lines(old.routes, new.routes)]
+
+
+def _canary_lines(old: Sequence[Route], new: Sequence[Route]) -> list[str]:
+    """A line per route whose step plan is added, changed or removed (a reload applies it)."""
+    before = {route.name: route.canary for route in old}
+    after = {route.name: route.canary for route in new}
+    lines: list[str] = []
+    for name in dict.fromkeys([*after, *before]):  # the new file's order, then routes removed
+        was, now = before.get(name), after.get(name)
+        if was == now:
+            continue
+        if was is None:
+            assert now is not None
+            lines.append(f"route {name}: canary added: {describe(now)}")
+        elif now is None:
+            lines.append(f"route {name}: canary removed")
+        else:
+            lines.append(f"route {name}: canary {', '.join(plan_changes(was, now))}")
+    return lines
 
 
 def _first(routes: Sequence[Route], case: Case) -> Route:

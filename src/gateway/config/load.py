@@ -24,6 +24,13 @@ from gateway.codec import user_id
 from gateway.comparison import Rules, Shadow, Thresholds
 from gateway.config import reader as r
 from gateway.config import shadows as sh
+from gateway.config.canary import (
+    CanaryPlan,
+    CanarySettings,
+    RouteContext,
+    parse_canary,
+    parse_settings,
+)
 from gateway.config.kinds import BACKEND_KINDS, load_attribute
 from gateway.config.reader import Problem, Problems, Skip, show
 from gateway.config.schema import (
@@ -56,6 +63,7 @@ _ADMIN, _LIMITS, _SESSIONS = Admin(), Limits(), Sessions()
 _SHADOWING = Shadowing()
 _ROUTE_KEYS = (
     "name", "match", "backend", "split", "deadline", "shadow", "noise", "compare", "thresholds",
+    "canary",
 )  # fmt: skip
 
 
@@ -108,6 +116,7 @@ class RoutingReader(Problems):
             "backends",
             "routes",
             "shadowing",
+            "canary",
         )
         s = self.section(raw, "", keys)
         s.get("version", _version)
@@ -124,8 +133,11 @@ class RoutingReader(Problems):
         shadowing = s.get(
             "shadowing", lambda value, path: sh.shadowing(self, value, path, self.file), _SHADOWING
         )
+        canary = s.get("canary", self.canary, None) or self.canary({}, "canary")
         s.done()
-        return GatewayConfig(listen, admin, limits, backends, routes, source, shadowing, sessions)
+        return GatewayConfig(
+            listen, admin, limits, backends, routes, source, shadowing, sessions, canary
+        )
 
     def listen(self, raw: object, path: str) -> Listen:
         """The client-facing listener; ``tls`` must be given (null = plaintext, on purpose)."""
@@ -157,8 +169,12 @@ class RoutingReader(Problems):
 
     def admin(self, raw: object, path: str) -> Admin:
         """The admin HTTP server."""
-        s = self.section(raw, path, ("host", "port"))
-        admin = Admin(s.get("host", r.host, _ADMIN.host), s.get("port", r.port, _ADMIN.port))
+        s = self.section(raw, path, ("host", "port", "token_file"))
+        admin = Admin(
+            s.get("host", r.host, _ADMIN.host),
+            s.get("port", r.port, _ADMIN.port),
+            s.get("token_file", self.optional_file, None),
+        )
         s.done()
         return admin
 
@@ -184,6 +200,10 @@ class RoutingReader(Problems):
         )
         s.done()
         return sessions
+
+    def canary(self, raw: object, path: str) -> CanarySettings:
+        """Where the canary plans' state is kept: a file beside routing.yaml, or a DSN."""
+        return parse_settings(self, raw, path, lambda v, p: sh.store_location(v, p, self.file))
 
     def backends(self, raw: object, path: str) -> Mapping[str, BackendConfig]:
         """Named backends, each built by the parser of its ``kind``."""
@@ -263,11 +283,20 @@ class RoutingReader(Problems):
         noise = s.get("noise", lambda value, p: sh.noise(self, value, p, backends), None)
         rules = s.get("compare", lambda value, p: sh.rules(self, value, p), Rules())
         thresholds = s.get("thresholds", lambda v, p: sh.thresholds(self, v, p), Thresholds())
+        context = RouteContext(
+            frozenset(str(known) for known in backends),
+            None if isinstance(raw, dict) and "split" in raw else backend or "",
+            (match.operations if match else None) or frozenset(Operation),
+            frozenset(shadow.backend for shadow in shadows or ()),
+        )
+        canary: CanaryPlan | None = s.get(
+            "canary", lambda value, p: parse_canary(self, value, p, context), None
+        )
         target = _one_target(self, raw, path, backend, split)
         s.done()
         if target is None:  # the problem is recorded already
             raise Skip
-        route = Route(name, match, target, deadline, shadows, noise, rules, thresholds)
+        route = Route(name, match, target, deadline, shadows, noise, rules, thresholds, canary)
         for where, message in sh.copy_problems(route):
             self.problem(f"{path}{where}", message)
         return route

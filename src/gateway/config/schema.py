@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from gateway.comparison import Noise, Rules, Shadow, Thresholds
-from gateway.config.canary import CanaryPlan
+from gateway.config.canary import CanaryPlan, CanarySettings
 from gateway.model import Operation
 
 #: A match dimension's value type: transaction codes and user ids, or customer numbers.
@@ -68,10 +68,14 @@ class Listen:
 
 @dataclass(frozen=True, slots=True)
 class Admin:
-    """The admin HTTP server (/metrics, /healthz, /readyz); keep it off public interfaces."""
+    """The admin HTTP server (/metrics, /healthz, /readyz, /api/v1 and the dashboard); keep it
+    off public interfaces."""
 
     host: str = "127.0.0.1"
     port: int = 9100
+    #: The bearer token of /api/v1 and the dashboard (a file, e.g. a mounted Secret); None:
+    #: the API answers 401 to everything, never open.
+    token_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,3 +362,5 @@ class GatewayConfig:
     source: Path | None = None
     shadowing: Shadowing = Shadowing()
     sessions: Sessions = Sessions()
+    #: Where the canary plans' state is kept (routes[].canary is each route's plan).
+    canary: CanarySettings = field(default_factory=CanarySettings)
