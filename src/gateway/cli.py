@@ -156,6 +156,7 @@ _PRODUCT_COMMANDS: dict[str, Callable[[Subcommands], None]] = {
 
 def _run_check_config(args: argparse.Namespace) -> int:
     from gateway.config import diff_configs, load_routing
+    from gateway.config.canary import describe
     from gateway.runtime.workers import check_workers
 
     configs = []
@@ -170,6 +171,9 @@ def _run_check_config(args: argparse.Namespace) -> int:
         print(configs[0].listen.host, configs[0].listen.port)
         return 0
     print(f"{args.file}: ok")
+    for route in configs[0].routes:
+        if route.canary is not None:
+            print(f"canary {route.name}: {route.primary} → {describe(route.canary)}")
     if args.against:
         changes = diff_configs(configs[1], configs[0])
         print("\n".join(changes) if changes else f"no changes against {args.against}")

@@ -40,6 +40,30 @@ def test_check_config_names_the_yaml_path_of_each_problem(tmp_path: Path) -> Non
     assert "nowhere" in result.stderr
 
 
+def test_check_config_shows_each_canary_plan_in_one_line(tmp_path: Path) -> None:
+    """A route with a step plan gets one line: its primary, candidate, steps and gates."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        "version: 1\n"
+        "listen: {host: 127.0.0.1, port: 0, tls: null}\n"
+        "backends:\n"
+        '  mainframe: {kind: legacy, address: "127.0.0.1:5001", tls: null}\n'
+        '  persons-v2: {kind: legacy, address: "127.0.0.1:5002", tls: null}\n'
+        "routes:\n"
+        "  - {name: lookups, match: {operation: [lookup]}, backend: mainframe, deadline: 2s,\n"
+        "     shadow: [{backend: persons-v2}],\n"
+        "     canary: {candidate: persons-v2, steps: [0, 5, 100]}}\n"
+        "  - {name: rest, match: {}, backend: mainframe, deadline: 5s}\n"
+    )
+    result = _cli("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == [
+        "canary lookups: mainframe → persons-v2 by pnr, steps 0/5/100%, each at least 10m and "
+        "500 requests, judged every 30s; gates: verdict clean, failures at most 0.5 points above "
+        "the primary's, p99 at most 1.5x; a failed gate rolls back to step 0 (0%)"
+    ]
+
+
 def test_check_config_workers_needs_a_fixed_client_port(tmp_path: Path) -> None:
     """`--workers N` also checks that N `serve` workers can share the file's ports."""
     shipped = (ROOT / "routing.yaml").read_text()
