@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.canary.model import CanaryState, GateResult, Transition
+from gateway.canary.model import CanaryState, Evidence, GateResult, Transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,9 @@ class RouteStatus:
     gates: tuple[GateResult, ...]
     #: When the controller evaluates next (seconds since the epoch); None when paused/completed.
     next_evaluation: float | None
+    #: The evidence behind ``gates`` (per side: requests, failure rate, p99), for the
+    #: dashboard's plots; None before the first evaluation.
+    evidence: Evidence | None = None
 
 
 class CanaryControl(Protocol):

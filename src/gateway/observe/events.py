@@ -201,6 +201,36 @@ class ShadowStoreState:
     detail: str = ""
 
 
+#: The admin API's calls (``AdminCall.call``): reading, and the changes an operator may ask.
+ADMIN_READS = ("routes", "history", "shadow")
+ADMIN_CHANGES = ("pause", "resume", "promote", "rollback")
+#: ``AdminCall.result`` besides ``ok``: why the admin API refused a call.
+ADMIN_REFUSALS = (
+    "unauthorized",
+    "bad_request",
+    "too_large",
+    "not_found",
+    "conflict",
+    "unavailable",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCall:
+    """An /api/v1 call (server/api.py): what was asked, by whom, and how it ended."""
+
+    #: One of :data:`ADMIN_READS` or :data:`ADMIN_CHANGES`.
+    call: str
+    #: The route it named ("" for none); a config name.
+    route: str
+    #: The token's name; "" when no valid token came with it.
+    who: str
+    #: ``ok`` or one of :data:`ADMIN_REFUSALS`.
+    result: str
+    #: The operator's reason for a change, or why it was refused.
+    detail: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class InternalError:
     """Our own bug surfaced while serving a connection; the client was closed, not answered."""
@@ -256,6 +286,7 @@ Event = (
     | ShadowSamplesLost
     | ShadowStoreState
     | LoopLagSampled
+    | AdminCall
     | InternalError
     | Lifecycle
     | ConfigReloaded

@@ -14,6 +14,8 @@ from typing import Any, TextIO
 import structlog
 
 from gateway.observe.events import (
+    ADMIN_CHANGES,
+    AdminCall,
     ConfigRejected,
     ConfigReloaded,
     Event,
@@ -96,6 +98,8 @@ def log_event(event: Event) -> None:
                 received=event.received,
                 peer=event.peer,
             )
+        case AdminCall():
+            _log_admin(event)
         case InternalError():
             _log.error("internal_error", error=event.error, peer=event.peer)
         case Lifecycle():
@@ -126,6 +130,17 @@ def log_event(event: Event) -> None:
             _log.info("shadow_store_available")
         case _:
             pass
+
+
+def _log_admin(event: AdminCall) -> None:
+    """Every change asked of the admin API, done or not (the audit); a refused read too."""
+    fields = {"route": event.route, "who": event.who or None, "result": event.result}
+    detail = {"detail": event.detail} if event.detail else {}
+    if event.call in ADMIN_CHANGES:
+        level = _log.info if event.result == "ok" else _log.warning
+        level("admin_action", verb=event.call, **fields, **detail)
+    elif event.result != "ok":
+        _log.info("admin_refused", call=event.call, **fields, **detail)
 
 
 def _log_shadow(event: ShadowCompleted) -> None:

@@ -21,6 +21,7 @@ from gateway.observe.events import (
     REJECT_REASONS,
     SESSION_STORE_CALLS,
     SESSION_STORE_OUTCOMES,
+    AdminCall,
     BackendFailed,
     ConfigRejected,
     ConfigReloaded,
@@ -110,6 +111,10 @@ class Metrics:
             "cpr_gateway_session_store_calls",
             "Calls to the shared session store (Redis), by call and outcome.",
             ("call", "outcome"), registry=r,
+        )  # fmt: skip
+        self.admin_calls = Counter(
+            "cpr_gateway_admin_calls", "Admin API calls by call and result (ok or why refused).",
+            ("call", "result"), registry=r,
         )  # fmt: skip
         self._shadow_series(r)
         # The series each request updates, by its labels: ``labels()`` checks and converts
@@ -205,6 +210,8 @@ class Metrics:
                 self.session_peers.labels(event.outcome).inc()
             case SessionStoreCall():
                 self.session_store.labels(event.call, event.outcome).inc()
+            case AdminCall():
+                self.admin_calls.labels(event.call, event.result).inc()
             case ConnectionOpened():
                 self.in_flight.inc()
             case ConnectionClosed():

@@ -218,10 +218,16 @@ def main_diff(location: str | Path, as_json: bool) -> int:
         print(f"no shadow store at {location}", file=sys.stderr)
         return 1
     try:
-        with MismatchStore.open(location, prune=False, create=False) as store:
-            report = build_report(store)
+        report = read_report(location)
     except GatewayError as exc:
         print(str(exc), file=sys.stderr)
         return 1
     sys.stdout.write(render_json(report) if as_json else render_text(report))
     return 0
+
+
+def read_report(location: str | Path) -> Report:
+    """The report of the existing store at ``location`` (blocking: a thread's work in a server);
+    a GatewayError if it cannot be read."""
+    with MismatchStore.open(location, prune=False, create=False) as store:
+        return build_report(store)
