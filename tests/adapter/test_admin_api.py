@@ -66,7 +66,7 @@ async def admin_server(
 
     api = None
     if tokens is not None:
-        api = AdminApi(control, tokens, shadow_store, emit)
+        api = AdminApi(lambda: control, tokens, shadow_store, emit)
     server = AdminServer(Admin("127.0.0.1", 0), metrics, lambda: True, api)
     host, port = await server.start()
     try:

@@ -45,7 +45,9 @@ class AdminServer:
         app.router.add_get("/metrics", self._get_metrics)
         app.router.add_get("/healthz", self._get_healthz)
         app.router.add_get("/readyz", self._get_readyz)
-        api = api if api is not None else AdminApi(None, AdminTokens(), None, lambda _e: None)
+        api = (
+            api if api is not None else AdminApi(lambda: None, AdminTokens(), None, lambda _e: None)
+        )
         app.add_subapp("/api/v1", api.app())
         add_dashboard(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)

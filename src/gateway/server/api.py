@@ -53,13 +53,14 @@ class AdminApi:
 
     def __init__(
         self,
-        control: CanaryControl | None,
+        control: Callable[[], CanaryControl | None],
         tokens: AdminTokens,
         shadow_store: str | Path | None,
         emit: Callable[[Event], None],
     ) -> None:
-        """``control`` None: no canary route (nothing listed, every route unknown);
-        ``tokens`` empty: every call is refused; ``shadow_store``: shadowing.store."""
+        """``control`` gives the controller in force (a reload may replace it), None while no
+        route has a plan (nothing listed, every route unknown); ``tokens`` empty: every call
+        is refused; ``shadow_store``: shadowing.store."""
         self._control = control
         self._tokens = tokens
         self._shadow_store = shadow_store
@@ -94,7 +95,8 @@ class AdminApi:
         return guarded
 
     async def _get_routes(self, _request: web.Request, caller: Caller) -> web.Response:
-        statuses = self._control.routes() if self._control is not None else []
+        control = self._control()
+        statuses = control.routes() if control is not None else []
         self._done(caller, "ok")
         return _json({"routes": [route_json(s) for s in statuses]})
 
@@ -104,9 +106,10 @@ class AdminApi:
         if limit is None:
             return self._refuse(caller, 400, "bad_request", f"limit: 1 to {MAX_HISTORY}")
         try:
-            if self._control is None:
+            control = self._control()
+            if control is None:
                 raise KeyError(route)
-            entries = self._control.history(route, limit)
+            entries = control.history(route, limit)
         except KeyError:
             return self._refuse(caller, 404, "not_found", f"no canary route {route!r}")
         self._done(caller, "ok")
@@ -145,9 +148,9 @@ class AdminApi:
         return _json(route_json(status))
 
     async def _change(self, route: str, verb: str, who: str, reason: str) -> RouteStatus:
-        if self._control is None:
+        control = self._control()
+        if control is None:
             raise KeyError(route)
-        control = self._control
         match verb:
             case "pause":
                 return await control.pause(route, who, reason)
