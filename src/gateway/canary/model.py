@@ -46,6 +46,8 @@ class Evidence:
     comparisons: int
     primary: SideFigures
     candidate: SideFigures
+    #: The fields the verdict calls different (names only, never values), for the reason.
+    differing_fields: tuple[str, ...] = ()
 
 
 class Action(enum.StrEnum):
