@@ -33,7 +33,7 @@ from cpr_devtools.postgres import (
     server_bin,
 )
 from cpr_devtools.supervisor import Listener, Part, StartFailed, run_stack
-from cpr_devtools.up import DEMO_DRIFT, connectable, prepare_var
+from cpr_devtools.up import DEMO_DRIFT, connectable, ensure_admin_token, prepare_var
 from cpr_mainframe.config import load_config
 from cpr_services.store import ModernStore
 from gateway.config import load_routing
@@ -75,6 +75,9 @@ async def run_fleet_up(args: argparse.Namespace) -> int:
     """`cpr-gateway up --replicas N`: var/ as for the default stack, then the fleet."""
     plan = plan_of(args)
     prepare_var(args.var, args.persons)
+    if load_routing(args.routing).admin.token_file is not None:
+        admin = f"http://{fc.LOOPBACK}:{plan.ports.admin}/"
+        ensure_admin_token(plan.admin_token, f"{admin} (replica 0; each replica serves one)")
     return await run_fleet(plan, args.routing, args.emulator_config)
 
 

@@ -89,6 +89,11 @@ class FleetPlan:
         return self.var / "register.sqlite"
 
     @property
+    def admin_token(self) -> Path:
+        """Every replica's admin API token (the default stack's file: one token for both)."""
+        return self.var / "admin.token"
+
+    @property
     def cluster(self) -> Cluster:
         """The fleet's PostgreSQL cluster, under var/fleet/pg/."""
         return Cluster(self.dir / "pg", LOOPBACK, self.ports.postgres)
@@ -143,6 +148,8 @@ def replica_routing(raw: dict[str, Any], plan: FleetPlan, index: int) -> dict[st
         "proxy_protocol": {"trusted": [f"{BALANCER_SOURCE}/32"]},
     }
     doc["admin"] = {**(doc.get("admin") or {}), "host": LOOPBACK, "port": plan.ports.admin + index}
+    if doc["admin"].get("token_file") is not None:  # one admin token for every replica
+        doc["admin"]["token_file"] = str(plan.admin_token)
     doc["sessions"] = {**(doc.get("sessions") or {}), "store": plan.redis_url()}
     doc["backends"] = {name: _backend(value, plan) for name, value in doc["backends"].items()}
     doc["shadowing"] = {

@@ -18,6 +18,7 @@ from cpr_mainframe.config import load_config
 from cpr_mainframe.register.generate import generate
 from cpr_services.store import ModernStore
 from gateway.config import load_routing
+from gateway.server.tokens import create_token_file
 
 #: Where `make run` serves the gRPC services; routing.yaml's grpc backend points here.
 MODERN_PORT = 50051
@@ -30,6 +31,8 @@ async def run_up(args: argparse.Namespace) -> int:
     """Make what the default stack needs under var/, then run it until Ctrl-C."""
     var: Path = args.var
     prepare_var(var, args.persons)
+    admin = load_routing(args.routing).admin
+    ensure_admin_token(admin.token_file, f"http://{connectable(admin.host)}:{admin.port}/")
     modern = var / "modern.sqlite"
     if not modern.exists():
         print("migrating the register into the modern store…", flush=True)
@@ -49,6 +52,17 @@ def prepare_var(var: Path, persons: int) -> None:
     if not register.exists():
         print(f"generating a synthetic register of {persons} persons…", flush=True)
         generate(register, count=persons, seed=1, progress=True)
+
+
+def ensure_admin_token(path: Path | None, dashboard: str) -> None:
+    """Create the admin API's token file (mode 600) if routing.yaml names one that is missing,
+    and say where it is: the dashboard and `cpr-gateway canary` need it."""
+    if path is None:
+        print("admin API: routing.yaml names no admin.token_file, so it refuses every call")
+        return
+    if create_token_file(path):
+        print(f"created the admin token (mode 600): {path.resolve()}", flush=True)
+    print(f"dashboard: {dashboard} (token in {path.resolve()})", flush=True)
 
 
 def _stale_messages(modern: Path) -> int:
@@ -101,7 +115,7 @@ def _parts(routing: Path, emulator_config: Path, modern: Path) -> list[Part]:
                 Listener(
                     connectable(gateway.admin.host),
                     gateway.admin.port,
-                    "gateway admin (/metrics /healthz /readyz)",
+                    "gateway admin (/metrics /healthz /readyz /api/v1, the dashboard at /)",
                 ),
             ),
         ),

@@ -2,8 +2,8 @@
 
 Consumers keep their clients; per operation, routing.yaml sends each request to the
 mainframe or to new gRPC services, compares the two sides in the shadow, and switches
-one operation at a time. The operator's commands are `serve`, `check-config` and `diff`;
-docs/operations.md says how to run them. The development stack's commands (`up`,
+one operation at a time. The operator's commands are `serve`, `check-config`, `diff` and
+`canary`; docs/operations.md says how to run them. The development stack's commands (`up`,
 `emulator`, `backend`, `lookup`, `traffic`, `bench` …) come with the project's simulators.
 """
 
@@ -146,11 +146,27 @@ def _add_diff(sub: Subcommands) -> None:
     p.set_defaults(handler=_run_diff)
 
 
+def _add_canary(sub: Subcommands) -> None:
+    p = sub.add_parser(
+        "canary",
+        help="the canary routes through the admin API: status, pause, resume, promote, rollback",
+    )
+    p.add_argument("verb", choices=("status", "pause", "resume", "promote", "rollback"))
+    p.add_argument("route", nargs="?", help="the route to change (not for status)")
+    p.add_argument("--reason", default="", help="why (pause and rollback; logged and kept)")
+    p.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
+    p.add_argument("--admin", default=None, metavar="URL", help="default http://127.0.0.1:9100")
+    p.add_argument("--token-file", type=Path, help="default: --config's admin.token_file")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="default ./routing.yaml")
+    p.set_defaults(handler=_run_canary)
+
+
 #: The operator's commands, by name, in the order --help lists them.
 _PRODUCT_COMMANDS: dict[str, Callable[[Subcommands], None]] = {
     "serve": _add_serve,
     "check-config": _add_check_config,
     "diff": _add_diff,
+    "canary": _add_canary,
 }
 
 
@@ -224,6 +240,41 @@ def _run_diff(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             return config_problems(args.config or DEFAULT_CONFIG, exc)
     return main_diff(store, args.json)
+
+
+def _run_canary(args: argparse.Namespace) -> int:
+    from gateway.server.api_client import DEFAULT_ADMIN, run_canary
+    from gateway.server.tokens import read_tokens
+
+    if (args.verb == "status") == (args.route is not None):
+        print(
+            f"cpr-gateway canary {args.verb}: "
+            + ("takes no route" if args.verb == "status" else "needs a ROUTE"),
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        token = read_tokens(args.token_file or _configured_token_file(args.config)).first()
+    except ConfigError as exc:
+        config_problems("cpr-gateway canary", exc)
+        return 2
+    assert token is not None  # read_tokens refuses a file without one
+    admin = args.admin or DEFAULT_ADMIN
+    return run_loop(
+        run_canary(admin, token, args.verb, args.route, reason=args.reason, as_json=args.json)
+    )
+
+
+def _configured_token_file(config: Path) -> Path:
+    """The admin.token_file ``config`` names; ConfigError when there is none to read."""
+    from gateway.config import load_routing
+
+    if not config.exists():
+        raise ConfigError([f"no {config}: give --token-file, or --config naming admin.token_file"])
+    path = load_routing(config).admin.token_file
+    if path is None:
+        raise ConfigError([f"{config}: admin.token_file is not set; give --token-file"])
+    return path
 
 
 def _configured_store(config: Path | None) -> str | Path:

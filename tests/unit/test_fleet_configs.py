@@ -68,6 +68,7 @@ def test_a_replica_shares_its_state_and_trusts_only_haproxy() -> None:
     assert doc["sessions"]["store"] == "redis://127.0.0.1:6390/0"
     assert doc["shadowing"]["store"] == "postgresql://postgres@127.0.0.1:5440/shadow"
     assert doc["shadowing"]["key_file"] == str(VAR / "shadow.key")
+    assert doc["admin"]["token_file"] == str(VAR / "admin.token")  # one token opens every replica
     assert doc["shadowing"]["retention"] == _shipped("routing.yaml")["shadowing"]["retention"]
 
 
@@ -106,6 +107,7 @@ def test_every_file_a_replica_names_is_absolute_and_under_var() -> None:
         doc["listen"]["tls"]["key"],
         doc["backends"]["mainframe"]["tls"]["ca"],
         doc["shadowing"]["key_file"],
+        doc["admin"]["token_file"],
     ]
     assert all(Path(f).is_absolute() and Path(f).is_relative_to(VAR) for f in files), files
 
