@@ -276,3 +276,16 @@ def test_describe_says_the_plan_in_one_line() -> None:
         "judged every 30s; gates: verdict clean, failures at most 0.5 points above the "
         "primary's, p99 at most 1.5x; a failed gate rolls back to step 0 (0%)"
     )
+
+
+def test_docs_canary_example_loads_with_the_documented_line(tmp_path: Path) -> None:
+    """docs/canary.md stays true: its routing.yaml loads, its plan is the defaults, and the
+    check-config line it shows is what describe() prints."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "canary.md").read_text(encoding="utf-8")
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = load_routing(_write(tmp_path, example))
+    plan = config.routes[0].canary
+    assert plan == CanaryPlan("persons-v2")
+    line = doc.split("```text\n", 1)[1].split("```", 1)[0].strip()
+    assert line == f"canary lookups: mainframe → {describe(plan)}"
+    assert config.admin.token_file == tmp_path / "var" / "admin.token"
