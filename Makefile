@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 # Real servers and tools the tests start or call (Debian packages; installed when missing).
-TEST_PACKAGES := redis-server postgresql haproxy prometheus kubectl
+TEST_PACKAGES := redis-server postgresql haproxy prometheus kubectl chromium
 
 .PHONY: run fleet test install system-packages lint typecheck pytest fuzz proto bench clean
 
