@@ -155,11 +155,6 @@ def plan_changes(old: CanaryPlan, new: CanaryPlan) -> list[str]:
     return [f"{key} {show(old)} → {show(new)}" for key, show in shown if show(old) != show(new)]
 
 
-def is_whole(operations: frozenset[Operation]) -> bool:
-    """Whether a route matching ``operations`` switches whole (it can match a write or a logon)."""
-    return not operations.isdisjoint(_WHOLE_OPERATIONS)
-
-
 def _candidate(raw: object, route: RouteContext) -> str:
     if not isinstance(raw, str):
         raise Problem(f"expected a backend name, got {show(raw)}")
