@@ -270,6 +270,55 @@ class ConfigRejected:
     problems: tuple[str, ...]
 
 
+#: Every ``CanaryTransitioned.kind`` (gateway.canary.model.Transition.kind).
+CANARY_KINDS = ("start", "promote", "rollback", "pause", "resume", "complete")
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryWeights:
+    """This gateway routes a canary route by a new state (gateway.canary.controller)."""
+
+    route: str
+    step: int
+    #: Percent of the route's requests per backend: (primary, share), (candidate, share).
+    weights: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryTransitioned:
+    """A canary route's state changed: by the controller (``who`` ``controller``) or an
+    operator; emitted by the gateway that made the change."""
+
+    route: str
+    #: One of :data:`CANARY_KINDS`.
+    kind: str
+    from_step: int
+    to_step: int
+    reason: str
+    who: str
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryJudged:
+    """The deciding gateway judged a canary route's step; its gates' figures that are numbers."""
+
+    route: str
+    figures: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryStoreFailed:
+    """The canary store failed: nothing changed, the routes keep their weights.
+
+    ``action`` says what failed: ``open``, ``start``, ``flush`` (this replica's counts wait
+    for the next), ``lease``, ``judge``, ``poll``, ``change`` (an operator's).
+    """
+
+    action: str
+    #: The store's message (a DSN without its password).
+    detail: str
+
+
 Event = (
     ConnectionOpened
     | ConnectionClosed
@@ -291,6 +340,10 @@ Event = (
     | Lifecycle
     | ConfigReloaded
     | ConfigRejected
+    | CanaryWeights
+    | CanaryTransitioned
+    | CanaryJudged
+    | CanaryStoreFailed
 )
 Subscriber = Callable[[Event], None]
 

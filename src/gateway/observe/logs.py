@@ -16,6 +16,8 @@ import structlog
 from gateway.observe.events import (
     ADMIN_CHANGES,
     AdminCall,
+    CanaryStoreFailed,
+    CanaryTransitioned,
     ConfigRejected,
     ConfigReloaded,
     Event,
@@ -128,6 +130,18 @@ def log_event(event: Event) -> None:
             _log.warning("shadow_store_unavailable", detail=event.detail)
         case ShadowStoreState():
             _log.info("shadow_store_available")
+        case CanaryTransitioned():
+            level = _log.warning if event.kind == "rollback" else _log.info
+            level(
+                "canary_transition",
+                route=event.route,
+                kind=event.kind,
+                **{"from": event.from_step, "to": event.to_step},
+                reason=event.reason,
+                who=event.who,
+            )
+        case CanaryStoreFailed():
+            _log.warning("canary_store_failed", action=event.action, detail=event.detail)
         case _:
             pass
 

@@ -18,11 +18,16 @@ from prometheus_client import (
 
 from gateway.comparison import Verdict
 from gateway.observe.events import (
+    CANARY_KINDS,
     REJECT_REASONS,
     SESSION_STORE_CALLS,
     SESSION_STORE_OUTCOMES,
     AdminCall,
     BackendFailed,
+    CanaryJudged,
+    CanaryStoreFailed,
+    CanaryTransitioned,
+    CanaryWeights,
     ConfigRejected,
     ConfigReloaded,
     ConnectionClosed,
@@ -117,6 +122,7 @@ class Metrics:
             ("call", "result"), registry=r,
         )  # fmt: skip
         self._shadow_series(r)
+        self._canary_series(r)
         # The series each request updates, by its labels: ``labels()`` checks and converts
         # its arguments on every call, which is most of a request's metrics cost. Bounded
         # like the labels themselves: config names and closed code lists.
@@ -166,6 +172,53 @@ class Metrics:
             "are dropped while it exceeds shadowing.shed_lag.",
             registry=r,
         )
+
+    def _canary_series(self, r: CollectorRegistry) -> None:
+        self.canary_weight = Gauge(
+            "cpr_gateway_canary_weight",
+            "Percent of a canary route's requests this gateway sends to each backend.",
+            ("route", "backend"), registry=r,
+        )  # fmt: skip
+        self.canary_step = Gauge(
+            "cpr_gateway_canary_step", "The step (index) a canary route is at.", ("route",),
+            registry=r,
+        )  # fmt: skip
+        self.canary_transitions = Counter(
+            "cpr_gateway_canary_transitions",
+            "Canary state changes this gateway made, by kind: start, promote, rollback, pause, "
+            "resume, complete.",
+            ("route", "kind"), registry=r,
+        )  # fmt: skip
+        self.canary_gate = Gauge(
+            "cpr_gateway_canary_gate",
+            "A canary route's gate figure at its last evaluation (on the deciding gateway).",
+            ("route", "gate"), registry=r,
+        )  # fmt: skip
+        self.canary_store_errors = Counter(
+            "cpr_gateway_canary_store_errors",
+            "Failed canary store calls, by action (the routes kept their weights).",
+            ("action",), registry=r,
+        )  # fmt: skip
+        for action in ("open", "start", "flush", "lease", "judge", "poll", "change"):
+            self.canary_store_errors.labels(action)
+
+    def _on_canary(
+        self, event: CanaryWeights | CanaryTransitioned | CanaryJudged | CanaryStoreFailed
+    ) -> None:
+        match event:
+            case CanaryWeights():
+                self.canary_step.labels(event.route).set(event.step)
+                for backend, share in event.weights:
+                    self.canary_weight.labels(event.route, backend).set(share)
+                for kind in CANARY_KINDS:  # at 0 from the first, so that increase() sees a 1
+                    self.canary_transitions.labels(event.route, kind)
+            case CanaryTransitioned():
+                self.canary_transitions.labels(event.route, event.kind).inc()
+            case CanaryJudged():
+                for gate, figure in event.figures:
+                    self.canary_gate.labels(event.route, gate).set(figure)
+            case CanaryStoreFailed():
+                self.canary_store_errors.labels(event.action).inc()
 
     def _on_shadow(self, event: ShadowCompleted) -> None:
         operation = event.operation.value
@@ -223,6 +276,8 @@ class Metrics:
             case ConfigRejected():
                 self.reloads.labels("rejected").inc()
                 self.last_reload_ok.set(0)
+            case CanaryWeights() | CanaryTransitioned() | CanaryJudged() | CanaryStoreFailed():
+                self._on_canary(event)
             case _:
                 pass
 
