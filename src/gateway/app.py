@@ -25,9 +25,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from gateway.backends import Backend, build_backend
+from gateway.canary.controller import CanaryController
+from gateway.canary.evidence import RunnerTallies, ShadowTallies, StoreTallies
 from gateway.config.diff import diff_configs, restart_needed
 from gateway.config.load import load_routing
-from gateway.config.schema import GatewayConfig
+from gateway.config.schema import GatewayConfig, Route
 from gateway.config.shadows import shadow_policies
 from gateway.config.watch import FileWatcher
 from gateway.dispatch import Dispatcher
@@ -48,7 +50,9 @@ from gateway.runtime import heap
 from gateway.runtime.pressure import LoopLag
 from gateway.runtime.tasks import TaskSet
 from gateway.server.admin import AdminServer
+from gateway.server.api import AdminApi
 from gateway.server.tcp import ClientListener
+from gateway.server.tokens import AdminTokens, read_tokens
 from gateway.sessions.peers import PeerDirectory, SessionPeers
 from gateway.sessions.shared import SharedSessions
 from gateway.sessions.table import SessionBroker
@@ -101,6 +105,7 @@ class Gateway:
         self._listener: ClientListener | None = None
         self._admin: AdminServer | None = None
         self._admin_address: tuple[str, int] | None = None
+        self._canary: CanaryController | None = None
         self._draining = False
         # One reload at a time: a SIGHUP during a file-triggered reload waits its turn.
         self._reload_lock = asyncio.Lock()
@@ -137,6 +142,11 @@ class Gateway:
             raise RuntimeError("the gateway has not started")
         return self._shadows
 
+    @property
+    def canary(self) -> CanaryController | None:
+        """The canary controller (docs/canary.md); None when no route has a plan."""
+        return self._canary
+
     def ready(self) -> bool:
         """What /readyz reports: started, accepting, not draining."""
         return not self._draining and self._listener is not None and self._listener.accepting
@@ -149,6 +159,7 @@ class Gateway:
         """
         bound_tls_buffers()
         config = self.config
+        api = await self._admin_api(config)  # first: a bad token file stops nothing half-open
         sessions = SessionBroker(idle_s=config.sessions.idle, clock=time.monotonic)
         self._shadows = await self._shadow_runner(config, sessions)
         self._shared = await self._share_sessions(config, sessions)
@@ -162,10 +173,15 @@ class Gateway:
             shared=self._shared,
         )
         self._listener = ClientListener(config.listen, config.limits, self._dispatcher, self.bus)
+        try:
+            await self._start_canary(config)
+        except BaseException:
+            await self._close_stores()
+            raise
         admin = config.admin
         if self._admin_port is not None:  # config keeps the file's value, so reloads stay quiet
             admin = replace(admin, port=self._admin_port)
-        self._admin = AdminServer(admin, self.metrics, self.ready)
+        self._admin = AdminServer(admin, self.metrics, self.ready, api)
         try:
             self._admin_address = await self._admin.start()
             try:
@@ -174,15 +190,28 @@ class Gateway:
                 await self._admin.aclose()
                 raise
         except BaseException:
-            if self._writer is not None:
-                await self._writer.aclose(0)
-            if self._shared is not None:
-                await self._shared.aclose()
+            await self._close_stores()
             raise
         self._start_watching()
         self._tasks.spawn(self.loop_lag.run(), name="loop-lag")
         self.bus.emit(Lifecycle("listening", f"{host}:{port}"))
         return host, port
+
+    async def _admin_api(self, config: GatewayConfig) -> AdminApi:
+        """/api/v1 with the tokens of admin.token_file (read once, here: a restart applies a new
+        file; ConfigError if it is unusable) and the canary controller in force."""
+        path = config.admin.token_file
+        tokens = AdminTokens() if path is None else await asyncio.to_thread(read_tokens, path)
+        return AdminApi(lambda: self._canary, tokens, config.shadowing.store, self.bus.emit)
+
+    async def _close_stores(self) -> None:
+        """What a start that failed part-way had opened."""
+        if self._canary is not None:
+            await self._canary.aclose()
+        if self._writer is not None:
+            await self._writer.aclose(0)
+        if self._shared is not None:
+            await self._shared.aclose()
 
     async def serve(self, stop: asyncio.Event | None = None, *, settle_heap: bool = False) -> None:
         """Start, serve until SIGTERM or SIGINT (or until ``stop`` is set), then drain.
@@ -229,6 +258,10 @@ class Gateway:
                 self.bus.emit(ConfigRejected(trigger, tuple(exc.problems)))
                 return False
             self._apply(new, backends, trigger)
+            try:  # a plan the running config did not have; until it runs, the file's routes
+                await self._start_canary(new)
+            except ConfigError as exc:
+                self.bus.emit(ConfigRejected(trigger, tuple(exc.problems)))
             if self._writer is not None:
                 self._writer.set_thresholds(shadow_policies(new.routes).values())
             return True
@@ -245,6 +278,8 @@ class Gateway:
         cancelled = await self._listener.drain(grace)
         if self._shadows is not None:  # after the clients: copies may still use the backends
             await self._shadows.aclose(grace)
+        if self._canary is not None:  # after the clients: their answers are its last evidence
+            await self._canary.aclose()
         if self._dispatcher is not None:
             await self._dispatcher.aclose()
         if self._shared is not None:  # siblings may still ask while this one drains
@@ -253,6 +288,30 @@ class Gateway:
             await self._writer.aclose(grace)
         await self._admin.aclose()
         self.bus.emit(Lifecycle("stopped", f"{cancelled} cancelled after {grace:g}s"))
+
+    async def _start_canary(self, config: GatewayConfig) -> None:
+        """Start the canary controller when a route of ``config`` has a plan and none runs yet.
+
+        The controller routes this gateway by the plans' state (applied through
+        :meth:`_reroute`); ConfigError when its store cannot be used as configured.
+        """
+        if self._canary is not None or not any(r.canary for r in config.routes):
+            return
+        tallies: ShadowTallies
+        if config.shadowing.store is not None:  # shared in a fleet: every replica's comparisons
+            tallies = StoreTallies(config.shadowing.store)
+        else:
+            tallies = RunnerTallies(self.shadows)
+        canary = CanaryController(
+            config.routes, config.canary.store, self.bus, tallies, self._reroute
+        )
+        await canary.start()
+        self._canary = canary
+
+    def _reroute(self, routes: tuple[Route, ...]) -> None:
+        """Route new requests by ``routes`` (the canary steps in force), same backends."""
+        assert self._dispatcher is not None
+        self._dispatcher.swap(RouteTable(routes), self._dispatcher.backends)
 
     async def _share_sessions(
         self, config: GatewayConfig, sessions: SessionBroker
@@ -357,7 +416,9 @@ class Gateway:
         assert self._dispatcher is not None and self._listener is not None
         changes = diff_configs(self.config, new)
         restart = restart_needed(self.config, new)
-        self._dispatcher.swap(RouteTable(new.routes), backends)
+        # A canary route is served at the step in force, not as the file writes it.
+        routes = self._canary.set_routes(new.routes) if self._canary else new.routes
+        self._dispatcher.swap(RouteTable(routes), backends)
         self._dispatcher.sessions.set_idle(new.sessions.idle)
         self._listener.update_limits(new.limits)
         self.config = replace(new, listen=self.config.listen, admin=self.config.admin)
