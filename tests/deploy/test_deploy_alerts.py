@@ -21,6 +21,7 @@ _REQUIRED = {
     "CprGatewayEventLoopLag",
     "CprGatewayReplicaDown",
     "CprGatewayTooFewReplicas",
+    "CprGatewayCanaryRolledBack",  # issue 17: a canary route rolled back
 }
 
 
