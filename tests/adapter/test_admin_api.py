@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from admin_harness import ROUTE, SECRET, canary_gateway
 
 from gateway.canary.control import CanaryControl
 from gateway.config.schema import Admin
@@ -19,7 +20,6 @@ from gateway.server.admin import MAX_BODY_BYTES, AdminServer
 from gateway.server.api import AdminApi
 from gateway.server.tokens import AdminTokens, create_token_file, read_tokens
 
-SECRET = "s3cret-token-for-tests-0123456789"
 OTHER = "another-token-for-tests-987654321"
 
 
@@ -225,3 +225,74 @@ def test_create_token_file_writes_a_private_random_token_once(tmp_path: Path) ->
     assert not create_token_file(path)
     assert path.read_text() == first
     assert read_tokens(path).who(first.strip()) == "admin"
+
+
+# -- against a gateway with a canary route and its real controller ------------------------------
+
+
+async def test_every_verb_with_a_token_moves_the_route_and_is_recorded(tmp_path: Path) -> None:
+    """promote, pause (with a reason), resume, rollback: each answers the route as it now is,
+    and the history names the token's holder and the reason."""
+    async with canary_gateway(tmp_path) as gw:
+        status, body = await gw.call("GET", "/routes")
+        assert status == 200
+        [route] = body["routes"]
+        assert (route["route"], route["step"], route["status"]) == (ROUTE, 0, "running")
+        assert route["weights"] == {"mainframe": 100.0, "persons-v2": 0.0}
+        assert route["steps"] == [0, 5, 50, 100]
+        status, route = await gw.call("POST", f"/routes/{ROUTE}/promote")
+        assert (status, route["step"], route["weights"]["persons-v2"]) == (200, 1, 5.0)
+        reason = {"reason": "change freeze\n until  Monday"}
+        status, route = await gw.call("POST", f"/routes/{ROUTE}/pause", json=reason)
+        assert (status, route["status"], route["step"]) == (200, "paused", 1)
+        assert "change freeze until Monday" in route["reason"]
+        status, route = await gw.call("POST", f"/routes/{ROUTE}/resume")
+        assert (status, route["status"]) == (200, "running")
+        status, route = await gw.call("POST", f"/routes/{ROUTE}/rollback", json={"reason": "x"})
+        assert (status, route["step"], route["weights"]["persons-v2"]) == (200, 0, 0.0)
+        status, body = await gw.call("GET", f"/routes/{ROUTE}/history")
+        assert status == 200
+        entries = [(e["kind"], e["from_step"], e["to_step"], e["who"]) for e in body["history"]]
+        assert entries[-4:] == [
+            ("promote", 0, 1, "ops"),
+            ("pause", 1, 1, "ops"),
+            ("resume", 1, 1, "ops"),
+            ("rollback", 1, 0, "ops"),
+        ]
+        assert "change freeze until Monday" in body["history"][-3]["reason"]
+        value = gw.gateway.metrics.value
+        assert value("cpr_gateway_admin_calls_total", call="promote", result="ok") == 1
+
+
+async def test_a_request_without_a_valid_token_changes_nothing(tmp_path: Path) -> None:
+    """401 for every verb without the token or with another; route and history as they were."""
+    async with canary_gateway(tmp_path) as gw:
+        before = (await gw.call("GET", "/routes"))[1]
+        history = (await gw.call("GET", f"/routes/{ROUTE}/history"))[1]
+        for verb in ("pause", "resume", "promote", "rollback"):
+            for token in (None, OTHER, SECRET.upper()):
+                status, body = await gw.call("POST", f"/routes/{ROUTE}/{verb}", token=token)
+                assert status == 401, (verb, token)
+                assert "unauthorized" in body["error"]
+        after = (await gw.call("GET", "/routes"))[1]
+        assert after["routes"][0]["step"] == before["routes"][0]["step"]
+        assert after["routes"][0]["status"] == before["routes"][0]["status"]
+        assert (await gw.call("GET", f"/routes/{ROUTE}/history"))[1] == history
+
+
+async def test_an_impossible_change_is_409_with_the_reason_and_an_unknown_route_404(
+    tmp_path: Path,
+) -> None:
+    """Promote past the last step, resume a running route: 409 saying why; no such route: 404."""
+    async with canary_gateway(tmp_path) as gw:
+        assert (await gw.call("POST", f"/routes/{ROUTE}/resume"))[0] == 409
+        for _ in range(3):
+            assert (await gw.call("POST", f"/routes/{ROUTE}/promote"))[0] == 200
+        status, body = await gw.call("POST", f"/routes/{ROUTE}/promote")
+        assert status == 409
+        assert body["error"]
+        status, body = await gw.call("POST", "/routes/rest/pause")
+        assert (status, body) == (404, {"error": "no canary route 'rest'"})
+        assert (await gw.call("GET", "/routes/nowhere/history"))[0] == 404
+        [route] = (await gw.call("GET", "/routes"))[1]["routes"]
+        assert route["step"] == 3
