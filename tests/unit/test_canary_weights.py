@@ -93,3 +93,28 @@ def test_every_key_crosses_exactly_once(pnr: str) -> None:
     sides = [_side(pnr, step) for step in range(len(STEPS))]
     assert sides == sorted(sides, key=lambda side: side == "persons-v2")
     assert sides[0] == "mainframe" and sides[-1] == "persons-v2"
+
+
+def test_a_write_route_at_100_percent_copies_every_write_to_the_old_primary() -> None:
+    """docs/canary.md, "Writes": a write switches whole, and while the candidate answers the
+    writes, a dual-write copy of each still reaches the primary, so a rollback loses none."""
+    plan = CanaryPlan("persons-v2", key="pnr", steps=(0.0, 100.0))
+    writes = Route(
+        "subscriptions",
+        Match(operations=frozenset({Operation.SUBSCRIBE, Operation.UNSUBSCRIBE})),
+        "mainframe",
+        2.0,
+        shadows=(Shadow("persons-v2", BUCKETS, 1.0, dual_write=True),),
+        canary=plan,
+    )
+    before = effective_route(writes, CanaryState("subscriptions", 0, Status.RUNNING, "", 0.0))
+    after = effective_route(writes, CanaryState("subscriptions", 1, Status.COMPLETED, "", 0.0))
+    assert [(s.backend, s.dual_write) for s in before.shadows] == [("persons-v2", True)]
+    assert [(s.backend, s.dual_write) for s in after.shadows] == [("mainframe", True)]
+    assert isinstance(after.target, Split) and after.target.shares == (
+        ("mainframe", 0),
+        ("persons-v2", BUCKETS),
+    )
+    # A read route's plain shadow is not a copy of writes: it is left as it is.
+    read = effective_route(LOOKUPS, _state(len(STEPS) - 1))
+    assert [s.backend for s in read.shadows] == ["persons-v2"]

@@ -100,12 +100,13 @@ WRITES = """\
     match: {operation: [subscribe, unsubscribe]}
     backend: mainframe
     deadline: 2s
+    shadow: [{backend: persons-v2, sample: 100%, dual_write: true}]
     canary: {candidate: persons-v2, steps: [0, 100]}
 """
 
 
 def test_a_write_route_switches_whole(tmp_path: Path) -> None:
-    """A write route's plan is exactly [0, 100] and needs no shadow."""
+    """A write route's plan is exactly [0, 100], with every write copied to the candidate."""
     config = load_routing(_write(tmp_path, HEAD + WRITES + REST))
     plan = config.routes[0].canary
     assert plan is not None and plan.steps == (0.0, 100.0)
@@ -228,13 +229,22 @@ def test_a_write_route_with_ramp_steps_is_refused(tmp_path: Path) -> None:
     ]
 
 
-def test_a_catch_all_canary_switches_whole(tmp_path: Path) -> None:
-    """A catch-all can match change_password: a ramp on it is refused, [0, 100] loads."""
-    ramp = REST + "    canary: {candidate: persons-v2, steps: [0, 50, 100]}\n"
-    problems = check_config(_write(tmp_path, HEAD + ramp))
-    assert len(problems) == 1 and problems[0].startswith("routes[0].canary.steps: route matches ")
+def test_a_catch_all_canary_is_refused_for_password_changes(tmp_path: Path) -> None:
+    """A catch-all can match change_password, which a canary never switches: a password
+    changed on one side only would lock the client out of the other after a rollback."""
     whole = REST + "    canary: {candidate: persons-v2, steps: [0, 100]}\n"
-    assert check_config(_write(tmp_path, HEAD + whole)) == []
+    problems = check_config(_write(tmp_path, HEAD + whole))
+    assert problems[0].startswith("routes[0].canary: route matches change_password, which a ")
+
+
+def test_a_write_canary_needs_a_dual_write_copy_to_the_candidate(tmp_path: Path) -> None:
+    """Every write on both sides, so that a rollback loses none (docs/canary.md, "Writes")."""
+    text = HEAD + WRITES.replace(", dual_write: true", "") + REST
+    assert check_config(_write(tmp_path, text)) == [
+        "routes[0].canary.candidate: route matches subscribe, unsubscribe: a canary of writes"
+        " needs every write on both sides, so that a rollback loses none: add shadow:"
+        " [{backend: persons-v2, dual_write: true}] to the route"
+    ]
 
 
 def test_bad_top_level_sections_are_named(tmp_path: Path) -> None:

@@ -5,7 +5,10 @@ Pure: routes and states in, routes out, for :class:`gateway.routing.RouteTable`.
 ``w = steps[s]``. The candidate is listed last, so it holds the lowest buckets
 (:meth:`gateway.config.schema.Split.ranges`): a promotion only moves keys onto it, a rollback
 only moves them off. At 0% and 100% the split keeps its empty side (the router leaves an
-empty range out), so every step has the same shape. Shadows, noise and the plan are kept.
+empty range out), so every step has the same shape. Shadows, noise and the plan are kept,
+with one exception that makes a write route's switch lose no write (docs/canary.md, "Writes"):
+at 100% a dual-write shadow of the candidate becomes a dual-write shadow of the primary, so
+that every write still reaches both sides and a rollback finds the primary up to date.
 """
 
 from __future__ import annotations
@@ -33,8 +36,17 @@ def effective_route(route: Route, state: CanaryState | None) -> Route:
     if plan is None:
         return route
     weight = round(_percent(plan, state) * _PER_PERCENT)
-    shares = ((route.primary, BUCKETS - weight), (plan.candidate, weight))
-    return replace(route, target=Split(SplitKey(plan.key), shares))
+    primary = route.primary
+    shares = ((primary, BUCKETS - weight), (plan.candidate, weight))
+    shadows = route.shadows
+    if weight == BUCKETS:
+        shadows = tuple(
+            replace(shadow, backend=primary)
+            if shadow.dual_write and shadow.backend == plan.candidate
+            else shadow
+            for shadow in shadows
+        )
+    return replace(route, target=Split(SplitKey(plan.key), shares), shadows=shadows)
 
 
 def weights_of(route: Route, state: CanaryState | None) -> dict[str, float]:

@@ -77,6 +77,8 @@ class RouteContext:
     operations: frozenset[Operation]
     #: The backends the route shadows to.
     shadows: frozenset[str]
+    #: Those of them that get dual-write copies (subscribe and unsubscribe too).
+    dual_writes: frozenset[str] = frozenset()
 
 
 #: The split keys a plan may name: :class:`gateway.config.schema.SplitKey`'s values (schema
@@ -204,6 +206,21 @@ def _plan_problems(plan: CanaryPlan, route: RouteContext) -> Iterator[tuple[str,
             ".steps",
             f"route matches {', '.join(whole)}, which never split: steps must be exactly "
             f"[0, 100], got {_show_steps(plan.steps)}",
+        )
+    if Operation.CHANGE_PASSWORD in route.operations:
+        yield (
+            "",
+            "route matches change_password, which a canary never switches: a password changed"
+            " on one side only would not open the other after a rollback (docs/canary.md,"
+            ' "Writes"); give password changes a route of their own without a canary',
+        )
+    writes = route.operations & {Operation.SUBSCRIBE, Operation.UNSUBSCRIBE}
+    if writes and plan.candidate not in route.dual_writes:
+        yield (
+            ".candidate",
+            f"route matches {', '.join(sorted(op.value for op in writes))}: a canary of writes"
+            " needs every write on both sides, so that a rollback loses none: add shadow:"
+            f" [{{backend: {plan.candidate}, dual_write: true}}] to the route",
         )
     if not whole and plan.candidate not in route.shadows:
         yield (

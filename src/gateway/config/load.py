@@ -288,6 +288,7 @@ class RoutingReader(Problems):
             None if isinstance(raw, dict) and "split" in raw else backend or "",
             (match.operations if match else None) or frozenset(Operation),
             frozenset(shadow.backend for shadow in shadows or ()),
+            frozenset(shadow.backend for shadow in shadows or () if shadow.dual_write),
         )
         canary: CanaryPlan | None = s.get(
             "canary", lambda value, p: parse_canary(self, value, p, context), None
