@@ -19,15 +19,17 @@ install: $(STAMP)
 system-packages:
 	scripts/debian_packages.sh $(TEST_PACKAGES)
 
-## Start the default stack in the foreground (Ctrl-C stops everything).
+## Start the default stack in the foreground (Ctrl-C stops everything). DRIFT=none: services
+## that answer as the mainframe does, so the default canary climbs (docs/canary.md).
+DRIFT ?=
 run: $(STAMP)
-	$(BIN)/cpr-gateway up --routing routing.yaml --var var
+	$(BIN)/cpr-gateway up --routing routing.yaml --var var $(if $(DRIFT),--drift $(DRIFT))
 
 ## The fleet on this machine: Redis, PostgreSQL, the emulator, two services replicas, two
 ## gateway replicas behind HAProxy on :5000 (docs/deploy.md). Ctrl-C stops everything.
 fleet: $(STAMP)
 	scripts/debian_packages.sh redis-server postgresql haproxy
-	$(BIN)/cpr-gateway up --replicas 2 --routing routing.yaml --var var
+	$(BIN)/cpr-gateway up --replicas 2 --routing routing.yaml --var var $(if $(DRIFT),--drift $(DRIFT))
 
 ## Every check: lint, format, types, tests.
 test: $(STAMP) lint typecheck pytest

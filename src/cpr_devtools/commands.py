@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cpr_services.drift import DEMO_DRIFT, Drift
 from gateway.cli import config_problems, run_loop
 from gateway.errors import ConfigError
 
@@ -31,12 +32,29 @@ def add_up(sub: Subcommands) -> None:
         help="N ≥ 2: the fleet, N gateways behind HAProxy with Redis and PostgreSQL (make fleet)",
     )
     p.add_argument(
+        "--drift",
+        type=_drift,
+        default=DEMO_DRIFT,
+        help=f"how the reference services drift from the register (default: {DEMO_DRIFT});"
+        " 'none' for services that answer as the mainframe does (docs/canary.md)",
+    )
+    p.add_argument(
         "--port-offset",
         type=int,
         default=0,
         help="added to every port of the fleet, to run one beside another (tests)",
     )
     p.set_defaults(handler=_run_up)
+
+
+def _drift(text: str) -> str:
+    """A drift the services accept (``none``: no drift), checked before anything starts."""
+    text = "" if text == "none" else text
+    try:
+        Drift.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _replicas(text: str) -> int:

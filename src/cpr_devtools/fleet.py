@@ -33,8 +33,9 @@ from cpr_devtools.postgres import (
     server_bin,
 )
 from cpr_devtools.supervisor import Listener, Part, StartFailed, run_stack
-from cpr_devtools.up import DEMO_DRIFT, connectable, ensure_admin_token, prepare_var
+from cpr_devtools.up import connectable, ensure_admin_token, prepare_var
 from cpr_mainframe.config import load_config
+from cpr_services.drift import DEMO_DRIFT
 from cpr_services.store import ModernStore
 from gateway.config import load_routing
 from gateway.config.reader import read_yaml
@@ -87,7 +88,8 @@ def plan_of(args: argparse.Namespace) -> fc.FleetPlan:
     listen = _checked(args.routing, load_routing).listen
     emulator = _checked(args.emulator_config, load_config).listen
     ports = FleetPorts(balancer=listen.port, emulator=emulator.port).shifted(args.port_offset)
-    plan = fc.FleetPlan(args.replicas, args.var.resolve(), ports, listen.host)
+    drift = getattr(args, "drift", DEMO_DRIFT)
+    plan = fc.FleetPlan(args.replicas, args.var.resolve(), ports, listen.host, drift)
     beyond = [port for port in plan.ports.every(plan.replicas) if not 0 < port < 65536]
     if beyond:
         raise ConfigError([f"--port-offset {args.port_offset}: port {beyond[0]} does not exist"])
@@ -185,7 +187,7 @@ def _services(plan: fc.FleetPlan, index: int) -> Part:
     argv = (
         *(*_CLI, "backend", "--config", str(plan.emulator_config)),
         *("--store", plan.dsn(fc.SERVICES_DB), "--host", fc.LOOPBACK, "--port", str(port)),
-        *("--drift", DEMO_DRIFT, "--trusted-gateways", f"{fc.GATEWAY_SOURCE}/32"),
+        *("--drift", plan.drift, "--trusted-gateways", f"{fc.GATEWAY_SOURCE}/32"),
     )
     what = f"new gRPC services (cpr.v1), replica {index}"
     return Part(f"services-{index}", argv, (Listener(fc.LOOPBACK, port, what),))

@@ -72,6 +72,8 @@ class FleetPlan:
     ports: FleetPorts
     #: Where HAProxy takes clients: routing.yaml's listen host (0.0.0.0 as shipped).
     balancer_host: str
+    #: How the reference services drift (``cpr-gateway backend --drift``); empty: not at all.
+    drift: str = ""
 
     @property
     def dir(self) -> Path:
@@ -135,7 +137,7 @@ def replica_routing(raw: dict[str, Any], plan: FleetPlan, index: int) -> dict[st
 
     Routes and limits are kept, so the fleet routes as `make run` does. Changed: its own
     ports on loopback, a PROXY header required from HAProxy, sessions in Redis, the shadow
-    store in PostgreSQL, every legacy backend on the fleet's emulator (with the client's
+    store and the canary state in PostgreSQL, every legacy backend on the fleet's emulator (with the client's
     address in a PROXY header), every grpc backend balanced over the services replicas.
     """
     doc = copy.deepcopy(raw)
@@ -158,6 +160,8 @@ def replica_routing(raw: dict[str, Any], plan: FleetPlan, index: int) -> dict[st
         # One key for every replica: a PNR's pseudonym is the same whichever replica saw it.
         "key_file": str(plan.var / "shadow.key"),
     }
+    # One canary state for the fleet: every replica applies the same step, and one decides.
+    doc["canary"] = {**(doc.get("canary") or {}), "store": plan.dsn(SHADOW_DB)}
     return doc
 
 

@@ -22,9 +22,6 @@ from gateway.server.tokens import create_token_file
 
 #: Where `make run` serves the gRPC services; routing.yaml's grpc backend points here.
 MODERN_PORT = 50051
-#: The demo's reference services drift the way a real migration does (docs/shadow.md), so
-#: that the default shadow on lookups has real findings to report.
-DEMO_DRIFT = "standardadr_2023,stale_address=0.1,missing_record=050"
 
 
 async def run_up(args: argparse.Namespace) -> int:
@@ -41,7 +38,7 @@ async def run_up(args: argparse.Namespace) -> int:
         # Written by another version of the services' message format: correct but slow.
         print(f"{stale} stored persons are in an older message format: migrating…", flush=True)
         migrate_register(var / "register.sqlite", modern, progress=True)
-    return await run_stack(_parts(args.routing, args.emulator_config, modern))
+    return await run_stack(_parts(args.routing, args.emulator_config, modern, args.drift))
 
 
 def prepare_var(var: Path, persons: int) -> None:
@@ -73,7 +70,7 @@ def _stale_messages(modern: Path) -> int:
         store.close()
 
 
-def _parts(routing: Path, emulator_config: Path, modern: Path) -> list[Part]:
+def _parts(routing: Path, emulator_config: Path, modern: Path, drift: str) -> list[Part]:
     gateway = load_routing(routing)
     emulator = load_config(emulator_config)
     cli = (sys.executable, "-m", "gateway.cli")
@@ -99,7 +96,7 @@ def _parts(routing: Path, emulator_config: Path, modern: Path) -> list[Part]:
                 "--store",
                 str(modern),
                 "--drift",
-                DEMO_DRIFT,
+                drift,
             ),
             (Listener("127.0.0.1", MODERN_PORT, "new gRPC services (cpr.v1)"),),
         ),

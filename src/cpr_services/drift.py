@@ -28,6 +28,10 @@ from dataclasses import dataclass, replace
 from gateway.domain.person import Person
 from gateway.render.task import AddressStyle, Task
 
+#: The demo stack's drift (`make run`): the way a real migration drifts (docs/shadow.md), so that
+#: the default shadow has real findings and the default canary holds at 0% (docs/canary.md).
+DEMO_DRIFT = "standardadr_2023,stale_address=0.1,missing_record=050"
+
 #: Fixed personalisation: the same PNR is drifted in every process and release.
 _PERSON = b"cpr-gw-drift"
 #: The share is resolved to one in this many persons.

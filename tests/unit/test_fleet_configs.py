@@ -120,7 +120,8 @@ def test_replica_configs_load(tmp_path: Path) -> None:
         path.write_text(yaml.safe_dump(replica_routing(_shipped("routing.yaml"), plan, index)))
         config = load_routing(path)
         assert config.listen.port == 5100 + index
-        assert [r.name for r in config.routes] == ["lookups-canary", "all-legacy"]
+        assert [r.name for r in config.routes] == ["lookups", "all-legacy"]
+        assert config.canary.store == config.shadowing.store  # one state for the fleet
 
 
 def test_the_emulator_trusts_the_gateways_and_keeps_its_customers() -> None:

@@ -41,10 +41,14 @@ def test_the_documented_diff_lines_are_what_the_code_prints(tmp_path: Path) -> N
     assert diff_tables(canary.routes, raised) == OUTPUTS[1].splitlines()
 
 
-def test_the_shipped_file_is_the_canary_example(tmp_path: Path) -> None:
-    """routing.yaml routes like the documented 5% lookup canary (without its customer pin)."""
+def test_the_shipped_file_holds_lookups_on_the_mainframe_under_a_plan(tmp_path: Path) -> None:
+    """routing.yaml: lookups answered by the mainframe, shadowed to the services, with a canary
+    plan that starts at 0% (shadow only; docs/canary.md); the rest as the documented example."""
     shipped = load_routing(DOC.parents[1] / "routing.yaml")
+    lookups, rest = shipped.routes
+    assert lookups.target == "mainframe" and lookups.canary is not None
+    assert lookups.canary.candidate == "persons-v2" and lookups.canary.steps[0] == 0
+    assert [shadow.backend for shadow in lookups.shadows] == ["persons-v2"]
     canary = _load(tmp_path, 2)
-    assert [(r.target, r.match) for r in shipped.routes] == [
-        (r.target, r.match) for r in canary.routes if r.match.customers is None
-    ]
+    assert (rest.target, rest.match) == (canary.routes[-1].target, canary.routes[-1].match)
+
