@@ -137,8 +137,9 @@ def replica_routing(raw: dict[str, Any], plan: FleetPlan, index: int) -> dict[st
 
     Routes and limits are kept, so the fleet routes as `make run` does. Changed: its own
     ports on loopback, a PROXY header required from HAProxy, sessions in Redis, the shadow
-    store and the canary state in PostgreSQL, every legacy backend on the fleet's emulator (with the client's
-    address in a PROXY header), every grpc backend balanced over the services replicas.
+    store and the canary state in PostgreSQL, every legacy backend on the fleet's emulator
+    (with the client's address in a PROXY header), every grpc backend balanced over the
+    services replicas.
     """
     doc = copy.deepcopy(raw)
     gateway_tls = {"cert": str(plan.pki.cert("gateway")), "key": str(plan.pki.key("gateway"))}
