@@ -136,12 +136,21 @@ function drawRoute(route, history) {
       el("span", { class: "status " + route.status, "data-field": "status" }, route.status),
     ),
     el("p", { class: "reason", "data-field": "reason" }, route.reason || "—"),
+    drawHeld(route),
     drawWeights(route),
     drawSteps(route),
     el("div", { class: "columns" }, drawGates(route), drawPlots(route)),
     drawControls(route),
     drawHistory(history),
   );
+}
+
+function drawHeld(route) {
+  // Why a running route stays where it is: the gates its last evaluation failed.
+  const failed = route.gates.filter((gate) => gate.passed === false);
+  if (route.status !== "running" || !failed.length) return null;
+  const why = failed.map((g) => `${g.name} ${fmtFigure(g.figure)} (needs ${fmtFigure(g.threshold)})`);
+  return el("p", { class: "held", "data-field": "held" }, "Held here: " + why.join(", "));
 }
 
 function drawWeights(route) {
@@ -303,7 +312,8 @@ function plot(title, lines, format) {
     path.setAttribute("points", points(line, top));
     svg.append(path);
   });
-  const caption = values.length ? `${title}, top ${format(top)}` : `${title}: no evidence yet`;
+  const latest = lines.map((line) => (line.length && line.at(-1) !== null ? format(line.at(-1)) : "–"));
+  const caption = values.length ? `${title}: ${latest.join(" / ")} (scale ${format(top)})` : `${title}: no evidence yet`;
   return el("figure", { class: "plot" }, svg, el("figcaption", {}, caption));
 }
 
