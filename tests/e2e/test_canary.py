@@ -15,11 +15,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from mixed_harness import Client
 
 # The adapter tier's throwaway PostgreSQL, for the replicas' shared store.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapter"))
-from pg_server import pg_dsn_fixture, postgres_fixture  # noqa: F401 (fixtures)
+from pg_server import Cluster, pg_dsn_fixture, postgres_fixture  # noqa: F401 (fixtures)
 
 from cpr_devtools.client import Endpoint
 from cpr_devtools.migration import migrate_register
@@ -69,7 +70,7 @@ routes:
     backend: mainframe
     deadline: 5s
 # Never shed: clients, backends and gateways share the test's loop.
-shadowing: {{shed_lag: 1m}}
+shadowing: {{shed_lag: 1m{shadow_store}}}
 """
 
 
@@ -95,7 +96,11 @@ class Stack:
 
 
 @asynccontextmanager
-async def stack(tmp_path: Path, store: str, drift: Drift | None = None) -> AsyncIterator[Stack]:
+async def stack(
+    tmp_path: Path, store: str, drift: Drift | None = None, *, shadow_store: bool = False
+) -> AsyncIterator[Stack]:
+    """Both sides and a routing file; ``shadow_store``: comparisons go to a mismatch store
+    (the verdict is read from its counters), else they are only this gateway's tallies."""
     async with AsyncExitStack() as parts:
         emu = await parts.enter_async_context(
             running_emulator(persons=300, tls=False, workdir=tmp_path / "emu")
@@ -105,7 +110,10 @@ async def stack(tmp_path: Path, store: str, drift: Drift | None = None) -> Async
         modern_port = await modern.start()
         parts.push_async_callback(modern.aclose, 0)
         routing = tmp_path / "routing.yaml"
-        routing.write_text(ROUTING.format(legacy=emu.port, modern=modern_port, store=store))
+        extra = ", store: shadow.sqlite, key_file: shadow.key" if shadow_store else ""
+        routing.write_text(
+            ROUTING.format(legacy=emu.port, modern=modern_port, store=store, shadow_store=extra)
+        )
         built = Stack(routing, emu.pnrs(100))
         try:
             yield built
@@ -160,12 +168,15 @@ def transitions_of(gateway: Gateway) -> list[CanaryTransitioned]:
     return seen
 
 
+@pytest.mark.parametrize("shadow_store", [False, True], ids=["runner", "mismatch-store"])
 async def test_drift_rolls_the_route_back_and_the_candidate_gets_no_more_clients(
-    tmp_path: Path,
+    tmp_path: Path, shadow_store: bool
 ) -> None:
     """At 50% on drifted services the first judgement with a verdict rolls the route back to
-    0% and pauses it, with the reason; afterwards every client lookup is the mainframe's."""
-    async with stack(tmp_path, str(tmp_path / "canary.sqlite"), DRIFT) as s:
+    0% and pauses it, with the reason; afterwards every client lookup is the mainframe's.
+    The verdict comes from this gateway's comparisons, or from the mismatch store's."""
+    store = str(tmp_path / "canary.sqlite")
+    async with stack(tmp_path, store, DRIFT, shadow_store=shadow_store) as s:
         gateway, clients = await s.start_gateway()
         seen = transitions_of(gateway)
         status = await controller(gateway).promote("lookups", who="test")
@@ -246,3 +257,45 @@ async def test_two_replicas_on_one_postgresql_store_apply_the_same_weight(
         assert weight(other, "mainframe") == 50
         [route] = controller(other).routes()
         assert (route.state.step, route.state.status) == (1, Status.PAUSED)
+
+
+async def test_a_reload_keeps_the_step_in_force(tmp_path: Path) -> None:
+    """The file's route names only the primary; a reload still routes at the plan's step."""
+    async with stack(tmp_path, str(tmp_path / "canary.sqlite")) as s:
+        gateway, clients = await s.start_gateway()
+        await controller(gateway).pause("lookups", who="test")
+        await controller(gateway).promote("lookups", who="test")
+        s.routing.write_text(s.routing.read_text().replace("deadline: 5s", "deadline: 4s"))
+        assert await gateway.reload()
+        await lookups(clients, s.pnrs, 20)
+        assert answered_by(gateway, "persons-v2") > 0 and answered_by(gateway, "mainframe") > 0
+        assert weight(gateway, "persons-v2") == 50
+
+
+async def test_a_store_that_cannot_be_reached_leaves_the_routes_as_written_until_it_can(
+    tmp_path: Path, postgres: Cluster
+) -> None:
+    """A canary store whose database does not exist yet: the gateway starts, counts and logs
+    the failure, and serves the file's routes (every lookup on the primary); once the
+    database is there, the next tick starts the plan."""
+    name = f"canary_later_{tmp_path.name[-12:].replace('-', '_')}"
+    async with stack(tmp_path, postgres.dsn(name)) as s:
+        gateway, clients = await s.start_gateway()
+        failures = gateway.metrics.value("cpr_gateway_canary_store_errors_total", action="open")
+        assert failures >= 1
+        assert controller(gateway).routes() == []
+        await lookups(clients, s.pnrs, 10)
+        assert answered_by(gateway, "persons-v2") == 0
+        applied = asyncio.Event()
+        gateway.bus.subscribe(lambda e: applied.set() if isinstance(e, CanaryWeights) else None)
+        with postgres.admin() as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+        try:
+            async with asyncio.timeout(PATIENCE_S):
+                await applied.wait()
+            [route] = controller(gateway).routes()
+            assert (route.state.step, route.state.status) == (0, Status.RUNNING)
+        finally:
+            await s.stop(gateway)
+            with postgres.admin() as admin:
+                admin.execute(f"DROP DATABASE {name} WITH (FORCE)")

@@ -108,6 +108,8 @@ class CanaryController:
         #: The states this replica routes by now; None: the file's routes (none applied yet).
         self._applied: dict[str, CanaryState] | None = None
         self._leader = False
+        #: The last failure's message, while the store keeps failing with it (logged once).
+        self._failing: str | None = None
         self._tasks = TaskSet()
         self.set_routes(routes)
 
@@ -216,13 +218,14 @@ class CanaryController:
         if await self._guarded("lease", self._take_lease()):
             for name in list(self._plans):
                 await self._guarded("judge", self._evaluate(name))
-        await self._guarded("poll", self._sync())
+        if await self._guarded("poll", self._sync()):
+            self._failing = None
 
     async def _open(self) -> None:
         try:
             self._store = await asyncio.to_thread(CanaryStore.open, self._location)
         except CanaryStoreError as exc:
-            self._bus.emit(CanaryStoreFailed("open", str(exc)))
+            self._failed("open", exc)
 
     async def _sync(self) -> None:
         """Start the plans that have no state yet, read every state, and apply what changed."""
@@ -357,9 +360,9 @@ class CanaryController:
         store = self._require_store()
         if not await self._store_call(store.change, before, after, base, t):
             return False
+        await self._guarded("poll", self._sync())  # written: applied here now, or next tick
         event = CanaryTransitioned(before.route, kind, before.step, after.step, after.reason, who)
         self._bus.emit(event)
-        await self._guarded("poll", self._sync())  # written: applied here now, or next tick
         return True
 
     # -- helpers ------------------------------------------------------------------------------
@@ -400,15 +403,21 @@ class CanaryController:
         try:
             return await asyncio.to_thread(call, *args)
         except GatewayError as exc:
-            self._bus.emit(CanaryStoreFailed("change", str(exc)))
+            self._failed("change", exc)
             raise
+
+    def _failed(self, action: str, exc: GatewayError) -> None:
+        """Count a failure; log it only when it is not the one the last tick had."""
+        detail = str(exc)
+        self._bus.emit(CanaryStoreFailed(action, detail, repeated=detail == self._failing))
+        self._failing = detail
 
     async def _guarded(self, action: str, work: object) -> bool:
         """Await ``work``; a failed store (or shadow store) is reported and the tick goes on."""
         try:
             result = await work  # type: ignore[misc]
         except GatewayError as exc:
-            self._bus.emit(CanaryStoreFailed(action, str(exc)))
+            self._failed(action, exc)
             return False
         return bool(result) if result is not None else True
 

@@ -317,6 +317,8 @@ class CanaryStoreFailed:
     action: str
     #: The store's message (a DSN without its password).
     detail: str
+    #: The same failure as the tick before: counted, not logged again.
+    repeated: bool = False
 
 
 Event = (

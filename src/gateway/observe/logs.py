@@ -140,7 +140,7 @@ def log_event(event: Event) -> None:
                 reason=event.reason,
                 who=event.who,
             )
-        case CanaryStoreFailed():
+        case CanaryStoreFailed(repeated=False):
             _log.warning("canary_store_failed", action=event.action, detail=event.detail)
         case _:
             pass
