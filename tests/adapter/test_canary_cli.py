@@ -33,7 +33,7 @@ async def test_status_is_a_table_and_json(tmp_path: Path) -> None:
         code, out, err = await cli("status", *admin_args(gw))
         assert code == 0, err
         heading, row = out.splitlines()
-        assert heading.split() == ["route", "status", "step", "weights", "gates", "reason"]
+        assert heading.split() == ["route", "status", "step", "weights", "reason", "gates"]
         assert row.startswith(f"{ROUTE}  running  0/3 (0%)  mainframe 100%, persons-v2 0%")
         code, out, _ = await cli("status", "--json", *admin_args(gw))
         assert code == 0

@@ -81,7 +81,8 @@ async def run_canary(
 
 # -- the table ----------------------------------------------------------------------------------
 
-_HEADINGS = ("route", "status", "step", "weights", "gates", "reason")
+#: The gates last: the longest cell, and the one a narrow terminal may wrap.
+_HEADINGS = ("route", "status", "step", "weights", "reason", "gates")
 
 
 def render_table(routes: list[dict[str, Any]]) -> str:
@@ -107,8 +108,8 @@ def _row(route: dict[str, Any]) -> tuple[str, ...]:
         route["status"],
         f"{step}/{len(steps) - 1} ({_percent(steps[step])})",
         weights,
-        gates,
         route["reason"] or "-",
+        gates,
     )
 
 
