@@ -103,6 +103,11 @@ async def test_a_missing_or_wrong_token_is_401_and_counted(tmp_path: Path) -> No
         unauthorized = "cpr_gateway_admin_calls_total"
         assert admin.metrics.value(unauthorized, call="routes", result="unauthorized") == 5
         assert admin.metrics.value(unauthorized, call="routes", result="ok") == 1
+        # What a caller without a token puts in the path is not logged.
+        assert (await admin.call("POST", "/api/v1/routes/0101601234/pause", token=None))[0] == 401
+        assert admin.events[-1] == AdminCall(
+            "pause", "", "", "unauthorized", "a bearer token is needed"
+        )
 
 
 async def test_a_valid_token_reads_and_a_refusal_names_the_route(tmp_path: Path) -> None:

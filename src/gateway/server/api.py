@@ -88,7 +88,8 @@ class AdminApi:
             who = self._tokens.who(presented.strip()) if scheme.lower() == "bearer" else None
             if who is None:
                 why = _unauthorized(self._tokens, bool(presented.strip()))
-                self._emit(AdminCall(caller.call, caller.route, "", "unauthorized", why))
+                # No route: a caller without a token does not get to write text into the log.
+                self._emit(AdminCall(caller.call, "", "", "unauthorized", why))
                 return _error(401, f"unauthorized: {why}", headers=_CHALLENGE)
             return await handler(request, replace(caller, who=who))
 
