@@ -93,6 +93,31 @@ def test_evidence_sums_every_replica_of_the_current_step_only(store: CanaryStore
     assert store.evidence("lookups", 100.0) == {}
 
 
+def test_reading_the_evidence_folds_it_into_one_row_per_backend(
+    store: CanaryStore, location: str
+) -> None:
+    """A judgement leaves the sums behind: the next one reads them plus what came since."""
+    store.start(_state(), "{}", _transition("start", 0, 0))
+    for replica in ("a", "b", "c"):
+        rows = [EvidenceRow("lookups", backend, 100.0, 4, 1, {5: 4}) for backend in ("x", "y")]
+        store.add_evidence(replica, rows, 101)
+    first = store.evidence("lookups", 100.0)
+    store.add_evidence("a", [EvidenceRow("lookups", "x", 100.0, 1, 0, {6: 1})], 102)
+    again = store.evidence("lookups", 100.0)
+    assert (first["x"].requests, first["x"].failures, dict(first["x"].latency)) == (12, 3, {5: 12})
+    assert (again["x"].requests, again["x"].failures, dict(again["x"].latency)) == (
+        13, 3, {5: 12, 6: 1},
+    )  # fmt: skip
+    assert again["y"] == first["y"]
+    reader = CanaryStore.open(location)  # what is in the table, not what this object says
+    try:
+        assert reader.evidence("lookups", 100.0) == again
+    finally:
+        reader.close()
+    count = store._run(lambda db: db.execute("SELECT count(*) FROM canary_evidence").rows[0][0])
+    assert count == 2
+
+
 def test_an_evaluation_is_kept_for_every_replica(store: CanaryStore) -> None:
     """Gates and the evidence behind them come back as they were written."""
     store.start(_state(), "{}", _transition("start", 0, 0))

@@ -259,7 +259,10 @@ class CanaryController:
         self._applied = states
         self._apply_routes(self._effective())
         for name, state in states.items():
-            self.counter.track(name, state.since)
+            if state.status is Status.PAUSED:  # not judged; a resume starts afresh anyway
+                self.counter.forget(name)
+            else:
+                self.counter.track(name, state.since)
             weights = weights_of(self._plans[name], state)
             self._bus.emit(CanaryWeights(name, state.step, tuple(weights.items())))
 

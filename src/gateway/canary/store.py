@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +64,8 @@ PG_STATEMENT_TIMEOUT_MS = 5000
 _BUSY_TIMEOUT_MS = 5000
 #: Advisory lock key for creating the tables: fixed, distinct from the shadow store's.
 _CREATE_LOCK = "SELECT pg_advisory_xact_lock(7234036931)"
+#: The ``replica`` of rows that sum up earlier rows of every replica.
+FOLDED = "*"
 #: The one lease row: one decider for every canary route of the fleet.
 LEASE = "controller"
 
@@ -266,38 +268,32 @@ class CanaryStore:
 
     def add_evidence(self, replica: str, rows: Sequence[EvidenceRow], at: float) -> None:
         """Add one replica's counts since its last flush."""
-        values = [
-            (replica, r.route, r.backend, r.since, at, r.requests, r.failures,
-             json.dumps({str(i): n for i, n in sorted(r.latency.items())}))
-            for r in rows
-        ]  # fmt: skip
-        self._run(
-            lambda db: db.executemany(
-                "INSERT INTO canary_evidence (replica, route, backend, since, at, requests,"
-                " failures, latency) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
-            ),
-            transaction=True,
-        )
+        self._run(lambda db: _insert_evidence(db, replica, rows, at), transaction=True)
 
     def evidence(self, route: str, since: float) -> dict[str, EvidenceRow]:
-        """Every replica's counts of ``route`` in the step that began at ``since``, by backend."""
-        rows = self._run(
-            lambda db: (
+        """Every replica's counts of ``route`` in the step that began at ``since``, by backend.
+
+        The rows read are replaced by their sums (one per backend) in the same transaction,
+        so that a long step costs the same to judge at every interval; rows added meanwhile
+        (their ids are higher) are left for the next time.
+        """
+
+        def read_and_fold(db: Database) -> dict[str, EvidenceRow]:
+            rows = db.execute(
+                "SELECT id, at, backend, requests, failures, latency FROM canary_evidence"
+                " WHERE route = ? AND since = ?",
+                (route, since),
+            ).rows
+            summed = _summed(route, since, [row[2:] for row in rows])
+            if len(rows) > len(summed):
                 db.execute(
-                    "SELECT backend, requests, failures, latency FROM canary_evidence"
-                    " WHERE route = ? AND since = ?",
-                    (route, since),
-                ).rows
-            )
-        )
-        summed: dict[str, tuple[int, int, dict[int, int]]] = {}
-        for backend, requests, failures, latency in rows:
-            total, failed, buckets = summed.get(backend, (0, 0, {}))
-            for index, count in json.loads(latency).items():
-                buckets[int(index)] = buckets.get(int(index), 0) + int(count)
-            summed[backend] = (total + int(requests), failed + int(failures), buckets)
-        return {b: EvidenceRow(route, b, since, *counts) for b, counts in summed.items()}
+                    "DELETE FROM canary_evidence WHERE route = ? AND since = ? AND id <= ?",
+                    (route, since, max(row[0] for row in rows)),
+                )
+                _insert_evidence(db, FOLDED, summed.values(), max(float(r[1]) for r in rows))
+            return summed
+
+        return self._run(read_and_fold, transaction=True)
 
     # -- lease --------------------------------------------------------------------------------
 
@@ -336,6 +332,29 @@ class CanaryStore:
             raise CanaryStoreError(message, unavailable=True) from None
         except DatabaseError as exc:
             raise CanaryStoreError(f"canary store {self._name}: {exc}") from None
+
+
+def _insert_evidence(db: Database, replica: str, rows: Iterable[EvidenceRow], at: float) -> None:
+    db.executemany(
+        "INSERT INTO canary_evidence (replica, route, backend, since, at, requests, failures,"
+        " latency) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (replica, r.route, r.backend, r.since, at, r.requests, r.failures,
+             json.dumps({str(i): n for i, n in sorted(r.latency.items())}))
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
+def _summed(route: str, since: float, rows: Iterable[tuple[Any, ...]]) -> dict[str, EvidenceRow]:
+    """(backend, requests, failures, latency JSON) rows added up per backend."""
+    summed: dict[str, tuple[int, int, dict[int, int]]] = {}
+    for backend, requests, failures, latency in rows:
+        total, failed, buckets = summed.get(backend, (0, 0, {}))
+        for index, count in json.loads(latency).items():
+            buckets[int(index)] = buckets.get(int(index), 0) + int(count)
+        summed[backend] = (total + int(requests), failed + int(failures), buckets)
+    return {b: EvidenceRow(route, b, since, *counts) for b, counts in summed.items()}
 
 
 def _state_values(state: CanaryState) -> tuple[object, ...]:
