@@ -299,3 +299,29 @@ async def test_a_store_that_cannot_be_reached_leaves_the_routes_as_written_until
             await s.stop(gateway)
             with postgres.admin() as admin:
                 admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+async def test_two_replicas_under_traffic_climb_together_decided_once(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Both replicas serve clients; one decides on both's evidence: each promotion is made
+    once (by one replica), and both end at 100%."""
+    async with stack(tmp_path, pg_dsn) as s:
+        one, one_clients = await s.start_gateway()
+        other, other_clients = await s.start_gateway()
+        seen_one, seen_other = transitions_of(one), transitions_of(other)
+
+        def both_complete() -> bool:
+            return all(
+                route.state.status is Status.COMPLETED
+                for gateway in (one, other)
+                for route in controller(gateway).routes()
+            )
+
+        await traffic_until(one_clients + other_clients, s.pnrs, both_complete)
+        made = sorted((t.kind, t.from_step, t.to_step) for t in seen_one + seen_other)
+        assert made == [("complete", 1, 2), ("promote", 0, 1)]
+        kinds = [t.kind for t in controller(other).history("lookups")]
+        assert kinds == ["start", "promote", "complete"]
+        assert weight(one, "persons-v2") == weight(other, "persons-v2") == 100
+        assert answered_by(one, "persons-v2") > 0 and answered_by(other, "persons-v2") > 0
