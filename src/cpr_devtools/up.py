@@ -112,7 +112,7 @@ def _parts(routing: Path, emulator_config: Path, modern: Path, drift: str) -> li
                 Listener(
                     connectable(gateway.admin.host),
                     gateway.admin.port,
-                    "gateway admin (/metrics /healthz /readyz /api/v1, the dashboard at /)",
+                    "gateway admin (/metrics, /api/v1, dashboard)",
                 ),
             ),
         ),
