@@ -53,7 +53,7 @@ from gateway.canary.store import CanaryStore, CanaryStoreError, StoredState
 from gateway.canary.weights import effective_routes, weights_of
 from gateway.config.canary import CanaryPlan
 from gateway.config.schema import Route
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 from gateway.observe.events import (
     CanaryJudged,
     CanaryStoreFailed,
@@ -121,7 +121,11 @@ class CanaryController:
         ConfigError when the store cannot be used as configured; a store that cannot be
         reached now is tried again every tick (the file's routes are served meanwhile).
         """
-        await self._open()
+        try:
+            await self._open()
+        except ConfigError:
+            await self._tallies.aclose()
+            raise
         if self._store is not None:
             await self._guarded("start", self._sync())
         self._tasks.spawn(self._run(), name="canary-controller")
@@ -206,12 +210,14 @@ class CanaryController:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.tick_s if self._plans else 1.0)
-            await self._tick()
+            try:
+                await self._tick()
+            except Exception as exc:  # a bug here must not stop the ticks, nor the gateway
+                self._failed("tick", exc)
 
     async def _tick(self) -> None:
         if self._store is None:
-            await self._open()
-            if self._store is None:
+            if not await self._guarded("open", self._open()) or self._store is None:
                 return
             await self._guarded("start", self._sync())
         await self._guarded("flush", self._flush())
@@ -409,9 +415,9 @@ class CanaryController:
             self._failed("change", exc)
             raise
 
-    def _failed(self, action: str, exc: GatewayError) -> None:
+    def _failed(self, action: str, exc: Exception) -> None:
         """Count a failure; log it only when it is not the one the last tick had."""
-        detail = str(exc)
+        detail = str(exc) if isinstance(exc, GatewayError) else f"{type(exc).__name__}: {exc}"
         self._bus.emit(CanaryStoreFailed(action, detail, repeated=detail == self._failing))
         self._failing = detail
 

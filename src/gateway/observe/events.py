@@ -311,7 +311,8 @@ class CanaryStoreFailed:
     """The canary store failed: nothing changed, the routes keep their weights.
 
     ``action`` says what failed: ``open``, ``start``, ``flush`` (this replica's counts wait
-    for the next), ``lease``, ``judge``, ``poll``, ``change`` (an operator's).
+    for the next), ``lease``, ``judge``, ``poll``, ``change`` (an operator's), or ``tick``
+    (anything else that went wrong in a tick: a bug, logged with its type).
     """
 
     action: str

@@ -199,7 +199,7 @@ class Metrics:
             "Failed canary store calls, by action (the routes kept their weights).",
             ("action",), registry=r,
         )  # fmt: skip
-        for action in ("open", "start", "flush", "lease", "judge", "poll", "change"):
+        for action in ("open", "start", "flush", "lease", "judge", "poll", "change", "tick"):
             self.canary_store_errors.labels(action)
 
     def _on_canary(
