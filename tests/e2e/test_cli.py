@@ -140,17 +140,26 @@ def test_emulator_with_a_broken_config_exits_with_path_qualified_errors(tmp_path
 
 
 def test_check_config_against_reports_what_moves(tmp_path: Path) -> None:
-    """--against names each operation that moves, to which backend and by how much."""
+    """--against names each operation that moves, to which backend and by how much, and a
+    canary plan's keys that change."""
     shipped = (ROOT / "routing.yaml").read_text()
     current = tmp_path / "current.yaml"
     current.write_text(shipped)
-    proposed = tmp_path / "proposed.yaml"
-    proposed.write_text(
-        shipped.replace("{mainframe: 95, persons-v2: 5}", "{mainframe: 90, persons-v2: 10}")
-    )
-    result = _cli("check-config", str(proposed), "--against", str(current))
+    replanned = tmp_path / "replanned.yaml"
+    replanned.write_text(shipped.replace("steps: [0, 10, 50, 100]", "steps: [0, 5, 25, 100]"))
+    result = _cli("check-config", str(replanned), "--against", str(current))
     assert result.returncode == 0, result.stderr
-    assert "lookup: mainframe 95%, persons-v2 5% → mainframe 90%, persons-v2 10%" in result.stdout
+    assert "route lookups: canary steps 0/10/50/100% → 0/5/25/100%" in result.stdout
+    plan = shipped[shipped.index("    canary:\n") : shipped.index("  - name: all-legacy")]
+    split = "    split: {key: pnr, backends: {mainframe: 90, persons-v2: 10}}\n    deadline: 2s"
+    by_hand = tmp_path / "by-hand.yaml"
+    by_hand.write_text(
+        shipped.replace(plan, "").replace("    backend: mainframe\n    deadline: 2s", split, 1)
+    )
+    result = _cli("check-config", str(by_hand), "--against", str(current))
+    assert result.returncode == 0, result.stderr
+    assert "lookup: mainframe 100% → mainframe 90%, persons-v2 10%" in result.stdout
+    assert "route lookups: canary removed" in result.stdout
     same = _cli("check-config", str(current), "--against", str(current))
     assert "no changes" in same.stdout
 
