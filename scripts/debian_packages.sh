@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages named as arguments that are not installed yet (one apt run).
 # The servers the tests and `make fleet` start for real: redis-server, postgresql, haproxy;
-# the deploy/ checks' tools: kubectl (kustomize rendering) and prometheus (promtool).
+# the deploy/ checks' tools: kubectl (kustomize rendering) and prometheus (promtool); chromium
+# for the dashboard's browser test.
 set -euo pipefail
 missing=()
 for package in "$@"; do
