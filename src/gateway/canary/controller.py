@@ -147,8 +147,8 @@ class CanaryController:
         with the steps in force. A new plan starts at the next tick."""
         self._routes = tuple(routes)
         self._plans = {route.name: route for route in routes if route.canary is not None}
-        for name in set(self._history) - set(self._plans):
-            self._history.pop(name)
+        for name in (self._history.keys() | (self._applied or {}).keys()) - self._plans.keys():
+            self._history.pop(name, None)
             self.counter.forget(name)
         return self._effective()
 
@@ -221,7 +221,7 @@ class CanaryController:
                 return
             await self._guarded("start", self._sync())
         await self._guarded("flush", self._flush())
-        if await self._guarded("lease", self._take_lease()):
+        if self._plans and await self._guarded("lease", self._take_lease()):
             for name in list(self._plans):
                 await self._guarded("judge", self._evaluate(name))
         if await self._guarded("poll", self._sync()):
@@ -250,7 +250,8 @@ class CanaryController:
         state = CanaryState(name, 0, Status.RUNNING, "plan started", now)
         start = Transition(now, name, "start", 0, 0, "plan started", CONTROLLER)
         base = baseline(await self._tally(name))
-        await asyncio.to_thread(store.start, state, base, start)
+        if await asyncio.to_thread(store.start, state, base, start):  # else another replica did
+            self._bus.emit(CanaryTransitioned(name, "start", 0, 0, start.reason, CONTROLLER))
 
     async def _read_history(self, store: CanaryStore, stored: Mapping[str, StoredState]) -> None:
         """Re-read the history of each route whose state changed (every change adds to it)."""
