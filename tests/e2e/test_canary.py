@@ -32,7 +32,13 @@ from gateway.canary.controller import CanaryController
 from gateway.canary.model import Status
 from gateway.config import load_routing
 from gateway.model import Family
-from gateway.observe.events import CanaryTransitioned, CanaryWeights, Event
+from gateway.observe.events import (
+    CanaryJudged,
+    CanaryTransitioned,
+    CanaryWeights,
+    Event,
+    ShadowVerdict,
+)
 
 DRIFT = Drift(standardadr_2023=True, stale_address=0.2)
 #: A hang fails the test; a normal run takes seconds.
@@ -325,3 +331,28 @@ async def test_two_replicas_under_traffic_climb_together_decided_once(
         assert kinds == ["start", "promote", "complete"]
         assert weight(one, "persons-v2") == weight(other, "persons-v2") == 100
         assert answered_by(one, "persons-v2") > 0 and answered_by(other, "persons-v2") > 0
+
+
+async def test_the_rollback_comes_at_the_first_judgement_after_the_verdict(tmp_path: Path) -> None:
+    """Within one interval: once the comparisons say ``differs``, the next judgement rolls the
+    route back (counted in judgements, not seconds: at most the one already under way holds)."""
+    async with stack(tmp_path, str(tmp_path / "canary.sqlite"), DRIFT) as s:
+        gateway, clients = await s.start_gateway()
+        await controller(gateway).promote("lookups", who="test")
+        judged_after: list[CanaryJudged] = []
+        differs, rolled = asyncio.Event(), asyncio.Event()
+
+        def watch(event: Event) -> None:
+            if isinstance(event, ShadowVerdict) and event.verdict == "differs":
+                differs.set()
+            elif isinstance(event, CanaryJudged) and differs.is_set() and not rolled.is_set():
+                judged_after.append(event)
+            elif isinstance(event, CanaryTransitioned) and event.kind == "rollback":
+                rolled.set()
+
+        gateway.bus.subscribe(watch)
+        async with asyncio.timeout(PATIENCE_S):
+            while not differs.is_set():
+                await lookups(clients, s.pnrs, 5)
+            await rolled.wait()
+        assert 1 <= len(judged_after) <= 2
