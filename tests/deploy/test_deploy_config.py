@@ -108,12 +108,14 @@ def test_the_watcher_follows_the_kubelets_symlink_swap(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_owner_only_files_are_the_init_containers_copies(overlay: str, tmp_path: Path) -> None:
-    """The pseudonym key and the password file the gateway reads are those its init container
-    copies out of their Secrets, into the directory routing.yaml and PGPASSFILE name."""
+    """The pseudonym key, the admin tokens and the password file the gateway reads are those its
+    init container copies out of their Secrets, into the directory routing.yaml and PGPASSFILE
+    name."""
     pod = find(overlay, "Deployment", "cpr-gateway")["spec"]["template"]["spec"]
     command = container(pod, "private-files")["command"]
     target = Path(command[command.index("-t") + 1])
     copied = {target / Path(source).name for source in command[command.index("-t") + 2 :]}
     env = {e["name"]: e.get("value") for e in container(pod, "gateway")["env"]}
-    key_file = _load(overlay, tmp_path).shadowing.key_file
-    assert copied == {key_file, Path(env["PGPASSFILE"])}
+    config = _load(overlay, tmp_path)
+    key_file, token_file = config.shadowing.key_file, config.admin.token_file
+    assert copied == {key_file, token_file, Path(env["PGPASSFILE"])}

@@ -26,6 +26,7 @@ token() { "$venv/bin/python" -c "import secrets; print(secrets.token_$1)"; }
 # port-forward on localhost).
 "$venv/bin/cpr-gateway" certs --dir "$work/tls" >/dev/null
 token 'hex(32)' >"$work/shadow.key"
+printf 'ops:%s\n' "$(token 'urlsafe(32)')" >"$work/admin.token"
 for role in postgres gateway services; do token 'urlsafe(24)' >"$work/$role-password"; done
 printf '*:*:*:cpr_gateway:%s\n' "$(cat "$work/gateway-password")" >"$work/gateway.pgpass"
 printf '*:*:*:cpr_services:%s\n' "$(cat "$work/services-password")" >"$work/services.pgpass"
@@ -51,6 +52,7 @@ secret cpr-gateway-tls --type kubernetes.io/tls \
     --from-file tls.crt="$work/tls/gateway.crt" --from-file tls.key="$work/tls/gateway.key" \
     --from-file ca.crt="$work/tls/ca.crt"
 secret cpr-gateway-shadow-key --from-file shadow.key="$work/shadow.key"
+secret cpr-gateway-admin-token --from-file admin.token="$work/admin.token"
 secret cpr-gateway-store-credentials --from-file pgpass="$work/gateway.pgpass"
 secret cpr-services-store-credentials --from-file pgpass="$work/services.pgpass"
 secret cpr-emulator-tls --type kubernetes.io/tls \
