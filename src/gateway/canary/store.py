@@ -43,6 +43,7 @@ from gateway.canary.model import (
     Verdict,
 )
 from gateway.errors import ConfigError, GatewayError
+from gateway.shadow.store_db import PG_CONNECTION
 from gateway.storage.database import (
     ConnectionFailed,
     Database,
@@ -435,7 +436,10 @@ def _postgres(dsn: str, name: str) -> Database:
         raise ConfigError([f"canary store {name}: not a valid DSN"]) from None
     ours = f"-c search_path={PG_SCHEMA} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"
     options = f"{ours} {given['options']}" if given.get("options") else ours
-    return postgres.PostgresDatabase(make_conninfo(dsn, options=options))
+    # A server that vanishes mid-statement fails it in about 30 s, not TCP's hours: a worker
+    # thread stuck on it would hold the store's lock, and the gateway's shutdown behind it.
+    settings = {key: value for key, value in PG_CONNECTION.items() if key not in given}
+    return postgres.PostgresDatabase(make_conninfo(dsn, options=options, **settings))
 
 
 def _prepare(db: Database) -> None:
