@@ -30,8 +30,9 @@ from emulator_harness import DEMO_OFF4, DEMO_PRIV, running_emulator
 from gateway.app import Gateway
 from gateway.canary.controller import CanaryController
 from gateway.canary.model import Status
+from gateway.codec import LookupAnswer
 from gateway.config import load_routing
-from gateway.model import Family
+from gateway.model import Family, FejlNr
 from gateway.observe.events import (
     CanaryJudged,
     CanaryTransitioned,
@@ -146,12 +147,14 @@ def weight(gateway: Gateway, backend: str) -> float:
 
 
 async def lookups(clients: list[Client], pnrs: list[str], rounds: int) -> None:
-    """Each client looks up ``rounds`` PNRs, in turn (PRIV and OFF4 both)."""
+    """Each client looks up ``rounds`` PNRs, in turn (PRIV and OFF4 both); every answer is 00,
+    whatever the controller swaps in meanwhile."""
 
     async def run(index: int, client: Client) -> None:
         family = Family(client.user.who.transaction)
         for n in range(rounds):
-            await client.lookup(pnrs[(index * 31 + n * 7) % len(pnrs)], family)
+            answer = await client.lookup(pnrs[(index * 31 + n * 7) % len(pnrs)], family)
+            assert LookupAnswer.decode(answer, family).fejlnr is FejlNr.OK  # none lost to a swap
 
     await asyncio.gather(*(run(i, c) for i, c in enumerate(clients)))
 
