@@ -26,7 +26,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
@@ -370,7 +370,10 @@ class CanaryController:
         store = self._require_store()
         if not await self._store_call(store.change, before, after, base, t):
             return False
-        await self._guarded("poll", self._sync())  # written: applied here now, or next tick
+        # Written: applied here now, or at the next tick if the store cannot be read back.
+        if not await self._guarded("poll", self._sync()) and old is not None:
+            self._stored[before.route] = replace(old, state=after, baseline=base)
+            self._history.setdefault(before.route, []).append(t)
         event = CanaryTransitioned(before.route, kind, before.step, after.step, after.reason, who)
         self._bus.emit(event)
         return True
@@ -422,10 +425,10 @@ class CanaryController:
         self._bus.emit(CanaryStoreFailed(action, detail, repeated=detail == self._failing))
         self._failing = detail
 
-    async def _guarded(self, action: str, work: object) -> bool:
+    async def _guarded(self, action: str, work: Awaitable[object]) -> bool:
         """Await ``work``; a failed store (or shadow store) is reported and the tick goes on."""
         try:
-            result = await work  # type: ignore[misc]
+            result = await work
         except GatewayError as exc:
             self._failed(action, exc)
             return False
