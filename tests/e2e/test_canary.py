@@ -32,9 +32,11 @@ from gateway.canary.controller import CanaryController
 from gateway.canary.model import Status
 from gateway.codec import LookupAnswer
 from gateway.config import load_routing
+from gateway.errors import GatewayError
 from gateway.model import Family, FejlNr
 from gateway.observe.events import (
     CanaryJudged,
+    CanaryStoreFailed,
     CanaryTransitioned,
     CanaryWeights,
     Event,
@@ -359,3 +361,45 @@ async def test_the_rollback_comes_at_the_first_judgement_after_the_verdict(tmp_p
                 await lookups(clients, s.pnrs, 5)
             await rolled.wait()
         assert 1 <= len(judged_after) <= 2
+
+
+async def test_a_store_that_fails_later_changes_nothing_until_it_is_back(
+    tmp_path: Path, postgres: Cluster
+) -> None:
+    """The store's database stops taking connections mid-plan: every tick's failure is
+    counted, the route keeps its weights and its clients their answers, an operator's change
+    is refused; once the database is back, the change goes through."""
+    name = f"canary_down_{tmp_path.name[-12:].replace('-', '_')}"
+    with postgres.admin() as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        async with stack(tmp_path, postgres.dsn(name)) as s:
+            gateway, clients = await s.start_gateway()
+            await controller(gateway).pause("lookups", who="test")
+            await controller(gateway).promote("lookups", who="test")
+            failed = asyncio.Event()
+            gateway.bus.subscribe(
+                lambda e: failed.set() if isinstance(e, CanaryStoreFailed) else None
+            )
+            with postgres.admin() as admin:
+                admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+            async with asyncio.timeout(PATIENCE_S):
+                await failed.wait()
+            await lookups(clients, s.pnrs, 20)
+            assert weight(gateway, "persons-v2") == 50
+            assert answered_by(gateway, "persons-v2") > 0 and answered_by(gateway, "mainframe") > 0
+            with pytest.raises(GatewayError):
+                await controller(gateway).resume("lookups", who="test")
+            [route] = controller(gateway).routes()
+            assert (route.state.step, route.state.status) == (1, Status.PAUSED)
+            with postgres.admin() as admin:
+                admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+            status = await controller(gateway).resume("lookups", who="test")
+            assert (status.state.step, status.state.status) == (1, Status.RUNNING)
+    finally:
+        with postgres.admin() as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
