@@ -119,6 +119,7 @@ def test_probes_are_health_and_readiness_on_the_admin_port(overlay: str) -> None
     assert gateway["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
     assert gateway["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
     admin = _routing(overlay)["admin"]
+    assert isinstance(admin, dict)
     assert (admin["host"], admin["port"]) == ("0.0.0.0", ADMIN_PORT)
 
 
