@@ -90,6 +90,8 @@ class Stack:
     routing: Path
     pnrs: list[str]
     gateways: list[Gateway] = field(default_factory=list)
+    #: The candidate's services, for a test that stops them.
+    services: ModernServer | None = None
 
     async def start_gateway(self) -> tuple[Gateway, list[Client]]:
         """A gateway on the routing file, on a port of its own, and two clients of it."""
@@ -123,7 +125,7 @@ async def stack(
         routing.write_text(
             ROUTING.format(legacy=emu.port, modern=modern_port, store=store, shadow_store=extra)
         )
-        built = Stack(routing, emu.pnrs(100))
+        built = Stack(routing, emu.pnrs(100), services=modern)
         try:
             yield built
         finally:
@@ -227,6 +229,26 @@ async def test_clean_services_are_promoted_step_by_step_to_100(tmp_path: Path) -
         before = answered_by(gateway, "mainframe")
         await lookups(clients, s.pnrs, 10)
         assert answered_by(gateway, "mainframe") == before
+
+
+async def test_a_completed_route_rolls_back_when_its_services_stop(tmp_path: Path) -> None:
+    """At 100% the candidate answers every client; stopped, it answers them 09, and the next
+    judgement rolls the completed route back to 0%: the mainframe answers again (no new logon)."""
+    async with stack(tmp_path, str(tmp_path / "canary.sqlite")) as s:
+        gateway, clients = await s.start_gateway()
+        seen = transitions_of(gateway)
+        await traffic_until(clients, s.pnrs, lambda: any(t.kind == "complete" for t in seen))
+        assert s.services is not None
+        await s.services.aclose(0)
+        async with asyncio.timeout(PATIENCE_S):
+            while not any(t.kind == "rollback" for t in seen):
+                for client in clients:  # answered 09 while the candidate is down
+                    await client.lookup(s.pnrs[0], Family(client.user.who.transaction))
+        [rolled] = [t for t in seen if t.kind == "rollback"]
+        assert (rolled.from_step, rolled.to_step, rolled.who) == (2, 0, "controller")
+        assert rolled.reason.startswith("completed, then: failures ")
+        assert weight(gateway, "persons-v2") == 0
+        await lookups(clients, s.pnrs, 10)  # every answer 00 again: the mainframe's
 
 
 async def test_a_restarted_gateway_resumes_at_the_same_step(tmp_path: Path) -> None:

@@ -192,16 +192,36 @@ def test_every_failed_gate_is_in_the_reason() -> None:
     assert judgement.reason.count("; ") == 2
 
 
-@pytest.mark.parametrize("status", [Status.PAUSED, Status.COMPLETED])
-def test_paused_and_completed_always_hold(status: Status) -> None:
-    """Even a failing candidate is not rolled back by the judge while paused or completed."""
+def test_paused_always_holds() -> None:
+    """Even a failing candidate is not rolled back by the judge while an operator holds it."""
     failing = replace(CLEAN, verdict=Verdict.DIFFERS)
     for evidence in (CLEAN, failing):
-        judgement = judge(PLAN, _state(2, status, "operator"), evidence, LATER)
+        judgement = judge(PLAN, _state(2, Status.PAUSED, "operator"), evidence, LATER)
         assert judgement.action is Action.HOLD
         assert [gate.name for gate in judgement.gates] == GATES
     paused = judge(PLAN, _state(2, Status.PAUSED, "by ops"), CLEAN, LATER)
     assert paused.reason == "paused at step 2 (5%): by ops"
+
+
+def test_a_completed_route_holds_while_clean_and_rolls_back_when_it_breaks() -> None:
+    """At 100% the copies go to the primary and every answer is the candidate's: a verdict
+    that differs, or failures beyond the margin over none (the primary answers no client),
+    roll a completed route back; it is never promoted."""
+    everything = SideFigures(requests=600, failures=0, p99_s=0.045)
+    calm = Evidence(Verdict.CLEAN, 612, SideFigures(), everything)
+    completed = _state(5, Status.COMPLETED)
+    held = judge(PLAN, completed, calm, LATER)
+    assert held.action is Action.HOLD and held.reason == "completed: step 5 (100%)"
+    drifted = judge(PLAN, completed, replace(calm, verdict=Verdict.DIFFERS), LATER)
+    assert drifted.action is Action.ROLLBACK
+    assert drifted.reason.startswith("completed, then: verdict differs")
+    down = replace(calm, candidate=SideFigures(requests=60, failures=60, p99_s=0.001))
+    stopped = judge(PLAN, completed, down, SINCE + 1.0)
+    assert stopped.action is Action.ROLLBACK
+    assert stopped.reason == (
+        "completed, then: failures 100.0% vs the primary's 0% on 60 answers"
+        " (+100 points, at most 0.5)"
+    )
 
 
 def test_the_last_step_is_never_promoted() -> None:

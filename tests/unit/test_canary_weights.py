@@ -115,6 +115,8 @@ def test_a_write_route_at_100_percent_copies_every_write_to_the_old_primary() ->
         ("mainframe", 0),
         ("persons-v2", BUCKETS),
     )
-    # A read route's plain shadow is not a copy of writes: it is left as it is.
+    # A read route's copies turn too: the evidence goes on once the candidate answers all.
     read = effective_route(LOOKUPS, _state(len(STEPS) - 1))
-    assert [s.backend for s in read.shadows] == ["persons-v2"]
+    assert [s.backend for s in read.shadows] == ["mainframe"]
+    below = effective_route(LOOKUPS, _state(len(STEPS) - 2))
+    assert [s.backend for s in below.shadows] == ["persons-v2"]

@@ -249,7 +249,7 @@ class CanaryController:
         now = self._clock()
         state = CanaryState(name, 0, Status.RUNNING, "plan started", now)
         start = Transition(now, name, "start", 0, 0, "plan started", CONTROLLER)
-        base = baseline(await self._tally(name))
+        base = baseline(await self._tally(name, None))
         if await asyncio.to_thread(store.start, state, base, start):  # else another replica did
             self._bus.emit(CanaryTransitioned(name, "start", 0, 0, start.reason, CONTROLLER))
 
@@ -314,7 +314,7 @@ class CanaryController:
     async def _evidence(self, route: Route, stored: StoredState) -> Evidence:
         state, candidate = stored.state, _plan(route).candidate
         rows = await asyncio.to_thread(self._require_store().evidence, route.name, state.since)
-        tally = since_baseline(await self._tally(route.name), stored.baseline)
+        tally = since_baseline(await self._tally(route.name, state), stored.baseline)
         shadow = route_verdict(tally, route.thresholds)
         primary, ours = side_figures(rows.get(route.primary)), side_figures(rows.get(candidate))
         return Evidence(shadow.verdict, shadow.comparisons, primary, ours, shadow.differing_fields)
@@ -363,7 +363,9 @@ class CanaryController:
             after = replace(after, since=self._clock())
         old = self._stored.get(before.route)
         base = (
-            baseline(await self._tally(before.route)) if new_step or old is None else old.baseline
+            baseline(await self._tally(before.route, after))
+            if new_step or old is None
+            else old.baseline
         )
         t = Transition(self._clock(), before.route, kind, before.step, after.step, after.reason,
                        who, dict(figures))  # fmt: skip
@@ -407,8 +409,13 @@ class CanaryController:
             raise CanaryStoreError(f"canary store {self._location}: not open")
         return self._store
 
-    async def _tally(self, name: str) -> Tally:
-        return await self._tallies.tally(name, _plan(self._plans[name]).candidate)
+    async def _tally(self, name: str, state: CanaryState | None) -> Tally:
+        """The comparisons of ``name``'s shadow at ``state``: of the candidate, or at 100%
+        (where the copies go the other way, canary.weights) of the primary."""
+        route = self._plans[name]
+        plan = _plan(route)
+        at_full = state is not None and plan.steps[min(state.step, len(plan.steps) - 1)] == 100
+        return await self._tallies.tally(name, route.primary if at_full else plan.candidate)
 
     async def _store_call(self, call: Callable[..., T], *args: object) -> T:
         """``call(*args)`` in a thread (a store call for an operator); failures are reported

@@ -94,9 +94,12 @@ def _decide(plan: CanaryPlan, state: CanaryState, checks: Iterable[_Check]) -> t
     label = f"step {state.step} ({plan.steps[state.step]:g}%)"
     if state.status is Status.PAUSED:
         return Action.HOLD, f"paused at {label}" + (f": {state.reason}" if state.reason else "")
-    if state.status is Status.COMPLETED:
-        return Action.HOLD, f"completed: {label}"
     failed = [c.why for c in checks if c.result.passed is False and c.result.name in _QUALITY]
+    if state.status is Status.COMPLETED:
+        # Still judged: the copies to the primary and the failure answers keep coming.
+        if failed:
+            return Action.ROLLBACK, f"completed, then: {'; '.join(failed)}"
+        return Action.HOLD, f"completed: {label}"
     if failed and state.step > plan.safe_step:
         return Action.ROLLBACK, "; ".join(failed)
     if failed:
@@ -136,6 +139,8 @@ def _error_excess(plan: CanaryPlan, evidence: Evidence, weight: float) -> _Check
     if candidate.requests == 0 and weight == 0:
         return _not_applicable("error_excess", limit, "failures")
     rate, base = candidate.failure_rate, primary.failure_rate
+    if base is None and weight == 100:
+        base = 0.0  # the primary answers no client at 100%: the margin is over none
     needed = rate_sample(plan)
     if rate is None or base is None or candidate.requests < needed:
         why = f"failures: {_answers(candidate, primary, needed)}"
@@ -217,7 +222,9 @@ def _pct(fraction: float) -> str:
 
 
 def _points(fraction: float, *, sign: bool = True) -> str:
-    return f"{fraction * 100:+.2g}" if sign else f"{fraction * 100:.2g}"
+    points = fraction * 100
+    shown = f"{points:+.2g}" if abs(points) < 10 else f"{points:+.0f}"
+    return shown if sign else shown.lstrip("+")
 
 
 def _ms(seconds: float) -> str:

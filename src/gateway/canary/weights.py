@@ -6,9 +6,10 @@ Pure: routes and states in, routes out, for :class:`gateway.routing.RouteTable`.
 (:meth:`gateway.config.schema.Split.ranges`): a promotion only moves keys onto it, a rollback
 only moves them off. At 0% and 100% the split keeps its empty side (the router leaves an
 empty range out), so every step has the same shape. Shadows, noise and the plan are kept,
-with one exception that makes a write route's switch lose no write (docs/canary.md, "Writes"):
-at 100% a dual-write shadow of the candidate becomes a dual-write shadow of the primary, so
-that every write still reaches both sides and a rollback finds the primary up to date.
+with one exception: at 100% a shadow of the candidate becomes a shadow of the primary. The
+candidate answers every client then, and the copies to the primary keep the evidence coming
+(a completed route still rolls back when the two drift apart, docs/canary.md) and, for a
+write route's dual-write shadow, keep every write on both sides, so a rollback loses none.
 """
 
 from __future__ import annotations
@@ -41,9 +42,7 @@ def effective_route(route: Route, state: CanaryState | None) -> Route:
     shadows = route.shadows
     if weight == BUCKETS:
         shadows = tuple(
-            replace(shadow, backend=primary)
-            if shadow.dual_write and shadow.backend == plan.candidate
-            else shadow
+            replace(shadow, backend=primary) if shadow.backend == plan.candidate else shadow
             for shadow in shadows
         )
     return replace(route, target=Split(SplitKey(plan.key), shares), shadows=shadows)
