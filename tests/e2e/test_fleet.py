@@ -42,7 +42,7 @@ from gateway.tls import client_context
 ROOT = Path(__file__).resolve().parents[2]
 REPLICAS = 2
 PERSONS = 300
-#: PNRs looked up per family on each side of the shipped lookup split.
+#: PNRs looked up per family on each side of the lookup split (_split_routing).
 PER_SIDE = 6
 #: Clients sending lookups through HAProxy while a replica stops; each has at most one
 #: request in flight, so at most this many requests can be lost with the replica.
@@ -118,6 +118,18 @@ def _fresh_root() -> Path:
     return root
 
 
+def _split_routing(root: Path) -> Path:
+    """The shipped routing.yaml with its lookup canary (held at 0% by the demo drift) written
+    as a fixed 50/50 split instead, so that lookups reach both sides of every replica."""
+    shipped = (ROOT / "routing.yaml").read_text()
+    plan = shipped[shipped.index("    canary:\n") : shipped.index("  - name: all-legacy")]
+    split = "    split: {key: pnr, backends: {mainframe: 50, persons-v2: 50}}\n    deadline: 2s"
+    text = shipped.replace(plan, "").replace("    backend: mainframe\n    deadline: 2s", split, 1)
+    path = root / "routing.yaml"
+    path.write_text(text)
+    return path
+
+
 @asynccontextmanager
 async def running_fleet() -> AsyncIterator[Fleet]:
     """`up --replicas 2` in a fresh directory, until it says the stack is up; stopped and
@@ -125,7 +137,7 @@ async def running_fleet() -> AsyncIterator[Fleet]:
     root, offset = _fresh_root(), _free_offset()
     argv = (
         *(sys.executable, "-m", "gateway.cli", "up", "--replicas", str(REPLICAS)),
-        *("--routing", str(ROOT / "routing.yaml")),
+        *("--routing", str(_split_routing(root))),
         *("--emulator-config", str(ROOT / "emulator.yaml")),
         *("--var", str(root / "var"), "--persons", str(PERSONS), "--port-offset", str(offset)),
     )

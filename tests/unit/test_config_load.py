@@ -108,7 +108,8 @@ def test_optional_sections_take_their_defaults(tmp_path: Path) -> None:
 
 
 def test_the_shipped_routing_yaml_is_valid() -> None:
-    """The repository's default routing.yaml loads: a lookup canary, the rest on the mainframe."""
+    """The repository's default routing.yaml loads: lookups on the mainframe under a canary plan
+    towards persons-v2 (which their shadow reaches), the rest on the mainframe."""
     config = load_routing(REPO_ROUTING)
     assert (config.listen.host, config.listen.port) == ("0.0.0.0", 5000)
     assert (config.admin.host, config.admin.port) == ("127.0.0.1", 9100)
@@ -118,7 +119,10 @@ def test_the_shipped_routing_yaml_is_valid() -> None:
         5001,
         ClientTls(REPO_ROUTING.parent / "var/tls/ca.crt", "localhost"),
     )
-    assert [r.backends for r in config.routes] == [("mainframe", "persons-v2"), ("mainframe",)]
+    assert [r.backends for r in config.routes] == [("mainframe",), ("mainframe",)]
+    lookups = config.routes[0]
+    assert lookups.canary is not None and lookups.canary.candidate == "persons-v2"
+    assert [shadow.backend for shadow in lookups.shadows] == ["persons-v2"]
     assert config.routes[-1].match.is_catch_all
 
 
