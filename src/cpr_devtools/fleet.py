@@ -190,7 +190,8 @@ def _services(plan: fc.FleetPlan, index: int) -> Part:
         *("--drift", plan.drift, "--trusted-gateways", f"{fc.GATEWAY_SOURCE}/32"),
     )
     what = f"new gRPC services (cpr.v1), replica {index}"
-    return Part(f"services-{index}", argv, (Listener(fc.LOOPBACK, port, what),))
+    # A replica that stops is one the gateways' round_robin leaves out; the rest carries on.
+    return Part(f"services-{index}", argv, (Listener(fc.LOOPBACK, port, what),), expendable=True)
 
 
 def _gateway(plan: fc.FleetPlan, index: int) -> Part:

@@ -5,7 +5,8 @@ parts. Each part runs as its own process (as it would in production), started in
 dependency order, each awaited until its port accepts connections (and then, if it
 says so, prepared for the parts after it). Ctrl-C or SIGTERM stops them in reverse
 order, each with its own graceful drain. A part that exits stops the stack, unless it
-is expendable: a fleet's gateway replica, which the load balancer takes out of service.
+is expendable: a fleet's gateway replica, which the load balancer takes out of service, or
+the new services, which the gateway answers 09 for (and a canary rolls back from).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Part:
     #: Called in a thread once the part accepts, before the next part starts: e.g. the
     #: databases that the parts after it need.
     after_start: Callable[[], None] | None = None
-    #: The stack carries on when this part exits (a fleet's gateway replica).
+    #: The stack carries on when this part exits (a fleet's gateway replica, the services).
     expendable: bool = False
 
 

@@ -99,6 +99,9 @@ def _parts(routing: Path, emulator_config: Path, modern: Path, drift: str) -> li
                 drift,
             ),
             (Listener("127.0.0.1", MODERN_PORT, "new gRPC services (cpr.v1)"),),
+            # Stopping the new side is how one watches the canary roll back (docs/canary.md):
+            # the gateway answers 09 for it meanwhile, the rest of the stack carries on.
+            expendable=True,
         ),
         Part(
             "gateway",

@@ -64,10 +64,11 @@ def test_every_listener_is_where_the_plan_says() -> None:
     assert [(each.host, each.port) for each in haproxy] == [("127.0.0.1", 5000)]
 
 
-def test_only_gateway_replicas_are_expendable() -> None:
-    """A replica that stops leaves HAProxy the others; any other part stopping stops all."""
+def test_only_gateway_and_services_replicas_are_expendable() -> None:
+    """A gateway replica that stops leaves HAProxy the others, a services replica leaves the
+    gateways' round_robin the other; any other part stopping stops all."""
     expendable = {name for name, part in _parts().items() if part.expendable}
-    assert expendable == {"gateway-0", "gateway-1", "gateway-2"}
+    assert expendable == {"gateway-0", "gateway-1", "gateway-2", "services-0", "services-1"}
 
 
 def test_redis_keeps_nothing_on_disk_and_listens_on_loopback() -> None:
