@@ -51,4 +51,3 @@ def test_the_shipped_file_holds_lookups_on_the_mainframe_under_a_plan(tmp_path: 
     assert [shadow.backend for shadow in lookups.shadows] == ["persons-v2"]
     canary = _load(tmp_path, 2)
     assert (rest.target, rest.match) == (canary.routes[-1].target, canary.routes[-1].match)
-
