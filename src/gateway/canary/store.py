@@ -25,7 +25,6 @@ is imported only for a DSN.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -43,24 +42,20 @@ from gateway.canary.model import (
     Verdict,
 )
 from gateway.errors import ConfigError, GatewayError
-from gateway.shadow.store_db import PG_CONNECTION
 from gateway.storage.database import (
     ConnectionFailed,
     Database,
     DatabaseError,
     Dialect,
-    SqliteDatabase,
-    is_dsn,
     redact,
 )
+from gateway.storage.stores import connect_store, create_schema
 
 T = TypeVar("T")
 #: Where the store lives unless routing.yaml's ``canary.store`` says otherwise.
 DEFAULT_PATH = Path("var/canary.sqlite")
 #: Where a PostgreSQL store keeps its tables (apart from the shadow store's and the services').
 PG_SCHEMA = "cpr_canary"
-#: A statement that waits longer is failing: the controller's interval must keep its beat.
-PG_STATEMENT_TIMEOUT_MS = 5000
 #: Milliseconds a SQLite connection waits for another gateway of the host to release a lock.
 _BUSY_TIMEOUT_MS = 5000
 #: Advisory lock key for creating the tables: fixed, distinct from the shadow store's.
@@ -165,10 +160,8 @@ class CanaryStore:
         """
         name = redact(str(location))
         try:
-            db = _connect(location, name)
-        except ConnectionFailed as exc:
-            if exc.refused:
-                raise ConfigError([f"canary store {name}: cannot open it ({exc})"]) from None
+            db = connect_store(location, what="canary store", schema=PG_SCHEMA)
+        except ConnectionFailed as exc:  # refused ones are ConfigErrors already
             raise CanaryStoreError(f"canary store {name}: {exc}", unavailable=True) from None
         try:
             _prepare(db)
@@ -406,42 +399,6 @@ def _add_history(db: Database, t: Transition) -> None:
     )  # fmt: skip
 
 
-def _connect(location: str | Path, name: str) -> Database:
-    """The database at ``location``; ConfigError for what only configuration can mend."""
-    try:
-        if is_dsn(location):
-            return _postgres(str(location), name)
-        path = Path(location)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Used from worker threads, one at a time (the store holds a lock around it).
-        return SqliteDatabase(sqlite3.connect(path, check_same_thread=False))
-    except (OSError, sqlite3.Error) as exc:
-        raise ConfigError([f"canary store {name}: cannot open it ({exc})"]) from None
-
-
-def _postgres(dsn: str, name: str) -> Database:
-    try:
-        from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: PLC0415
-
-        from gateway.storage import postgres  # noqa: PLC0415 - psycopg only for a DSN
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("psycopg"):
-            raise
-        raise ConfigError(
-            [f"canary store {name}: PostgreSQL needs psycopg: install 'cpr-gateway[postgres]'"]
-        ) from None
-    try:
-        given = conninfo_to_dict(dsn)
-    except Exception:  # psycopg.ProgrammingError; its text may quote the password
-        raise ConfigError([f"canary store {name}: not a valid DSN"]) from None
-    ours = f"-c search_path={PG_SCHEMA} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"
-    options = f"{ours} {given['options']}" if given.get("options") else ours
-    # A server that vanishes mid-statement fails it in about 30 s, not TCP's hours: a worker
-    # thread stuck on it would hold the store's lock, and the gateway's shutdown behind it.
-    settings = {key: value for key, value in PG_CONNECTION.items() if key not in given}
-    return postgres.PostgresDatabase(make_conninfo(dsn, options=options, **settings))
-
-
 def _prepare(db: Database) -> None:
     """Create the tables unless there; replicas starting together take turns (a lock)."""
     if db.dialect == "sqlite":
@@ -450,8 +407,6 @@ def _prepare(db: Database) -> None:
     with db.transaction():
         if db.dialect == "postgresql":
             db.execute(_CREATE_LOCK)
-            found = db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = ?", (PG_SCHEMA,))
-            if not found.rows[0][0]:
-                db.execute(f"CREATE SCHEMA {PG_SCHEMA}")
+            create_schema(db, PG_SCHEMA)
         for statement in _DDL:
             db.execute(statement.format_map(_TYPES[db.dialect]))

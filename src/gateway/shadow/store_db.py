@@ -14,30 +14,18 @@ psycopg is imported only for a DSN: a gateway on SQLite never loads it.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from gateway.errors import ConfigError
 from gateway.storage.database import (
-    ConnectionFailed,
     Database,
-    DatabaseError,
     Dialect,
-    SqliteDatabase,
-    is_dsn,
-    redact,
 )
+from gateway.storage.stores import connect_store, create_schema
 
 SCHEMA_VERSION = 1
 #: Where a PostgreSQL store keeps its tables.
 PG_SCHEMA = "cpr_shadow"
-#: Milliseconds a statement may take on PostgreSQL before it fails: a write that waits
-#: longer is failing, not slow, and the writer's queue behind it must keep moving.
-PG_STATEMENT_TIMEOUT_MS = 5000
-#: Connection settings for a PostgreSQL store unless its DSN gives its own: a server that
-#: vanishes mid-statement (no reset ever arrives) fails the statement within about 30 s
-#: instead of holding the writer thread, and the gateway's shutdown, for TCP's hours.
-PG_CONNECTION = {"tcp_user_timeout": "30000", "keepalives_idle": "10", "keepalives_interval": "5"}
 #: Milliseconds a SQLite connection waits for another process (the report) to release a lock.
 _BUSY_TIMEOUT_MS = 5000
 #: Advisory lock keys: arbitrary, fixed for this program, distinct from the services' store.
@@ -104,28 +92,11 @@ _EXISTS: dict[Dialect, str] = {
 
 
 def connect(location: str | Path) -> Database:
-    """The database at ``location``, a file path (created with its directory) or a DSN.
-
-    ConfigError naming ``location`` (never its password) when it cannot be opened for
-    a reason only a change of configuration can mend: a file or directory that cannot
-    be made, a malformed DSN, psycopg not installed, a server that refuses these
-    credentials. ConnectionFailed (not ``refused``) when PostgreSQL cannot take the
-    connection now and a later attempt may succeed.
-    """
-    name = redact(str(location))
-    try:
-        if is_dsn(location):
-            return _postgres(str(location), name)
-        path = Path(location)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Used from worker threads, one at a time (the store holds a lock around it).
-        return SqliteDatabase(sqlite3.connect(path, check_same_thread=False))
-    except ConnectionFailed as exc:
-        if not exc.refused:
-            raise
-        raise ConfigError([f"shadow store {name}: cannot open it ({exc})"]) from None
-    except (OSError, sqlite3.Error, DatabaseError) as exc:
-        raise ConfigError([f"shadow store {name}: cannot open it ({exc})"]) from None
+    """The database at ``location``, a file path (created with its directory) or a DSN
+    (gateway.storage.stores). ConfigError naming ``location`` (never its password) for what
+    only configuration can mend; ConnectionFailed (not ``refused``) when PostgreSQL cannot
+    take the connection now and a later attempt may succeed."""
+    return connect_store(location, what="shadow store", schema=PG_SCHEMA)
 
 
 def prepare(db: Database, name: str, *, create: bool = True) -> None:
@@ -152,49 +123,10 @@ def may_prune(db: Database) -> bool:
     return db.dialect == "sqlite" or bool(db.execute(_PRUNE_LOCK).rows[0][0])
 
 
-def _postgres(dsn: str, name: str) -> Database:
-    try:
-        from gateway.storage import postgres  # noqa: PLC0415 - psycopg only for a DSN
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("psycopg"):
-            raise
-        raise ConfigError(
-            [f"shadow store {name}: PostgreSQL needs psycopg: install 'cpr-gateway[postgres]'"]
-        ) from None
-    return postgres.PostgresDatabase(_store_dsn(dsn, name))
-
-
-def _store_dsn(dsn: str, name: str) -> str:
-    """``dsn`` with the store's search_path, statement timeout and TCP settings added; the
-    DSN's own values win (its ``options`` come after ours, and libpq takes the last ``-c``).
-    ConfigError when libpq cannot read it."""
-    import psycopg  # noqa: PLC0415 - loaded with gateway.storage.postgres already
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: PLC0415
-
-    try:
-        given = conninfo_to_dict(dsn)
-    except psycopg.Error as exc:
-        # What libpq quotes after its reason may be the password (a bad percent-encoding).
-        reason = str(exc).split('"')[0].strip().rstrip(":")
-        raise ConfigError([f"shadow store {name}: not a valid DSN ({reason})"]) from None
-    # libpq checks the other options only once the host name resolves; a port is checked here
-    # so that a typo in it is a start-up error even while the name does not resolve.
-    ports = str(given.get("port") or "")
-    if not all(port.isdigit() and 0 < int(port) < 65536 for port in ports.split(",") if port):
-        raise ConfigError([f"shadow store {name}: not a valid DSN (port {ports!r})"])
-    ours = f"-c search_path={PG_SCHEMA} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"
-    options = f"{ours} {given['options']}" if given.get("options") else ours
-    settings = {key: value for key, value in PG_CONNECTION.items() if key not in given}
-    return make_conninfo(dsn, options=options, **settings)
-
-
 def _create(db: Database) -> None:
     if db.dialect == "postgresql":
         db.execute(_CREATE_LOCK)  # SQLite's transaction holds the write lock already
-        # Only when missing: CREATE SCHEMA needs a right on the database even with IF NOT EXISTS.
-        found = db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = ?", (PG_SCHEMA,))
-        if not found.rows[0][0]:
-            db.execute(f"CREATE SCHEMA {PG_SCHEMA}")
+        create_schema(db, PG_SCHEMA)
     for statement in _DDL:
         db.execute(statement.format_map(_TYPES[db.dialect]))
 
