@@ -172,6 +172,7 @@ class Gateway:
             shadows=self._shadows,
             shared=self._shared,
         )
+        self._dispatcher.fan_out_timeout = config.sessions.fan_out_timeout
         self._listener = ClientListener(config.listen, config.limits, self._dispatcher, self.bus)
         try:
             await self._start_canary(config)
@@ -420,6 +421,7 @@ class Gateway:
         routes = self._canary.set_routes(new.routes) if self._canary else new.routes
         self._dispatcher.swap(RouteTable(routes), backends)
         self._dispatcher.sessions.set_idle(new.sessions.idle)
+        self._dispatcher.fan_out_timeout = new.sessions.fan_out_timeout
         self._listener.update_limits(new.limits)
         self.config = replace(new, listen=self.config.listen, admin=self.config.admin)
         self.bus.emit(ConfigReloaded(trigger, tuple(changes), tuple(restart)))

@@ -47,6 +47,9 @@ _NEW_LOGON = FejlNr.NEW_LOGON.value.encode()
 #: Shutdown waits this long for backends to close; each adapter bounds its own close, so
 #: this only guards against one that does not.
 _CLOSE_TIMEOUT_S = 5.0
+#: Seconds no logon is repeated on a side whose last repeat failed or was late: a hung side
+#: then costs one logon its fan_out_timeout now and then, not every logon.
+FAN_OUT_PAUSE_S = 5.0
 
 
 @dataclass(eq=False, slots=True)
@@ -142,6 +145,10 @@ class Dispatcher:
         self.shadows = shadows
         #: Where sessions this process has not seen are found (sibling workers or Redis).
         self._shared = shared
+        #: Seconds a logon waits for each other side's logon (sessions.fan_out_timeout).
+        self.fan_out_timeout = Sessions().fan_out_timeout
+        #: Sides whose last fan-out logon failed, and until when (monotonic) none is sent.
+        self._fan_out_paused: dict[str, float] = {}
 
     @property
     def table(self) -> RouteTable:
@@ -244,11 +251,21 @@ class Dispatcher:
         """The token each other side gives the same logon (on behalf of the client at
         ``origin``); the password is not kept."""
         sent = FramedRequest(logon, logon.encode(), origin)
+        # The client's logon is its primary's business: another side gets a short deadline
+        # of its own, and one that failed is left out for a while (docs/sessions.md).
+        budget = replace(decision, deadline=min(decision.deadline, self.fan_out_timeout))
+        now = time.monotonic()
 
         async def one(side: str) -> tuple[str, str | None]:
-            answer, _error = await self._leased(routing, replace(decision, backend=side), sent)
+            if self._fan_out_paused.get(side, 0.0) > now:
+                self._bus.emit(SessionEvent("side_logon_skipped", side))
+                return side, None
+            answer, error = await self._leased(routing, replace(budget, backend=side), sent)
             if answer_fejlnr(answer) == _OK:
+                self._fan_out_paused.pop(side, None)
                 return side, answer_token(answer)
+            if error:  # the side failed or was late, not a refusal of this user's logon
+                self._fan_out_paused[side] = time.monotonic() + FAN_OUT_PAUSE_S
             self._bus.emit(SessionEvent("side_logon_failed", side))
             return side, None
 

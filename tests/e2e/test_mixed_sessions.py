@@ -207,3 +207,24 @@ async def test_workers_share_sessions_so_every_shadow_copy_carries_its_sides_tok
                 await asyncio.sleep(0.1)
             assert copies == Counter(match=lookups)
             assert [c.logons for c in clients] == [1] * CLIENTS
+
+
+async def test_a_hung_other_side_costs_a_logon_its_fan_out_budget_once_then_nothing(
+    tmp_path: Path,
+) -> None:
+    """The client's logon is the mainframe's business: with the services hung, a logon is
+    repeated there within sessions.fan_out_timeout only (a timeout, counted), and the next
+    logons skip them while that side is paused; every logon is answered 00 by the mainframe."""
+    async with stack(tmp_path, delay=3.0) as s:
+        s.sessions = "sessions: {fan_out_timeout: 100ms}\n"
+        s.write_routes(logon_side="mainframe", modern_share=0)
+        endpoint = await s.start_gateway()
+        tokens = [await logon(endpoint, DEMO_PRIV.who, DEMO_PRIV.password) for _ in range(3)]
+        assert len(set(tokens)) == 3  # three logons, each answered (a token is a 00)
+        assert s.gateway is not None
+        metric = s.gateway.metrics.value
+        timeouts = metric("cpr_gateway_backend_errors_total", backend="persons-v2", kind="timeout")
+        assert timeouts == 1  # the first repeat waited its budget and no longer
+        events = "cpr_gateway_session_events_total"
+        assert metric(events, kind="side_logon_failed", backend="persons-v2") == 1
+        assert metric(events, kind="side_logon_skipped", backend="persons-v2") == 2

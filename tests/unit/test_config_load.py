@@ -412,7 +412,7 @@ def test_sessions_idle_is_a_real_key_with_the_mainframe_default(tmp_path: Path) 
         "sessions.idle: must be greater than 0, got '0s'"
     ]
     assert _problems(tmp_path, f"{MINIMAL}sessions: {{ttl: 20m}}\n") == [
-        "sessions.ttl: unknown key (expected idle, store, timeout, password_file)"
+        "sessions.ttl: unknown key (expected idle, store, timeout, password_file, fan_out_timeout)"
     ]
 
 

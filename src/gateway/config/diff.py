@@ -31,6 +31,7 @@ from gateway.config.schema import (
     GatewayConfig,
     Match,
     Route,
+    Sessions,
     Split,
     SplitKey,
 )
@@ -117,9 +118,14 @@ def restart_needed(old: GatewayConfig, new: GatewayConfig) -> list[str]:
     the canary store, and where sessions are shared (their idle expiry changes live)."""
     names = ("listen", "admin", "shadowing", "canary")
     changed = [name for name in names if getattr(old, name) != getattr(new, name)]
-    if replace(old.sessions, idle=0.0) != replace(new.sessions, idle=0.0):
+    if _restart_part(old.sessions) != _restart_part(new.sessions):
         changed.append("sessions.store")
     return changed
+
+
+def _restart_part(sessions: Sessions) -> Sessions:
+    """``sessions`` without what a reload applies (the idle time, the fan-out timeout)."""
+    return replace(sessions, idle=0.0, fan_out_timeout=0.0)
 
 
 def diff_configs(old: GatewayConfig, new: GatewayConfig) -> list[str]:
@@ -129,9 +135,10 @@ def diff_configs(old: GatewayConfig, new: GatewayConfig) -> list[str]:
         before, after = getattr(old.limits, field.name), getattr(new.limits, field.name)
         if before != after:
             lines.append(f"limits.{field.name}: {_show_limit(before)} → {_show_limit(after)}")
-    if old.sessions.idle != new.sessions.idle:
-        before, after = _show_limit(old.sessions.idle), _show_limit(new.sessions.idle)
-        lines.append(f"sessions.idle: {before} → {after}")
+    for key in ("idle", "fan_out_timeout"):
+        before, after = getattr(old.sessions, key), getattr(new.sessions, key)
+        if before != after:
+            lines.append(f"sessions.{key}: {_show_limit(before)} → {_show_limit(after)}")
     for name in sorted(set(old.backends) | set(new.backends)):
         was, now = old.backends.get(name), new.backends.get(name)
         if was is None and now is not None:

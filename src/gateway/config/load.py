@@ -191,12 +191,14 @@ class RoutingReader(Problems):
 
     def sessions(self, raw: object, path: str) -> Sessions:
         """How long a brokered session lives without use, and where sessions are shared."""
-        s = self.section(raw, path, ("idle", "store", "timeout", "password_file"))
+        keys = ("idle", "store", "timeout", "password_file", "fan_out_timeout")
+        s = self.section(raw, path, keys)
         sessions = Sessions(
             s.get("idle", r.positive_duration, _SESSIONS.idle),
             s.get("store", _session_store, _SESSIONS.store),
             s.get("timeout", r.positive_duration, _SESSIONS.timeout),
             s.get("password_file", self.optional_file, None),
+            s.get("fan_out_timeout", r.positive_duration, _SESSIONS.fan_out_timeout),
         )
         s.done()
         return sessions

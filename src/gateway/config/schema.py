@@ -106,6 +106,10 @@ class Sessions:
     #: A file holding the store's password (a mounted Secret), so that ``store`` carries
     #: none; None: the URL's own, if any. Read at start.
     password_file: Path | None = None
+    #: Seconds a logon waits for the other sides to log on too (docs/sessions.md, "The
+    #: other sides' logons"): the client's logon is its primary's business, so a slow or hung
+    #: other side costs it this at most. A reload applies a new value at once.
+    fan_out_timeout: float = 0.25
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,7 +97,8 @@ class SessionEvent:
     #: failed the fan-out logon), ``fallback`` (a read went to the home side because the
     #: routed side holds no token), ``side_expired`` (a side answered 07 and lost its token),
     #: ``unknown_fallback`` (a read with a token no session holds, refused by the routed side,
-    #: was answered by ``backend``, the side that knew the token).
+    #: was answered by ``backend``, the side that knew the token), ``side_logon_skipped`` (a
+    #: logon was not repeated on ``backend``: its last repeat failed moments ago).
     kind: str
     backend: str
 
