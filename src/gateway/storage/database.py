@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from gateway.storage.files import private_file
+
 Dialect = Literal["sqlite", "postgresql"]
 _QUERY_PASSWORD = re.compile(r"(^|&)password=[^&]*")
 
@@ -118,10 +120,9 @@ class SqliteDatabase:
 
     @classmethod
     def open(cls, path: Path) -> SqliteDatabase:
-        """Open (or create) the file at ``path``, creating its directory too."""
+        """Open (or create, 0600) the file at ``path``, creating its directory too (0700)."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return cls(sqlite3.connect(path))
+            return cls(sqlite3.connect(private_file(path)))
         except (OSError, sqlite3.Error) as exc:
             raise DatabaseError(str(exc)) from None
 

@@ -5,8 +5,9 @@ The shadow evidence (:mod:`gateway.shadow.store`) and the canary state
 path or a ``postgresql://`` DSN, several gateways writing into one. Both open it the
 same way, here:
 
-- a **path** is a SQLite file, created with its directory, used from worker threads
-  one at a time (each store holds a lock around its connection);
+- a **path** is a SQLite file, created 0600 with its directory 0700
+  (:mod:`gateway.storage.files`), used from worker threads one at a time (each store
+  holds a lock around its connection);
 - a **DSN** is PostgreSQL, with the store's ``search_path`` and a statement timeout set
   (a statement that waits longer is failing, and a store's worker thread must keep
   moving), and TCP settings that fail a statement within about 30 s when the server
@@ -33,6 +34,7 @@ from gateway.storage.database import (
     is_dsn,
     redact,
 )
+from gateway.storage.files import private_file
 
 #: Milliseconds a statement may take on PostgreSQL before it fails.
 STATEMENT_TIMEOUT_MS = 5000
@@ -47,8 +49,7 @@ def connect_store(location: str | Path, *, what: str, schema: str) -> Database:
     try:
         if is_dsn(location):
             return _postgres(str(location), what, name, schema)
-        path = Path(location)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = private_file(Path(location))
         return SqliteDatabase(sqlite3.connect(path, check_same_thread=False))
     except ConnectionFailed as exc:
         if not exc.refused:
