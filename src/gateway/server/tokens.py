@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import ConfigError
+from gateway.storage.files import private_directory
 
 #: Who a bare secret (a line without ``name:``) is, in logs and history.
 DEFAULT_NAME = "admin"
@@ -128,7 +129,7 @@ def create_token_file(path: Path) -> bool:
 
     For development stacks (``make run``); production mounts its own (docs/canary.md).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)  # 0700
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

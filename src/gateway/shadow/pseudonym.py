@@ -18,6 +18,7 @@ import secrets
 from pathlib import Path
 
 from gateway.errors import ConfigError
+from gateway.storage.files import private_directory
 
 #: The environment variable :func:`load_key` reads when there is no key file.
 KEY_ENV = "CPR_GATEWAY_SHADOW_KEY"
@@ -97,7 +98,7 @@ def _read_key_file(path: Path) -> bytes:
 def _write_key_file(path: Path, key: bytes) -> bytes:
     """Create ``path`` holding ``key`` (0600); if another process won the race, use its key."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(path.parent)  # 0700
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return _read_key_file(path)
