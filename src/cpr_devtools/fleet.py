@@ -30,6 +30,7 @@ from cpr_devtools.postgres import (
     cluster_user,
     ensure_databases,
     init_cluster,
+    let_through,
     server_bin,
 )
 from cpr_devtools.supervisor import Listener, Part, StartFailed, run_stack
@@ -40,6 +41,7 @@ from cpr_services.store import ModernStore
 from gateway.config import load_routing
 from gateway.config.reader import read_yaml
 from gateway.errors import ConfigError
+from gateway.storage.files import private_directory
 
 T = TypeVar("T")
 _CLI = (sys.executable, "-m", "gateway.cli")
@@ -100,6 +102,7 @@ async def run_fleet(plan: fc.FleetPlan, routing: Path, emulator_config: Path) ->
     """Write the fleet's configs, make its cluster once, then run it until Ctrl-C."""
     programs = find_programs()
     write_configs(plan, routing, emulator_config)
+    let_through(plan.cluster, cluster_user(), plan.var)
     try:
         if init_cluster(plan.cluster, programs.postgres_bin, cluster_user()):
             print(f"created a PostgreSQL cluster in {plan.cluster.root}", flush=True)
@@ -112,8 +115,9 @@ async def run_fleet(plan: fc.FleetPlan, routing: Path, emulator_config: Path) ->
 
 def write_configs(plan: fc.FleetPlan, routing: Path, emulator_config: Path) -> None:
     """The emulator's, each replica's and HAProxy's config under var/fleet/, each read back
-    by its own loader (ConfigError before anything starts)."""
-    plan.dir.mkdir(parents=True, exist_ok=True)
+    by its own loader (ConfigError before anything starts). var/fleet/ and its redis/ are
+    made 0700: they hold the shadow evidence, the services' store and the sessions."""
+    private_directory(plan.dir)
     emulator = _mapping(read_yaml(emulator_config), emulator_config)
     _write_yaml(plan.emulator_config, fc.fleet_emulator(emulator, plan))
     _checked(plan.emulator_config, load_config)
@@ -122,7 +126,7 @@ def write_configs(plan: fc.FleetPlan, routing: Path, emulator_config: Path) -> N
         _write_yaml(plan.routing_path(index), fc.replica_routing(raw, plan, index))
         _checked(plan.routing_path(index), load_routing)
     plan.haproxy_config.write_text(fc.haproxy_cfg(plan))
-    (plan.dir / "redis").mkdir(exist_ok=True)
+    private_directory(plan.dir / "redis")
 
 
 def fleet_parts(plan: fc.FleetPlan, programs: Programs) -> list[Part]:

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.storage.files import private_directory, write_private
+
 #: Names every development certificate is valid for, so clients can verify loopback.
 _DEV_NAMES = ("localhost", "127.0.0.1", "::1")
 _VALIDITY = dt.timedelta(days=365)
@@ -45,7 +47,7 @@ class DevPki:
 def ensure_dev_pki(directory: Path, servers: tuple[str, ...] = ("emulator", "gateway")) -> DevPki:
     """Create a CA and one certificate per server under ``directory``, unless present."""
     pki = DevPki(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    private_directory(directory)
     ca_key_path = directory / "ca.key"
     if not (pki.ca_cert.exists() and ca_key_path.exists()):
         ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -116,11 +118,12 @@ def _dev_names() -> list[x509.GeneralName]:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.touch(mode=0o600, exist_ok=True)
-    path.write_bytes(
+    """The private key, in a file created 0600 (never readable by others, not even briefly)."""
+    write_private(
+        path,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        )
+        ),
     )

@@ -20,6 +20,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from gateway.storage.files import private_directory
+
 #: Where Debian's postgresql-NN packages put the server programs, one directory per version.
 DEBIAN_VERSIONS = Path("/usr/lib/postgresql")
 #: The superuser initdb creates; the fleet's services connect as it.
@@ -78,6 +80,19 @@ class Cluster:
         return as_user(user, server)
 
 
+def let_through(cluster: Cluster, user: str | None, top: Path) -> None:
+    """Let ``user``, who runs the cluster (we are root), pass through the directories from
+    ``top`` down to the cluster's, which are made 0700: search only (o+x, as 0711), so it
+    reaches its own directory but lists nothing above it, where every file is 0600."""
+    if user is None:
+        return
+    top = top.resolve()
+    for directory in cluster.root.resolve().parents:
+        if directory != top and top not in directory.parents:
+            break
+        directory.chmod(directory.stat().st_mode & 0o777 | 0o011)
+
+
 def init_cluster(cluster: Cluster, bin_dir: Path, user: str | None) -> bool:
     """initdb the cluster unless it exists; True when it was made now.
 
@@ -86,7 +101,7 @@ def init_cluster(cluster: Cluster, bin_dir: Path, user: str | None) -> bool:
     """
     if (cluster.data / "PG_VERSION").exists():
         return False
-    cluster.root.mkdir(parents=True, exist_ok=True)
+    private_directory(cluster.root)
     if user is not None:
         shutil.chown(cluster.root, user, user)
     initdb = (str(bin_dir / "initdb"), "-D", str(cluster.data), "-A", "trust", "-U", SUPERUSER)

@@ -19,6 +19,7 @@ from cpr_mainframe.register.generate import generate
 from cpr_services.store import ModernStore
 from gateway.config import load_routing
 from gateway.server.tokens import create_token_file
+from gateway.storage.files import private_directory
 
 #: Where `make run` serves the gRPC services; routing.yaml's grpc backend points here.
 MODERN_PORT = 50051
@@ -42,7 +43,9 @@ async def run_up(args: argparse.Namespace) -> int:
 
 
 def prepare_var(var: Path, persons: int) -> None:
-    """What every stack needs under var/: the development CA and certificates, a register."""
+    """What every stack needs under var/ (made 0700: it holds the register, stores and
+    keys): the development CA and certificates, a register."""
+    private_directory(var)
     pki = ensure_dev_pki(var / "tls")
     print(f"development CA (trust this in clients): {pki.ca_cert.resolve()}", flush=True)
     register = var / "register.sqlite"

@@ -29,6 +29,7 @@ from cpr_mainframe.register import quirks
 from cpr_mainframe.register.draw import REGISTER_DATE, Draw
 from cpr_mainframe.register.store import INDEXES, INSERT_META, INSERT_PERSON, SCHEMA
 from gateway.domain.person import Person, Status
+from gateway.storage.files import private_file
 
 #: Bumped whenever the same seed would give a different register.
 GENERATOR_VERSION = "4"
@@ -124,7 +125,8 @@ def generate(
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.unlink(missing_ok=True)
     try:
-        with contextlib.closing(sqlite3.connect(temp)) as db:
+        # Created 0600 before SQLite opens it (SQLite would make it 0644); the rename keeps it.
+        with contextlib.closing(sqlite3.connect(private_file(temp))) as db:
             _build(db, count, seed, progress, quirk_share)
         os.replace(temp, path)
     finally:
