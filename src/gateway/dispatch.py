@@ -147,8 +147,11 @@ class Dispatcher:
         self._shared = shared
         #: Seconds a logon waits for each other side's logon (sessions.fan_out_timeout).
         self.fan_out_timeout = Sessions().fan_out_timeout
-        #: Sides whose last fan-out logon failed, and until when (monotonic) none is sent.
+        #: Sides whose last repeated logon failed or was late, and until when (monotonic) no
+        #: logon is repeated there.
         self._fan_out_paused: dict[str, float] = {}
+        #: Repeated logons still running after their logon was answered.
+        self._late_repeats = TaskSet()
 
     @property
     def table(self) -> RouteTable:
@@ -177,6 +180,7 @@ class Dispatcher:
 
     async def aclose(self) -> None:
         """Close every backend; call after the listener has drained."""
+        await self._late_repeats.drain(_CLOSE_TIMEOUT_S, "shutdown: repeated logons too slow")
         for lease in self._routing.leases.values():
             lease.retire()
         await self._closing.drain(_CLOSE_TIMEOUT_S, "shutdown: backend close too slow")
@@ -226,51 +230,86 @@ class Dispatcher:
     async def _logon(
         self, routing: _Routing, decision: Decision, request: LogonRequest, client: FramedRequest
     ) -> tuple[bytes, str]:
-        """Log on at the routed side; on success repeat it on the others and open a session."""
+        """Log on at the routed side; on success repeat it on the others and open a session.
+
+        The client's logon is its primary's business (docs/sessions.md, "The other sides'
+        logons"): the repeats get ``fan_out_timeout`` before the answer goes back; one still
+        running then goes on in the background and its token joins the session when it comes.
+        """
         answer, error = await self._leased(routing, decision, client)
         if answer_fejlnr(answer) != _OK:
             return answer, error
         others = routing.session_sides - {decision.backend}
-        logon = _plain_logon(request)
-        tokens = await self._fan_out(routing, decision, logon, others, client.origin)
+        repeats = self._repeat_logon(routing, decision, _plain_logon(request), others, client)
+        tokens: dict[str, str] = {}
+        late: dict[str, asyncio.Task[str | None]] = {}
+        try:
+            if repeats:
+                await asyncio.wait(repeats.values(), timeout=self.fan_out_timeout)
+        except BaseException:  # this request was cancelled: its repeats still end watched
+            for repeat in repeats.values():
+                self._late_repeats.spawn(_finished(repeat), name="repeat")
+            raise
+        for side, repeat in repeats.items():
+            if not repeat.done():
+                late[side] = repeat
+            elif (token := repeat.result()) is not None:
+                tokens[side] = token
         home = decision.backend
         client_token, session = open_session(self.sessions, request, answer, home, tokens)
         if self._shared is not None:
             await self._shared.opened(client_token, session)
+        for side, repeat in late.items():
+            # Late: left out of the next logons for a while, as a failed side is.
+            self._fan_out_paused[side] = time.monotonic() + FAN_OUT_PAUSE_S
+            self._late_repeats.spawn(self._late_token(client_token, side, repeat), name="repeat")
         self._bus.emit(SessionEvent("opened", decision.backend))
         return answer, error
 
-    async def _fan_out(
+    def _repeat_logon(
         self,
         routing: _Routing,
         decision: Decision,
         logon: LogonRequest,
         sides: frozenset[str],
-        origin: str | None,
-    ) -> dict[str, str]:
-        """The token each other side gives the same logon (on behalf of the client at
-        ``origin``); the password is not kept."""
-        sent = FramedRequest(logon, logon.encode(), origin)
-        # The client's logon is its primary's business: another side gets a short deadline
-        # of its own, and one that failed is left out for a while (docs/sessions.md).
-        budget = replace(decision, deadline=min(decision.deadline, self.fan_out_timeout))
+        client: FramedRequest,
+    ) -> dict[str, asyncio.Task[str | None]]:
+        """The logon repeated on each other side (on behalf of the client at its origin),
+        each a task giving that side's token or None; the password is not kept. A side whose
+        last repeat failed or was late is skipped for a while."""
+        sent = FramedRequest(logon, logon.encode(), client.origin)
         now = time.monotonic()
 
-        async def one(side: str) -> tuple[str, str | None]:
-            if self._fan_out_paused.get(side, 0.0) > now:
-                self._bus.emit(SessionEvent("side_logon_skipped", side))
-                return side, None
-            answer, error = await self._leased(routing, replace(budget, backend=side), sent)
+        async def one(side: str) -> str | None:
+            answer, error = await self._leased(routing, replace(decision, backend=side), sent)
             if answer_fejlnr(answer) == _OK:
-                self._fan_out_paused.pop(side, None)
-                return side, answer_token(answer)
-            if error:  # the side failed or was late, not a refusal of this user's logon
+                return answer_token(answer)
+            if error:  # the side failed or timed out, not a refusal of this user's logon
                 self._fan_out_paused[side] = time.monotonic() + FAN_OUT_PAUSE_S
             self._bus.emit(SessionEvent("side_logon_failed", side))
-            return side, None
+            return None
 
-        results = await asyncio.gather(*(one(side) for side in sorted(sides)))
-        return {side: token for side, token in results if token}
+        repeats = {}
+        for side in sorted(sides):
+            if self._fan_out_paused.get(side, 0.0) > now:
+                self._bus.emit(SessionEvent("side_logon_skipped", side))
+            else:
+                repeats[side] = asyncio.ensure_future(one(side))
+        return repeats
+
+    async def _late_token(
+        self, client_token: str, side: str, repeat: asyncio.Task[str | None]
+    ) -> None:
+        """A repeat that outlived the logon's budget: its token joins the session (and the
+        shared store) when it comes, and the side is asked again from then on."""
+        token = await repeat
+        if token is None:
+            return
+        self._fan_out_paused.pop(side, None)
+        self._bus.emit(SessionEvent("side_logon_late", side))
+        session = self.sessions.add_token(client_token, side, token)
+        if session is not None and self._shared is not None:
+            await self._shared.opened(client_token, session)
 
     async def _brokered(
         self, routing: _Routing, decision: Decision, request: LookupRequest, client: FramedRequest
@@ -348,6 +387,11 @@ class Dispatcher:
         except BackendError as exc:
             self._bus.emit(BackendFailed(backend.name, decision.route, exc.kind, str(exc)))
             return refusal(sent.request, exc.wire), str(exc)
+
+
+async def _finished(repeat: asyncio.Task[str | None]) -> None:
+    """Wait for a repeated logon nobody needs any more (its result is dropped)."""
+    await repeat
 
 
 def _plain_logon(request: LogonRequest) -> LogonRequest:

@@ -183,6 +183,9 @@ routes:
   - {{name: rest, match: {{}}, backend: mainframe, deadline: 5s}}
 # Never shed: the test asserts that every copy ran (shedding: test_shadow_runner.py).
 shadowing: {{shed_lag: 1m}}
+# Every copy needs the services' token from the logon's repeat: on a busy machine their
+# password check may outlast the default budget, so this test gives it room.
+sessions: {{fan_out_timeout: 10s}}
 """
 
 
@@ -209,22 +212,28 @@ async def test_workers_share_sessions_so_every_shadow_copy_carries_its_sides_tok
             assert [c.logons for c in clients] == [1] * CLIENTS
 
 
-async def test_a_hung_other_side_costs_a_logon_its_fan_out_budget_once_then_nothing(
+async def test_a_slow_other_side_costs_a_logon_its_fan_out_budget_once_then_nothing(
     tmp_path: Path,
 ) -> None:
-    """The client's logon is the mainframe's business: with the services hung, a logon is
-    repeated there within sessions.fan_out_timeout only (a timeout, counted), and the next
-    logons skip them while that side is paused; every logon is answered 00 by the mainframe."""
+    """The client's logon is the mainframe's business: with the services slow (3 s a call),
+    a logon waits sessions.fan_out_timeout for their repeat and is answered; the next logons
+    skip them while that side is paused; the late repeat's token still joins its session."""
     async with stack(tmp_path, delay=3.0) as s:
         s.sessions = "sessions: {fan_out_timeout: 100ms}\n"
         s.write_routes(logon_side="mainframe", modern_share=0)
         endpoint = await s.start_gateway()
+        assert s.gateway is not None
+        late = asyncio.Event()
+        s.gateway.bus.subscribe(
+            lambda e: late.set() if getattr(e, "kind", "") == "side_logon_late" else None
+        )
         tokens = [await logon(endpoint, DEMO_PRIV.who, DEMO_PRIV.password) for _ in range(3)]
         assert len(set(tokens)) == 3  # three logons, each answered (a token is a 00)
-        assert s.gateway is not None
         metric = s.gateway.metrics.value
-        timeouts = metric("cpr_gateway_backend_errors_total", backend="persons-v2", kind="timeout")
-        assert timeouts == 1  # the first repeat waited its budget and no longer
         events = "cpr_gateway_session_events_total"
-        assert metric(events, kind="side_logon_failed", backend="persons-v2") == 1
         assert metric(events, kind="side_logon_skipped", backend="persons-v2") == 2
+        async with asyncio.timeout(30):  # a hang fails; the repeat takes its 3 s
+            await late.wait()
+        session = s.gateway.sessions.live(tokens[0])
+        assert session is not None and session.token_for("persons-v2") is not None
+        assert metric("cpr_gateway_backend_errors_total", backend="persons-v2", kind="timeout") == 0

@@ -70,6 +70,9 @@ routes:
 # Never shed: client, backends and gateway share the test's loop, so its lateness says
 # nothing about the gateway (shedding is tested in test_shadow_runner.py).
 shadowing: {{store: shadow.sqlite, key_file: shadow.key, shed_lag: 1m}}
+# Every copy needs the services' token from the logon's repeat: on a busy machine their
+# password check may outlast the default budget, so this test gives it room.
+sessions: {{fan_out_timeout: 10s}}
 """
 
 

@@ -43,6 +43,9 @@ routes:
     backend: mainframe
     deadline: 5s
 shadowing: {{store: shadow.sqlite, key_file: shadow.key, shed_lag: 1m}}
+# Every copy needs the services' token from the logon's repeat: on a busy machine their
+# password check may outlast the default budget, so this test gives it room.
+sessions: {{fan_out_timeout: 10s}}
 """
 BLANK = Irregular("    ")
 POSTNR = FieldKey("lookup", "001", "POSTNR")

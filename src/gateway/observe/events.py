@@ -98,7 +98,8 @@ class SessionEvent:
     #: routed side holds no token), ``side_expired`` (a side answered 07 and lost its token),
     #: ``unknown_fallback`` (a read with a token no session holds, refused by the routed side,
     #: was answered by ``backend``, the side that knew the token), ``side_logon_skipped`` (a
-    #: logon was not repeated on ``backend``: its last repeat failed moments ago).
+    #: logon was not repeated on ``backend``: its last repeat failed or was late moments ago),
+    #: ``side_logon_late`` (a repeat that outlived the logon's answer gave its token after all).
     kind: str
     backend: str
 

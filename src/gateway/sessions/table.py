@@ -122,6 +122,17 @@ class SessionBroker:
         self._sessions.move_to_end(client_token)
         return touched
 
+    def add_token(self, client_token: str, backend: str, token: str) -> Session | None:
+        """``backend`` answered the logon's repeat late with ``token``: the session holds it
+        from now on. The session as it is then, None when it has gone meanwhile."""
+        session = self._sessions.get(client_token)
+        if session is None:
+            return None
+        self._sessions[client_token] = added = replace(
+            session, tokens={**session.tokens, backend: token}
+        )
+        return added
+
     def forget(self, client_token: str, backend: str) -> Session | None:
         """``backend`` no longer knows its token for this logon (it answered 07); the
         session left, None when it is gone (the home side forgot it, or it was not here)."""
