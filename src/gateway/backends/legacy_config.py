@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config.load import RoutingReader
-from gateway.config.reader import Problem, address, positive_duration, positive_int, show
+from gateway.config.reader import address, flag, positive_duration, positive_int
 from gateway.config.schema import ClientTls
 
 #: A legacy backend's default ``max_connections`` per gateway process.
@@ -51,12 +51,6 @@ def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> Le
     tls = section.get("tls", reader.client_tls)
     timeout = section.get("connect_timeout", positive_duration, _DEFAULTS.connect_timeout)
     most = section.get("max_connections", positive_int, _DEFAULTS.max_connections)
-    proxied = section.get("proxy_protocol", _flag, _DEFAULTS.proxy_protocol)
+    proxied = section.get("proxy_protocol", flag, _DEFAULTS.proxy_protocol)
     section.done()  # raises Skip after any bad value, so host_port is a pair below
     return LegacyBackendConfig(name, *host_port, tls, timeout, most, proxied)
-
-
-def _flag(raw: object, _path: str) -> bool:
-    if not isinstance(raw, bool):
-        raise Problem(f"expected true or false, got {show(raw)}")
-    return raw

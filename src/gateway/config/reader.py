@@ -163,6 +163,13 @@ def host(raw: object, path: str = "") -> str:
     return value
 
 
+def flag(raw: object, _path: str = "") -> bool:
+    """A YAML boolean: true or false (not yes/no strings, not 0/1)."""
+    if not isinstance(raw, bool):
+        raise Problem(f"expected true or false, got {show(raw)}")
+    return raw
+
+
 def integer(raw: object, _path: str = "") -> int:
     """An integer (YAML booleans are not integers here)."""
     if not isinstance(raw, int) or isinstance(raw, bool):

@@ -65,7 +65,7 @@ def _shadow(
         s.get("backend", lambda value, _path: backend_ref(value, backends)),
         s.get("sample", sample, BUCKETS),
         s.get("deadline", r.positive_duration, deadline),
-        s.get("dual_write", _flag, False),
+        s.get("dual_write", r.flag, False),
     )
     s.done()
     return shadow
@@ -226,12 +226,6 @@ def backend_ref(raw: object, backends: set[object]) -> str:
         raise Problem(f"expected a backend name, got {show(raw)}")
     if raw not in backends:
         raise Problem(f"unknown backend {show(raw)}")
-    return raw
-
-
-def _flag(raw: object, _path: str) -> bool:
-    if not isinstance(raw, bool):
-        raise Problem(f"expected true or false, got {show(raw)}")
     return raw
 
 
