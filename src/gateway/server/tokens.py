@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import ConfigError
-from gateway.storage.files import private_directory
+from gateway.storage.files import private_directory, read_secret
 
 #: Who a bare secret (a line without ``name:``) is, in logs and history.
 DEFAULT_NAME = "admin"
@@ -73,14 +73,7 @@ def read_tokens(path: Path) -> AdminTokens:
     """The tokens in ``path``; ConfigError naming the file if it is unreadable, readable by
     others than its owner, empty or malformed."""
     where = f"admin.token_file {path}"
-    try:
-        mode = path.stat().st_mode
-        with path.open("rb") as file:
-            raw = file.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError([f"{where}: cannot read it ({exc.strerror or exc})"]) from None
-    if mode & 0o077:
-        raise ConfigError([f"{where}: mode {mode & 0o777:o} lets others read it; use 600"])
+    raw = read_secret(path, where, MAX_FILE_BYTES)
     if len(raw) > MAX_FILE_BYTES:
         raise ConfigError([f"{where}: larger than {MAX_FILE_BYTES} bytes, not a token file"])
     try:

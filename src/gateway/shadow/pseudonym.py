@@ -18,7 +18,7 @@ import secrets
 from pathlib import Path
 
 from gateway.errors import ConfigError
-from gateway.storage.files import private_directory
+from gateway.storage.files import private_directory, read_secret
 
 #: The environment variable :func:`load_key` reads when there is no key file.
 KEY_ENV = "CPR_GATEWAY_SHADOW_KEY"
@@ -29,6 +29,8 @@ MIN_KEY_BYTES = 16
 #: Hex characters of the HMAC kept: 64 bits, enough to tell ~10^7 persons apart.
 DIGEST_CHARS = 16
 PREFIX = "p:"
+#: A key file is a line of hex; one larger than this is not a key file.
+_MAX_KEY_FILE_BYTES = 4096
 
 
 class Pseudonymiser:
@@ -79,18 +81,12 @@ def load_key(path: Path | None, env: str = KEY_ENV) -> bytes:
 
 
 def _read_key_file(path: Path) -> bytes:
+    raw = read_secret(path, f"shadow key {path}", _MAX_KEY_FILE_BYTES)
+    if len(raw) > _MAX_KEY_FILE_BYTES:
+        raise ConfigError([f"shadow key {path}: larger than {_MAX_KEY_FILE_BYTES} bytes"])
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"shadow key {path}: cannot read it ({exc})"]) from None
-    if mode & 0o077:
-        raise ConfigError(
-            [f"shadow key {path}: mode {mode & 0o777:o} lets others read it; use 600"]
-        )
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
+        key = bytes.fromhex(raw.decode("ascii").strip())
+    except ValueError:  # UnicodeDecodeError included
         raise ConfigError([f"shadow key {path}: expected hex text"]) from None
     return _check(key, f"shadow key {path}")
 

@@ -18,6 +18,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from gateway.errors import ConfigError
+
 #: Mode of a file that holds personal data or a secret.
 FILE_MODE = 0o600
 #: Mode of a directory made to hold such files.
@@ -50,3 +52,18 @@ def write_private(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as out:
         os.fchmod(fd, FILE_MODE)
         out.write(data)
+
+
+def read_secret(path: Path, what: str, limit: int) -> bytes:
+    """The bytes of the secret file ``path`` (at most ``limit + 1``: more is the caller's
+    "too large"). ConfigError, ``what`` first, when it cannot be read or when others than
+    its owner may read it (group or world bits): a secret others can read is not one."""
+    try:
+        mode = path.stat().st_mode
+        with path.open("rb") as file:
+            raw = file.read(limit + 1)
+    except OSError as exc:
+        raise ConfigError([f"{what}: cannot read it ({exc.strerror or exc})"]) from None
+    if mode & 0o077:
+        raise ConfigError([f"{what}: mode {mode & 0o777:o} lets others read it; use 600"])
+    return raw
