@@ -20,6 +20,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from cpr_bench.servers import free_port
+from cpr_devtools.redis_server import redis_argv
 
 #: Seconds a starting server has to answer PING before the test fails.
 _START_TIMEOUT_S = 20.0
@@ -52,8 +53,7 @@ class RedisServer:
         if binary is None:
             raise AssertionError("redis-server is missing: apt-get install redis-server")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        argv += ["--appendonly", "no", "--dir", str(self.workdir)]
+        argv = redis_argv(binary, self.port, self.workdir)
         if self.password is not None:
             argv += ["--requirepass", self.password]
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL)

@@ -38,6 +38,7 @@ from cpr_bench.wire import Target
 from cpr_devtools.haproxy import haproxy_argv, haproxy_binary
 from cpr_devtools.migration import migrate_register
 from cpr_devtools.pki import ensure_dev_pki
+from cpr_devtools.redis_server import redis_argv
 from cpr_mainframe.register.generate import generate
 from gateway.config import load_routing
 from gateway.errors import ConfigError
@@ -234,5 +235,4 @@ def _redis_argv(port: int, run_dir: Path) -> list[str]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServerFailed("redis-server is not installed (apt-get install redis-server)")
-    return [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
-            "--dir", str(run_dir)]  # fmt: skip
+    return redis_argv(binary, port, run_dir)

@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 
 from cpr_bench.measure import percentile
 from cpr_bench.servers import free_port
+from cpr_devtools.redis_server import redis_argv
 from gateway.observe.events import EventBus
 from gateway.runtime.loops import run
 from gateway.sessions.redis_store import RedisSessions
@@ -120,8 +121,7 @@ def measure(sessions: int, uses: int) -> Figures:
         raise SystemExit("redis-server is missing: apt-get install redis-server")
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="cpr-gateway-bench-redis-") as directory:
-        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        argv += ["--appendonly", "no", "--dir", str(Path(directory))]
+        argv = redis_argv(binary, port, Path(directory))
         server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
         try:
             url = f"redis://127.0.0.1:{port}/0"

@@ -33,6 +33,7 @@ from cpr_devtools.postgres import (
     let_through,
     server_bin,
 )
+from cpr_devtools.redis_server import redis_argv
 from cpr_devtools.supervisor import Listener, Part, StartFailed, run_stack
 from cpr_devtools.up import connectable, ensure_admin_token, prepare_var
 from cpr_mainframe.config import load_config
@@ -142,13 +143,7 @@ def fleet_parts(plan: fc.FleetPlan, programs: Programs) -> list[Part]:
 
 
 def _redis(plan: fc.FleetPlan, program: str) -> Part:
-    argv = (
-        program,
-        *("--bind", fc.LOOPBACK, "--port", str(plan.ports.redis)),
-        # Sessions are re-created by a logon: nothing to keep across a restart.
-        *("--save", "", "--appendonly", "no", "--dir", str(plan.dir / "redis")),
-        *("--loglevel", "warning"),
-    )
+    argv = tuple(redis_argv(program, plan.ports.redis, plan.dir / "redis"))
     listener = Listener(fc.LOOPBACK, plan.ports.redis, "Redis (the gateways' sessions)")
     return Part("redis", argv, (listener,))
 
