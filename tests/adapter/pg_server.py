@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL 15 cluster for the PostgreSQL adapter tests: one per test session.
+"""A throwaway PostgreSQL cluster (Debian's newest) for the PostgreSQL tests: one per session.
 
 The cluster lives in a temporary directory and listens only on a unix socket
 there (no TCP port to collide on). PostgreSQL refuses to run as root, so when
@@ -28,8 +28,8 @@ import psycopg
 import pytest
 from psycopg.rows import TupleRow
 
-#: Where Debian's postgresql-15 package puts the server programs.
-BIN = Path("/usr/lib/postgresql/15/bin")
+from cpr_devtools.postgres import as_user, cluster_user, server_bin
+
 #: Only names the socket file: the cluster listens on no TCP port.
 PORT = 5432
 #: Durability costs time and a crashed test cluster is thrown away anyway.
@@ -52,34 +52,29 @@ class Cluster:
         return psycopg.connect(self.dsn("postgres"), autocommit=True)
 
 
-def _as_postgres(argv: list[str]) -> list[str]:
-    """``argv`` run as the postgres user when we are root (PostgreSQL refuses root)."""
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
-
-
 def _run(argv: list[str]) -> None:
-    done = subprocess.run(_as_postgres(argv), capture_output=True, text=True, check=False)
+    run_as = as_user(cluster_user(), argv)  # the postgres user when we are root
+    done = subprocess.run(run_as, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         pytest.fail(f"{Path(argv[0]).name} failed ({done.returncode}): {done.stderr.strip()}")
 
 
-def _check_installed() -> None:
-    for program in ("initdb", "pg_ctl"):
-        if not (BIN / program).exists():
-            pytest.fail(
-                f"PostgreSQL 15 is not installed ({BIN / program} is missing): "
-                "apt-get install postgresql"
-            )
+def _installed() -> Path:
+    """The newest installed Debian PostgreSQL's server programs; pytest.fail without one."""
+    bin_dir = server_bin()
+    if bin_dir is None or not all((bin_dir / p).exists() for p in ("initdb", "pg_ctl")):
+        pytest.fail("PostgreSQL is not installed (no initdb, pg_ctl): apt-get install postgresql")
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")
         except KeyError:
             pytest.fail("tests run as root need the 'postgres' user to run PostgreSQL")
+    return bin_dir
 
 
 def start_cluster() -> Cluster:
     """initdb and start a cluster in a new temporary directory; pytest.fail when it cannot."""
-    _check_installed()
+    bin_dir = _installed()
     root = Path(tempfile.mkdtemp(prefix="cpr-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
@@ -87,9 +82,9 @@ def start_cluster() -> Cluster:
     data = str(cluster.data_dir)
     options = f"-k {root} -p {PORT} -c listen_addresses='' {_SERVER_OPTIONS}"
     try:
-        _run([str(BIN / "initdb"), "-D", data, "-A", "trust", "-U", "postgres"])
+        _run([str(bin_dir / "initdb"), "-D", data, "-A", "trust", "-U", "postgres"])
         log = str(root / "server.log")
-        _run([str(BIN / "pg_ctl"), "-D", data, "-o", options, "-l", log, "-w", "start"])
+        _run([str(bin_dir / "pg_ctl"), "-D", data, "-o", options, "-l", log, "-w", "start"])
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
@@ -99,7 +94,8 @@ def start_cluster() -> Cluster:
 def stop_cluster(cluster: Cluster) -> None:
     """Stop the server and delete its directory."""
     try:
-        _run([str(BIN / "pg_ctl"), "-D", str(cluster.data_dir), "-m", "fast", "-w", "stop"])
+        pg_ctl = str(_installed() / "pg_ctl")
+        _run([pg_ctl, "-D", str(cluster.data_dir), "-m", "fast", "-w", "stop"])
     finally:
         shutil.rmtree(cluster.socket_dir, ignore_errors=True)
 
