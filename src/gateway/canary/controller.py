@@ -413,9 +413,9 @@ class CanaryController:
         """The comparisons of ``name``'s shadow at ``state``: of the candidate, or at 100%
         (where the copies go the other way, canary.weights) of the primary."""
         route = self._plans[name]
-        plan = _plan(route)
-        at_full = state is not None and plan.steps[min(state.step, len(plan.steps) - 1)] == 100
-        return await self._tallies.tally(name, route.primary if at_full else plan.candidate)
+        candidate = _plan(route).candidate
+        at_full = weights_of(route, state)[candidate] == 100
+        return await self._tallies.tally(name, route.primary if at_full else candidate)
 
     async def _store_call(self, call: Callable[..., T], *args: object) -> T:
         """``call(*args)`` in a thread (a store call for an operator); failures are reported
