@@ -273,13 +273,25 @@ def test_each_problem_is_named_by_its_yaml_path(
             "{grace_period: 1h}",
             "limits.grace_period: bad duration '1h' (expected e.g. 500ms, 10s, 1m)",
         ),
+        ("{handshake_timeout: 0s}", "limits.handshake_timeout: must be greater than 0, got '0s'"),
+        (
+            "{first_byte_timeout: 3}",
+            "limits.first_byte_timeout: bad duration 3 (expected e.g. 500ms, 10s, 1m)",
+        ),
+        (
+            "{max_connections_per_address: -1}",
+            "limits.max_connections_per_address: must be greater than 0, got -1",
+        ),
+        ("{max_in_flight: 0}", "limits.max_in_flight: must be greater than 0, got 0"),
         (
             "{timeout: 1s}",
-            "limits.timeout: unknown key (expected read_timeout, max_connections, grace_period)",
+            "limits.timeout: unknown key (expected read_timeout, max_connections, grace_period, "
+            "handshake_timeout, first_byte_timeout, max_connections_per_address, max_in_flight)",
         ),
         (
             "5s",
             "limits: expected a mapping with keys read_timeout, max_connections, grace_period, "
+            "handshake_timeout, first_byte_timeout, max_connections_per_address, max_in_flight, "
             "got '5s'",
         ),
     ],
@@ -312,6 +324,20 @@ def test_unknown_top_level_key_is_named(tmp_path: Path) -> None:
         "rotues: unknown key (expected version, listen, admin, limits, sessions, backends, "
         "routes, shadowing, canary)"
     ]
+
+
+def test_admission_limits_are_read(tmp_path: Path) -> None:
+    """The handshake and first-byte timeouts and the per-address and in-flight bounds."""
+    limits = (
+        "limits: {handshake_timeout: 2s, first_byte_timeout: 500ms,"
+        " max_connections_per_address: 8, max_in_flight: 32}\n"
+    )
+    assert load_routing(_write(tmp_path, f"{MINIMAL}{limits}")).limits == Limits(
+        handshake_timeout=2.0,
+        first_byte_timeout=0.5,
+        max_connections_per_address=8,
+        max_in_flight=32,
+    )
 
 
 def test_grace_period_may_be_zero(tmp_path: Path) -> None:

@@ -179,12 +179,29 @@ class RoutingReader(Problems):
         return admin
 
     def limits(self, raw: object, path: str) -> Limits:
-        """Read timeout, connection bound, grace period."""
-        s = self.section(raw, path, ("read_timeout", "max_connections", "grace_period"))
+        """Timeouts and bounds on clients (connections, requests), grace period."""
+        keys = (
+            "read_timeout",
+            "max_connections",
+            "grace_period",
+            "handshake_timeout",
+            "first_byte_timeout",
+            "max_connections_per_address",
+            "max_in_flight",
+        )
+        s = self.section(raw, path, keys)
         limits = Limits(
             s.get("read_timeout", r.positive_duration, _LIMITS.read_timeout),
             s.get("max_connections", r.positive_int, _LIMITS.max_connections),
             s.get("grace_period", r.duration, _LIMITS.grace_period),
+            s.get("handshake_timeout", r.positive_duration, _LIMITS.handshake_timeout),
+            s.get("first_byte_timeout", r.positive_duration, _LIMITS.first_byte_timeout),
+            s.get(
+                "max_connections_per_address",
+                r.positive_int,
+                _LIMITS.max_connections_per_address,
+            ),
+            s.get("max_in_flight", r.positive_int, _LIMITS.max_in_flight),
         )
         s.done()
         return limits

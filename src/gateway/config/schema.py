@@ -84,10 +84,23 @@ class Limits:
 
     #: Seconds a client has to deliver its whole request (not per read: drip-feeding does not pay).
     read_timeout: float = 10.0
-    #: Concurrent client connections; beyond it a connection is accepted and closed at once.
+    #: Concurrent client connections per process, counted at accept (before TLS); beyond it
+    #: a connection is closed at once, with no TLS work spent on it.
     max_connections: int = 2048
     #: Seconds in-flight requests get to finish after a shutdown signal.
     grace_period: float = 10.0
+    #: Seconds from accept to the end of the TLS handshake (and a trusted PROXY header before
+    #: it): a handshake costs CPU, so one that stalls is cut long before a request would be.
+    handshake_timeout: float = 3.0
+    #: Seconds from the end of the handshake to the request's first byte: a connection that
+    #: never sends is shed in seconds instead of holding its slot for the whole read_timeout.
+    first_byte_timeout: float = 3.0
+    #: Connections at once from one source address (the PROXY-named one behind a trusted
+    #: balancer), so that one client cannot take every slot of max_connections.
+    max_connections_per_address: int = 64
+    #: Requests being answered at once per process; beyond it a framed request is answered
+    #: at once with FEJLNR 08 (project rule) instead of queueing behind the others.
+    max_in_flight: int = 256
 
 
 @dataclass(frozen=True, slots=True)
