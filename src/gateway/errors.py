@@ -65,6 +65,13 @@ class BackendTimeout(BackendError):
     kind = "timeout"
 
 
+class BackendOpen(BackendError):
+    """The backend's circuit breaker is open: it failed call after call, and is not asked
+    again until its ``open_for`` has passed (gateway.backends.breaker)."""
+
+    kind = "open"
+
+
 class BackendProtocolError(BackendError):
     """The backend answered something that is not a valid CPR Direkte answer."""
 
