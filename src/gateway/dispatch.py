@@ -34,7 +34,13 @@ from gateway.config.schema import Sessions
 from gateway.config.shadows import shadow_policies
 from gateway.errors import BackendError
 from gateway.model import FejlNr, Operation
-from gateway.observe.events import BackendFailed, EventBus, RequestCompleted, SessionEvent
+from gateway.observe.events import (
+    BackendFailed,
+    EventBus,
+    LookupAnswered,
+    RequestCompleted,
+    SessionEvent,
+)
 from gateway.routing import Decision, RouteTable
 from gateway.runtime.tasks import TaskSet
 from gateway.sessions.broker import for_client, open_session, route_in_session, session_of
@@ -201,17 +207,20 @@ class Dispatcher:
             answer, error = await self._logon(routing, decision, request, client)
         else:
             decision, answer, error = await self._brokered(routing, decision, request, client)
+        fejlnr = answer_fejlnr(answer).decode("ascii")
         self._bus.emit(
             RequestCompleted(
                 peer=peer,
                 operation=request.operation,
                 route=decision.route,
                 backend=decision.backend,
-                fejlnr=answer_fejlnr(answer).decode("ascii"),
+                fejlnr=fejlnr,
                 duration_s=self._clock() - started,
                 error=error,
             )
         )
+        if isinstance(request, LookupRequest):  # for the audit log: who asked about whom
+            self._bus.emit(_answered(request, origin or peer, decision, fejlnr))
         if decision.shadows and not error and self.shadows is not None:
             # The answer is final: the copies run after it, against the same backends.
             self.shadows.submit(
@@ -387,6 +396,23 @@ class Dispatcher:
         except BackendError as exc:
             self._bus.emit(BackendFailed(backend.name, decision.route, exc.kind, str(exc)))
             return refusal(sent.request, exc.wire), str(exc)
+
+
+def _answered(
+    request: LookupRequest, source: str, decision: Decision, fejlnr: str
+) -> LookupAnswered:
+    """The audit log's event for an answered request about a person (gateway.audit)."""
+    return LookupAnswered(
+        source,
+        request.customer,
+        request.user,
+        request.pnr,
+        request.transaction,
+        request.operation,
+        decision.route,
+        decision.backend,
+        fejlnr,
+    )
 
 
 async def _finished(repeat: asyncio.Task[str | None]) -> None:

@@ -8,7 +8,7 @@ names and closed code lists only, never record contents and never a PNR.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -62,6 +62,31 @@ class RequestCompleted:
     duration_s: float
     #: Why the backend failed (its error message), or empty when it answered.
     error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LookupAnswered:
+    """A request about one person (a lookup or a subscription change) was answered: what the
+    audit log keeps of it (gateway.audit), emitted beside its RequestCompleted.
+
+    The one event that holds a PNR in clear: the audit log pseudonymises it before anything
+    is written, no other subscriber reads it, and its repr leaves it out.
+    """
+
+    #: The client's IP address (the one a trusted PROXY header named, behind a balancer).
+    source: str
+    #: KUNDENR and BRUGER-ID as the client sent them.
+    customer: str
+    user: str
+    pnr: str = field(repr=False)
+    #: CPRTRANS, and what the request asked (lookup, subscribe, unsubscribe).
+    transaction: str
+    operation: Operation
+    route: str
+    #: The side that answered (a fallback's side when the routed one could not).
+    backend: str
+    #: The two FEJLNR characters of the answer.
+    fejlnr: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +297,37 @@ class ConfigRejected:
     problems: tuple[str, ...]
 
 
+#: Every ``AuditLost.reason``: the writer's buffer was full, or the disk refused a write.
+AUDIT_LOSS_REASONS = ("buffer_full", "write_error")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditLost:
+    """Answered lookups the audit log could not write (gateway.audit); the log itself says so
+    too, with a ``lost`` record in its chain, once it can write again."""
+
+    #: One of :data:`AUDIT_LOSS_REASONS`.
+    reason: str
+    count: int
+    #: The disk's error, for ``write_error``.
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFile:
+    """The audit log opened or closed one of its files, or found a torn last line on start.
+
+    ``head`` is the SHA-256 of the file's last line so far: logged, it is a copy of the
+    chain's end outside the audit directory, against which a rewritten tail shows.
+    """
+
+    #: ``opened``, ``closed`` or ``torn`` (bytes after the last whole line, from a crash).
+    action: str
+    file: str
+    head: str
+    detail: str = ""
+
+
 #: Every ``CanaryTransitioned.kind`` (gateway.canary.model.Transition.kind).
 CANARY_KINDS = ("start", "promote", "rollback", "pause", "resume", "complete")
 
@@ -329,6 +385,7 @@ Event = (
     | ConnectionClosed
     | RequestRejected
     | RequestCompleted
+    | LookupAnswered
     | BackendFailed
     | ReadsBatched
     | SessionEvent
@@ -349,6 +406,8 @@ Event = (
     | CanaryTransitioned
     | CanaryJudged
     | CanaryStoreFailed
+    | AuditLost
+    | AuditFile
 )
 Subscriber = Callable[[Event], None]
 
