@@ -322,7 +322,7 @@ def test_unknown_top_level_key_is_named(tmp_path: Path) -> None:
     """A misspelt section is reported instead of silently ignored."""
     assert _problems(tmp_path, f"{MINIMAL}rotues: []\n") == [
         "rotues: unknown key (expected version, listen, admin, limits, sessions, backends, "
-        "routes, shadowing, canary)"
+        "routes, shadowing, canary, audit)"
     ]
 
 
@@ -416,7 +416,7 @@ def test_unreadable_file_and_bad_yaml_are_problems(tmp_path: Path) -> None:
     assert _problems(tmp_path, f"{MINIMAL}version: 1\n") == ["line 5: duplicate key 'version'"]
     assert _problems(tmp_path, "- just\n- a list\n") == [
         "(top level): expected a mapping with keys version, listen, admin, limits, sessions, "
-        "backends, routes, shadowing, canary, got ['just', 'a list']"
+        "backends, routes, shadowing, canary, audit, got ['just', 'a list']"
     ]
 
 

@@ -115,8 +115,9 @@ def diff_tables(old: Sequence[Route], new: Sequence[Route]) -> list[str]:
 
 def restart_needed(old: GatewayConfig, new: GatewayConfig) -> list[str]:
     """Settings that differ but cannot change in a running gateway: listen, admin, shadowing,
-    the canary store, and where sessions are shared (their idle expiry changes live)."""
-    names = ("listen", "admin", "shadowing", "canary")
+    the canary store, the audit log, and where sessions are shared (their idle expiry changes
+    live)."""
+    names = ("listen", "admin", "shadowing", "canary", "audit")
     changed = [name for name in names if getattr(old, name) != getattr(new, name)]
     if _restart_part(old.sessions) != _restart_part(new.sessions):
         changed.append("sessions.store")

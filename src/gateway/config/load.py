@@ -24,6 +24,7 @@ from gateway.codec import user_id
 from gateway.comparison import Rules, Shadow, Thresholds
 from gateway.config import reader as r
 from gateway.config import shadows as sh
+from gateway.config.audit import parse_audit
 from gateway.config.canary import (
     CanaryPlan,
     CanarySettings,
@@ -117,6 +118,7 @@ class RoutingReader(Problems):
             "routes",
             "shadowing",
             "canary",
+            "audit",
         )
         s = self.section(raw, "", keys)
         s.get("version", _version)
@@ -134,10 +136,12 @@ class RoutingReader(Problems):
             "shadowing", lambda value, path: sh.shadowing(self, value, path, self.file), _SHADOWING
         )
         canary = s.get("canary", self.canary, None) or self.canary({}, "canary")
+        audit = s.get("audit", lambda value, p: parse_audit(self, value, p, self.file), None)
         s.done()
         return GatewayConfig(
-            listen, admin, limits, backends, routes, source, shadowing, sessions, canary
-        )
+            listen, admin, limits, backends, routes, source, shadowing, sessions, canary,
+            audit=audit,
+        )  # fmt: skip
 
     def listen(self, raw: object, path: str) -> Listen:
         """The client-facing listener; ``tls`` must be given (null = plaintext, on purpose)."""

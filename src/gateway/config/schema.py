@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from gateway.comparison import Noise, Rules, Shadow, Thresholds
+from gateway.config.audit import Audit
 from gateway.config.canary import CanaryPlan, CanarySettings
 from gateway.model import Operation
 
@@ -381,3 +382,5 @@ class GatewayConfig:
     sessions: Sessions = Sessions()
     #: Where the canary plans' state is kept (routes[].canary is each route's plan).
     canary: CanarySettings = field(default_factory=CanarySettings)
+    #: The audit log of lookups (docs/audit.md); None: no audit log.
+    audit: Audit | None = None
