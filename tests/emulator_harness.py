@@ -13,8 +13,8 @@ emulator.yaml): listens on 127.0.0.1 port 0 (its ``listen.proxy_protocol`` kept)
 from a register of ``persons`` generated once per process into a temporary directory
 (seed 1); keeps its state in ``workdir`` (a fresh temporary directory unless given, so
 pass the same ``workdir`` twice to test a restart); presents a certificate from a
-throwaway development CA in ``workdir/tls`` unless ``tls=False``; and lowers the scrypt
-cost to the minimum, so logons take milliseconds. Everything else (customers, timing,
+throwaway development CA in ``workdir/tls`` unless ``tls=False``; and lowers the password
+digests' cost to the minimum, so logons take milliseconds. Everything else (customers, timing,
 maintenance) is the caller's: change it with :func:`dataclasses.replace` before passing
 it in.
 """
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cpr_accounts.clock import Clock, utc_now
+from cpr_accounts.digests import PasswordCost
 from cpr_devtools.client import Credentials, Endpoint
 from cpr_devtools.pki import ensure_dev_pki
 from cpr_mainframe.config import EmulatorConfig, Tls, default_config_path, load_config
@@ -39,8 +40,8 @@ from cpr_mainframe.register.store import Register
 from cpr_mainframe.server import Emulator
 from gateway.tls import client_context
 
-#: The cheapest scrypt cost the config accepts: tests log on often.
-TEST_SCRYPT_N = 2**10
+#: The cheapest Argon2id cost the config accepts: tests log on often.
+TEST_PASSWORD_COST = PasswordCost(memory_kib=8, iterations=1, lanes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,7 @@ async def running_emulator(
             tls=server_tls,
             register=register_of(persons),
             state=workdir / "emulator-state.sqlite",
-            scrypt_n=TEST_SCRYPT_N,
+            password_cost=TEST_PASSWORD_COST,
         )
         emulator = Emulator(effective, clock=clock)
         host, port = await emulator.start()

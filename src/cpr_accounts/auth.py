@@ -1,4 +1,4 @@
-"""Passwords, users and locks (spec §7): rules, scrypt digests, logon and password change.
+"""Passwords, users and locks (spec §7): rules, digests, logon and password change.
 
 Rules for a new password: exactly 8 characters; at least one lower-case letter,
 one upper-case letter, one digit and one special character from
@@ -10,20 +10,24 @@ change, so a seeded password can be changed at once). A password is valid 90
 days from when it was set; five failed logons in a row lock the user id, and a
 locked user id gets 01 even with the right password until it is unlocked.
 
-Hashing runs in a worker thread: scrypt takes tens of milliseconds by design,
-and the event loop must keep serving other connections meanwhile.
+Digests are Argon2id at the configured cost (:mod:`cpr_accounts.digests`); a user
+whose stored digest has another cost (an scrypt digest of before, a cost since raised)
+gets one at the configured cost on the next successful logon. Every logon costs one
+digest, whether the user exists, is locked or not: an unknown user id is checked
+against a dummy salt, so that the answer's timing does not tell which ids exist.
+Hashing runs in a worker thread: it takes tens of milliseconds by design, and the
+event loop must keep serving other connections meanwhile.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import hashlib
 import hmac
 import secrets
 import string
 
-from cpr_accounts.state import StateStore
+from cpr_accounts.digests import PasswordCost, Scheme, digest, scheme_of
+from cpr_accounts.state import NO_SCRYPT, StateStore, UserState
 from gateway.model import FejlNr
 
 PASSWORD_LENGTH = 8
@@ -34,9 +38,6 @@ PASSWORD_VALIDITY = dt.timedelta(days=90)
 CHANGE_INTERVAL = dt.timedelta(hours=24)
 LOCK_AFTER = 5
 _SALT_BYTES = 16
-_DIGEST_BYTES = 32
-#: scrypt's r and p as RFC 7914 recommends for interactive logons; N comes from config.
-_BLOCK_SIZE, _PARALLEL = 8, 1
 
 
 def password_problem(password: str) -> str | None:
@@ -62,26 +63,14 @@ def new_salt() -> bytes:
     return secrets.token_bytes(_SALT_BYTES)
 
 
-async def digest(password: str, salt: bytes, cost: int) -> bytes:
-    """scrypt of ``password`` (Latin-1, as on the wire), computed off the event loop."""
-    data = password.encode("latin-1", errors="replace")
-    return await asyncio.to_thread(_scrypt, data, salt, cost)
-
-
-def _scrypt(data: bytes, salt: bytes, cost: int) -> bytes:
-    # 128 * N * r bytes of memory, plus headroom, so large N is not refused by OpenSSL's default.
-    maxmem = 128 * cost * _BLOCK_SIZE * 2
-    return hashlib.scrypt(
-        data, salt=salt, n=cost, r=_BLOCK_SIZE, p=_PARALLEL, maxmem=maxmem, dklen=_DIGEST_BYTES
-    )
-
-
 class Authenticator:
-    """Checks logons and changes passwords against the state store."""
+    """Checks logons and changes passwords against the state store; new digests at ``cost``."""
 
-    def __init__(self, state: StateStore, cost: int) -> None:
+    def __init__(self, state: StateStore, cost: PasswordCost) -> None:
         self._state = state
         self._cost = cost
+        #: What an unknown user's password is hashed with: never stored, never compared.
+        self._dummy_salt = new_salt()
 
     async def seed(self, customer: int, user: str, password: str, now: dt.datetime) -> bool:
         """Store ``user`` with its configured password unless known; True when it was new."""
@@ -89,19 +78,35 @@ class Authenticator:
             return False
         salt = new_salt()
         first = await digest(password, salt, self._cost)
-        self._state.add_user(customer, user, salt=salt, cost=self._cost, digest=first, now=now)
+        self._state.add_user(customer, user, salt=salt, cost=NO_SCRYPT, digest=first, now=now)
         return True
 
+    async def refuse(self, password: str) -> None:
+        """Spend on ``password`` what checking a known user's costs, for a user id that does
+        not exist: the refusal then takes as long as a wrong password's."""
+        await digest(password, self._dummy_salt, self._cost)
+
     async def verify(self, customer: int, user: str, password: str) -> bool:
-        """True for the right password of an unlocked user; counts failures and locks."""
+        """True for the right password of an unlocked user; counts failures and locks.
+
+        One digest whatever the user's state (unknown and locked included); a right password
+        whose digest has another cost than the configured one is re-hashed at it.
+        """
         state = self._state.user(customer, user)
-        if state is None or state.locked:
+        if state is None:
+            await self.refuse(password)
             return False
-        if hmac.compare_digest(await digest(password, state.salt, state.cost), state.digest):
-            self._state.clear_failures(customer, user)
-            return True
-        self._state.record_failure(customer, user, LOCK_AFTER)
-        return False
+        scheme = scheme_of(state.digest, state.cost)
+        right = hmac.compare_digest(await digest(password, state.salt, scheme), state.digest)
+        if state.locked:
+            return False
+        if not right:
+            self._state.record_failure(customer, user, LOCK_AFTER)
+            return False
+        self._state.clear_failures(customer, user)
+        if scheme != self._cost:
+            await self._rehash(state, password)
+        return True
 
     async def renew(self, customer: int, user: str, new_password: str, now: dt.datetime) -> FejlNr:
         """After a verified logon: change the password if one is given, else check its age.
@@ -118,8 +123,24 @@ class Authenticator:
             return FejlNr.PASSWORD_RULES
         if state.changed_at is not None and now - state.changed_at < CHANGE_INTERVAL:
             return FejlNr.PASSWORD_RULES
-        new_digest = await digest(new_password, state.salt, state.cost)
-        if self._state.used_before(customer, user, new_digest):
+        if await self._used_before(state, new_password):
             return FejlNr.PASSWORD_RULES
+        new_digest = await digest(new_password, state.salt, self._cost)
         self._state.set_password(customer, user, new_digest, now)
         return FejlNr.OK
+
+    async def _rehash(self, state: UserState, password: str) -> None:
+        """Store the (verified) ``password`` at the configured cost in place of the old digest;
+        its age and history stay (a concurrent change of password wins)."""
+        fresh = await digest(password, state.salt, self._cost)
+        self._state.rehash(state.customer, state.user, old=state.digest, new=fresh)
+
+    async def _used_before(self, state: UserState, password: str) -> bool:
+        """True when the user has had ``password``: one digest per cost found in its history
+        (usually one; two after an scrypt digest was re-hashed), not one per old password."""
+        history = self._state.history(state.customer, state.user)
+        schemes: set[Scheme] = {scheme_of(old, state.cost) for old in history}
+        for scheme in schemes:
+            if await digest(password, state.salt, scheme) in history:
+                return True
+        return False

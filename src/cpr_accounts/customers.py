@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from cpr_accounts.digests import PasswordCost
 from gateway.model import Family
 from gateway.render.task import Task
 
@@ -23,7 +24,7 @@ class User:
     """A user id of a customer: its seed password and the transaction codes granted to it.
 
     ``password`` only seeds the state store the first time the user is seen; from
-    then on the store's scrypt hash is the truth and this value is never read.
+    then on the store's digest is the truth and this value is never read.
     """
 
     id: str
@@ -63,8 +64,8 @@ class Directory(Protocol):
         ...
 
     @property
-    def scrypt_n(self) -> int:
-        """scrypt's cost for new password digests."""
+    def password_cost(self) -> PasswordCost:
+        """Argon2id's cost for new password digests."""
         ...
 
     @property

@@ -3,10 +3,11 @@
 One SQLite file (path from config), created on first start; the modern store
 runs the same code on its own database (SQLite or PostgreSQL) through the
 :class:`~gateway.storage.database.Database` interface. Passwords exist here
-only as scrypt digests: each user has one random salt, and every password it ever
-had is kept as a digest under that salt, so "not used before" (spec §7) costs one
-hash, not one per old password. Every change is committed before the call returns,
-so an answer is only sent for a change that survives a crash.
+only as digests (:mod:`cpr_accounts.digests`): each user has one random salt, and
+every password it ever had is kept as a digest under that salt, so "not used
+before" (spec §7) costs one hash per cost in the history, not one per old password.
+Every change is committed before the call returns, so an answer is only sent for a
+change that survives a crash.
 
 All calls run on the event loop's thread: each is one small indexed statement.
 """
@@ -21,6 +22,9 @@ from cpr_accounts import subscriptions
 from cpr_accounts.subscriptions import Subscriptions
 from gateway.errors import ConfigError
 from gateway.storage.database import Database, DatabaseError, SqliteDatabase
+
+#: The ``cost`` of a user whose digests all carry their parameters (Argon2id).
+NO_SCRYPT = 0
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS user ("
@@ -43,7 +47,8 @@ class UserState:
     customer: int
     user: str
     salt: bytes
-    #: scrypt's N for this user's digests, fixed when the user was seeded.
+    #: scrypt's N for this user's digests without a header (written before Argon2id), fixed
+    #: when the user was seeded; NO_SCRYPT for a user seeded since.
     cost: int
     digest: bytes
     #: When the current password was set: the start of its 90 days.
@@ -136,13 +141,30 @@ class StateStore:
             )
             self._remember(customer, user, digest, now)
 
-    def used_before(self, customer: int, user: str, digest: bytes) -> bool:
-        """True when the user has had the password with ``digest`` (current one included)."""
-        row = self._db.execute(
-            'SELECT 1 FROM password_history WHERE customer = ? AND "user" = ? AND digest = ?',
-            (customer, user, digest),
-        ).first()
-        return row is not None
+    def rehash(self, customer: int, user: str, *, old: bytes, new: bytes) -> bool:
+        """Replace the current digest ``old`` by ``new`` (the same password at another cost),
+        keeping when it was set; False when the password changed meanwhile (left as it is)."""
+        with self._db.transaction():
+            changed = self._db.execute(
+                'UPDATE "user" SET digest = ? WHERE customer = ? AND "user" = ? AND digest = ?',
+                (new, customer, user, old),
+            ).rowcount
+            if changed:
+                self._db.execute(
+                    'INSERT INTO password_history (customer, "user", digest, set_at)'
+                    ' SELECT customer, "user", digest, set_at FROM "user"'
+                    ' WHERE customer = ? AND "user" = ? ON CONFLICT DO NOTHING',
+                    (customer, user),
+                )
+        return bool(changed)
+
+    def history(self, customer: int, user: str) -> frozenset[bytes]:
+        """The digests of every password the user has had (the current one included)."""
+        rows = self._db.execute(
+            'SELECT digest FROM password_history WHERE customer = ? AND "user" = ?',
+            (customer, user),
+        ).rows
+        return frozenset(bytes(row[0]) for row in rows)
 
     def record_failure(self, customer: int, user: str, lock_after: int) -> int:
         """Count a failed logon; the user is locked once ``lock_after`` fail in a row."""

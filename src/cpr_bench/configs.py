@@ -17,9 +17,9 @@ from cpr_devtools.haproxy import tcp_head
 from cpr_mainframe.config import default_config_path
 from gateway.backends.legacy_config import LEGACY_MAX_CONNECTIONS
 
-#: scrypt's lowest accepted cost: the benchmark logs on once per measurement and
+#: Argon2id's lowest accepted cost: the benchmark logs on once per measurement and
 #: measures lookups, not password hashing.
-SCRYPT_N = 1024
+PASSWORD_COST = {"memory_kib": 8, "iterations": 1, "lanes": 1}
 #: Seconds a client may take over its record. Above the longest hold of held
 #: connections (see :func:`check_hold`), so that held connections are not cut.
 READ_TIMEOUT_S = 30
@@ -74,7 +74,7 @@ def emulator_yaml(
         tls=None if tls is None else {"cert": str(tls.cert), "key": str(tls.key)},
         register=str(register),
         state=str(state),
-        scrypt_n=SCRYPT_N,
+        password_cost=PASSWORD_COST,
         regions=REGIONS,
         queue_limit=QUEUE_LIMIT,
         max_connections=MAX_CONNECTIONS,

@@ -16,6 +16,7 @@ from typing import Any, TypeVar, cast
 
 from cpr_accounts.auth import password_problem
 from cpr_accounts.customers import Customer, IPNetwork, User
+from cpr_accounts.digests import PasswordCost
 from cpr_mainframe.schema import TIMEZONE, EmulatorConfig, Listen, Tls, Window, local_zone
 from gateway.config.reader import read_yaml
 from gateway.config.schema import ProxyProtocol
@@ -136,7 +137,7 @@ class _Reader:
             token_idle_minutes=get("token_idle_minutes", _positive, d.token_idle_minutes),
             maintenance=get("maintenance", _bool, d.maintenance),
             maintenance_windows=get("maintenance_windows", self.windows, d.maintenance_windows),
-            scrypt_n=get("scrypt_n", _scrypt_n, d.scrypt_n),
+            password_cost=get("password_cost", self.password_cost, d.password_cost),
             source=source,
         )
         return None if self.problems else config
@@ -156,6 +157,20 @@ class _Reader:
             s, path, "trusted", lambda v, p: self.items(v, p, _network, allow_empty=False), _MISSING
         )
         return ProxyProtocol(tuple(trusted or ()))
+
+    def password_cost(self, raw: object, path: str) -> PasswordCost:
+        """Argon2id's ``memory_kib``, ``iterations`` and ``lanes``; absent ones: the guidance."""
+        s = self.mapping(raw, path, ("memory_kib", "iterations", "lanes"))
+        d, known = _DEFAULTS.password_cost, len(self.problems)
+        memory = self.get(s, path, "memory_kib", _int_at_least(1), d.memory_kib)
+        iterations = self.get(s, path, "iterations", _int_at_least(1), d.iterations)
+        lanes = self.get(s, path, "lanes", _int_at_least(1), d.lanes)
+        if len(self.problems) > known:  # each bad part is told already
+            return d
+        try:
+            return PasswordCost(memory, iterations, lanes)
+        except ValueError as exc:
+            raise _Problem(str(exc)) from None
 
     def tls(self, raw: object, path: str) -> Tls | None:
         """Certificate and key, or null for plaintext (tests, trusted networks)."""
@@ -310,14 +325,6 @@ def _port(raw: object, _path: str) -> int:
     if not 0 <= port <= 65535:
         raise _Problem(f"port {port} is outside 0-65535")
     return port
-
-
-def _scrypt_n(raw: object, _path: str) -> int:
-    value = _int(raw)
-    # Below 2**10 a hash is cheap enough to guess offline; a power of two is what scrypt takes.
-    if value < 2**10 or value & (value - 1):
-        raise _Problem(f"must be a power of two of at least 1024, got {value}")
-    return value
 
 
 def _customer_number(raw: object, _path: str) -> int:

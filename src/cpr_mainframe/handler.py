@@ -129,6 +129,8 @@ class Handler:
         if isinstance(customer, FejlNr):
             return refusal(request, customer)
         user = customer.user(request.user)
+        if user is None:  # as slow as a known user's check: ids cannot be probed by timing
+            await self._auth.refuse(request.password)
         if user is None or not await self._auth.verify(customer.number, user.id, request.password):
             return refusal(request, FejlNr.BAD_CREDENTIALS)
         if not _granted(user, request.transaction):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpr_accounts.customers import Customer
+from cpr_accounts.digests import PasswordCost
 from gateway.config.schema import ProxyProtocol
 from gateway.domain import calendar
 
@@ -71,7 +72,8 @@ class EmulatorConfig:
     token_idle_minutes: float = 30.0
     maintenance: bool = False
     maintenance_windows: tuple[Window, ...] = ()
-    scrypt_n: int = 2**14
+    #: Argon2id's cost for new password digests (and the one older digests are re-hashed to).
+    password_cost: PasswordCost = field(default_factory=PasswordCost)
     #: The file the config came from, for messages.
     source: Path | None = field(default=None, compare=False)
 

@@ -99,7 +99,7 @@ class Emulator:
         try:
             self._register = Register.open(self.config.register)
             self._state = StateStore.open(self.config.state)
-            auth = Authenticator(self._state, self.config.scrypt_n)
+            auth = Authenticator(self._state, self.config.password_cost)
             await self._seed(auth)
             sessions = Sessions(dt.timedelta(minutes=self.config.token_idle_minutes))
             self._handler = Handler(

@@ -1,10 +1,10 @@
 """The modern backend's gRPC server: cpr.v1 services, standard health, reflection.
 
 ``cpr-gateway backend`` runs one :class:`ModernServer`. Customers and users come
-from an emulator.yaml-format config (only ``customers``, ``scrypt_n`` and
+from an emulator.yaml-format config (only ``customers``, ``password_cost`` and
 ``token_idle_minutes`` are used here); users not yet in the store are seeded
 with their configured password at start, as the emulator does, and from then on
-the store's scrypt digests are the truth. Persons come from the store
+the store's password digests are the truth. Persons come from the store
 (``cpr-gateway migrate`` fills it), and so do sessions: any server on the same
 store accepts a token another issued, and a restart logs nobody out.
 
@@ -60,8 +60,8 @@ SERVICE_NAMES = (
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
 )
 #: Calls served at once; beyond it grpc answers RESOURCE_EXHAUSTED at once rather than
-#: queueing without bound. Each call is one short store operation (or a scrypt hash on a
-#: worker thread), so this is far above what two cores get through in a call's deadline.
+#: queueing without bound. Each call is one short store operation (or a password hash
+#: on a worker thread), so this is far above what two cores get through in a call's deadline.
 MAX_CONCURRENT_RPCS = 256
 #: Every cpr.v1 request is a few short fields; a larger message is not from the gateway.
 MAX_REQUEST_BYTES = 64 * 1024
@@ -112,7 +112,7 @@ class ModernServer:
         """Open the store, seed users, listen and serve; returns the bound port."""
         try:
             self._store = ModernStore.open(self.store_path)
-            auth = Authenticator(self._store.state, self.config.scrypt_n)
+            auth = Authenticator(self._store.state, self.config.password_cost)
             await self._seed(auth)
             self._server = self._build(auth)
             port = self._bind(self._server)

@@ -13,7 +13,7 @@ deadline passes, or whose caller goes away, is cancelled by grpc wherever it
 awaits; :attr:`Pace.cancelled` counts those.
 
 AuthService applies the emulator's rules with the emulator's own code
-(:class:`~cpr_accounts.auth.Authenticator` for scrypt digests, the §7
+(:class:`~cpr_accounts.auth.Authenticator` for password digests, the §7
 password rules, history, 90-day expiry and the lock after 5 failures;
 the rules of :mod:`cpr_accounts.tokens` for 8-character tokens and idle
 expiry, kept in the store by the server so that replicas share them), in the
@@ -389,6 +389,8 @@ class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
         """The customer and user after 06, 16, 01 and 14 have been ruled out."""
         customer = await self._customer(request.customer, context)
         user = customer.user(request.user)
+        if user is None:  # as slow as a known user's check: ids cannot be probed by timing
+            await self._auth.refuse(request.password)
         if user is None or not await self._auth.verify(customer.number, user.id, request.password):
             await _fail(auth_pb2.AUTH_OUTCOME_BAD_CREDENTIALS, context)
         await _check_grant(user, request.transaction, context)

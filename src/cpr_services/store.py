@@ -25,7 +25,7 @@ at once. A column can be promoted out of ``data`` by a migration when a query
 needs it.
 
 ``subscription``, ``user`` and ``password_history`` have the emulator's columns,
-so the emulator's :class:`~cpr_accounts.state.StateStore` (scrypt digests,
+so the emulator's :class:`~cpr_accounts.state.StateStore` (password digests,
 history, failure counts, locks; subscriptions) works on this database unchanged
 and the modern services apply exactly the emulator's rules.
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from cpr_accounts.auth import Authenticator
-from cpr_accounts.state import StateStore
+from cpr_accounts.digests import PasswordCost
+from cpr_accounts.state import NO_SCRYPT, StateStore
 from gateway.errors import ConfigError
 from gateway.model import FejlNr
 
 T0 = dt.datetime(2026, 1, 15, 12, tzinfo=dt.UTC)
-COST = 2**10
+COST = PasswordCost(memory_kib=8, iterations=1, lanes=1)
 
 
 async def seeded(path: Path) -> tuple[StateStore, Authenticator]:
@@ -92,7 +93,7 @@ def test_repr_never_shows_digests(tmp_path: Path) -> None:
     """A UserState in a log line or traceback shows no salt or digest."""
     store = StateStore.open(tmp_path / "s.sqlite")
     try:
-        store.add_user(1, "U", salt=b"s" * 16, cost=COST, digest=b"d" * 32, now=T0)
+        store.add_user(1, "U", salt=b"s" * 16, cost=NO_SCRYPT, digest=b"d" * 32, now=T0)
         state = store.user(1, "U")
         assert state is not None
         assert "ddd" not in repr(state) and "sss" not in repr(state)

@@ -20,14 +20,21 @@ from cpr_devtools.migration import migrate_register
 from cpr_mainframe import default_config_path, load_config
 from cpr_mainframe.schema import EmulatorConfig
 from cpr_services.server import ModernServer
-from emulator_harness import DEMO_OFF4, DEMO_PRIV, TEST_SCRYPT_N, DemoUser, first_pnr, register_of
+from emulator_harness import (
+    DEMO_OFF4,
+    DEMO_PRIV,
+    TEST_PASSWORD_COST,
+    DemoUser,
+    first_pnr,
+    register_of,
+)
 from gateway.backends.grpc import GrpcBackend, channel_options
 from gateway.backends.grpc_config import Balancing, GrpcBackendConfig, grpc_target
 from gateway.backends.grpc_wire import ACCEPTED_PING_INTERVAL_S, DEFAULT_KEEPALIVE_S
 from gateway.codec import LogonAnswer, LogonRequest, LookupRequest
 from gateway.model import FejlNr
 
-CONFIG = replace(load_config(default_config_path()), scrypt_n=TEST_SCRYPT_N)
+CONFIG = replace(load_config(default_config_path()), password_cost=TEST_PASSWORD_COST)
 #: Sequential lookups through a two-replica target: round robin alternates call by call.
 LOOKUPS = 20
 #: A client's keepalive in the keepalive test. grpc's client sends pings at most once a

@@ -20,11 +20,11 @@ from pg_server import pg_dsn_fixture, postgres_fixture  # noqa: F401 (fixtures)
 from cpr_devtools.migration import migrate_register
 from cpr_mainframe import default_config_path, load_config
 from cpr_services.server import ModernServer
-from emulator_harness import TEST_SCRYPT_N, FakeClock, first_pnr, register_of
+from emulator_harness import TEST_PASSWORD_COST, FakeClock, first_pnr, register_of
 from gateway.cprv1 import convert
 from gateway.cprv1.pb.cpr.v1 import auth_pb2, auth_pb2_grpc, person_pb2, person_pb2_grpc
 
-CONFIG = replace(load_config(default_config_path()), scrypt_n=TEST_SCRYPT_N)
+CONFIG = replace(load_config(default_config_path()), password_cost=TEST_PASSWORD_COST)
 PRIV = auth_pb2.TRANSACTION_PRIV
 PASSWORD = "Demo#123"  # DEMO0001 of customer 1 in the shipped emulator.yaml, granted PRIV
 IDLE = dt.timedelta(minutes=CONFIG.token_idle_minutes)

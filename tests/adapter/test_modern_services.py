@@ -26,7 +26,7 @@ from cpr_mainframe import EmulatorConfig, default_config_path, load_config
 from cpr_mainframe.register.store import Register
 from cpr_services.server import SERVICE_NAMES, ModernServer
 from cpr_services.services import peer_address
-from emulator_harness import TEST_SCRYPT_N, FakeClock, first_pnr, register_of
+from emulator_harness import TEST_PASSWORD_COST, FakeClock, first_pnr, register_of
 from gateway.cprv1 import convert
 from gateway.cprv1.pb.cpr.v1 import (
     auth_pb2,
@@ -38,7 +38,7 @@ from gateway.cprv1.pb.cpr.v1 import (
 )
 from gateway.errors import ConfigError
 
-CONFIG = replace(load_config(default_config_path()), scrypt_n=TEST_SCRYPT_N)
+CONFIG = replace(load_config(default_config_path()), password_cost=TEST_PASSWORD_COST)
 PRIV = auth_pb2.TRANSACTION_PRIV
 OFF4 = auth_pb2.TRANSACTION_OFF4
 PASSWORD = "Demo#123"  # DEMO0001 of customer 1 in the shipped emulator.yaml, granted PRIV

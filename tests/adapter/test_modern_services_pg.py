@@ -15,7 +15,7 @@ from cpr_devtools.migration import migrate_register
 from cpr_mainframe import default_config_path, load_config
 from cpr_mainframe.register.store import Register
 from cpr_services.server import ModernServer
-from emulator_harness import TEST_SCRYPT_N, first_pnr, register_of
+from emulator_harness import TEST_PASSWORD_COST, first_pnr, register_of
 from gateway.cprv1 import convert
 from gateway.cprv1.pb.cpr.v1 import (
     auth_pb2,
@@ -26,7 +26,7 @@ from gateway.cprv1.pb.cpr.v1 import (
     subscription_pb2_grpc,
 )
 
-CONFIG = replace(load_config(default_config_path()), scrypt_n=TEST_SCRYPT_N)
+CONFIG = replace(load_config(default_config_path()), password_cost=TEST_PASSWORD_COST)
 PASSWORD = "Demo#123"  # DEMO0001 of customer 1 in the shipped emulator.yaml, granted PRIV
 
 

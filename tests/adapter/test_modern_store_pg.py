@@ -18,7 +18,7 @@ from cpr_devtools.migration import migrate_register
 from cpr_mainframe.register.store import Register
 from cpr_services.schema import PG_MIGRATIONS, upgrade
 from cpr_services.store import ModernStore
-from emulator_harness import TEST_SCRYPT_N, register_of
+from emulator_harness import TEST_PASSWORD_COST, register_of
 from gateway.cprv1.convert import to_proto
 from gateway.errors import BackendUnavailable, ConfigError
 from gateway.model import FejlNr
@@ -164,7 +164,7 @@ def test_the_dialects_have_the_same_tables_and_columns(pg_dsn: str) -> None:
 async def test_users_and_subscriptions_work_on_postgresql(pg_dsn: str) -> None:
     """The emulator's state code on PostgreSQL: seed, lock after 5, unlock, change, history."""
     store = ModernStore.open(pg_dsn)
-    auth = Authenticator(store.state, TEST_SCRYPT_N)
+    auth = Authenticator(store.state, TEST_PASSWORD_COST)
     try:
         assert await auth.seed(1, "U", "Demo#123", T0)
         assert not await auth.seed(1, "U", "Demo#123", T0)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from cpr_accounts.digests import PasswordCost
 from cpr_bench.configs import (
     READ_TIMEOUT_S,
     TlsFiles,
@@ -115,14 +116,14 @@ def test_plaintext_gateway_config_has_no_tls(tmp_path: Path, tls: TlsFiles) -> N
 
 
 def test_emulator_config_loads_with_zero_service_time(tmp_path: Path, tls: TlsFiles) -> None:
-    """The emulator runs the shipped customers with no service time and cheap scrypt."""
+    """The emulator runs the shipped customers with no service time and cheap digests."""
     path = tmp_path / "emulator.yaml"
     path.write_text(emulator_yaml(15001, tls, tmp_path / "r.sqlite", tmp_path / "s.sqlite"))
     config = load_config(path)
     assert config.service_time_ms == 0
     assert config.listen.port == 15001
     assert config.tls is not None
-    assert config.scrypt_n == 1024
+    assert config.password_cost == PasswordCost(memory_kib=8, iterations=1, lanes=1)
     assert {c.number for c in config.customers} == {1, 2}
 
 
