@@ -30,6 +30,11 @@ from __future__ import annotations
 
 #: Metadata key carrying the client's IP address as text (no port) from gateway to services.
 CLIENT_ADDRESS_KEY = "x-cpr-client-address"
+#: Metadata key marking a Logon the gateway repeats for a client that logged on on another side
+#: (value :data:`REPEAT_VALUE`): the services honour it only from the gateway's identity, and
+#: a refused repeat does not count towards the user's lock (docs/sessions.md).
+REPEAT_KEY = "x-cpr-repeat"
+REPEAT_VALUE = "1"
 
 #: routing.yaml's default ``keepalive``: a dead replica is noticed within about this long
 #: plus :data:`KEEPALIVE_TIMEOUT_S`.
