@@ -51,6 +51,7 @@ from gateway.runtime.pressure import LoopLag
 from gateway.runtime.tasks import TaskSet
 from gateway.server.admin import AdminServer
 from gateway.server.api import AdminApi
+from gateway.server.certificates import ListenerCertificates
 from gateway.server.tcp import ClientListener
 from gateway.server.tokens import AdminTokens, read_tokens
 from gateway.sessions.peers import PeerDirectory, SessionPeers
@@ -103,6 +104,8 @@ class Gateway:
         self._shadows: ShadowRunner | None = None
         self._writer: SampleWriter | None = None
         self._listener: ClientListener | None = None
+        #: The client port's certificate and key, reloaded when they change (None: no TLS).
+        self._certificates: ListenerCertificates | None = None
         self._admin: AdminServer | None = None
         self._admin_address: tuple[str, int] | None = None
         self._canary: CanaryController | None = None
@@ -173,7 +176,12 @@ class Gateway:
             shared=self._shared,
         )
         self._dispatcher.fan_out_timeout = config.sessions.fan_out_timeout
-        self._listener = ClientListener(config.listen, config.limits, self._dispatcher, self.bus)
+        if config.listen.tls is not None:
+            self._certificates = ListenerCertificates(config.listen.tls, self.bus)
+        context = self._certificates.context if self._certificates else None
+        self._listener = ClientListener(
+            config.listen, config.limits, self._dispatcher, self.bus, context
+        )
         try:
             await self._start_canary(config)
         except BaseException:
@@ -379,7 +387,12 @@ class Gateway:
 
     def _start_watching(self) -> None:
         source = self.config.source
-        if source is None or self._watch_interval is None:
+        if self._watch_interval is None:
+            return
+        if self._certificates is not None:  # polled at the config file's cadence
+            watching = self._certificates.run(self._watch_interval)
+            self._tasks.spawn(watching, name="certificate-watcher")
+        if source is None:
             return
         self._watcher = FileWatcher(
             source, lambda: self.reload("file"), interval=self._watch_interval
@@ -388,6 +401,8 @@ class Gateway:
 
     def _on_sighup(self) -> None:
         if not self._draining:
+            if self._certificates is not None:
+                self._certificates.reload("sighup")
             self._tasks.spawn(self.reload("sighup"), name="reload:sighup")
 
     async def _backends_for(self, new: GatewayConfig) -> dict[str, Backend]:

@@ -1,6 +1,9 @@
 """TLS contexts for both sides of the gateway and the emulator.
 
 Certificates come from the operator (or, in development, from :mod:`cpr_devtools.pki`).
+The client port accepts TLS 1.2 at least, with forward-secret AEAD suites only for TLS 1.2
+(TLS 1.3's suites are all of that kind and OpenSSL picks among them itself); a backend hop
+can present a client certificate (mutual TLS) as the gateway's identity.
 """
 
 from __future__ import annotations
@@ -15,19 +18,62 @@ from pathlib import Path
 #: connections cost tens of megabytes instead of about a gigabyte (docs/benchmarks.md, P6).
 TLS_READ_BUFFER = 32 * 1024
 
+#: ``listen.tls.min_version`` values, lowest first; anything older is refused at load
+#: (TLS 1.0 and 1.1 are deprecated by RFC 8996).
+MIN_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+#: ``listen.tls.min_version`` when not given.
+DEFAULT_MIN_VERSION = "TLSv1.2"
+#: ``listen.tls.ciphers`` when not given: TLS 1.2 suites with ephemeral ECDH key exchange
+#: (forward secrecy) and an AEAD cipher; no CBC, RSA key exchange, SHA-1 MACs or 3DES.
+DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
 
 def bound_tls_buffers() -> None:
     """Apply :data:`TLS_READ_BUFFER` to every asyncio TLS connection made from now on."""
     asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    """A server-side context for the CPR Direkte port."""
+def server_context(
+    cert: Path,
+    key: Path,
+    *,
+    min_version: str = DEFAULT_MIN_VERSION,
+    ciphers: str = DEFAULT_CIPHERS,
+    client_ca: Path | None = None,
+) -> ssl.SSLContext:
+    """A server-side context: ``cert``/``key`` presented, at least ``min_version``, TLS 1.2
+    suites from ``ciphers``; with ``client_ca``, clients must present a certificate it signed.
+
+    Raises OSError or ssl.SSLError for files that cannot be loaded, ValueError for a
+    ``min_version`` or ``ciphers`` that allow nothing.
+    """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    harden(context, min_version, ciphers)
     context.load_cert_chain(cert, key)
+    if client_ca is not None:
+        context.load_verify_locations(cafile=str(client_ca))
+        context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 
-def client_context(ca: Path | None) -> ssl.SSLContext:
-    """A client context verifying against ``ca`` (system trust store when None)."""
-    return ssl.create_default_context(cafile=str(ca) if ca else None)
+def harden(context: ssl.SSLContext, min_version: str, ciphers: str) -> None:
+    """Set the lowest protocol version and the TLS 1.2 suites; ValueError names a bad one."""
+    version = MIN_VERSIONS.get(min_version)
+    if version is None:
+        raise ValueError(f"min_version {min_version!r} is not one of {', '.join(MIN_VERSIONS)}")
+    context.minimum_version = version
+    try:
+        context.set_ciphers(ciphers)
+    except ssl.SSLError:
+        raise ValueError(f"ciphers {ciphers!r} select no cipher suite") from None
+
+
+def client_context(
+    ca: Path | None, *, cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext:
+    """A client context verifying against ``ca`` (system trust store when None), presenting
+    ``cert``/``key`` as its own certificate when given (mutual TLS)."""
+    context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    if cert is not None and key is not None:
+        context.load_cert_chain(cert, key)
+    return context

@@ -163,7 +163,18 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
         (
             "tls: null}",
             "tls: [a.crt, a.key]}",
-            "listen.tls: expected a mapping with keys cert, key, got ['a.crt', 'a.key']",
+            "listen.tls: expected a mapping with keys cert, key, min_version, ciphers, "
+            "got ['a.crt', 'a.key']",
+        ),
+        (
+            "tls: null}",
+            "tls: {cert: a.crt, key: a.key, min_version: TLSv1.1}}",
+            "listen.tls.min_version: expected TLSv1.2 or TLSv1.3, got 'TLSv1.1'",
+        ),
+        (
+            "tls: null}",
+            "tls: {cert: a.crt, key: a.key, ciphers: NOSUCHSUITE}}",
+            "listen.tls.ciphers: selects no cipher suite: 'NOSUCHSUITE'",
         ),
         (
             'address: "127.0.0.1:5001"',
@@ -193,7 +204,12 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
         (
             "tls: null}}",
             "tls: {ca: ca.crt, verify: false}}}",
-            "backends.mainframe.tls.verify: unknown key (expected ca, server_name)",
+            "backends.mainframe.tls.verify: unknown key (expected ca, server_name, cert, key)",
+        ),
+        (
+            "tls: null}}",
+            "tls: {ca: ca.crt, cert: gateway-client.crt}}}",
+            "backends.mainframe.tls.key: required with a client certificate (cert and key)",
         ),
         (
             "tls: null}}",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -53,6 +54,7 @@ from gateway.config.schema import (
 )
 from gateway.errors import ConfigError
 from gateway.model import Operation
+from gateway.tls import DEFAULT_CIPHERS, DEFAULT_MIN_VERSION, MIN_VERSIONS, harden
 
 _VERSION = 1
 _TRANSACTION = re.compile(r"[A-Z0-9]{4}")
@@ -163,11 +165,16 @@ class RoutingReader(Problems):
         return ProxyProtocol(trusted)
 
     def server_tls(self, raw: object, path: str) -> ServerTls | None:
-        """Certificate and key, or None for plaintext."""
+        """Certificate and key, or None for plaintext; the lowest version and TLS 1.2 suites."""
         if raw is None:
             return None
-        s = self.section(raw, path, ("cert", "key"))
-        tls = ServerTls(s.get("cert", self.file), s.get("key", self.file))
+        s = self.section(raw, path, ("cert", "key", "min_version", "ciphers"))
+        tls = ServerTls(
+            s.get("cert", self.file),
+            s.get("key", self.file),
+            s.get("min_version", _min_version, DEFAULT_MIN_VERSION),
+            s.get("ciphers", _ciphers, DEFAULT_CIPHERS),
+        )
         s.done()
         return tls
 
@@ -261,12 +268,21 @@ class RoutingReader(Problems):
         return parser(self, str(name), raw, path)
 
     def client_tls(self, raw: object, path: str) -> ClientTls | None:
-        """How to verify a backend, or None for plaintext."""
+        """How to verify a backend, and the certificate to present to it; None for plaintext."""
         if raw is None:
             return None
-        s = self.section(raw, path, ("ca", "server_name"))
-        tls = ClientTls(s.get("ca", self.optional_file, None), s.get("server_name", r.host, None))
+        s = self.section(raw, path, ("ca", "server_name", "cert", "key"))
+        tls = ClientTls(
+            s.get("ca", self.optional_file, None),
+            s.get("server_name", r.host, None),
+            s.get("cert", self.optional_file, None),
+            s.get("key", self.optional_file, None),
+        )
         s.done()
+        if (tls.cert is None) != (tls.key is None):
+            missing = "key" if tls.key is None else "cert"
+            self.problem(f"{path}.{missing}", "required with a client certificate (cert and key)")
+            raise Skip
         return tls
 
     def file(self, raw: object, path: str) -> Path:
@@ -411,6 +427,24 @@ def _network(raw: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         return ipaddress.ip_network(raw if isinstance(raw, str) else "", strict=True)
     except ValueError as exc:
         raise Problem(f"not a network in CIDR notation: {show(raw)} ({exc})") from None
+
+
+def _min_version(raw: object, _path: str) -> str:
+    """``TLSv1.2`` or ``TLSv1.3``: nothing older is ever accepted (RFC 8996)."""
+    if not isinstance(raw, str) or raw not in MIN_VERSIONS:
+        raise Problem(f"expected {' or '.join(MIN_VERSIONS)}, got {show(raw)}")
+    return raw
+
+
+def _ciphers(raw: object, _path: str) -> str:
+    """An OpenSSL cipher string that selects at least one suite this OpenSSL has."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise Problem(f"expected an OpenSSL cipher string, got {show(raw)}")
+    try:
+        harden(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), DEFAULT_MIN_VERSION, raw)
+    except ValueError:
+        raise Problem(f"selects no cipher suite: {show(raw)}") from None
+    return raw
 
 
 def _split_key(raw: object, _path: str) -> SplitKey:

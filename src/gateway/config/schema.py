@@ -24,6 +24,7 @@ from gateway.comparison import Noise, Rules, Shadow, Thresholds
 from gateway.config.audit import Audit
 from gateway.config.canary import CanaryPlan, CanarySettings
 from gateway.model import Operation
+from gateway.tls import DEFAULT_CIPHERS, DEFAULT_MIN_VERSION
 
 #: A match dimension's value type: transaction codes and user ids, or customer numbers.
 T = TypeVar("T", str, int)
@@ -31,10 +32,15 @@ T = TypeVar("T", str, int)
 
 @dataclass(frozen=True, slots=True)
 class ServerTls:
-    """Certificate and key a listener presents."""
+    """Certificate and key a listener presents (reloaded when the files change), and what
+    it accepts of a client's TLS."""
 
     cert: Path
     key: Path
+    #: The lowest protocol version accepted: ``TLSv1.2`` or ``TLSv1.3`` (gateway.tls).
+    min_version: str = DEFAULT_MIN_VERSION
+    #: TLS 1.2 cipher suites, as an OpenSSL cipher string (TLS 1.3's are OpenSSL's own).
+    ciphers: str = DEFAULT_CIPHERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +134,16 @@ class Sessions:
 
 @dataclass(frozen=True, slots=True)
 class ClientTls:
-    """How a backend's certificate is verified; ``ca`` None means the system trust store."""
+    """How a backend's certificate is verified; ``ca`` None means the system trust store.
+
+    ``cert`` and ``key`` (both or neither) are the gateway's own certificate, presented to a
+    backend that asks for one (mutual TLS): its identity towards the services.
+    """
 
     ca: Path | None
     server_name: str | None
+    cert: Path | None = None
+    key: Path | None = None
 
 
 class BackendConfig(Protocol):

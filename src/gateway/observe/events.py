@@ -328,6 +328,18 @@ class AuditFile:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class CertificatesReloaded:
+    """The client port's certificate and key were loaded again (gateway.server.certificates)."""
+
+    #: ``file`` (the files changed) or ``sighup``.
+    trigger: str
+    #: ``ok`` (new handshakes present the new pair) or ``rejected`` (the old pair stays).
+    result: str
+    #: The certificate file when ok; what is wrong when rejected.
+    detail: str
+
+
 #: Every ``CanaryTransitioned.kind`` (gateway.canary.model.Transition.kind).
 CANARY_KINDS = ("start", "promote", "rollback", "pause", "resume", "complete")
 
@@ -402,6 +414,7 @@ Event = (
     | Lifecycle
     | ConfigReloaded
     | ConfigRejected
+    | CertificatesReloaded
     | CanaryWeights
     | CanaryTransitioned
     | CanaryJudged

@@ -18,6 +18,7 @@ from gateway.observe.events import (
     AdminCall,
     CanaryStoreFailed,
     CanaryTransitioned,
+    CertificatesReloaded,
     ConfigRejected,
     ConfigReloaded,
     Event,
@@ -112,6 +113,10 @@ def log_event(event: Event) -> None:
                 _log.warning("config_needs_restart", settings=list(event.restart_needed))
         case ConfigRejected():
             _log.error("config_rejected", trigger=event.trigger, problems=list(event.problems))
+        case CertificatesReloaded(result="ok"):
+            _log.info("tls_reloaded", trigger=event.trigger, cert=event.detail)
+        case CertificatesReloaded():
+            _log.error("tls_reload_rejected", trigger=event.trigger, problem=event.detail)
         case SessionShared(outcome="failed"):
             _log.warning("session_peer_failed", detail=event.detail)
         case SessionStoreCall(outcome="timeout" | "error"):

@@ -28,6 +28,7 @@ from gateway.observe.events import (
     CanaryStoreFailed,
     CanaryTransitioned,
     CanaryWeights,
+    CertificatesReloaded,
     ConfigRejected,
     ConfigReloaded,
     ConnectionClosed,
@@ -87,6 +88,11 @@ class Metrics:
             "1 when the last reload was applied (or none was tried), 0 when it was rejected.",
             registry=r,
         )
+        self.tls_reloads = Counter(
+            "cpr_gateway_tls_reloads",
+            "Reloads of the client port's certificate and key: ok, or rejected (old kept).",
+            ("result",), registry=r,
+        )  # fmt: skip
         self.restart_pending = Gauge(
             "cpr_gateway_config_restart_pending",
             "1 when the applied file changes listen, admin or shadowing (restart needed).",
@@ -276,6 +282,8 @@ class Metrics:
             case ConfigRejected():
                 self.reloads.labels("rejected").inc()
                 self.last_reload_ok.set(0)
+            case CertificatesReloaded():
+                self.tls_reloads.labels(event.result).inc()
             case CanaryWeights() | CanaryTransitioned() | CanaryJudged() | CanaryStoreFailed():
                 self._on_canary(event)
             case _:
