@@ -237,7 +237,13 @@ class _Backend:
         return self._name
 
     async def call(
-        self, request: Request, raw: bytes, *, deadline: float, origin: str | None = None
+        self,
+        request: Request,
+        raw: bytes,
+        *,
+        deadline: float,
+        origin: str | None = None,
+        repeat: bool = False,
     ) -> bytes:
         self.arrived.set()
         await self.release.wait()

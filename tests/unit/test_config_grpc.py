@@ -150,7 +150,7 @@ def test_a_bad_address_is_named_by_its_path(tmp_path: Path, address: str, proble
         (
             "balance: round_robin",
             "backends.modern.balance: unknown key (expected kind, address, tls, balancing, "
-            "keepalive)",
+            "keepalive, breaker)",
         ),
     ],
 )

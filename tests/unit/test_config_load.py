@@ -19,6 +19,8 @@ from gateway.config import (
     check_config,
     load_routing,
 )
+from gateway.config.breaker import Breaker
+from gateway.config.schema import FailedLogons
 from gateway.errors import ConfigError
 from gateway.model import Operation
 
@@ -199,7 +201,8 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
             "tls: null}}",
             "tls: null, deadline: 5s}}",
             "backends.mainframe.deadline: unknown key "
-            "(expected kind, address, tls, connect_timeout, max_connections, proxy_protocol)",
+            "(expected kind, address, tls, connect_timeout, max_connections, proxy_protocol, "
+            "breaker)",
         ),
         (
             "tls: null}}",
@@ -299,16 +302,22 @@ def test_each_problem_is_named_by_its_yaml_path(
             "limits.max_connections_per_address: must be greater than 0, got -1",
         ),
         ("{max_in_flight: 0}", "limits.max_in_flight: must be greater than 0, got 0"),
+        ("{failed_logons: {max: 0}}", "limits.failed_logons.max: must be greater than 0, got 0"),
+        (
+            "{failed_logons: {window: 5}}",
+            "limits.failed_logons.window: bad duration 5 (expected e.g. 500ms, 10s, 1m)",
+        ),
         (
             "{timeout: 1s}",
             "limits.timeout: unknown key (expected read_timeout, max_connections, grace_period, "
-            "handshake_timeout, first_byte_timeout, max_connections_per_address, max_in_flight)",
+            "handshake_timeout, first_byte_timeout, max_connections_per_address, max_in_flight, "
+            "failed_logons)",
         ),
         (
             "5s",
             "limits: expected a mapping with keys read_timeout, max_connections, grace_period, "
             "handshake_timeout, first_byte_timeout, max_connections_per_address, max_in_flight, "
-            "got '5s'",
+            "failed_logons, got '5s'",
         ),
     ],
 )
@@ -354,6 +363,33 @@ def test_admission_limits_are_read(tmp_path: Path) -> None:
         max_connections_per_address=8,
         max_in_flight=32,
     )
+
+
+def test_the_failed_logon_limit_is_read_and_defaults_to_10_in_5_minutes(tmp_path: Path) -> None:
+    """``limits.failed_logons``: per customer and source address; either key may be left out."""
+    limits = "limits: {failed_logons: {max: 3}}\n"
+    assert load_routing(_write(tmp_path, f"{MINIMAL}{limits}")).limits == Limits(
+        failed_logons=FailedLogons(max=3, window=300.0)
+    )
+    assert Limits().failed_logons == FailedLogons(max=10, window=300.0)
+
+
+def test_every_backend_kind_has_a_breaker_on_by_default(tmp_path: Path) -> None:
+    """``breaker: {failures, open_for}`` on a backend; absent, 5 failures and 2 s."""
+    text = MINIMAL.replace("tls: null}}", "tls: null, breaker: {failures: 3}}}", 1)
+    assert text != MINIMAL
+    config = load_routing(_write(tmp_path, text))
+    assert config.backends["mainframe"].breaker == Breaker(failures=3, open_for=2.0)
+    assert load_routing(_write(tmp_path, MINIMAL)).backends["mainframe"].breaker == Breaker()
+
+
+def test_breaker_problems_are_named(tmp_path: Path) -> None:
+    """A bad breaker value is named by its path."""
+    text = MINIMAL.replace("tls: null}}", "tls: null, breaker: {open_for: 0s, fails: 1}}}", 1)
+    assert _problems(tmp_path, text) == [
+        "backends.mainframe.breaker.open_for: must be greater than 0, got '0s'",
+        "backends.mainframe.breaker.fails: unknown key (expected failures, open_for)",
+    ]
 
 
 def test_grace_period_may_be_zero(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+from gateway.backends.breaker import BreakerBackend
 from gateway.codec import Request
 from gateway.config.kinds import BACKEND_KINDS, load_attribute
 from gateway.config.schema import BackendConfig
@@ -26,13 +27,23 @@ class Backend(Protocol):
         ...
 
     async def call(
-        self, request: Request, raw: bytes, *, deadline: float, origin: str | None = None
+        self,
+        request: Request,
+        raw: bytes,
+        *,
+        deadline: float,
+        origin: str | None = None,
+        repeat: bool = False,
     ) -> bytes:
         """Answer ``request`` (``raw`` is the bytes the client sent) within ``deadline`` seconds.
 
         ``origin`` is the client's IP address as text (no port; None when unknown), for a
         backend that applies per-address rules: the legacy kind can send it in a PROXY v2
         header, the gRPC kind sends it as metadata ``x-cpr-client-address``.
+
+        ``repeat`` marks a logon the gateway repeats on this side for a client that logged on
+        elsewhere (docs/sessions.md): the gRPC kind sends metadata ``x-cpr-repeat: 1``, so
+        that a refusal does not count towards the user's lock; the legacy kind cannot say it.
 
         Returns answer bytes that satisfy the wire contract's shape; raises
         BackendUnavailable, BackendTimeout or BackendProtocolError otherwise.
@@ -50,10 +61,12 @@ Factory = Callable[[Any, EventBus | None], Backend]
 
 
 def build_backend(config: BackendConfig, bus: EventBus | None = None) -> Backend:
-    """The adapter for ``config.kind``; may raise ConfigError (e.g. an unreadable CA file).
+    """The adapter for ``config.kind`` behind its circuit breaker (``config.breaker``); may
+    raise ConfigError (e.g. an unreadable CA file).
 
-    ``bus`` hears what the adapter itself has to tell (e.g. how it batches calls). The
-    first backend of a kind imports its adapter module, and that module's libraries.
+    ``bus`` hears what the adapter itself has to tell (e.g. how it batches calls) and the
+    breaker's changes. The first backend of a kind imports its adapter module, and that
+    module's libraries.
     """
     factory = cast(Factory, load_attribute(BACKEND_KINDS[config.kind].adapter))
-    return factory(config, bus)
+    return BreakerBackend(factory(config, bus), config.breaker, bus)

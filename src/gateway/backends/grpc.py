@@ -32,7 +32,13 @@ import grpc.aio
 
 from gateway.backends.batching import Batcher
 from gateway.backends.grpc_config import GrpcBackendConfig
-from gateway.backends.grpc_wire import CLIENT_ADDRESS_KEY, client_keepalive_options
+from gateway.backends.grpc_wire import (
+    CLIENT_ADDRESS_KEY,
+    REPEAT_KEY,
+    REPEAT_VALUE,
+    SESSION_KEY,
+    client_keepalive_options,
+)
 from gateway.codec import (
     LogonAnswer,
     LogonRequest,
@@ -54,7 +60,13 @@ from gateway.cprv1.pb.cpr.v1 import (
 )
 from gateway.domain.calendar import production_date
 from gateway.domain.person import Person, birth_date_of
-from gateway.errors import BackendProtocolError, BackendTimeout, BackendUnavailable, ConfigError
+from gateway.errors import (
+    BackendProtocolError,
+    BackendTimeout,
+    BackendUnauthenticated,
+    BackendUnavailable,
+    ConfigError,
+)
 from gateway.model import Family, FejlNr, Operation
 from gateway.observe.events import EventBus, ReadsBatched
 from gateway.render import render_answer
@@ -71,8 +83,9 @@ _STATUS_OF_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 #: the one call on the way.
 READ_CALLS_AT_ONCE = 1
 READS_PER_CALL = 64
-#: Call metadata: the client's address, or nothing when it is not known.
-Metadata = tuple[tuple[str, str], ...] | None
+#: Call metadata: the client's address, or nothing when it is not known (and, on some calls,
+#: the session as bytes).
+Metadata = tuple[tuple[str, str | bytes], ...] | None
 
 
 #: Statuses that mean "this backend cannot serve now": the client gets 09.
@@ -163,15 +176,25 @@ class GrpcBackend:
         await self._channel.close()
 
     async def call(
-        self, request: Request, raw: bytes, *, deadline: float, origin: str | None = None
+        self,
+        request: Request,
+        raw: bytes,
+        *,
+        deadline: float,
+        origin: str | None = None,
+        repeat: bool = False,
     ) -> bytes:
         """The answer bytes for ``request``, built from gRPC calls made within ``deadline``.
 
         ``origin``, the client's IP address, travels with every call as metadata
-        ``x-cpr-client-address`` (the services check their allow-lists against it).
+        ``x-cpr-client-address`` (the services check their allow-lists against it); a
+        ``repeat`` logon carries ``x-cpr-repeat: 1`` too (not counted towards a lock).
         """
         expires = asyncio.get_running_loop().time() + deadline
-        calls = _Calls(expires, _metadata(origin))
+        metadata = _metadata(origin)
+        if repeat:
+            metadata = (*(metadata or ()), (REPEAT_KEY, REPEAT_VALUE))
+        calls = _Calls(expires, metadata)
         try:
             async with asyncio.timeout(deadline):
                 if isinstance(request, LogonRequest):
@@ -238,9 +261,12 @@ class GrpcBackend:
             task = validated.task
             if birth_date_of(request.pnr) is None:
                 raise Refused(FejlNr.PNR_MISSING)
-            await self._change_subscription(request, customer, calls)
+            # These calls' messages hold no session: it travels as metadata, so the services
+            # can tell a client's call from anyone's (cpr_services.access).
+            in_session = _in_session(calls, session)
+            await self._change_subscription(request, customer, in_session)
             if request.data_type == "6":
-                person = await self._get_person(request, calls)
+                person = await self._get_person(request, in_session)
         family = Family(request.transaction)  # the session check granted it: PRIV or OFF4
         records: tuple[Record, ...] = ()
         if request.data_type == "6":
@@ -336,7 +362,9 @@ class GrpcBackend:
         if outcome is not None and outcome in convert.FEJLNR_OF_OUTCOME:
             return Refused(convert.FEJLNR_OF_OUTCOME[outcome])
         if code is grpc.StatusCode.UNAUTHENTICATED:
-            return Refused(FejlNr.NEW_LOGON)
+            # Without an outcome it is the services refusing the gateway itself (no valid
+            # session, not its certificate): a configuration problem, not the client's.
+            return BackendUnauthenticated(f"{self.name}: the services refused the gateway")
         if code in answers:
             return Refused(answers[code])
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -355,6 +383,12 @@ def channel_options(config: GrpcBackendConfig) -> list[tuple[str, str | int]]:
         ("grpc.service_config_disable_resolution", 1),
         *client_keepalive_options(config.keepalive),
     ]
+
+
+def _in_session(calls: _Calls, session: auth_pb2.ValidateSessionRequest) -> _Calls:
+    """``calls`` with the session they are made in as metadata (grpc_wire.SESSION_KEY)."""
+    sent = (SESSION_KEY, session.SerializeToString())
+    return _Calls(calls.expires, (*(calls.metadata or ()), sent))
 
 
 def _metadata(origin: str | None) -> Metadata:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.backends.grpc_wire import DEFAULT_KEEPALIVE_S, MAX_KEEPALIVE_S, MIN_KEEPALIVE_S
+from gateway.config.breaker import Breaker, parse_breaker
 from gateway.config.load import RoutingReader
 from gateway.config.reader import Problem, Skip, address, positive_duration, show
 from gateway.config.schema import ClientTls
@@ -51,6 +52,8 @@ class GrpcBackendConfig:
     balancing: Balancing = Balancing.ROUND_ROBIN
     #: Seconds without traffic after which each connection is pinged (grpc_wire).
     keepalive: float = DEFAULT_KEEPALIVE_S
+    #: After this many failed calls in a row, calls fail at once for a while.
+    breaker: Breaker = field(default_factory=Breaker)
     kind: str = "grpc"
 
     @property
@@ -66,18 +69,20 @@ _DEFAULTS = GrpcBackendConfig("", Target("", ("",)), None)
 
 
 def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> GrpcBackendConfig:
-    """``address`` and ``tls`` (null for plaintext); ``balancing``, ``keepalive``."""
-    section = reader.section(raw, path, ("kind", "address", "tls", "balancing", "keepalive"))
+    """``address`` and ``tls`` (null for plaintext); ``balancing``, ``keepalive``, ``breaker``."""
+    keys = ("kind", "address", "tls", "balancing", "keepalive", "breaker")
+    section = reader.section(raw, path, keys)
     section.get("kind", lambda value, _path: value)
     target = section.get("address", grpc_target)
     tls = section.get("tls", reader.client_tls)
     balancing = section.get("balancing", _balancing, _DEFAULTS.balancing)
     keepalive = section.get("keepalive", _keepalive, _DEFAULTS.keepalive)
+    breaker = section.get("breaker", lambda v, p: parse_breaker(reader, v, p), _DEFAULTS.breaker)
     section.done()  # raises Skip after any bad value, so every value is real below
     if tls is not None and tls.server_name is None and len(set(target.hosts)) > 1:
         reader.problem(f"{path}.tls.server_name", "required when the address names several hosts")
         raise Skip
-    return GrpcBackendConfig(name, target, tls, balancing, keepalive)
+    return GrpcBackendConfig(name, target, tls, balancing, keepalive, breaker)
 
 
 def grpc_target(raw: object, _path: str = "") -> Target:

@@ -78,13 +78,21 @@ class LegacyBackend:
         return self._config.name
 
     async def call(
-        self, request: Request, raw: bytes, *, deadline: float, origin: str | None = None
+        self,
+        request: Request,
+        raw: bytes,
+        *,
+        deadline: float,
+        origin: str | None = None,
+        repeat: bool = False,
     ) -> bytes:
         """Send ``raw`` on a new connection and return the answer bytes, shape-checked.
 
         Waits for one of the ``max_connections`` slots first; the wait counts
         against ``deadline`` like the rest of the call. ``origin`` (the client's IP
         address) goes in the PROXY header when the backend is configured to get one.
+        ``repeat`` cannot be told to a CPR Direkte server: the dispatcher holds back
+        repeats it refused instead (gateway.sessions.refused_repeats).
         """
         writer: asyncio.StreamWriter | None = None
         answer: bytes | None = None

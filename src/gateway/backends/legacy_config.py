@@ -7,8 +7,9 @@ gRPC kind's, so that reading routing.yaml loads no adapter; both halves are name
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from gateway.config.breaker import Breaker, parse_breaker
 from gateway.config.load import RoutingReader
 from gateway.config.reader import address, flag, positive_duration, positive_int
 from gateway.config.schema import ClientTls
@@ -33,6 +34,9 @@ class LegacyBackendConfig:
     #: Open each connection with a PROXY protocol v2 header naming the client, so that the
     #: server's per-address rules (the customers' IP allow-lists) see the client, not us.
     proxy_protocol: bool = False
+    #: After this many failed calls in a row, calls fail at once for a while (a dead
+    #: mainframe costs its clients no deadline each).
+    breaker: Breaker = field(default_factory=Breaker)
     kind: str = "legacy"
 
 
@@ -43,8 +47,10 @@ _DEFAULTS = LegacyBackendConfig("", "", 0, None)
 
 def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> LegacyBackendConfig:
     """``address`` and ``tls`` (null for plaintext); ``connect_timeout``, ``max_connections``,
-    ``proxy_protocol``."""
-    keys = ("kind", "address", "tls", "connect_timeout", "max_connections", "proxy_protocol")
+    ``proxy_protocol``, ``breaker``."""
+    keys = (
+        "kind", "address", "tls", "connect_timeout", "max_connections", "proxy_protocol", "breaker",
+    )  # fmt: skip
     section = reader.section(raw, path, keys)
     section.get("kind", lambda value, _path: value)
     host_port = section.get("address", address)
@@ -52,5 +58,6 @@ def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> Le
     timeout = section.get("connect_timeout", positive_duration, _DEFAULTS.connect_timeout)
     most = section.get("max_connections", positive_int, _DEFAULTS.max_connections)
     proxied = section.get("proxy_protocol", flag, _DEFAULTS.proxy_protocol)
+    breaker = section.get("breaker", lambda v, p: parse_breaker(reader, v, p), _DEFAULTS.breaker)
     section.done()  # raises Skip after any bad value, so host_port is a pair below
-    return LegacyBackendConfig(name, *host_port, tls, timeout, most, proxied)
+    return LegacyBackendConfig(name, *host_port, tls, timeout, most, proxied, breaker)

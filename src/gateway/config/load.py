@@ -40,6 +40,7 @@ from gateway.config.schema import (
     Admin,
     BackendConfig,
     ClientTls,
+    FailedLogons,
     GatewayConfig,
     Limits,
     Listen,
@@ -199,6 +200,7 @@ class RoutingReader(Problems):
             "first_byte_timeout",
             "max_connections_per_address",
             "max_in_flight",
+            "failed_logons",
         )
         s = self.section(raw, path, keys)
         limits = Limits(
@@ -213,9 +215,20 @@ class RoutingReader(Problems):
                 _LIMITS.max_connections_per_address,
             ),
             s.get("max_in_flight", r.positive_int, _LIMITS.max_in_flight),
+            s.get("failed_logons", self.failed_logons, _LIMITS.failed_logons),
         )
         s.done()
         return limits
+
+    def failed_logons(self, raw: object, path: str) -> FailedLogons:
+        """``{max: 10, window: 5m}``: refused logons per customer and address, and over when."""
+        s = self.section(raw, path, ("max", "window"))
+        limit = FailedLogons(
+            s.get("max", r.positive_int, _LIMITS.failed_logons.max),
+            s.get("window", r.positive_duration, _LIMITS.failed_logons.window),
+        )
+        s.done()
+        return limit
 
     def sessions(self, raw: object, path: str) -> Sessions:
         """How long a brokered session lives without use, and where sessions are shared."""

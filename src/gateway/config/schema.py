@@ -22,6 +22,7 @@ from typing import Protocol, TypeVar
 
 from gateway.comparison import Noise, Rules, Shadow, Thresholds
 from gateway.config.audit import Audit
+from gateway.config.breaker import Breaker
 from gateway.config.canary import CanaryPlan, CanarySettings
 from gateway.model import Operation
 from gateway.tls import DEFAULT_CIPHERS, DEFAULT_MIN_VERSION
@@ -86,6 +87,17 @@ class Admin:
 
 
 @dataclass(frozen=True, slots=True)
+class FailedLogons:
+    """``limits.failed_logons``: at most ``max`` logons refused (01) per customer and source
+    address within ``window`` seconds; beyond, that customer's logons from that address are
+    answered 01 by the gateway, without asking any backend, until the oldest is a window old.
+    Per gateway process."""
+
+    max: int = 10
+    window: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """Bounds on what a client may cost us, and how long a shutdown may take."""
 
@@ -108,6 +120,9 @@ class Limits:
     #: Requests being answered at once per process; beyond it a framed request is answered
     #: at once with FEJLNR 08 (project rule) instead of queueing behind the others.
     max_in_flight: int = 256
+    #: Refused logons per (customer, source address) before the gateway answers that
+    #: customer's logons from there 01 itself for a while (gateway.sessions.logon_guard).
+    failed_logons: FailedLogons = FailedLogons()
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +178,11 @@ class BackendConfig(Protocol):
     @property
     def kind(self) -> str:
         """The ``kind:`` that picked the parser and picks the adapter."""
+        ...
+
+    @property
+    def breaker(self) -> Breaker:
+        """The backend's circuit breaker (every kind has one: gateway.backends.breaker)."""
         ...
 
 

@@ -91,14 +91,64 @@ class LookupAnswered:
 
 @dataclass(frozen=True, slots=True)
 class BackendFailed:
-    """A backend call failed; the client got 09."""
+    """A backend call failed; the client got 09 (or, for a canary read, the primary's answer)."""
 
     backend: str
     route: str
-    #: ``unavailable``, ``timeout`` or ``protocol``.
+    #: ``unavailable``, ``timeout``, ``protocol`` or ``open`` (its circuit breaker was open:
+    #: the backend was not called).
     kind: str
     #: The error's message: a short fact with no PNR (the backends guarantee it).
     detail: str
+
+
+#: Every ``BreakerChanged.state`` (gateway.backends.breaker.State).
+BREAKER_STATES = ("closed", "open", "half_open")
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerChanged:
+    """A backend's circuit breaker changed state (gateway.backends.breaker): ``open`` (its
+    calls fail at once for a while), ``half_open`` (one trial call goes through), ``closed``."""
+
+    backend: str
+    state: str
+    #: The failed calls in a row that opened it.
+    failures: int
+    #: What made it change: the last failure's message, or how the trial went.
+    detail: str
+
+
+#: Every ``ReadFallback.outcome``.
+FALLBACK_OUTCOMES = ("asked", "over_budget")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadFallback:
+    """A canary route's lookup failed on ``failed`` (its candidate): ``asked`` of the primary
+    (its answer is the request's RequestCompleted), or not, being ``over_budget`` (the client
+    got the failure). Either way the canary's evidence counts the candidate's failure from
+    this event: the client's answer may come from the other side."""
+
+    route: str
+    #: The side that failed the read, and how long it took to.
+    failed: str
+    failed_duration_s: float
+    #: Its error's kind: ``unavailable``, ``timeout``, ``protocol`` or ``open``.
+    kind: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogonRefused:
+    """A logon was answered 01 by the gateway without asking any backend: its customer had
+    ``limits.failed_logons`` refused logons from this address lately (gateway.sessions.logon_guard).
+    Never the password."""
+
+    customer: str
+    user: str
+    #: The source address (the PROXY-named one behind a load balancer).
+    address: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +174,9 @@ class SessionEvent:
     #: ``unknown_fallback`` (a read with a token no session holds, refused by the routed side,
     #: was answered by ``backend``, the side that knew the token), ``side_logon_skipped`` (a
     #: logon was not repeated on ``backend``: its last repeat failed or was late moments ago),
-    #: ``side_logon_late`` (a repeat that outlived the logon's answer gave its token after all).
+    #: ``side_logon_late`` (a repeat that outlived the logon's answer gave its token after all),
+    #: ``side_logon_held`` (not repeated on ``backend``: it refused this user's repeat with
+    #: this password lately, and a side that counts failed logons must not count another).
     kind: str
     backend: str
 
@@ -400,6 +452,9 @@ Event = (
     | LookupAnswered
     | BackendFailed
     | ReadsBatched
+    | BreakerChanged
+    | ReadFallback
+    | LogonRefused
     | SessionEvent
     | SessionShared
     | SessionStoreCall

@@ -16,6 +16,10 @@ import structlog
 from gateway.observe.events import (
     ADMIN_CHANGES,
     AdminCall,
+    AuditFile,
+    AuditLost,
+    BackendFailed,
+    BreakerChanged,
     CanaryStoreFailed,
     CanaryTransitioned,
     CertificatesReloaded,
@@ -24,6 +28,8 @@ from gateway.observe.events import (
     Event,
     InternalError,
     Lifecycle,
+    LogonRefused,
+    ReadFallback,
     RequestCompleted,
     RequestRejected,
     SessionShared,
@@ -101,8 +107,8 @@ def log_event(event: Event) -> None:
                 received=event.received,
                 peer=event.peer,
             )
-        case AdminCall():
-            _log_admin(event)
+        case AdminCall() | AuditLost() | AuditFile():
+            _log_trail(event)
         case InternalError():
             _log.error("internal_error", error=event.error, peer=event.peer)
         case Lifecycle():
@@ -113,10 +119,10 @@ def log_event(event: Event) -> None:
                 _log.warning("config_needs_restart", settings=list(event.restart_needed))
         case ConfigRejected():
             _log.error("config_rejected", trigger=event.trigger, problems=list(event.problems))
-        case CertificatesReloaded(result="ok"):
-            _log.info("tls_reloaded", trigger=event.trigger, cert=event.detail)
+        case BackendFailed(kind="unauthenticated"):  # the services refused the gateway itself
+            _log.error("backend_unauthenticated", **_failure(event))
         case CertificatesReloaded():
-            _log.error("tls_reload_rejected", trigger=event.trigger, problem=event.detail)
+            _log_certificates(event)
         case SessionShared(outcome="failed"):
             _log.warning("session_peer_failed", detail=event.detail)
         case SessionStoreCall(outcome="timeout" | "error"):
@@ -148,7 +154,23 @@ def log_event(event: Event) -> None:
         case CanaryStoreFailed(repeated=False):
             _log.warning("canary_store_failed", action=event.action, detail=event.detail)
         case _:
-            pass
+            _log_isolation(event)
+
+
+def _log_trail(event: AdminCall | AuditLost | AuditFile) -> None:
+    """The audit trails: the admin API's calls, and the audit log of lookups' losses and files
+    (never a LookupAnswered: that event holds a PNR)."""
+    match event:
+        case AdminCall():
+            _log_admin(event)
+        case AuditLost():
+            _log.warning(
+                "audit_records_lost", reason=event.reason, count=event.count, detail=event.detail
+            )
+        case AuditFile(action="torn"):
+            _log.warning("audit_file_torn", file=event.file, head=event.head, detail=event.detail)
+        case AuditFile():
+            _log.info(f"audit_file_{event.action}", file=event.file, head=event.head)
 
 
 def _log_admin(event: AdminCall) -> None:
@@ -160,6 +182,50 @@ def _log_admin(event: AdminCall) -> None:
         level("admin_action", verb=event.call, **fields, **detail)
     elif event.result != "ok":
         _log.info("admin_refused", call=event.call, **fields, **detail)
+
+
+def _log_isolation(event: Event) -> None:
+    """A breaker's change, a canary read left without a fallback, a logon the limit refused
+    (its customer, user and address; never the password); nothing for other events."""
+    match event:
+        case BreakerChanged():
+            _log_breaker(event)
+        case ReadFallback(outcome="over_budget"):
+            _log.warning("read_fallback_over_budget", route=event.route, backend=event.failed)
+        case LogonRefused():
+            _log.warning(
+                "logon_refused",
+                reason="failed_logons",
+                customer=event.customer,
+                user=event.user,
+                address=event.address,
+            )
+        case _:
+            pass
+
+
+def _failure(event: BackendFailed) -> dict[str, str]:
+    return {"backend": event.backend, "route": event.route, "detail": event.detail}
+
+
+def _log_certificates(event: CertificatesReloaded) -> None:
+    """A reload of the client port's pair: info when in force, error when refused."""
+    if event.result == "ok":
+        _log.info("tls_reloaded", trigger=event.trigger, cert=event.detail)
+    else:
+        _log.error("tls_reload_rejected", trigger=event.trigger, problem=event.detail)
+
+
+def _log_breaker(event: BreakerChanged) -> None:
+    """One line per change of a breaker, never per call it refuses; a dead backend's
+    trials (every ``open_for``) at debug, so that only opening and closing are seen."""
+    fields = {"backend": event.backend, "failures": event.failures, "detail": event.detail}
+    if event.state == "closed":
+        _log.info("breaker_closed", **fields)
+    elif event.state == "open" and not event.detail.startswith("trial call failed"):
+        _log.warning("breaker_open", **fields)
+    else:
+        _log.debug(f"breaker_{event.state}", **fields)
 
 
 def _log_shadow(event: ShadowCompleted) -> None:

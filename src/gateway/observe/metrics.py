@@ -18,12 +18,15 @@ from prometheus_client import (
 
 from gateway.comparison import Verdict
 from gateway.observe.events import (
+    AUDIT_LOSS_REASONS,
     CANARY_KINDS,
     REJECT_REASONS,
     SESSION_STORE_CALLS,
     SESSION_STORE_OUTCOMES,
     AdminCall,
+    AuditLost,
     BackendFailed,
+    BreakerChanged,
     CanaryJudged,
     CanaryStoreFailed,
     CanaryTransitioned,
@@ -34,7 +37,9 @@ from gateway.observe.events import (
     ConnectionClosed,
     ConnectionOpened,
     Event,
+    LogonRefused,
     LoopLagSampled,
+    ReadFallback,
     ReadsBatched,
     RequestCompleted,
     RequestRejected,
@@ -79,6 +84,7 @@ class Metrics:
             "cpr_gateway_backend_errors", "Failed backend calls (answered 09).",
             ("backend", "kind"), registry=r,
         )  # fmt: skip
+        self._isolation_series(r)
         self.reloads = Counter(
             "cpr_gateway_config_reloads", "Config reloads by result: ok, or rejected (old kept).",
             ("result",), registry=r,
@@ -127,6 +133,13 @@ class Metrics:
             "cpr_gateway_admin_calls", "Admin API calls by call and result (ok or why refused).",
             ("call", "result"), registry=r,
         )  # fmt: skip
+        self.audit_dropped = Counter(
+            "cpr_gateway_audit_dropped",
+            "Answered lookups the audit log did not write: buffer_full, write_error.",
+            ("reason",), registry=r,
+        )  # fmt: skip
+        for reason in AUDIT_LOSS_REASONS:
+            self.audit_dropped.labels(reason)
         self._shadow_series(r)
         self._canary_series(r)
         # The series each request updates, by its labels: ``labels()`` checks and converts
@@ -143,6 +156,39 @@ class Metrics:
         for result in ("ok", "rejected"):
             self.reloads.labels(result)
         self.last_reload_ok.set(1)
+
+    def _isolation_series(self, r: CollectorRegistry) -> None:
+        self.breaker_open = Gauge(
+            "cpr_gateway_backend_breaker_open",
+            "1 while a backend's circuit breaker is open or half-open (its calls fail at once).",
+            ("backend",), registry=r,
+        )  # fmt: skip
+        self.breaker_changes = Counter(
+            "cpr_gateway_backend_breaker_transitions",
+            "Circuit breaker changes by backend and the state entered: open, half_open, closed.",
+            ("backend", "state"), registry=r,
+        )  # fmt: skip
+        self.read_fallbacks = Counter(
+            "cpr_gateway_read_fallbacks",
+            "Canary reads the candidate failed: asked of the primary, or not (over_budget).",
+            ("route", "backend", "outcome"), registry=r,
+        )  # fmt: skip
+        self.logons_refused = Counter(
+            "cpr_gateway_logons_refused",
+            "Logons answered 01 by the gateway itself: limits.failed_logons reached for the "
+            "customer and source address.",
+            registry=r,
+        )
+
+    def _on_isolation(self, event: BreakerChanged | ReadFallback | LogonRefused) -> None:
+        match event:
+            case BreakerChanged():
+                self.breaker_open.labels(event.backend).set(event.state != "closed")
+                self.breaker_changes.labels(event.backend, event.state).inc()
+            case ReadFallback():
+                self.read_fallbacks.labels(event.route, event.failed, event.outcome).inc()
+            case LogonRefused():
+                self.logons_refused.inc()
 
     def _shadow_series(self, r: CollectorRegistry) -> None:
         self.shadow_requests = Counter(
@@ -239,6 +285,11 @@ class Metrics:
             labels = (event.route, event.backend, event.operation, verdict.value)
             self.shadow_verdict.labels(*labels).set(current)
 
+    def _on_lost(self, event: ShadowSamplesLost | AuditLost) -> None:
+        """Shadow comparisons, or answered lookups' audit records, that were not kept."""
+        lost = self.shadow_lost if isinstance(event, ShadowSamplesLost) else self.audit_dropped
+        lost.labels(event.reason).inc(event.count)
+
     def on_event(self, event: Event) -> None:
         """Update the series an event concerns."""
         match event:
@@ -248,8 +299,8 @@ class Metrics:
                 self._on_verdict(event)
             case ShadowQueue():
                 self.shadow_queue.set(event.depth)
-            case ShadowSamplesLost():
-                self.shadow_lost.labels(event.reason).inc(event.count)
+            case ShadowSamplesLost() | AuditLost():
+                self._on_lost(event)
             case LoopLagSampled():
                 self.loop_lag.set(event.lag_s)
             case RequestCompleted():
@@ -260,6 +311,8 @@ class Metrics:
                 self.rejected.labels(event.reason).inc()
             case BackendFailed():
                 self.backend_errors.labels(event.backend, event.kind).inc()
+            case BreakerChanged() | ReadFallback() | LogonRefused():
+                self._on_isolation(event)
             case ReadsBatched():
                 self.batch_reads.labels(event.backend).observe(event.reads)
                 self.batch_call.labels(event.backend).observe(event.duration_s)
