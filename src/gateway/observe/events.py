@@ -19,8 +19,25 @@ from gateway.model import Operation
 OVER_CAPACITY = "over_capacity"
 #: A trusted proxy's connection did not open with a valid PROXY v2 header in time.
 PROXY_HEADER = "proxy_header"
+#: A source address already held ``limits.max_connections_per_address`` connections.
+PER_ADDRESS = "per_address"
+#: A TLS handshake did not end within ``limits.handshake_timeout`` of accept.
+HANDSHAKE_TIMEOUT = "handshake_timeout"
+#: A connection sent no byte within ``limits.first_byte_timeout`` of its handshake.
+IDLE = "idle"
+#: A framed request found ``limits.max_in_flight`` requests being answered: it was answered
+#: at once with FEJLNR 08 (the one reason that gets an answer).
+MAX_IN_FLIGHT = "max_in_flight"
 #: Every ``RequestRejected.reason``; metrics pre-create one series per reason.
-REJECT_REASONS = (*REASONS, OVER_CAPACITY, PROXY_HEADER)
+REJECT_REASONS = (
+    *REASONS,
+    OVER_CAPACITY,
+    PROXY_HEADER,
+    PER_ADDRESS,
+    HANDSHAKE_TIMEOUT,
+    IDLE,
+    MAX_IN_FLIGHT,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +56,8 @@ class ConnectionClosed:
 
 @dataclass(frozen=True, slots=True)
 class RequestRejected:
-    """A connection was closed without an answer (unframeable request, or no capacity)."""
+    """A connection was closed without an answer (unframeable request, no capacity, too
+    slow), or a framed request was answered 08 at once for capacity (``max_in_flight``)."""
 
     peer: str
     reason: str

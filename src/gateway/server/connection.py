@@ -28,6 +28,7 @@ from typing import cast
 from gateway.codec import Request, RequestFramer
 from gateway.codec.framing import TIMEOUT
 from gateway.errors import FramingError
+from gateway.observe.events import IDLE
 
 
 class _Stage(enum.Enum):
@@ -84,9 +85,13 @@ class OneRequest(asyncio.Protocol):
     must not raise.
     """
 
-    def __init__(self, connections: Connections, patience_s: float) -> None:
+    def __init__(
+        self, connections: Connections, patience_s: float, first_byte_s: float | None = None
+    ) -> None:
         self._connections = connections
         self._patience_s = patience_s
+        #: Seconds to the first byte, when shorter than the whole record's patience.
+        self._first_byte_s = first_byte_s if first_byte_s and first_byte_s < patience_s else None
         self._framer = RequestFramer()
         self._stage = _Stage.READING
         self._lost = False
@@ -141,7 +146,13 @@ class OneRequest(asyncio.Protocol):
             return
         self._connections._add(self)
         # The whole record within the deadline, not each read: drip-feeding must not pay off.
-        self._timer = asyncio.get_running_loop().call_later(self._patience_s, self._expired)
+        # With a first-byte deadline, one timer still serves: it fires at the first-byte
+        # deadline and, if bytes came, is set again for the rest of the whole deadline.
+        loop = asyncio.get_running_loop()
+        if self._first_byte_s is None:
+            self._timer = loop.call_later(self._patience_s, self._expired)
+        else:
+            self._timer = loop.call_later(self._first_byte_s, self._first_byte_due)
 
     def data_received(self, data: bytes) -> None:
         if self._stage is not _Stage.READING:
@@ -215,6 +226,18 @@ class OneRequest(asyncio.Protocol):
         self.transport.close()
         if not self._lost:
             self._timer = asyncio.get_running_loop().call_later(self._patience_s, self._expired)
+
+    def _first_byte_due(self) -> None:
+        """The first-byte deadline: a connection that sent nothing is idle and rejected."""
+        assert self._first_byte_s is not None
+        self._timer = None
+        if self._stage is not _Stage.READING:
+            return
+        if self._framer.buffered == 0:
+            self._reject(FramingError(IDLE, f"no byte within {self._first_byte_s:g}s"))
+            return
+        rest = self._patience_s - self._first_byte_s
+        self._timer = asyncio.get_running_loop().call_later(rest, self._expired)
 
     def _expired(self) -> None:
         self._timer = None

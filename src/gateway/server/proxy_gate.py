@@ -159,21 +159,29 @@ class GatedServer:
 
     async def _header(self, sock: socket.socket, reader: ProxyHeaderReader) -> Address | None:
         """The client a trusted source's header names, read within the patience."""
-        loop = asyncio.get_running_loop()
-        patience = self._patience()
-        try:
-            async with asyncio.timeout(patience):
-                while True:
-                    data = await loop.sock_recv(sock, reader.missing)  # never past the header
-                    if not data:
-                        raise reader.end_of_stream()
-                    header = reader.receive_data(data)
-                    if header is not None:
-                        return header.source
-        except TimeoutError:
-            raise ProxyHeaderError(f"no whole PROXY header within {patience:g}s") from None
-        except ConnectionError:
-            raise reader.end_of_stream() from None
+        return await read_proxy_header(sock, reader, self._patience())
+
+
+async def read_proxy_header(
+    sock: socket.socket, reader: ProxyHeaderReader, patience: float
+) -> Address | None:
+    """The client the PROXY v2 header on ``sock`` names (None: LOCAL or not TCP), read
+    within ``patience`` seconds and never a byte past it (the rest is TLS); a missing,
+    garbled or late header is a ProxyHeaderError, ``reader.received`` bytes in."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(patience):
+            while True:
+                data = await loop.sock_recv(sock, reader.missing)  # never past the header
+                if not data:
+                    raise reader.end_of_stream()
+                header = reader.receive_data(data)
+                if header is not None:
+                    return header.source
+    except TimeoutError:
+        raise ProxyHeaderError(f"no whole PROXY header within {patience:g}s") from None
+    except ConnectionError:
+        raise reader.end_of_stream() from None
 
 
 def _host_port(address: object) -> tuple[str, object]:

@@ -6,11 +6,19 @@ that cannot be framed is closed without an answer (spec §1, project rule). One
 client's trouble never reaches another client or the server: every connection has
 its own bounds, and a failure while answering drops only that connection.
 
+Admission (gateway.server.admission): every connection holds a slot from accept to close,
+within ``limits.max_connections`` per process and ``limits.max_connections_per_address``;
+a listener with TLS or behind a balancer accepts for itself, so that a connection over a
+limit is closed before any TLS work; a plaintext listener counts in ``connection_made``,
+which for it is the accept. The TLS handshake has ``limits.handshake_timeout``, the first
+byte ``limits.first_byte_timeout``, the whole request ``limits.read_timeout``. A framed
+request that finds ``limits.max_in_flight`` others being answered gets its operation's
+error answer with FEJLNR 08 at once (project rule), instead of queueing.
+
 Behind a load balancer (``listen.proxy_protocol``), connections from its trusted
-networks open with a PROXY v2 header naming the client, read before TLS by a listener
-that accepts for itself (gateway.server.proxy_gate); that client is then the
-connection's peer everywhere: logs, events and the ``origin`` that backends are told.
-Without the setting the listener is built exactly as before.
+networks open with a PROXY v2 header naming the client, read before TLS
+(gateway.server.proxy_gate); that client is then the connection's peer everywhere: logs,
+events, the per-address limit and the ``origin`` that backends are told.
 """
 
 from __future__ import annotations
@@ -21,22 +29,23 @@ import socket
 import ssl
 from typing import Any
 
-from gateway.codec import Request
+from gateway.codec import Request, refusal
 from gateway.codec.proxy_protocol import Address
-from gateway.config.schema import Limits, Listen, ProxyProtocol
+from gateway.config.schema import Limits, Listen
 from gateway.dispatch import Dispatcher
-from gateway.errors import ConfigError, FramingError, ProxyHeaderError
+from gateway.errors import ConfigError, FramingError
+from gateway.model import FejlNr
 from gateway.observe.events import (
-    OVER_CAPACITY,
-    PROXY_HEADER,
+    MAX_IN_FLIGHT,
     ConnectionClosed,
     ConnectionOpened,
     EventBus,
     InternalError,
     RequestRejected,
 )
+from gateway.server.admission import AdmittingServer, Slot, Slots
 from gateway.server.connection import Connections, OneRequest, describe_failure
-from gateway.server.proxy_gate import GatedServer, listening_socket
+from gateway.server.proxy_gate import listening_socket
 from gateway.tls import server_context
 
 
@@ -44,22 +53,16 @@ class ClientListener:
     """Accepts CPR Direkte clients and serves one request per connection."""
 
     def __init__(
-        self,
-        listen: Listen,
-        limits: Limits,
-        dispatcher: Dispatcher,
-        bus: EventBus,
-        context: ssl.SSLContext | None = None,
+        self, listen: Listen, limits: Limits, dispatcher: Dispatcher, bus: EventBus
     ) -> None:
-        #: The TLS context to serve with (gateway.server.certificates reloads its pair);
-        #: None: one is made from ``listen.tls``.
-        self._context = context
         self._listen = listen
         self._limits = limits
         self._dispatcher = dispatcher
         self._bus = bus
-        self._server: asyncio.Server | GatedServer | None = None
+        self._server: asyncio.Server | AdmittingServer | None = None
         self._connections = Connections()
+        self._slots = Slots(lambda: self._limits)
+        self._answering = _Answering()
 
     @property
     def accepting(self) -> bool:
@@ -71,6 +74,11 @@ class ClientListener:
         """Connections being served right now."""
         return len(self._connections)
 
+    @property
+    def slots(self) -> Slots:
+        """Connections counted against the limits, from accept (before TLS) to close."""
+        return self._slots
+
     async def start(self, *, sock: socket.socket | None = None) -> tuple[str, int]:
         """Bind and start accepting; returns the bound (host, port).
 
@@ -80,20 +88,17 @@ class ClientListener:
         An address that cannot be bound or a certificate that cannot be loaded is
         a ConfigError, so the operator sees which setting to fix.
         """
-        context = self._context or _server_context(self._listen)
+        context = _server_context(self._listen)
         where: dict[str, Any] = {"sock": sock}
         if sock is None:
             where = {"host": self._listen.host, "port": self._listen.port}
         try:
-            if self._listen.proxy_protocol is not None:
-                self._server = await self._gated(self._listen.proxy_protocol, context, sock)
+            if context is not None or self._listen.proxy_protocol is not None:
+                self._server = await self._admitting(context, sock)
             else:
                 self._server = await asyncio.get_running_loop().create_server(
                     self._connection,
                     **where,
-                    ssl=context,
-                    # A client that stalls the handshake is as slow as one that stalls its record.
-                    ssl_handshake_timeout=self._limits.read_timeout if context else None,
                     # Room in the kernel's accept queue for a burst up to the connection limit
                     # (asyncio's default of 100 overflows when many clients arrive at once).
                     backlog=self._limits.max_connections,
@@ -105,7 +110,8 @@ class ClientListener:
         return str(host), int(port)
 
     def update_limits(self, limits: Limits) -> None:
-        """Use ``limits`` from now on (a reload); the TLS handshake timeout stays as started."""
+        """Use ``limits`` from now on (a reload): for connections accepted from now on, and
+        for requests framed from now on (``max_in_flight``)."""
         self._limits = limits
 
     def stop_accepting(self) -> None:
@@ -115,16 +121,20 @@ class ClientListener:
 
     async def drain(self, grace_s: float) -> int:
         """Let in-flight connections finish within ``grace_s``; returns how many were cancelled."""
-        if isinstance(self._server, GatedServer):
+        if isinstance(self._server, AdmittingServer):
             await self._server.aclose()
         return await self._connections.drain(grace_s, "shutdown: grace period over")
 
-    async def _gated(
-        self, trusted: ProxyProtocol, context: ssl.SSLContext | None, sock: socket.socket | None
-    ) -> GatedServer:
-        """A listener that reads a trusted source's PROXY header before TLS (proxy_gate)."""
-        server = GatedServer(
-            trusted, context, self._connection, lambda: self._limits.read_timeout, self._bad_header
+    async def _admitting(
+        self, context: ssl.SSLContext | None, sock: socket.socket | None
+    ) -> AdmittingServer:
+        """A listener that admits at accept, before a balancer's header and TLS."""
+        server = AdmittingServer(
+            self._slots,
+            self._listen.proxy_protocol,
+            context,
+            self._connection,
+            self._refused,
         )
         if sock is None:
             backlog = self._limits.max_connections
@@ -132,15 +142,43 @@ class ClientListener:
         server.start(sock)
         return server
 
-    def _connection(self, source: Address | None = None) -> _Client:
-        return _Client(self._connections, self._limits, self._dispatcher, self._bus, source)
+    def _connection(self, source: Address | None = None, slot: Slot | None = None) -> _Client:
+        return _Client(
+            self._connections,
+            self._limits,
+            self._dispatcher,
+            self._bus,
+            answering=self._answering,
+            admitted=_Admitted(self._slots, slot, source),
+        )
 
-    def _bad_header(self, peer: str, error: ProxyHeaderError, received: int) -> None:
-        self._bus.emit(RequestRejected(peer, PROXY_HEADER, received, str(error)))
+    def _refused(self, peer: str, reason: str, received: int, detail: str) -> None:
+        self._bus.emit(RequestRejected(peer, reason, received, detail))
+
+
+class _Answering:
+    """Requests being answered at once in this process (``limits.max_in_flight``)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class _Admitted:
+    """How a connection came in: its slot (None on a plaintext listener: taken when the
+    connection is made) and the client a trusted balancer named (None: the socket's peer)."""
+
+    __slots__ = ("slot", "slots", "source")
+
+    def __init__(self, slots: Slots, slot: Slot | None, source: Address | None) -> None:
+        self.slots = slots
+        self.slot = slot
+        self.source = source
 
 
 class _Client(OneRequest):
-    """One client connection: admitted within the limit, answered by the dispatcher."""
+    """One client connection: admitted within the limits, answered by the dispatcher."""
 
     def __init__(
         self,
@@ -148,28 +186,51 @@ class _Client(OneRequest):
         limits: Limits,
         dispatcher: Dispatcher,
         bus: EventBus,
-        source: Address | None = None,
+        *,
+        answering: _Answering,
+        admitted: _Admitted,
     ) -> None:
-        super().__init__(connections, limits.read_timeout)
-        self._max_connections = limits.max_connections
+        super().__init__(connections, limits.read_timeout, limits.first_byte_timeout)
+        self._max_in_flight = limits.max_in_flight
         self._dispatcher = dispatcher
         self._bus = bus
-        #: The client a trusted proxy named; None: the socket's peer is the client.
-        self._source = source
+        self._answering = answering
+        self._admitted = admitted
         self._peer = "unknown"
         self._origin: str | None = None
 
     def admit(self) -> bool:
-        self._peer, self._origin = _peer(self.transport, self._source)
-        if len(self._connections) >= self._max_connections:
-            self._bus.emit(RequestRejected(self._peer, OVER_CAPACITY, 0))
-            return False
+        admitted = self._admitted
+        self._peer, self._origin = _peer(self.transport, admitted.source)
+        if admitted.slot is None:  # a plaintext listener: this is the accept
+            slot = admitted.slots.take(self._origin)
+            if isinstance(slot, str):
+                self._bus.emit(RequestRejected(self._peer, slot, 0))
+                return False
+            admitted.slot = slot
         self._bus.emit(ConnectionOpened(self._peer))
         return True
 
     async def answer(self, request: Request, record: bytes) -> bytes:
         # ``record``: the exact bytes the client sent, relayed unchanged on the legacy route.
-        return await self._dispatcher.handle(request, record, peer=self._peer, origin=self._origin)
+        answering = self._answering
+        if answering.count >= self._max_in_flight:
+            # Answered now rather than queued: a client waiting behind the others would
+            # only time out, and its retry would add to the load (project rule: FEJLNR 08).
+            self._bus.emit(RequestRejected(self._peer, MAX_IN_FLIGHT, len(record)))
+            return refusal(request, FejlNr.NOT_ACTIVE)
+        answering.count += 1
+        try:
+            return await self._dispatcher.handle(
+                request, record, peer=self._peer, origin=self._origin
+            )
+        finally:
+            answering.count -= 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._admitted.slot is not None:
+            self._admitted.slot.release()
 
     def rejected(self, error: FramingError, received: int) -> None:
         self._bus.emit(RequestRejected(self._peer, error.reason, received))
@@ -186,9 +247,8 @@ def _server_context(listen: Listen) -> ssl.SSLContext | None:
     if listen.tls is None:
         return None
     try:
-        tls = listen.tls
-        return server_context(tls.cert, tls.key, min_version=tls.min_version, ciphers=tls.ciphers)
-    except (OSError, ssl.SSLError, ValueError) as exc:
+        return server_context(listen.tls.cert, listen.tls.key)
+    except (OSError, ssl.SSLError) as exc:
         raise ConfigError([f"listen.tls: cannot load {listen.tls.cert}: {exc}"]) from None
 
 

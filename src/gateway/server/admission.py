@@ -1,0 +1,279 @@
+"""Admission at accept: a connection is counted, and refused if over a limit, before any TLS.
+
+A TLS handshake costs the server far more CPU than the client, and ``loop.create_server``
+(asyncio's and uvloop's alike) runs it before the protocol learns that a connection exists.
+A listener with TLS, or behind a trusted load balancer, therefore accepts its connections
+itself (:class:`AdmittingServer`) and decides at once, from the socket's peer address:
+
+* :class:`Slots` counts connections from accept to close, per process and per source
+  address; over ``limits.max_connections`` or ``limits.max_connections_per_address`` the
+  socket is closed at once, with no byte read and no TLS work, and the refusal reported;
+* from a trusted balancer the PROXY v2 header is read first (gateway.server.proxy_gate)
+  and the client it names is what the per-address limit counts;
+* then ``loop.connect_accepted_socket`` makes the socket a connection, with TLS when the
+  listener has it; the header and the handshake together have ``limits.handshake_timeout``
+  from accept, and a handshake cut by it is reported.
+
+The accept loop is a reader callback on the listening socket, accepting what is queued in
+one go, as asyncio's own servers do; each admitted socket costs a task until its
+handshake is done. A plaintext listener without a balancer keeps ``create_server``: its
+protocol sees the connection at accept, so it counts the slot itself (gateway.server.tcp).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+from collections.abc import Callable
+
+from gateway.codec.proxy_protocol import Address, ProxyHeaderReader
+from gateway.config.schema import Limits, ProxyProtocol
+from gateway.errors import ProxyHeaderError
+from gateway.observe.events import HANDSHAKE_TIMEOUT, OVER_CAPACITY, PER_ADDRESS, PROXY_HEADER
+from gateway.runtime.tasks import TaskSet
+from gateway.server.proxy_gate import read_proxy_header
+
+#: Builds a connection's own protocol, given the client a trusted proxy named (None when the
+#: socket's peer is the client) and the slot it holds, which the protocol releases when the
+#: connection is lost.
+ConnectionFactory = Callable[[Address | None, "Slot"], asyncio.Protocol]
+#: Hears of a connection closed before it became one: the peer (``host:port``), the reason
+#: (a ``RequestRejected`` reason), bytes received, and what was wrong when the reason alone
+#: does not say.
+RefusalHook = Callable[[str, str, int, str], None]
+#: accept() errors that mean "out of descriptors or memory for now": stop accepting for a
+#: second, then go on (asyncio's own servers wait the same second).
+_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_RETRY_S = 1.0
+#: Sockets accepted per wake-up at most: a burst is taken in one go, but a flood cannot
+#: keep the loop from everything else (asyncio accepts its backlog, 100, per wake-up).
+_ACCEPT_BATCH = 128
+
+
+class Slots:
+    """Connections open at once: in all, and per source address, against the limits."""
+
+    def __init__(self, limits: Callable[[], Limits]) -> None:
+        #: Read at each accept, so that a reload applies to new connections at once.
+        self.limits = limits
+        self._open = 0
+        self._per_address: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return self._open
+
+    def from_address(self, address: str) -> int:
+        """Connections open from ``address``."""
+        return self._per_address.get(address, 0)
+
+    def take(self, address: str | None) -> Slot | str:
+        """A slot for a connection from ``address`` (None: not known yet, counted in all
+        only), or the reason it is refused: ``over_capacity`` or ``per_address``."""
+        if self._open >= self.limits().max_connections:
+            return OVER_CAPACITY
+        if address is not None and not self._has_room(address):
+            return PER_ADDRESS
+        self._open += 1
+        slot = Slot(self)
+        if address is not None:
+            self._count(address)
+            slot.address = address
+        return slot
+
+    def _has_room(self, address: str) -> bool:
+        return self._per_address.get(address, 0) < self.limits().max_connections_per_address
+
+    def _count(self, address: str) -> None:
+        self._per_address[address] = self._per_address.get(address, 0) + 1
+
+    def _release(self, slot: Slot) -> None:
+        self._open -= 1
+        address = slot.address
+        if address is not None:
+            left = self._per_address[address] - 1
+            if left:
+                self._per_address[address] = left
+            else:
+                del self._per_address[address]
+
+
+class Slot:
+    """One connection's place in :class:`Slots`, from accept until :meth:`release`."""
+
+    __slots__ = ("_slots", "address")
+
+    def __init__(self, slots: Slots) -> None:
+        self._slots: Slots | None = slots
+        #: The source address counted against the per-address limit; None: not counted.
+        self.address: str | None = None
+
+    def claim(self, address: str) -> bool:
+        """Count this slot against ``address`` too (the client a balancer named); False,
+        and nothing counted, when that address has no room."""
+        if self._slots is None or not self._slots._has_room(address):
+            return False
+        self._slots._count(address)
+        self.address = address
+        return True
+
+    def release(self) -> None:
+        """The connection is gone; a second call does nothing."""
+        if self._slots is not None:
+            self._slots._release(self)
+            self._slots = None
+
+
+class AdmittingServer:
+    """Accepts on a listening socket, admits within the slots, reads a trusted balancer's
+    header, and hands each admitted socket to TLS and its protocol."""
+
+    def __init__(
+        self,
+        slots: Slots,
+        trusted: ProxyProtocol | None,
+        context: ssl.SSLContext | None,
+        factory: ConnectionFactory,
+        refused: RefusalHook,
+    ) -> None:
+        self._slots = slots
+        self._trusted = trusted
+        self._context = context
+        self._factory = factory
+        self._refused = refused
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._paused: asyncio.TimerHandle | None = None
+        #: Connections admitted but not yet through their header and handshake.
+        self._doors = TaskSet()
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening socket, while there is one."""
+        return () if self._sock is None else (self._sock,)
+
+    def start(self, sock: socket.socket) -> None:
+        """Accept on ``sock`` (listening) from now on; it is closed by :meth:`close`."""
+        sock.setblocking(False)
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._accept_queued)
+
+    def is_serving(self) -> bool:
+        """True while connections are accepted."""
+        return self._sock is not None
+
+    def close(self) -> None:
+        """Stop accepting and close the listening socket; connections accepted carry on."""
+        if self._paused is not None:
+            self._paused.cancel()
+            self._paused = None
+        if self._sock is not None and self._loop is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+    async def aclose(self) -> None:
+        """At shutdown, after :meth:`close`: connections not yet through the door are closed,
+        as if they had come a moment later."""
+        await self._doors.drain(0.0, "shutdown: not yet through the door")
+
+    # -- accepting ------------------------------------------------------------------------
+
+    def _accept_queued(self) -> None:
+        """Accept what the kernel has queued, up to a batch; admit or refuse each at once."""
+        listening = self._sock
+        if listening is None:
+            return
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, address = listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue  # the client left while queued
+            except OSError as exc:
+                if exc.errno in _RESOURCES:
+                    self._pause()
+                return  # anything else: the listening socket is being closed
+            self._admit(sock, address)
+
+    def _pause(self) -> None:
+        """Out of descriptors: stop accepting for a while; the kernel queues meanwhile."""
+        assert self._loop is not None and self._sock is not None
+        self._loop.remove_reader(self._sock.fileno())
+        self._paused = self._loop.call_later(_ACCEPT_RETRY_S, self._resume)
+
+    def _resume(self) -> None:
+        self._paused = None
+        if self._sock is not None and self._loop is not None:
+            self._loop.add_reader(self._sock.fileno(), self._accept_queued)
+
+    def _admit(self, sock: socket.socket, address: object) -> None:
+        host, port = _host_port(address)
+        balancer = self._trusted is not None and self._trusted.trusts(host)
+        # A balancer's own address carries every client it relays: the client its header
+        # names is what the per-address limit counts.
+        slot = self._slots.take(None if balancer else host)
+        if isinstance(slot, str):
+            sock.close()
+            self._refused(f"{host}:{port}", slot, 0, "")
+            return
+        self._doors.spawn(self._let_in(sock, f"{host}:{port}", slot, balancer), name="admitted")
+
+    async def _let_in(self, sock: socket.socket, peer: str, slot: Slot, balancer: bool) -> None:
+        """Header (from a balancer), then TLS, then the protocol; a socket that does not get
+        that far is closed and its slot released here."""
+        loop = asyncio.get_running_loop()
+        patience = self._slots.limits().handshake_timeout
+        deadline = loop.time() + patience
+        through = False
+        try:
+            sock.setblocking(False)
+            source = await self._source(sock, peer, slot, patience) if balancer else None
+            await loop.connect_accepted_socket(
+                lambda: self._factory(source, slot),
+                sock,
+                ssl=self._context,
+                ssl_handshake_timeout=max(deadline - loop.time(), 0.001) if self._context else None,
+            )
+            through = True
+        except _NotAdmitted:
+            pass  # reported by _source
+        except OSError:
+            # A failed handshake is unseen, as on any TLS listener; one cut by the timeout
+            # held a slot for the whole of it, which is worth knowing.
+            if self._context is not None and loop.time() >= deadline:
+                self._refused(peer, HANDSHAKE_TIMEOUT, 0, f"no TLS handshake within {patience:g}s")
+        finally:
+            if not through:
+                slot.release()
+                sock.close()
+
+    async def _source(
+        self, sock: socket.socket, peer: str, slot: Slot, patience: float
+    ) -> Address | None:
+        """The client a balancer's header names (None: a LOCAL header), counted against its
+        address; _NotAdmitted, reported, when the header is bad or late or that address has
+        no room."""
+        reader = ProxyHeaderReader()
+        try:
+            source = await read_proxy_header(sock, reader, patience)
+        except ProxyHeaderError as exc:
+            self._refused(peer, PROXY_HEADER, reader.received, str(exc))
+            raise _NotAdmitted from None
+        if source is not None and not slot.claim(str(source.ip)):
+            self._refused(str(source), PER_ADDRESS, reader.received, "")
+            raise _NotAdmitted
+        return source
+
+
+class _NotAdmitted(Exception):
+    """A balancer's connection turned away after its header (already reported)."""
+
+
+def _host_port(address: object) -> tuple[str, object]:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return str(address[0]), address[1]
+    return "", ""
