@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 
+from gateway.audit.writer import AuditLog, open_audit_log
 from gateway.backends import Backend, build_backend
 from gateway.canary.controller import CanaryController
 from gateway.canary.evidence import RunnerTallies, ShadowTallies, StoreTallies
@@ -103,6 +104,8 @@ class Gateway:
         self._dispatcher: Dispatcher | None = None
         self._shadows: ShadowRunner | None = None
         self._writer: SampleWriter | None = None
+        #: The audit log of lookups (docs/audit.md); None when routing.yaml has no audit.
+        self._audit: AuditLog | None = None
         self._listener: ClientListener | None = None
         #: The client port's certificate and key, reloaded when they change (None: no TLS).
         self._certificates: ListenerCertificates | None = None
@@ -167,6 +170,7 @@ class Gateway:
         self._shadows = await self._shadow_runner(config, sessions)
         self._shared = await self._share_sessions(config, sessions)
         backends = {name: build_backend(b, self.bus) for name, b in config.backends.items()}
+        self._audit = await self._open_audit(config)
         self._dispatcher = Dispatcher(
             RouteTable(config.routes),
             backends,
@@ -213,6 +217,20 @@ class Gateway:
         tokens = AdminTokens() if path is None else await asyncio.to_thread(read_tokens, path)
         return AdminApi(lambda: self._canary, tokens, config.shadowing.store, self.bus.emit)
 
+    async def _open_audit(self, config: GatewayConfig) -> AuditLog | None:
+        """The audit log of lookups, subscribed to the bus, when routing.yaml asks for one. A
+        log that cannot be opened stops the start (ConfigError, after closing what the start
+        had opened): a gateway told to keep one never serves without it (docs/audit.md)."""
+        if config.audit is None:
+            return None
+        try:
+            audit = await open_audit_log(config.audit, self.bus.emit)
+        except ConfigError:
+            await self._close_stores()
+            raise
+        self.bus.subscribe(audit.on_event)
+        return audit
+
     async def _close_stores(self) -> None:
         """What a start that failed part-way had opened."""
         if self._canary is not None:
@@ -221,6 +239,8 @@ class Gateway:
             await self._writer.aclose(0)
         if self._shared is not None:
             await self._shared.aclose()
+        if self._audit is not None:
+            await self._audit.aclose(0)
 
     async def serve(self, stop: asyncio.Event | None = None, *, settle_heap: bool = False) -> None:
         """Start, serve until SIGTERM or SIGINT (or until ``stop`` is set), then drain.
@@ -295,6 +315,8 @@ class Gateway:
             await self._shared.aclose()
         if self._writer is not None:
             await self._writer.aclose(grace)
+        if self._audit is not None:  # every request is answered: its last records are in
+            await self._audit.aclose(grace)
         await self._admin.aclose()
         self.bus.emit(Lifecycle("stopped", f"{cancelled} cancelled after {grace:g}s"))
 

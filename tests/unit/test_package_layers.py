@@ -41,7 +41,7 @@ PRODUCT_LAYERS: tuple[frozenset[str], ...] = tuple(
         "routing runtime",
         "sessions",
         "shadow backends",
-        "dispatch",
+        "dispatch audit",
         "canary",
         "server",
         "app",

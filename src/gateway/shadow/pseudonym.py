@@ -62,44 +62,45 @@ def is_pseudonym(text: str) -> bool:
     )
 
 
-def load_key(path: Path | None, env: str = KEY_ENV) -> bytes:
+def load_key(path: Path | None, env: str = KEY_ENV, what: str = "shadow key") -> bytes:
     """The pseudonym key: from ``path`` if it exists, else ``$env``, else a new key in ``path``.
 
     Without a path and without the variable, a random key for this process only
     (pseudonyms then change on restart). ConfigError for an unreadable, too
-    short or group/world-readable key file, or a too short variable.
+    short or group/world-readable key file, or a too short variable; its messages
+    begin with ``what`` and the path (the audit log has a key of its own).
     """
     if path is not None and path.exists():
-        return _read_key_file(path)
+        return _read_key_file(path, what)
     value = os.environ.get(env)
     if value:
         return _check(value.encode("utf-8"), f"${env}")
     key = secrets.token_bytes(KEY_BYTES)
     if path is None:
         return key
-    return _write_key_file(path, key)
+    return _write_key_file(path, key, what)
 
 
-def _read_key_file(path: Path) -> bytes:
-    raw = read_secret(path, f"shadow key {path}", _MAX_KEY_FILE_BYTES)
+def _read_key_file(path: Path, what: str) -> bytes:
+    raw = read_secret(path, f"{what} {path}", _MAX_KEY_FILE_BYTES)
     if len(raw) > _MAX_KEY_FILE_BYTES:
-        raise ConfigError([f"shadow key {path}: larger than {_MAX_KEY_FILE_BYTES} bytes"])
+        raise ConfigError([f"{what} {path}: larger than {_MAX_KEY_FILE_BYTES} bytes"])
     try:
         key = bytes.fromhex(raw.decode("ascii").strip())
     except ValueError:  # UnicodeDecodeError included
-        raise ConfigError([f"shadow key {path}: expected hex text"]) from None
-    return _check(key, f"shadow key {path}")
+        raise ConfigError([f"{what} {path}: expected hex text"]) from None
+    return _check(key, f"{what} {path}")
 
 
-def _write_key_file(path: Path, key: bytes) -> bytes:
+def _write_key_file(path: Path, key: bytes, what: str) -> bytes:
     """Create ``path`` holding ``key`` (0600); if another process won the race, use its key."""
     try:
         private_directory(path.parent)  # 0700
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return _read_key_file(path)
+        return _read_key_file(path, what)
     except OSError as exc:
-        raise ConfigError([f"shadow key {path}: cannot create it ({exc})"]) from None
+        raise ConfigError([f"{what} {path}: cannot create it ({exc})"]) from None
     with os.fdopen(fd, "w", encoding="ascii") as out:
         out.write(key.hex() + "\n")
     return key

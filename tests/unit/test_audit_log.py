@@ -1,0 +1,233 @@
+"""The audit log on a real directory: records, modes, the chain across rotation and restarts,
+torn lines after a crash, losses written down, and the verifier's first break."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.audit.files import writers
+from gateway.audit.record import GENESIS, hash_of
+from gateway.audit.verify import verify_directory
+from gateway.audit.writer import AuditLog, open_audit_log
+from gateway.config.audit import Audit, FsyncPolicy
+from gateway.model import Operation
+from gateway.observe.events import AuditFile, AuditLost, Event, LookupAnswered
+from gateway.shadow.pseudonym import Pseudonymiser, is_pseudonym
+
+PNR = "0101601234"  # synthetic
+KEY = bytes(range(32))
+
+
+def lookup(pnr: str = PNR, user: str = "DEMO0001", customer: str = "0001") -> LookupAnswered:
+    return LookupAnswered(
+        "10.1.2.3", customer, user, pnr, "PRIV", Operation.LOOKUP, "all", "mainframe", "00"
+    )
+
+
+def settings(tmp_path: Path, **changes: object) -> Audit:
+    values: dict[str, object] = {
+        "directory": tmp_path / "audit",
+        "key_file": tmp_path / "audit.key",
+        "fsync": FsyncPolicy.EVERY,
+    }
+    return Audit(**{**values, **changes})  # type: ignore[arg-type]
+
+
+def records(directory: Path) -> Iterator[dict[str, object]]:
+    for files in writers(directory).values():
+        for _, path in files:
+            for line in path.read_bytes().splitlines():
+                yield json.loads(line)
+
+
+async def write(log: AuditLog, *events: LookupAnswered) -> None:
+    for event in events:
+        log.on_event(event)
+    await log.aclose()
+
+
+async def started(audit: Audit, seen: list[Event] | None = None, **kwargs: object) -> AuditLog:
+    sink = seen if seen is not None else []
+    log = AuditLog(audit, Pseudonymiser(KEY), sink.append, host="h", **kwargs)  # type: ignore[arg-type]
+    await log.start()
+    return log
+
+
+async def test_a_lookup_becomes_one_chained_record_with_the_pnr_pseudonymised(
+    tmp_path: Path,
+) -> None:
+    """Who, whom (as a keyed pseudonym), when, from where, through which side, with what answer."""
+    audit = settings(tmp_path)
+    await write(await started(audit), lookup())
+    start, record = records(audit.directory)
+    assert start["kind"] == "start" and start["reason"] == "start" and start["prev"] == GENESIS
+    assert record["pnr"] == Pseudonymiser(KEY).pnr(PNR) and is_pseudonym(str(record["pnr"]))
+    expected = {"kind": "lookup", "customer": "0001", "user": "DEMO0001", "source": "10.1.2.3"}
+    assert expected.items() <= record.items()
+    assert (record["transaction"], record["operation"], record["route"]) == (
+        "PRIV",
+        "lookup",
+        "all",
+    )
+    assert (record["side"], record["fejlnr"]) == ("mainframe", "00")
+    assert str(record["time"]).endswith("Z")
+    assert PNR not in (audit.directory / "audit-h-0.000001.jsonl").read_text()
+
+
+async def test_files_are_0600_in_a_0700_directory_and_the_key_is_made_0600(
+    tmp_path: Path,
+) -> None:
+    """The log and its key hold personal data and a secret: owner only."""
+    audit = settings(tmp_path)
+    log = await open_audit_log(audit, lambda _event: None)
+    await write(log, lookup())
+    assert stat.S_IMODE(audit.directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(audit.key_file.stat().st_mode) == 0o600
+    for path in audit.directory.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+async def test_rotation_chains_each_file_to_the_one_before(tmp_path: Path) -> None:
+    """A file that reaches rotate_size is closed; the next one's start record chains to it."""
+    audit = settings(tmp_path, rotate_size=1024)
+    seen: list[Event] = []
+    await write(await started(audit, seen), *(lookup() for _ in range(20)))
+    files = writers(audit.directory)["audit-h-0"]
+    assert len(files) > 2
+    first_line_of_second = files[1][1].read_bytes().splitlines()[0]
+    last_line_of_first = files[0][1].read_bytes().splitlines()[-1]
+    assert json.loads(first_line_of_second)["prev"] == hash_of(last_line_of_first)
+    assert json.loads(first_line_of_second)["reason"] == "rotate"
+    [report] = verify_directory(audit.directory)
+    assert report.broken is None and report.records == 20 + len(files)
+    closed = [e for e in seen if isinstance(e, AuditFile) and e.action == "closed"]
+    assert closed[-1].head == hash_of(files[-1][1].read_bytes().splitlines()[-1])
+
+
+async def test_a_restart_continues_the_chain_in_a_new_file(tmp_path: Path) -> None:
+    """The restarted process takes its slot again and chains to the last line on disk."""
+    audit = settings(tmp_path)
+    await write(await started(audit), lookup())
+    await write(await started(audit), lookup())
+    files = writers(audit.directory)["audit-h-0"]
+    assert [n for n, _ in files] == [1, 2]
+    restart = json.loads(files[1][1].read_bytes().splitlines()[0])
+    assert restart["reason"] == "restart" and restart["torn"] == 0
+    [report] = verify_directory(audit.directory)
+    assert report.broken is None and report.records == 4
+
+
+async def test_processes_at_once_write_files_of_their_own(tmp_path: Path) -> None:
+    """Two live writers on one host and directory never share a file: each has its own slot."""
+    audit = settings(tmp_path)
+    one, two = await started(audit), await started(audit)
+    assert (one.writer, two.writer) == ("audit-h-0", "audit-h-1")
+    await write(one, lookup())
+    await write(two, lookup())
+    assert [r.broken for r in verify_directory(audit.directory)] == [None, None]
+
+
+async def test_a_torn_last_line_is_reported_and_the_chain_goes_on(tmp_path: Path) -> None:
+    """A crash mid-write leaves bytes without a newline: the restart reports them (event and
+    start record), they stay outside the chain, and the verifier accepts them as accounted."""
+    audit = settings(tmp_path)
+    await write(await started(audit), lookup())
+    first = audit.directory / "audit-h-0.000001.jsonl"
+    with first.open("ab") as file:
+        file.write(b'{"time":"2026-')
+    [before] = verify_directory(audit.directory)
+    assert before.broken is None and "torn last line" in before.notes[0]
+    seen: list[Event] = []
+    await write(await started(audit, seen), lookup())
+    assert any(isinstance(e, AuditFile) and e.action == "torn" for e in seen)
+    restart = json.loads((audit.directory / "audit-h-0.000002.jsonl").read_bytes().splitlines()[0])
+    assert restart["torn"] == len(b'{"time":"2026-')
+    [after] = verify_directory(audit.directory)
+    assert after.broken is None and after.records == 4, after
+
+
+async def test_a_full_buffer_is_counted_and_written_down(tmp_path: Path) -> None:
+    """Beyond max_pending a lookup is dropped, never waited for: an AuditLost event, and a
+    lost record in the chain, say how many."""
+    audit = settings(tmp_path)
+    seen: list[Event] = []
+    log = await started(audit, seen, max_pending=0)
+    await write(log, lookup(), lookup(), lookup())
+    lost = [r for r in records(audit.directory) if r["kind"] == "lost"]
+    assert lost == [{**lost[0], "reason": "buffer_full", "count": 3}]
+    assert [(e.reason, e.count) for e in seen if isinstance(e, AuditLost)] == [("buffer_full", 3)]
+
+
+async def test_a_failed_write_is_counted_and_a_new_file_carries_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk refuses once (a fault injected into os.write): that batch is lost and counted,
+    the next write opens a new file (recover) with a lost record, and the chain is whole."""
+    audit = settings(tmp_path)
+    seen: list[Event] = []
+    log = await started(audit, seen)
+    real_write, failures = os.write, [OSError(errno.ENOSPC, "No space left on device")]
+
+    met = threading.Event()
+
+    def failing(fd: int, data: bytes) -> int:
+        if failures:
+            met.set()
+            raise failures.pop()
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", failing)
+    log.on_event(lookup())
+    await asyncio.to_thread(met.wait)  # the writer's thread met the fault with that lookup
+    await write(log, lookup())
+    kinds = [(r["kind"], r.get("reason")) for r in records(audit.directory)]
+    assert kinds == [
+        ("start", "start"),
+        ("start", "recover"),
+        ("lost", "write_error"),
+        ("lookup", None),
+    ]
+    assert any(isinstance(e, AuditLost) and e.reason == "write_error" for e in seen)
+    [report] = verify_directory(audit.directory)
+    assert report.broken is None
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda lines: lines[:1] + lines[2:], "prev does not match"),
+        (lambda lines: [lines[0], lines[1].replace(b'"00"', b'"01"'), *lines[2:]], "prev does"),
+        (lambda lines: [lines[0], b"not json", *lines[1:]], "not a JSON record"),
+    ],
+    ids=["removed", "changed", "inserted"],
+)
+async def test_verify_reports_the_first_break(tmp_path: Path, change: object, reason: str) -> None:
+    """A removed, changed or inserted line breaks the chain where it is."""
+    audit = settings(tmp_path)
+    await write(await started(audit), lookup(), lookup(), lookup())
+    path = audit.directory / "audit-h-0.000001.jsonl"
+    lines = path.read_bytes().splitlines()
+    path.write_bytes(b"\n".join(change(lines)) + b"\n")  # type: ignore[operator]
+    [report] = verify_directory(audit.directory)
+    assert report.broken is not None and reason in report.broken.reason
+    assert report.broken.line in (2, 3)
+
+
+async def test_a_torn_line_nobody_reports_is_a_break(tmp_path: Path) -> None:
+    """Bytes cut from the end of a file that a later file follows were not a crash's."""
+    audit = settings(tmp_path)
+    await write(await started(audit), lookup())
+    await write(await started(audit), lookup())
+    first = audit.directory / "audit-h-0.000001.jsonl"
+    first.write_bytes(first.read_bytes()[:-5])
+    [report] = verify_directory(audit.directory)
+    assert report.broken is not None and "torn line" in report.broken.reason
