@@ -43,11 +43,13 @@ from gateway.observe.events import (
     EventBus,
     Lifecycle,
     LoopLagSampled,
+    OpenFileLimit,
 )
 from gateway.observe.logs import log_event
 from gateway.observe.metrics import Metrics
 from gateway.routing import RouteTable
 from gateway.runtime import heap
+from gateway.runtime.open_files import needed_for, raise_open_files
 from gateway.runtime.pressure import LoopLag
 from gateway.runtime.tasks import TaskSet
 from gateway.server.admin import AdminServer
@@ -60,6 +62,7 @@ from gateway.sessions.shared import SharedSessions
 from gateway.sessions.table import SessionBroker
 from gateway.shadow.pseudonym import Pseudonymiser, load_key
 from gateway.shadow.runner import ShadowRunner
+from gateway.shadow.sealing import Sealer
 from gateway.shadow.store import MismatchStore
 from gateway.shadow.writer import START_WAIT_S, SampleWriter
 from gateway.storage.database import is_dsn
@@ -106,6 +109,8 @@ class Gateway:
         self._writer: SampleWriter | None = None
         #: The audit log of lookups (docs/audit.md); None when routing.yaml has no audit.
         self._audit: AuditLog | None = None
+        #: Seals and opens the mismatch store's values (from the shadow key; None: no store).
+        self._sealer: Sealer | None = None
         self._listener: ClientListener | None = None
         #: The client port's certificate and key, reloaded when they change (None: no TLS).
         self._certificates: ListenerCertificates | None = None
@@ -165,6 +170,8 @@ class Gateway:
         """
         bound_tls_buffers()
         config = self.config
+        files = raise_open_files(needed_for(config))  # a warning when the hard limit is short
+        self.bus.emit(OpenFileLimit(files.needed, files.soft, files.hard))
         api = await self._admin_api(config)  # first: a bad token file stops nothing half-open
         sessions = SessionBroker(idle_s=config.sessions.idle, clock=time.monotonic)
         self._shadows = await self._shadow_runner(config, sessions)
@@ -180,6 +187,7 @@ class Gateway:
             shared=self._shared,
         )
         self._dispatcher.fan_out_timeout = config.sessions.fan_out_timeout
+        self._dispatcher.logon_guard.set_limit(config.limits.failed_logons)
         if config.listen.tls is not None:
             self._certificates = ListenerCertificates(config.listen.tls, self.bus)
         context = self._certificates.context if self._certificates else None
@@ -215,7 +223,13 @@ class Gateway:
         file; ConfigError if it is unusable) and the canary controller in force."""
         path = config.admin.token_file
         tokens = AdminTokens() if path is None else await asyncio.to_thread(read_tokens, path)
-        return AdminApi(lambda: self._canary, tokens, config.shadowing.store, self.bus.emit)
+        return AdminApi(
+            lambda: self._canary,
+            tokens,
+            config.shadowing.store,
+            self.bus.emit,
+            shadow_sealer=lambda: self._sealer,
+        )
 
     async def _open_audit(self, config: GatewayConfig) -> AuditLog | None:
         """The audit log of lookups, subscribed to the bus, when routing.yaml asks for one. A
@@ -384,12 +398,13 @@ class Gateway:
         pseudonymiser = None
         if shadowing.store is not None:
             key = await asyncio.to_thread(load_key, shadowing.key_file)
-            pseudonymiser = Pseudonymiser(key)
+            pseudonymiser, self._sealer = Pseudonymiser(key), Sealer(key)
             open_store = functools.partial(
                 MismatchStore.open,
                 shadowing.store,
                 max_rows=shadowing.retention.max_rows,
                 max_age_s=shadowing.retention.max_age,
+                sealer=self._sealer,
             )
             writer = SampleWriter(open_store, self.bus)
             writer.set_thresholds(shadow_policies(config.routes).values())
@@ -459,6 +474,7 @@ class Gateway:
         self._dispatcher.swap(RouteTable(routes), backends)
         self._dispatcher.sessions.set_idle(new.sessions.idle)
         self._dispatcher.fan_out_timeout = new.sessions.fan_out_timeout
+        self._dispatcher.logon_guard.set_limit(new.limits.failed_logons)
         self._listener.update_limits(new.limits)
         self.config = replace(new, listen=self.config.listen, admin=self.config.admin)
         self.bus.emit(ConfigReloaded(trigger, tuple(changes), tuple(restart)))

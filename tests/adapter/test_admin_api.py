@@ -12,6 +12,7 @@ import pytest
 from admin_harness import ROUTE, SECRET, canary_gateway
 
 from gateway.canary.control import CanaryControl
+from gateway.comparison import FieldKey
 from gateway.config.schema import Admin
 from gateway.errors import ConfigError
 from gateway.observe.events import AdminCall, Event
@@ -19,6 +20,9 @@ from gateway.observe.metrics import Metrics
 from gateway.server.admin import MAX_BODY_BYTES, AdminServer
 from gateway.server.api import AdminApi
 from gateway.server.tokens import AdminTokens, create_token_file, read_tokens
+from gateway.shadow.compare import Comparison, FieldDiff
+from gateway.shadow.sealing import NO_KEY, Sealer
+from gateway.shadow.store import MismatchStore, Sample
 
 OTHER = "another-token-for-tests-987654321"
 
@@ -56,6 +60,7 @@ async def admin_server(
     tokens: AdminTokens | None = None,
     control: CanaryControl | None = None,
     shadow_store: str | Path | None = None,
+    shadow_sealer: Sealer | None = None,
 ) -> AsyncIterator[RunningAdmin]:
     metrics = Metrics()
     events: list[Event] = []
@@ -66,7 +71,7 @@ async def admin_server(
 
     api = None
     if tokens is not None:
-        api = AdminApi(lambda: control, tokens, shadow_store, emit)
+        api = AdminApi(lambda: control, tokens, shadow_store, emit, lambda: shadow_sealer)
     server = AdminServer(Admin("127.0.0.1", 0), metrics, lambda: True, api)
     host, port = await server.start()
     try:
@@ -160,6 +165,25 @@ async def test_the_shadow_report_is_diffs_json(tmp_path: Path) -> None:
         assert (status, body) == (200, {"rows_kept": 0, "operations": []})
     async with admin_server(tokens) as admin:
         assert (await admin.call("GET", "/api/v1/shadow"))[0] == 404
+
+
+async def test_the_shadow_reports_values_are_shown_with_the_gateways_key_only(
+    tmp_path: Path,
+) -> None:
+    """A sealed example's values are in /api/v1/shadow when the gateway has the key; without
+    it, "(encrypted; no key)" stands in their place."""
+    tokens = read_tokens(token_file(tmp_path, SECRET))
+    store, sealer = tmp_path / "shadow.sqlite", Sealer(b"k" * 32)
+    key = FieldKey("lookup", "001", "NAVN")
+    diff = FieldDiff(key, "Ærøsen,Anne", "Ærøsen,Anne-Sofie")
+    with MismatchStore.open(store, sealer=sealer) as filled:
+        sample = Sample("lookups", "mainframe", "persons-v2", Comparison((key,), (diff,), "lookup"))
+        filled.record(sample)
+    for given, shown in ((sealer, ["Ærøsen,Anne", "Ærøsen,Anne-Sofie"]), (None, [NO_KEY] * 2)):
+        async with admin_server(tokens, shadow_store=store, shadow_sealer=given) as admin:
+            status, body, _ = await admin.call("GET", "/api/v1/shadow")
+        example = body["operations"][0]["fields"][0]["examples"][0]
+        assert (status, [example["primary"], example["candidate"]]) == (200, shown)
 
 
 async def test_the_dashboard_is_served_with_a_strict_policy() -> None:

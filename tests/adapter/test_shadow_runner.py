@@ -56,7 +56,9 @@ from gateway.observe.events import (
 from gateway.observe.logs import configure_logging
 from gateway.runtime.pressure import SAMPLE_INTERVAL_S, SUSTAINED_SAMPLES
 from gateway.sessions.table import SessionBroker
+from gateway.shadow.pseudonym import load_key
 from gateway.shadow.runner import ShadowJob, ShadowRunner
+from gateway.shadow.sealing import Sealer
 from gateway.shadow.store import MismatchStore
 
 SHADOW_TOKEN = "Sh4dowTk"
@@ -273,13 +275,16 @@ async def test_a_differing_field_is_counted_logged_and_stored_without_the_pnr(
     assert (logged["route"], logged["backend"]) == ("lookups", "persons-v2")
     assert "001/EFTERNVN" in logged["fields"]
     assert PNR not in log_output.getvalue()
-    # The gateway is closed: its writer has flushed the store.
-    with MismatchStore.open(tmp_path / "shadow.sqlite", prune=False) as store:
+    # The gateway is closed: its writer has flushed the store. Its values open with its key.
+    sealer = Sealer(load_key(tmp_path / "shadow.key"))
+    with MismatchStore.open(tmp_path / "shadow.sqlite", prune=False, sealer=sealer) as store:
         (example,) = store.examples("lookups", "persons-v2", FieldKey("lookup", "001", "EFTERNVN"))
         assert (example.primary, example.candidate) == ("Hansen", "Jensen")
         assert example.subject.startswith("p:")
         assert PNR not in example.subject
-    assert PNR.encode() not in (tmp_path / "shadow.sqlite").read_bytes()
+    stored = (tmp_path / "shadow.sqlite").read_bytes()
+    assert PNR.encode() not in stored
+    assert b"Hansen" not in stored and b"Jensen" not in stored  # sealed at rest
 
 
 async def test_a_session_without_a_shadow_token_is_an_error_and_sends_nothing(

@@ -3,6 +3,8 @@ on both), and the pseudonym key on real files."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import sqlite3
 import threading
@@ -17,11 +19,14 @@ from pg_server import pg_dsn_fixture, postgres_fixture  # noqa: F401 (fixtures)
 
 from gateway.comparison import FieldKey, Thresholds
 from gateway.errors import ConfigError
+from gateway.observe.events import EventBus
 from gateway.shadow.compare import Comparison, FieldDiff
 from gateway.shadow.noise import FieldStats, OperationStats, Tally
 from gateway.shadow.pseudonym import KEY_ENV, Pseudonymiser, is_pseudonym, load_key
+from gateway.shadow.sealing import CLEAR, NO_KEY, OTHER_KEY, SEALED, Sealer
 from gateway.shadow.store import AGE_PRUNE_INTERVAL, SCHEMA_VERSION, MismatchStore, Sample
 from gateway.shadow.store_db import PG_SCHEMA
+from gateway.shadow.writer import SampleWriter
 
 PNR = "0101601234"  # synthetic
 PSEUDONYM = Pseudonymiser(b"s" * 32).pnr(PNR)
@@ -281,3 +286,112 @@ def test_no_key_anywhere_without_a_path_is_a_random_process_key(
     monkeypatch.delenv(KEY_ENV, raising=False)
     assert load_key(None) != load_key(None)
     assert os.environ.get(KEY_ENV) is None
+
+
+# -- values sealed at rest --------------------------------------------------------------------
+
+NAME = FieldKey("lookup", "001", "NAVN")
+#: What a differing name and address look like in a store: none of it may be there in clear.
+PERSONAL = ("Ærøsen,Anne Sofie", "Ærøsen,Anne-Sofie", "Nørregade 12,3 th", "Nørregade 12, 3. th")
+SEALER = Sealer(b"k" * 32)
+
+
+def _personal_sample() -> Sample:
+    diffs = (FieldDiff(NAME, *PERSONAL[:2]), FieldDiff(ADDRESS, *PERSONAL[2:]))
+    comparison = Comparison((NAME, ADDRESS), diffs, "lookup")
+    return Sample("lookups", "mainframe", "persons-v2", comparison, PSEUDONYM)
+
+
+def _stored_everywhere(location: Path | str) -> str:
+    """The store's text, SQLite's write-ahead log included (rows may still sit there)."""
+    text = _stored_text(location)
+    if isinstance(location, Path) and (wal := location.with_name(location.name + "-wal")).exists():
+        text += wal.read_bytes().decode("latin-1")
+    return text
+
+
+def test_names_and_addresses_are_sealed_at_rest(location: Path | str) -> None:
+    """With the gateway's key no differing value is in the database in clear (nor in SQLite's
+    log), each row says so, and the pseudonym is stored as it was (searchable)."""
+    with MismatchStore.open(location, sealer=SEALER) as store:
+        store.record(_personal_sample())
+        assert [f for _, _, f in store.raw_values()] == [SEALED, SEALED]
+    stored = _stored_everywhere(location)
+    for value in PERSONAL:
+        for spelling in (value, value.encode("utf-8").decode("latin-1")):
+            assert spelling not in stored
+    assert [row[3] for row in _rows(location)] == [PSEUDONYM, PSEUDONYM]
+
+
+def test_sealed_values_open_with_the_key_and_only_with_it(location: Path | str) -> None:
+    """The key shows the values; no key or another key shows that they are encrypted."""
+    with MismatchStore.open(location, sealer=SEALER) as store:
+        store.record(_personal_sample())
+        [mine] = store.examples("lookups", "persons-v2", NAME)
+    assert (mine.primary, mine.candidate, mine.readable) == (*PERSONAL[:2], True)
+    with MismatchStore.open(location, prune=False, create=False) as keyless:
+        [none] = keyless.examples("lookups", "persons-v2", NAME)
+    assert (none.primary, none.candidate, none.readable) == (NO_KEY, NO_KEY, False)
+    assert none.subject == PSEUDONYM
+    other = Sealer(b"o" * 32)
+    with MismatchStore.open(location, prune=False, create=False, sealer=other) as wrong:
+        [theirs] = wrong.examples("lookups", "persons-v2", ADDRESS)
+    assert (theirs.primary, theirs.readable) == (OTHER_KEY, False)
+
+
+def test_a_sealed_value_moved_to_another_column_does_not_open(location: Path | str) -> None:
+    """The row and side are bound to the value: swapped columns open to nothing."""
+    with MismatchStore.open(location, sealer=SEALER) as store:
+        store.record(_personal_sample())
+    _query(
+        location,
+        "UPDATE mismatch SET primary_value = candidate_value, candidate_value = primary_value",
+    )
+    with MismatchStore.open(location, sealer=SEALER) as store:
+        [swapped] = store.examples("lookups", "persons-v2", NAME)
+    assert (swapped.primary, swapped.candidate) == (OTHER_KEY, OTHER_KEY)
+
+
+def test_a_store_of_clear_rows_from_before_is_upgraded_and_still_reads(
+    location: Path | str,
+) -> None:
+    """A version 1 store (values in clear, no value_format) opens as version 2: its rows are
+    marked clear and read as they are, next to new sealed rows."""
+    with MismatchStore.open(location) as store:
+        store.record(_sample(ADDRESS, n=1))
+    _query(location, "ALTER TABLE mismatch DROP COLUMN value_format")
+    _query(location, "UPDATE schema_version SET version = 1")
+    with MismatchStore.open(location, sealer=SEALER) as store:
+        store.record(_sample(ADDRESS, n=2))
+        newest, oldest = store.examples("lookups", "persons-v2", ADDRESS)
+        formats = [f for _, _, f in store.raw_values()]
+    assert _query(location, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert formats == [CLEAR, SEALED]
+    assert (oldest.primary, oldest.candidate, oldest.readable) == ("old 1", "new 1", True)
+    assert (newest.primary, newest.candidate, newest.readable) == ("old 2", "new 2", True)
+
+
+async def test_the_writer_prunes_old_evidence_while_no_comparison_comes(
+    location: Path | str,
+) -> None:
+    """Retention is applied while the gateway runs, not only at start or on a write: rows
+    that pass max_age_s go at the writer's next idle prune."""
+    clock = Clock()
+    with MismatchStore.open(location, max_age_s=100, clock=clock) as store:
+        store.record(_sample(ADDRESS, at=clock.now))
+    open_store = functools.partial(
+        MismatchStore.open, location, max_age_s=100, clock=clock, sealer=SEALER
+    )
+    writer = SampleWriter(open_store, EventBus(), prune_every_s=0.01)
+    await writer.start()
+    try:
+        with MismatchStore.open(location, prune=False) as reader:
+            assert reader.row_count() == 1  # the open's prune left it: not old yet
+            clock.now += 101
+            for _ in range(1000):  # the deadline is for a broken writer, never reached otherwise
+                if reader.row_count() == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert reader.row_count() == 0
+    finally:
+        await writer.aclose(1.0)

@@ -60,7 +60,7 @@ from gateway.observe.metrics import Metrics
 from gateway.shadow.compare import Comparison, FieldDiff
 from gateway.shadow.pseudonym import Pseudonymiser
 from gateway.shadow.report import build_report
-from gateway.shadow.store import MismatchStore, Sample, StoreUnavailable
+from gateway.shadow.store import SCHEMA_VERSION, MismatchStore, Sample, StoreUnavailable
 from gateway.shadow.store_db import PG_SCHEMA
 from gateway.shadow.writer import SampleWriter
 
@@ -223,7 +223,7 @@ def test_gateways_starting_together_create_the_store_once(pg_dsn: str) -> None:
     assert failures == []
     with psycopg.connect(pg_dsn) as db:
         versions = db.execute(f"SELECT version FROM {PG_SCHEMA}.schema_version").fetchall()
-    assert versions == [(1,)]
+    assert versions == [(SCHEMA_VERSION,)]
 
 
 def test_the_store_shares_a_database_with_the_services_store(pg_dsn: str) -> None:
@@ -441,7 +441,7 @@ def test_a_sqlite_store_never_loads_psycopg(tmp_path: Path) -> None:
     result = _python(code)
     assert result.splitlines()[-1] == "False False"
     with sqlite3.connect(tmp_path / "shadow.sqlite") as db:  # beside routing.yaml, as before
-        assert list(db.execute("SELECT version FROM schema_version")) == [(1,)]
+        assert list(db.execute("SELECT version FROM schema_version")) == [(SCHEMA_VERSION,)]
 
 
 def _python(code: str) -> str:

@@ -21,7 +21,9 @@ from test_shadow_drift import DRIFT, _look_up_all, stack
 from cpr_mainframe.register.store import Register
 from emulator_harness import DEMO_OFF4, DEMO_PRIV
 from gateway.observe.logs import configure_logging
+from gateway.shadow.pseudonym import load_key
 from gateway.shadow.report import build_report, render_json, render_text
+from gateway.shadow.sealing import Sealer
 from gateway.shadow.store import MismatchStore
 
 _TEN_DIGITS = re.compile(r"(?<!\d)\d{10}(?!\d)")
@@ -71,7 +73,8 @@ async def test_no_pnr_in_store_report_logs_or_metrics(
         await _look_up_all(s, [DEMO_PRIV, DEMO_OFF4], pnrs_used)
         metrics = generate_latest(s.gateway.metrics.registry).decode()
         register_path = s.primary.config.register
-    with MismatchStore.open(s.store, prune=False) as store:
+    sealer = Sealer(load_key(s.store.with_name("shadow.key")))  # the report shows the values
+    with MismatchStore.open(s.store, prune=False, sealer=sealer) as store:
         report = build_report(store)
         assert report_has_findings(render_text(report))
         artefacts = {

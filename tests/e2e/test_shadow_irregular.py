@@ -22,6 +22,8 @@ from gateway.comparison import FieldKey
 from gateway.config import load_routing
 from gateway.model import Family, FejlNr, Irregular
 from gateway.observe.events import Event, ShadowCompleted
+from gateway.shadow.pseudonym import load_key
+from gateway.shadow.sealing import Sealer
 from gateway.shadow.store import MismatchStore
 
 ROUTING = """
@@ -116,7 +118,8 @@ async def test_blank_against_zero_is_reported_by_name_and_nothing_else_differs(
     assert sorted(outcomes) == sorted(["differs"] * len(zero) + ["match"] * (10 - len(zero)))
     differing = {key: stats.differs for key, stats in tally.fields.items() if stats.differs}
     assert differing == {POSTNR: len(zero)}
-    with MismatchStore.open(tmp_path / "shadow.sqlite", prune=False) as store:
+    sealer = Sealer(load_key(tmp_path / "shadow.key"))
+    with MismatchStore.open(tmp_path / "shadow.sqlite", prune=False, sealer=sealer) as store:
         examples = store.examples("lookups", "emulator", POSTNR)
     assert {(e.primary, e.candidate) for e in examples} == {("'    ' (blank)", "0")}
 

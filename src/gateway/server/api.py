@@ -25,6 +25,7 @@ from gateway.errors import GatewayError
 from gateway.observe.events import ADMIN_CHANGES, AdminCall, Event
 from gateway.server.tokens import AdminTokens
 from gateway.shadow.report import Report, read_report, render_json
+from gateway.shadow.sealing import Sealer
 from gateway.storage.database import is_dsn
 
 #: An operator's reason is a sentence, not a document.
@@ -57,13 +58,16 @@ class AdminApi:
         tokens: AdminTokens,
         shadow_store: str | Path | None,
         emit: Callable[[Event], None],
+        shadow_sealer: Callable[[], Sealer | None] = lambda: None,
     ) -> None:
         """``control`` gives the controller in force (a reload may replace it), None while no
         route has a plan (nothing listed, every route unknown); ``tokens`` empty: every call
-        is refused; ``shadow_store``: shadowing.store."""
+        is refused; ``shadow_store``: shadowing.store, whose values ``shadow_sealer`` opens
+        (None while the gateway has no shadow key: they are then shown as encrypted)."""
         self._control = control
         self._tokens = tokens
         self._shadow_store = shadow_store
+        self._shadow_sealer = shadow_sealer
         self._emit = emit
 
     def app(self) -> web.Application:
@@ -121,7 +125,7 @@ class AdminApi:
         if location is None:
             return self._refuse(caller, 404, "not_found", "shadowing.store is not set")
         try:
-            report = await asyncio.to_thread(_shadow_report, location)
+            report = await asyncio.to_thread(_shadow_report, location, self._shadow_sealer())
         except GatewayError as exc:
             return self._refuse(caller, 503, "unavailable", str(exc))
         self._done(caller, "ok")
@@ -170,11 +174,11 @@ class AdminApi:
         return _error(status, why)
 
 
-def _shadow_report(location: str | Path) -> Report:
+def _shadow_report(location: str | Path, sealer: Sealer | None) -> Report:
     """What `cpr-gateway diff --json` shows (blocking); empty while no file has been written."""
     if not is_dsn(location) and not Path(location).exists():
         return Report((), 0)
-    return read_report(location)
+    return read_report(location, sealer)
 
 
 def _unauthorized(tokens: AdminTokens, presented: bool) -> str:

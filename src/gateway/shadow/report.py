@@ -4,13 +4,16 @@
 and its newest example rows; :func:`render_text` and :func:`render_json` show
 the result. Each route is judged with the thresholds it last ran with (see
 :meth:`MismatchStore.set_thresholds`), unless the caller passes others. Values
-in the store are already redacted, so nothing here sees a PNR.
+in the store are already redacted, so nothing here sees a PNR; they are sealed,
+so the examples show them only to a reader with the shadow key, and
+``(encrypted; no key)`` to any other.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +22,8 @@ from pathlib import Path
 from gateway.comparison import FieldKey, Thresholds, Verdict
 from gateway.errors import GatewayError
 from gateway.shadow.noise import FieldStats, OperationStats, Tally, field_verdict, verdict
+from gateway.shadow.pseudonym import KEY_ENV, load_key
+from gateway.shadow.sealing import Sealer
 from gateway.shadow.store import Example, MismatchStore, Target
 from gateway.storage.database import is_dsn
 
@@ -136,12 +141,19 @@ def _operation_lines(op: OperationReport) -> list[str]:
             f" {s.noise_samples:>8}  {f.verdict.value}"
         )
         lines += [
-            f"      {e.primary!r} → {e.candidate!r}  ({e.primary_backend}, {e.subject or 'no PNR'})"
+            f"      {_values(e)}  ({e.primary_backend}, {e.subject or 'no PNR'})"
             for e in f.examples
         ]
     quiet = op.fields_compared - sum(1 for f in op.fields if f.stats.differs)
     lines.append(f"  {quiet} fields compared without a difference from the candidate")
     return lines
+
+
+def _values(example: Example) -> str:
+    """Both values, quoted; or once what stands for both when they could not be opened."""
+    if not example.readable:
+        return example.primary
+    return f"{example.primary!r} → {example.candidate!r}"
 
 
 def _share(part: int, whole: int) -> str:
@@ -200,6 +212,7 @@ def _field_json(f: FieldReport) -> dict[str, object]:
                 "primary_backend": e.primary_backend,
                 "primary": e.primary,
                 "candidate": e.candidate,
+                "readable": e.readable,
                 "subject": e.subject,
             }
             for e in f.examples
@@ -210,15 +223,17 @@ def _field_json(f: FieldReport) -> dict[str, object]:
 # -- command ------------------------------------------------------------------------------------
 
 
-def main_diff(location: str | Path, as_json: bool) -> int:
+def main_diff(location: str | Path, as_json: bool, key_file: Path | None = None) -> int:
     """``cpr-gateway diff``: print the report of the store at ``location``, a file path or a
-    ``postgresql://`` DSN (every replica's evidence); 1 if there is none or it cannot be read.
-    Messages name a DSN without its password."""
+    ``postgresql://`` DSN (every replica's evidence), its values opened with the shadow key
+    (:func:`reader_key`); 1 if there is none or it cannot be read. Messages name a DSN
+    without its password."""
     if not is_dsn(location) and not Path(location).exists():
         print(f"no shadow store at {location}", file=sys.stderr)
         return 1
     try:
-        report = read_report(location)
+        key = reader_key(key_file)
+        report = read_report(location, None if key is None else Sealer(key))
     except GatewayError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -226,8 +241,17 @@ def main_diff(location: str | Path, as_json: bool) -> int:
     return 0
 
 
-def read_report(location: str | Path) -> Report:
-    """The report of the existing store at ``location`` (blocking: a thread's work in a server);
-    a GatewayError if it cannot be read."""
-    with MismatchStore.open(location, prune=False, create=False) as store:
+def read_report(location: str | Path, sealer: Sealer | None = None) -> Report:
+    """The report of the existing store at ``location``, values opened with ``sealer``
+    (blocking: a thread's work in a server); a GatewayError if it cannot be read."""
+    with MismatchStore.open(location, prune=False, create=False, sealer=sealer) as store:
         return build_report(store)
+
+
+def reader_key(key_file: Path | None) -> bytes | None:
+    """The shadow key for reading the store: ``key_file`` if it exists, else ``$KEY_ENV``;
+    None when neither has one (never a new key, as :func:`load_key` would make). ConfigError
+    for a key file that is unusable (readable by others, not hex, too short)."""
+    if (key_file is not None and key_file.exists()) or os.environ.get(KEY_ENV):
+        return load_key(key_file)
+    return None

@@ -5,8 +5,10 @@ default), one per gateway host; or a PostgreSQL DSN, one store that every
 gateway of a fleet writes into at once (:mod:`gateway.shadow.store_db`). What it keeps:
 
 * ``mismatch``: one row per differing field of a comparison: when, route,
-  operation, primary and shadow backend, key, both values (already redacted)
-  and the request's PNR *pseudonym*. Bounded by count and by age, oldest first.
+  operation, primary and shadow backend, key, both values (already redacted,
+  then sealed: :mod:`gateway.shadow.sealing`) and the request's PNR *pseudonym*.
+  Bounded by count and by age, oldest first (:meth:`MismatchStore.prune`, on the
+  write path once a minute; the gateway's writer also calls it when idle).
 * ``field_counts`` / ``request_counts``: the :class:`~gateway.shadow.noise.Tally`
   made durable (counters upserted by increments, so that writers add up, never
   pruned), so the report's rates stay exact after example rows are gone. Call
@@ -16,7 +18,10 @@ gateway of a fleet writes into at once (:mod:`gateway.shadow.store_db`). What it
 The API is synchronous and thread-safe (one connection behind a lock): run it
 in a worker thread, never on the event loop. No PNR is ever written: a sample's
 subject must be a pseudonym, and every value is scrubbed of date-shaped
-10-digit runs once more before it is stored.
+10-digit runs once more before it is stored. A store opened with a
+:class:`~gateway.shadow.sealing.Sealer` (the gateway's always is) seals the values
+it writes and opens those it reads; one opened without shows a sealed value as
+``(encrypted; no key)`` and writes clear rows (tests and tools only).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.shadow.compare import Comparison, iter_keys, scrub
 from gateway.shadow.noise import FieldStats, OperationStats, Tally
 from gateway.shadow.pseudonym import is_pseudonym
+from gateway.shadow.sealing import CLEAR, SEALED, RowContext, Sealer, reveal
 from gateway.shadow.store_db import SCHEMA_VERSION, connect, may_prune, prepare
 from gateway.storage.database import ConnectionFailed, Database, DatabaseError, redact
 
@@ -61,8 +67,8 @@ SHADOW, NOISE = "shadow", "noise"
 
 _INSERT_ROW = (
     "INSERT INTO mismatch (at, route, kind, operation, primary_backend, shadow_backend,"
-    " record, field, primary_value, candidate_value, subject)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " record, field, primary_value, candidate_value, subject, value_format)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Increments, added to what is there in one statement: writers in several processes add up.
 _COUNT_FIELD = (
@@ -128,13 +134,18 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """One stored difference of a field: both (redacted) values and whose request it was."""
+    """One stored difference of a field: both (redacted) values and whose request it was.
+
+    ``readable`` is False when the values could not be opened: each is then
+    ``(encrypted; no key)`` or ``(encrypted; another key)`` instead.
+    """
 
     at: float
     primary_backend: str
     primary: str
     candidate: str
     subject: str
+    readable: bool = True
 
 
 class MismatchStore:
@@ -147,8 +158,11 @@ class MismatchStore:
         max_age_s: float,
         clock: Callable[[], float] = time.time,
         name: str = "",
+        *,
+        sealer: Sealer | None = None,
     ) -> None:
         self._db, self._max_rows, self._max_age_s, self._clock = db, max_rows, max_age_s, clock
+        self._sealer = sealer
         #: How messages name the store (a DSN without its password).
         self._name = name
         # One connection shared by threads; neither driver's is safe to use concurrently.
@@ -165,9 +179,10 @@ class MismatchStore:
         clock: Callable[[], float] = time.time,
         prune: bool = True,
         create: bool = True,
+        sealer: Sealer | None = None,
     ) -> MismatchStore:
         """Open or create the store at ``location`` (a file path or a ``postgresql://`` DSN)
-        and prune rows past ``max_age_s``.
+        and prune rows past ``max_age_s``; values sealed and opened with ``sealer``.
 
         ``max_rows`` bounds the example rows (counters are tiny and kept). A reader
         that does not know the writer's retention (the report) passes ``prune=False``,
@@ -195,7 +210,7 @@ class MismatchStore:
         except ConfigError:
             db.close()
             raise
-        store = cls(db, max_rows, max_age_s, clock, name)
+        store = cls(db, max_rows, max_age_s, clock, name, sealer=sealer)
         if prune:
             try:
                 store.prune()
@@ -229,7 +244,7 @@ class MismatchStore:
     def record_many(self, samples: Iterable[Sample]) -> None:
         """Store several comparisons in one transaction (what a batching writer wants)."""
         now = self._clock()
-        rows, fields, requests = _rows(samples, now)
+        rows, fields, requests = _rows(samples, now, self._sealer)
         with self._writing():
             self._db.executemany(_INSERT_ROW, rows)
             self._db.executemany(_COUNT_FIELD, fields)
@@ -329,12 +344,29 @@ class MismatchStore:
     def examples(self, route: str, backend: str, key: FieldKey, limit: int = 3) -> list[Example]:
         """The newest stored differences of ``key`` for ``backend`` on ``route``."""
         rows = self._read(
-            "SELECT at, primary_backend, primary_value, candidate_value, subject FROM mismatch"
-            " WHERE route = ? AND kind = ? AND shadow_backend = ? AND operation = ?"
-            " AND record = ? AND field = ? ORDER BY id DESC LIMIT ?",
+            "SELECT at, primary_backend, primary_value, candidate_value, subject, value_format"
+            " FROM mismatch WHERE route = ? AND kind = ? AND shadow_backend = ?"
+            " AND operation = ? AND record = ? AND field = ? ORDER BY id DESC LIMIT ?",
             (route, SHADOW, backend, key.operation, key.record, key.field, limit),
         )
-        return [Example(*row) for row in rows]
+        return [self._example(route, backend, key, row) for row in rows]
+
+    def _example(self, route: str, backend: str, key: FieldKey, row: tuple[Any, ...]) -> Example:
+        """A stored row as shown: its values opened, or said to be sealed."""
+        at, primary_backend, primary, candidate, subject, value_format = row
+        where = RowContext(
+            route, SHADOW, key.operation, primary_backend, backend, key.record, key.field, subject
+        )
+        sealer = self._sealer
+        shown, readable = reveal(primary, value_format, where.associated("primary"), sealer)
+        other, _ = reveal(candidate, value_format, where.associated("candidate"), sealer)
+        return Example(at, primary_backend, shown, other, subject, readable)
+
+    def raw_values(self) -> list[tuple[str, str, str]]:
+        """Every example row's two values as stored, with its ``value_format`` (for checks
+        that nothing is kept in clear)."""
+        rows = self._read("SELECT primary_value, candidate_value, value_format FROM mismatch", ())
+        return [(str(p), str(c), str(f)) for p, c, f in rows]
 
     def thresholds(self, route: str) -> Thresholds:
         """The route's thresholds as last set, else the defaults."""
@@ -357,15 +389,16 @@ class MismatchStore:
                 raise StoreError(f"shadow store: read failed ({exc})") from None
 
 
-_Row = tuple[float, str, str, str, str, str, str, str, str, str, str]
+_Row = tuple[float, str, str, str, str, str, str, str, str, str, str, str]
 #: A counter's key (route, kind, backend, operation[, record, field]) → [samples, hits].
 _Counts = dict[tuple[str, ...], list[int]]
 
 
 def _rows(
-    samples: Iterable[Sample], now: float
+    samples: Iterable[Sample], now: float, sealer: Sealer | None
 ) -> tuple[list[_Row], list[tuple[object, ...]], list[tuple[object, ...]]]:
-    """Mismatch rows and counter increments of ``samples``; ValueError on a clear PNR."""
+    """Mismatch rows (values sealed with ``sealer``, if any) and counter increments of
+    ``samples``; ValueError on a clear PNR."""
     rows: list[_Row] = []
     fields: _Counts = {}
     requests: _Counts = {}
@@ -376,9 +409,19 @@ def _rows(
         at = now if sample.at is None else sample.at
         for diff in c.diffs:
             k = diff.key
+            where = RowContext(
+                sample.route, kind, k.operation, sample.primary, sample.shadow, k.record, k.field,
+                sample.subject,
+            )  # fmt: skip
+            primary, candidate = scrub(diff.primary), scrub(diff.candidate)
+            value_format = CLEAR
+            if sealer is not None:
+                primary = sealer.seal(primary, where.associated("primary"))
+                candidate = sealer.seal(candidate, where.associated("candidate"))
+                value_format = SEALED
             rows.append(
                 (at, sample.route, kind, k.operation, sample.primary, sample.shadow, k.record,
-                 k.field, scrub(diff.primary), scrub(diff.candidate), sample.subject)
+                 k.field, primary, candidate, sample.subject, value_format)
             )  # fmt: skip
         for k, differs in iter_keys(c):
             _count(fields, (sample.route, kind, sample.shadow, k.operation, k.record, k.field),

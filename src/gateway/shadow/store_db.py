@@ -9,6 +9,10 @@ services' store uses, whose tables include a ``schema_version`` of their own.
 The tables are one DDL written once, with each engine's spelling of the few
 column types that differ. Gateways starting together create them under a
 transaction-scoped advisory lock, so the first creates and the others find them.
+A store of schema version 1 (before values were sealed) gets version 2's
+``value_format`` column when it is opened, its rows marked ``clear``
+(gateway.shadow.sealing): an additive change that a gateway of either version
+can write alongside.
 psycopg is imported only for a DSN: a gateway on SQLite never loads it.
 """
 
@@ -23,7 +27,7 @@ from gateway.storage.database import (
 )
 from gateway.storage.stores import connect_store, create_schema
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Where a PostgreSQL store keeps its tables.
 PG_SCHEMA = "cpr_shadow"
 #: Milliseconds a SQLite connection waits for another process (the report) to release a lock.
@@ -62,7 +66,8 @@ _DDL = (
     field TEXT NOT NULL,
     primary_value TEXT NOT NULL,
     candidate_value TEXT NOT NULL,
-    subject TEXT NOT NULL
+    subject TEXT NOT NULL,
+    value_format TEXT NOT NULL DEFAULT 'clear'
 )""",
     "CREATE INDEX IF NOT EXISTS mismatch_at ON mismatch (at)",
     """CREATE INDEX IF NOT EXISTS mismatch_key
@@ -110,6 +115,8 @@ def prepare(db: Database, name: str, *, create: bool = True) -> None:
         db.execute("PRAGMA journal_mode = WAL")  # so that reports read alongside the writer
         db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable enough for samples
     with db.transaction():
+        if db.dialect == "postgresql":
+            db.execute(_CREATE_LOCK)  # SQLite's transaction holds the write lock already
         if create:
             _create(db)
         elif not db.execute(_EXISTS[db.dialect]).rows[0][0]:
@@ -124,9 +131,7 @@ def may_prune(db: Database) -> bool:
 
 
 def _create(db: Database) -> None:
-    if db.dialect == "postgresql":
-        db.execute(_CREATE_LOCK)  # SQLite's transaction holds the write lock already
-        create_schema(db, PG_SCHEMA)
+    create_schema(db, PG_SCHEMA)
     for statement in _DDL:
         db.execute(statement.format_map(_TYPES[db.dialect]))
 
@@ -135,7 +140,15 @@ def _check_version(db: Database, name: str, *, add: bool) -> None:
     versions = [row[0] for row in db.execute("SELECT version FROM schema_version").rows]
     if not versions and add:
         db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+    elif versions == [1]:
+        _add_value_format(db)
     elif versions != [SCHEMA_VERSION]:
         raise ConfigError(
             [f"shadow store {name}: schema version {versions}, this program knows {SCHEMA_VERSION}"]
         )
+
+
+def _add_value_format(db: Database) -> None:
+    """Version 1 → 2: each row says how its values are stored; the existing rows are clear."""
+    db.execute("ALTER TABLE mismatch ADD COLUMN value_format TEXT NOT NULL DEFAULT 'clear'")
+    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))

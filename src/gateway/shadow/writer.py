@@ -21,6 +21,10 @@ only a change of configuration can mend (a file that is no store, credentials
 PostgreSQL refuses, another schema version) fails the gateway's start instead,
 when the first attempt finds it (:meth:`SampleWriter.start`); found later, it is
 one more reason the store is not open, logged and retried.
+
+Retention (``shadowing.retention``) is applied by the store on the write path; a
+store that gets no comparisons for a while is pruned by this task every
+``prune_every_s`` (a minute), so old evidence goes even when shadowing has stopped.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from gateway.comparison import ShadowPolicy, Thresholds
 from gateway.errors import ConfigError, GatewayError
 from gateway.observe.events import EventBus, ShadowSamplesLost, ShadowStoreState
 from gateway.runtime.tasks import TaskSet
-from gateway.shadow.store import MismatchStore, Sample, StoreUnavailable
+from gateway.shadow.store import AGE_PRUNE_INTERVAL, MismatchStore, Sample, StoreUnavailable
 
 #: Samples waiting for the store at most. At a few hundred comparisons a second this is
 #: several seconds of backlog: enough to ride out a slow fsync, small enough to bound memory.
@@ -81,9 +85,15 @@ class SampleWriter:
     """Feeds the mismatch store from the event loop without ever blocking it; opens the store
     with ``open_store`` (blocking, run in a thread), again whenever it is lost."""
 
-    def __init__(self, open_store: Callable[[], MismatchStore], bus: EventBus) -> None:
+    def __init__(
+        self,
+        open_store: Callable[[], MismatchStore],
+        bus: EventBus,
+        prune_every_s: float = AGE_PRUNE_INTERVAL,
+    ) -> None:
         self._open_store = open_store
         self._bus = bus
+        self._prune_every_s = prune_every_s
         self._store: MismatchStore | None = None
         self._pending: collections.deque[Sample] = collections.deque()
         self._thresholds: dict[str, Thresholds] = {}
@@ -164,8 +174,16 @@ class SampleWriter:
                 if not self._closing:
                     self._took(await self._attempt())
             else:
-                await self._wake.wait()
-                self._wake.clear()
+                await self._idle()
+
+    async def _idle(self) -> None:
+        """Wait for work; prune the store when none came for ``prune_every_s``."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), self._prune_every_s)
+        except TimeoutError:
+            await self._write(_prune, 0)
+        else:
+            self._wake.clear()
 
     async def _attempt(self) -> Opened:
         """One attempt to open the store, in a thread: the store, or why not."""
@@ -231,6 +249,10 @@ class SampleWriter:
 
 def _record(store: MismatchStore, samples: list[Sample]) -> None:
     store.record_many(samples)
+
+
+def _prune(store: MismatchStore) -> None:
+    store.prune()
 
 
 def _set_thresholds(store: MismatchStore, thresholds: list[tuple[str, Thresholds]]) -> None:

@@ -1,0 +1,111 @@
+"""The values a mismatch row keeps, sealed: AES-256-GCM under a key derived from the shadow key.
+
+A differing field's two values are whatever the backends answered: names,
+addresses, dates. The pseudonym keeps the PNR out of the store; sealing keeps
+those values out of it too, so that a copy of the database file, a backup or a
+DBA's ``SELECT`` shows no person's data. One secret is configured
+(``shadowing.key_file``); the sealing key is derived from it with HKDF-SHA256
+under a purpose of its own, so the pseudonyms stay as they are (searchable) and
+neither key tells the other.
+
+A sealed value is URL-safe base64 of a random 12-byte nonce followed by the
+ciphertext and its 16-byte tag. The row's route, kind, operation, backends,
+record, field, subject and side (primary or candidate) are the associated data:
+a value moved to another row or column does not open. Each row names its
+``value_format``: :data:`SEALED`, or :data:`CLEAR` for rows written before
+sealing (and by a store opened without a key), read as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+#: ``value_format`` of a row whose values are sealed by :class:`Sealer`.
+SEALED = "aes256gcm-v1"
+#: ``value_format`` of a row whose values are stored as they are (before sealing).
+CLEAR = "clear"
+#: What is shown in a value's place when it cannot be opened.
+NO_KEY = "(encrypted; no key)"
+OTHER_KEY = "(encrypted; another key)"
+#: HKDF's ``info``: the purpose the derived key serves, and nothing else.
+_PURPOSE = b"cpr-gateway shadow store values v1"
+_NONCE_BYTES = 12  # AES-GCM's standard nonce; random, so at most ~2^32 seals per key (NIST)
+
+
+@dataclass(frozen=True, slots=True)
+class RowContext:
+    """Where a value sits: a sealed value opens only in the row and column it was sealed for."""
+
+    route: str
+    kind: str
+    operation: str
+    primary_backend: str
+    shadow_backend: str
+    record: str
+    field: str
+    subject: str
+
+    def associated(self, side: str) -> bytes:
+        """The associated data of the value on ``side`` (``primary`` or ``candidate``)."""
+        parts = (
+            self.route,
+            self.kind,
+            self.operation,
+            self.primary_backend,
+            self.shadow_backend,
+            self.record,
+            self.field,
+            self.subject,
+            side,
+        )
+        return "\x1f".join(parts).encode("utf-8")  # unit separator: absent from config names
+
+
+class Sealer:
+    """Seals and opens values with the AES-256-GCM key derived from the shadow key."""
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, shadow_key: bytes) -> None:
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_PURPOSE)
+        self._aead = AESGCM(derived.derive(shadow_key))
+
+    def seal(self, value: str, associated: bytes) -> str:
+        """``value`` sealed, as text for a TEXT column."""
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, value.encode("utf-8"), associated)
+        return base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+    def open(self, sealed: str, associated: bytes) -> str | None:
+        """The value ``sealed`` holds; None when it does not open (another key, another row,
+        or altered)."""
+        try:
+            raw = base64.urlsafe_b64decode(sealed.encode("ascii"))
+            plain = self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], associated)
+            return plain.decode("utf-8")
+        except (InvalidTag, ValueError, binascii.Error):  # UnicodeError is a ValueError
+            return None
+
+    def __repr__(self) -> str:  # the key never reaches a log through repr
+        return "Sealer(key=<redacted>)"
+
+
+def reveal(
+    stored: str, value_format: str, associated: bytes, sealer: Sealer | None
+) -> tuple[str, bool]:
+    """What a stored value shows, and whether it is the value itself: a clear row's value as
+    it is; a sealed one opened with ``sealer``, else :data:`NO_KEY` or :data:`OTHER_KEY`."""
+    if value_format == CLEAR:
+        return stored, True
+    if sealer is None:
+        return NO_KEY, False
+    opened = sealer.open(stored, associated) if value_format == SEALED else None
+    return (OTHER_KEY, False) if opened is None else (opened, True)
