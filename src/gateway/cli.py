@@ -2,9 +2,10 @@
 
 Consumers keep their clients; per operation, routing.yaml sends each request to the
 mainframe or to new gRPC services, compares the two sides in the shadow, and switches
-one operation at a time. The operator's commands are `serve`, `check-config`, `diff` and
-`canary`; docs/operations.md says how to run them. The development stack's commands (`up`,
-`emulator`, `backend`, `lookup`, `traffic`, `bench` …) come with the project's simulators.
+one operation at a time. The operator's commands are `serve`, `check-config`, `diff`,
+`canary` and `audit`; docs/operations.md says how to run them. The development stack's
+commands (`up`, `emulator`, `backend`, `lookup`, `traffic`, `bench` …) come with the project's
+simulators.
 """
 
 from __future__ import annotations
@@ -161,12 +162,32 @@ def _add_canary(sub: Subcommands) -> None:
     p.set_defaults(handler=_run_canary)
 
 
+def _add_audit(sub: Subcommands) -> None:
+    p = sub.add_parser(
+        "audit", help="the audit log of lookups: who looked up a person, whom a user looked up"
+    )
+    p.add_argument(
+        "action", nargs="?", choices=("query", "verify"), default="query",
+        help="query (the default) or verify: check every file's hash chain",
+    )  # fmt: skip
+    p.add_argument("--pnr", help="lookups of this person (searched as its pseudonym)")
+    p.add_argument("--customer", help="lookups by this customer (KUNDENR)")
+    p.add_argument("--user", help="lookups by this user (BRUGER-ID)")
+    p.add_argument("--since", help="from this UTC date or time (2026-12-01T08:00) or age (24h)")
+    p.add_argument("--directory", type=Path, help="default: --config's audit.directory")
+    p.add_argument("--key-file", type=Path, help="default: --config's audit.key_file")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="default ./routing.yaml")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    p.set_defaults(handler=_run_audit)
+
+
 #: The operator's commands, by name, in the order --help lists them.
 _PRODUCT_COMMANDS: dict[str, Callable[[Subcommands], None]] = {
     "serve": _add_serve,
     "check-config": _add_check_config,
     "diff": _add_diff,
     "canary": _add_canary,
+    "audit": _add_audit,
 }
 
 
@@ -262,6 +283,24 @@ def _run_canary(args: argparse.Namespace) -> int:
     admin = args.admin or DEFAULT_ADMIN
     return run_loop(
         run_canary(admin, token, args.verb, args.route, reason=args.reason, as_json=args.json)
+    )
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    from gateway.audit.command import AuditArgs, run_audit
+
+    return run_audit(
+        AuditArgs(
+            args.action == "verify",
+            args.config,
+            args.directory,
+            args.key_file,
+            args.pnr,
+            args.customer,
+            args.user,
+            args.since,
+            args.json,
+        )
     )
 
 
