@@ -53,8 +53,16 @@ class ClientListener:
     """Accepts CPR Direkte clients and serves one request per connection."""
 
     def __init__(
-        self, listen: Listen, limits: Limits, dispatcher: Dispatcher, bus: EventBus
+        self,
+        listen: Listen,
+        limits: Limits,
+        dispatcher: Dispatcher,
+        bus: EventBus,
+        context: ssl.SSLContext | None = None,
     ) -> None:
+        #: The TLS context to serve with (gateway.server.certificates reloads its pair);
+        #: None: one is made from ``listen.tls``.
+        self._context = context
         self._listen = listen
         self._limits = limits
         self._dispatcher = dispatcher
@@ -88,7 +96,7 @@ class ClientListener:
         An address that cannot be bound or a certificate that cannot be loaded is
         a ConfigError, so the operator sees which setting to fix.
         """
-        context = _server_context(self._listen)
+        context = self._context or _server_context(self._listen)
         where: dict[str, Any] = {"sock": sock}
         if sock is None:
             where = {"host": self._listen.host, "port": self._listen.port}
@@ -247,8 +255,9 @@ def _server_context(listen: Listen) -> ssl.SSLContext | None:
     if listen.tls is None:
         return None
     try:
-        return server_context(listen.tls.cert, listen.tls.key)
-    except (OSError, ssl.SSLError) as exc:
+        tls = listen.tls
+        return server_context(tls.cert, tls.key, min_version=tls.min_version, ciphers=tls.ciphers)
+    except (OSError, ssl.SSLError, ValueError) as exc:
         raise ConfigError([f"listen.tls: cannot load {listen.tls.cert}: {exc}"]) from None
 
 
