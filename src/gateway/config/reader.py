@@ -10,7 +10,7 @@ short fact; the section records it under the value's path and carries on.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -44,7 +44,11 @@ class _StrictLoader(yaml.SafeLoader):
         seen: set[object] = set()
         for key_node, _value in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key ({{}}): PyYAML's own check refuses it below
+                break
+            if duplicate:
                 line = key_node.start_mark.line + 1
                 raise ConfigError([f"line {line}: duplicate key {key!r}"])
             seen.add(key)
@@ -64,9 +68,39 @@ def read_yaml(path: Path) -> object:
 
 
 def show(value: object) -> str:
-    """A short rendering of an offending value for a message."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A short rendering of an offending value for a message: its repr, cut at 40 characters.
+
+    Only those characters are ever built: a few hundred bytes of YAML aliases make lists of
+    billions of items (each level repeating the one below), whose whole repr takes minutes.
+    """
+    text = ""
+    for piece in _repr_pieces(value):
+        text += piece
+        if len(text) > _SHOWN:
+            return text[: _SHOWN - 3] + "..."
+    return text
+
+
+#: Characters of an offending value a message shows.
+_SHOWN = 40
+
+
+def _repr_pieces(value: object) -> Iterator[str]:
+    """``repr(value)`` piece by piece, lists and mappings lazily (YAML makes no tuples)."""
+    if isinstance(value, list):
+        yield "["
+        for index, item in enumerate(value):
+            yield ", " if index else ""
+            yield from _repr_pieces(item)
+        yield "]"
+    elif isinstance(value, dict):
+        yield "{"
+        for index, (key, item) in enumerate(value.items()):
+            yield f"{', ' if index else ''}{key!r}: "
+            yield from _repr_pieces(item)
+        yield "}"
+    else:
+        yield repr(value)
 
 
 class Problems:
