@@ -143,6 +143,12 @@ def _add_diff(sub: Subcommands) -> None:
         "else var/shadow.sqlite)",
     )
     p.add_argument("--store", help="a store file or postgresql:// DSN, instead of routing.yaml's")
+    p.add_argument(
+        "--key-file",
+        type=Path,
+        help="the shadow key that opens the stored values (default: routing.yaml's "
+        "shadowing.key_file, else $CPR_GATEWAY_SHADOW_KEY; without: shown as encrypted)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_run_diff)
 
@@ -254,13 +260,16 @@ def _run_serve(args: argparse.Namespace) -> int:
 def _run_diff(args: argparse.Namespace) -> int:
     from gateway.shadow.report import main_diff
 
-    store = args.store
-    if store is None:
+    store, key_file = args.store, args.key_file
+    if store is None or key_file is None:
         try:
-            store = _configured_store(args.config)
+            configured, configured_key = _configured_store(args.config)
         except ConfigError as exc:
-            return config_problems(args.config or DEFAULT_CONFIG, exc)
-    return main_diff(store, args.json)
+            if store is None:
+                return config_problems(args.config or DEFAULT_CONFIG, exc)
+            configured, configured_key = store, None  # --store needs no routing.yaml
+        store, key_file = store or configured, key_file or configured_key
+    return main_diff(store, args.json, key_file)
 
 
 def _run_canary(args: argparse.Namespace) -> int:
@@ -316,18 +325,19 @@ def _configured_token_file(config: Path) -> Path:
     return path
 
 
-def _configured_store(config: Path | None) -> str | Path:
-    """The mismatch store ``config`` names (a file or a DSN); without ``config``, the one
-    ./routing.yaml names, else the default file. ConfigError when it names none."""
+def _configured_store(config: Path | None) -> tuple[str | Path, Path | None]:
+    """The mismatch store ``config`` names (a file or a DSN) and its key file; without
+    ``config``, those ./routing.yaml names, else the default file and no key file.
+    ConfigError when it names no store."""
     from gateway.config import load_routing
     from gateway.shadow.store import DEFAULT_PATH
 
     if config is None and not DEFAULT_CONFIG.exists():
-        return DEFAULT_PATH
-    store = load_routing(config or DEFAULT_CONFIG).shadowing.store
-    if store is None:
+        return DEFAULT_PATH, None
+    shadowing = load_routing(config or DEFAULT_CONFIG).shadowing
+    if shadowing.store is None:
         raise ConfigError(["shadowing.store: not set, so no gateway keeps a mismatch store"])
-    return store
+    return shadowing.store, shadowing.key_file
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.codec import LookupAnswer, Record, seal
 from gateway.codec.messages import LookupRequest
 from gateway.comparison import FieldKey, Thresholds, Verdict
 from gateway.model import Family, FejlNr
 from gateway.shadow.compare import compare
-from gateway.shadow.pseudonym import Pseudonymiser
+from gateway.shadow.pseudonym import KEY_ENV, Pseudonymiser, load_key
 from gateway.shadow.report import build_report, main_diff, render_json, render_text
+from gateway.shadow.sealing import NO_KEY, Sealer
 from gateway.shadow.store import MismatchStore, Sample
 
 PSEUDONYMS = Pseudonymiser(b"r" * 32)
@@ -145,3 +147,47 @@ def test_main_diff_prints_the_report_or_fails_without_a_store(
     assert json.loads(capsys.readouterr().out)["operations"][0]["verdict"] == "differs"
     assert main_diff(path, as_json=False) == 0
     assert "DIFFERS" in capsys.readouterr().out
+
+
+def test_diff_shows_sealed_values_with_the_key_file_and_says_so_without(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cpr-gateway diff` opens the values with the gateway's key file; without a key each
+    example says "(encrypted; no key)", in text and JSON, and the verdicts are the same."""
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    key_file = tmp_path / "shadow.key"
+    key = load_key(key_file)
+    path = tmp_path / "shadow.sqlite"
+    with MismatchStore.open(path, max_age_s=1e12, sealer=Sealer(key)) as filled:
+        _fill(filled, 30)
+    assert main_diff(path, as_json=False, key_file=key_file) == 0
+    assert "'Boulevarden 8A,1 tv' → 'Boulevarden 8A, 1. tv'" in capsys.readouterr().out
+    assert main_diff(path, as_json=False, key_file=tmp_path / "absent.key") == 0
+    text = capsys.readouterr().out
+    assert "DIFFERS" in text and "Boulevarden" not in text
+    assert f"      {NO_KEY}  (mainframe, p:" in text
+    assert main_diff(path, as_json=True) == 0
+    (op,) = json.loads(capsys.readouterr().out)["operations"]
+    example = op["fields"][0]["examples"][0]
+    assert (example["primary"], example["candidate"], example["readable"]) == (
+        NO_KEY,
+        NO_KEY,
+        False,
+    )
+    assert not key_file.with_name("absent.key").exists()  # a reader never makes a key
+
+
+def test_the_diff_command_takes_the_key_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cpr-gateway diff --store S --key-file K` opens the values with K; without it they are
+    shown as encrypted (no routing.yaml here to name one)."""
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    key_file, path = tmp_path / "shadow.key", tmp_path / "shadow.sqlite"
+    with MismatchStore.open(path, max_age_s=1e12, sealer=Sealer(load_key(key_file))) as filled:
+        _fill(filled, 30)
+    assert main(["diff", "--store", str(path), "--key-file", str(key_file)]) == 0
+    assert "'Boulevarden 8A,1 tv' → 'Boulevarden 8A, 1. tv'" in capsys.readouterr().out
+    assert main(["diff", "--store", str(path)]) == 0
+    assert NO_KEY in capsys.readouterr().out
