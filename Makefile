@@ -44,9 +44,13 @@ typecheck: $(STAMP)
 pytest: $(STAMP) system-packages
 	$(BIN)/pytest
 
-## The codec's total-decoding property test at length (make test runs 2,000 examples).
+## Coverage-guided fuzzing (atheris/libFuzzer) of the framer, the answer decoder, the routing.yaml
+## loader and the PROXY header reader: 10^6 executions together, a hang or crash fails
+## (docs/fuzzing.md; make test runs a few thousand per target). Then the codec's property test
+## at length (make test runs 2,000 examples).
 fuzz: $(STAMP)
-	CPR_CODEC_EXAMPLES=50000 $(BIN)/pytest -q tests/unit/test_codec_total.py
+	$(BIN)/python -m cpr_devtools.fuzz --var var
+	CPR_CODEC_EXAMPLES=50000 $(BIN)/pytest -q -p no:cacheprovider tests/unit/test_codec_total.py
 
 ## Measure the gateway against direct and HAProxy (a few minutes; docs/benchmarks.md).
 bench: $(STAMP)
