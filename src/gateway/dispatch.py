@@ -13,6 +13,11 @@ after the answer is final and the request's event emitted: shadows never delay o
 change the client's answer. The job carries the backends the request was routed
 with, and a copy holds its backend's lease like a request does.
 
+A canary route's lookup that its candidate fails is asked of the route's primary, within the
+plan's retry budget (docs/canary.md, "Read fallback"); a write never is. The client's logons are
+guarded by ``limits.failed_logons`` (:mod:`gateway.sessions.logon_guard`), and a repeat another
+side refused is not made again with the same password (:mod:`gateway.sessions.refused_repeats`).
+
 A reload swaps the route table and backends in one assignment (:meth:`Dispatcher.swap`);
 each request keeps the pair it started with. A backend the new config no longer
 has is closed once the last request using it has finished, never under it.
@@ -27,29 +32,43 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from gateway.backends.base import Backend
-from gateway.codec import FramedRequest, LogonRequest, LookupRequest, Request, refusal
+from gateway.backends.retry_budget import RetryBudget
+from gateway.codec import (
+    FramedRequest,
+    LogonRequest,
+    LookupRequest,
+    Request,
+    customer_number,
+    refusal,
+    user_id,
+)
 from gateway.codec.headers import answer_fejlnr, answer_token
 from gateway.comparison import ShadowPolicy
-from gateway.config.schema import Sessions
+from gateway.config.schema import Limits, Route, Sessions
 from gateway.config.shadows import shadow_policies
 from gateway.errors import BackendError
 from gateway.model import FejlNr, Operation
 from gateway.observe.events import (
     BackendFailed,
     EventBus,
+    LogonRefused,
     LookupAnswered,
+    ReadFallback,
     RequestCompleted,
     SessionEvent,
 )
 from gateway.routing import Decision, RouteTable
 from gateway.runtime.tasks import TaskSet
 from gateway.sessions.broker import for_client, open_session, route_in_session, session_of
+from gateway.sessions.logon_guard import LogonGuard
+from gateway.sessions.refused_repeats import RefusedRepeats
 from gateway.sessions.shared import SharedSessions
 from gateway.sessions.table import Session, SessionBroker
 from gateway.shadow.runner import ShadowJob, ShadowRunner
 
 _OK = FejlNr.OK.value.encode()
 _NEW_LOGON = FejlNr.NEW_LOGON.value.encode()
+_BAD_CREDENTIALS = FejlNr.BAD_CREDENTIALS.value.encode()
 #: Shutdown waits this long for backends to close; each adapter bounds its own close, so
 #: this only guards against one that does not.
 _CLOSE_TIMEOUT_S = 5.0
@@ -92,6 +111,16 @@ class _Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class _Canary:
+    """What a canary route's read fallback needs: who answers instead, and within what."""
+
+    primary: str
+    candidate: str
+    #: ``canary.fallback.retry_budget``: 0 is off.
+    retry_budget: float
+
+
+@dataclass(frozen=True, slots=True)
 class _Routing:
     """What one request routes with: replaced whole, never changed in place.
 
@@ -105,13 +134,16 @@ class _Routing:
     policies: Mapping[str, ShadowPolicy]
     #: Backends any route sends requests or copies to: a logon is repeated on each.
     session_sides: frozenset[str]
+    #: The canary routes whose failed candidate reads may be asked of the primary, by name.
+    canaries: Mapping[str, _Canary]
 
     @classmethod
     def of(cls, table: RouteTable, leases: Mapping[str, _Lease]) -> _Routing:
         """Everything derived from the table is derived here, once per table."""
         routes = table.routes
         sides = frozenset(b for route in routes for b in (*route.backends, *route.copy_backends))
-        return cls(table, leases, shadow_policies(routes), sides)
+        canaries = {route.name: canary for route in routes if (canary := _canary_of(route))}
+        return cls(table, leases, shadow_policies(routes), sides, canaries)
 
     async def call(self, backend: str, request: FramedRequest, *, deadline: float) -> bytes:
         """``backend``'s answer to a shadow copy, holding its lease; BackendError is the
@@ -158,6 +190,12 @@ class Dispatcher:
         self._fan_out_paused: dict[str, float] = {}
         #: Repeated logons still running after their logon was answered.
         self._late_repeats = TaskSet()
+        #: Refused logons per customer and address (limits.failed_logons; set_limit on reload).
+        self.logon_guard = LogonGuard(Limits().failed_logons)
+        #: Repeats other sides refused with 01, held back for a while (by password digest).
+        self._refused_repeats = RefusedRepeats()
+        #: Each canary route's fallback budget, kept across swaps (a step changes the table).
+        self._budgets: dict[str, RetryBudget] = {}
 
     @property
     def table(self) -> RouteTable:
@@ -204,7 +242,7 @@ class Dispatcher:
         decision = routing.table.route(request)
         client = FramedRequest(request, raw, origin)
         if isinstance(request, LogonRequest):
-            answer, error = await self._logon(routing, decision, request, client)
+            answer, error = await self._logon(routing, decision, request, client, peer)
         else:
             decision, answer, error = await self._brokered(routing, decision, request, client)
         fejlnr = answer_fejlnr(answer).decode("ascii")
@@ -237,16 +275,32 @@ class Dispatcher:
         return answer
 
     async def _logon(
-        self, routing: _Routing, decision: Decision, request: LogonRequest, client: FramedRequest
+        self,
+        routing: _Routing,
+        decision: Decision,
+        request: LogonRequest,
+        client: FramedRequest,
+        peer: str,
     ) -> tuple[bytes, str]:
         """Log on at the routed side; on success repeat it on the others and open a session.
 
         The client's logon is its primary's business (docs/sessions.md, "The other sides'
         logons"): the repeats get ``fan_out_timeout`` before the answer goes back; one still
         running then goes on in the background and its token joins the session when it comes.
+        A customer over ``limits.failed_logons`` from this address is answered 01 at once.
         """
+        number = customer_number(request.customer)
+        customer = request.customer.strip() if number is None else str(number)
+        address = client.origin or peer
+        if self.logon_guard.blocks(customer, address):
+            self._bus.emit(LogonRefused(customer, user_id(request.user), address))
+            refused = refusal(request, FejlNr.BAD_CREDENTIALS)
+            return refused, "limits.failed_logons: answered by the gateway"
         answer, error = await self._leased(routing, decision, client)
-        if answer_fejlnr(answer) != _OK:
+        fejlnr = answer_fejlnr(answer)
+        if fejlnr == _BAD_CREDENTIALS:
+            self.logon_guard.failed(customer, address)
+        if fejlnr != _OK:
             return answer, error
         others = routing.session_sides - {decision.backend}
         repeats = self._repeat_logon(routing, decision, _plain_logon(request), others, client)
@@ -284,15 +338,23 @@ class Dispatcher:
         client: FramedRequest,
     ) -> dict[str, asyncio.Task[str | None]]:
         """The logon repeated on each other side (on behalf of the client at its origin),
-        each a task giving that side's token or None; the password is not kept. A side whose
-        last repeat failed or was late is skipped for a while."""
+        each a task giving that side's token or None; the password is kept only as an HMAC
+        (a refused repeat's). A side whose last repeat failed or was late is skipped for a
+        while, and so is one that refused this user's repeat with this password lately."""
         sent = FramedRequest(logon, logon.encode(), client.origin)
         now = time.monotonic()
+        user = (customer_number(logon.customer), user_id(logon.user))
+        refused = self._refused_repeats
 
         async def one(side: str) -> str | None:
-            answer, error = await self._leased(routing, replace(decision, backend=side), sent)
-            if answer_fejlnr(answer) == _OK:
+            repeated = replace(decision, backend=side)
+            answer, error = await self._leased(routing, repeated, sent, repeat=True)
+            fejlnr = answer_fejlnr(answer)
+            if fejlnr == _OK:
+                refused.accepted(side, *user)
                 return answer_token(answer)
+            if fejlnr == _BAD_CREDENTIALS:  # not again with this password: it would count
+                refused.refused(side, *user, logon.password)
             if error:  # the side failed or timed out, not a refusal of this user's logon
                 self._fan_out_paused[side] = time.monotonic() + FAN_OUT_PAUSE_S
             self._bus.emit(SessionEvent("side_logon_failed", side))
@@ -302,6 +364,8 @@ class Dispatcher:
         for side in sorted(sides):
             if self._fan_out_paused.get(side, 0.0) > now:
                 self._bus.emit(SessionEvent("side_logon_skipped", side))
+            elif refused.held(side, *user, logon.password):
+                self._bus.emit(SessionEvent("side_logon_held", side))
             else:
                 repeats[side] = asyncio.ensure_future(one(side))
         return repeats
@@ -329,7 +393,18 @@ class Dispatcher:
         if side != decision.backend:
             self._bus.emit(SessionEvent("fallback", decision.backend))
             decision = replace(decision, backend=side)
+        canary = routing.canaries.get(decision.route)
+        if canary is None or canary.candidate != side or request.operation is not Operation.LOOKUP:
+            canary = None  # not a candidate's read: nothing to fall back from
+        else:
+            self._budget(decision.route, canary).read()
+        began = self._clock()
         answer, error = await self._leased(routing, decision, sent)
+        if error and canary is not None:
+            failed_s = self._clock() - began
+            fallback = await self._read_fallback(routing, decision, client, session, failed_s)
+            if fallback is not None:
+                return fallback
         if answer_fejlnr(answer) == _NEW_LOGON:
             if session is not None:
                 left = self.sessions.forget(request.token, decision.backend)
@@ -339,6 +414,42 @@ class Dispatcher:
             elif request.operation is Operation.LOOKUP and len(routing.session_sides) > 1:
                 return await self._unknown_token(routing, decision, client, answer, error)
         return decision, for_client(answer, sent, request.token), error
+
+    async def _read_fallback(
+        self,
+        routing: _Routing,
+        failed: Decision,
+        client: FramedRequest,
+        session: Session | None,
+        failed_s: float,
+    ) -> tuple[Decision, bytes, str] | None:
+        """A canary read its candidate failed, asked of the primary with the primary's token
+        and the route's deadline; None when the budget is spent or nobody else can be asked
+        (the client gets the candidate's failure). Either way the candidate's failure is
+        counted as its own (ReadFallback), whoever answers the client."""
+        route = failed.route
+        canary = routing.canaries[route]
+        side, sent = route_in_session(client, session, canary.primary)
+        if side == failed.backend:
+            outcome = "no_session"  # only the candidate holds a token for this session
+        elif not self._budget(route, canary).spend():
+            outcome = "over_budget"
+        else:
+            outcome = "asked"
+        self._bus.emit(ReadFallback(route, failed.backend, failed_s, outcome))
+        if outcome != "asked":
+            return None
+        primary = replace(failed, backend=side)
+        answer, error = await self._leased(routing, primary, sent)
+        return primary, for_client(answer, sent, client.token), error
+
+    def _budget(self, route: str, canary: _Canary) -> RetryBudget:
+        """The route's fallback budget, at the ratio its plan says now."""
+        budget = self._budgets.get(route)
+        if budget is None:
+            budget = self._budgets[route] = RetryBudget(canary.retry_budget)
+        budget.ratio = canary.retry_budget
+        return budget
 
     async def _unknown_token(
         self,
@@ -379,20 +490,24 @@ class Dispatcher:
         return None
 
     async def _leased(
-        self, routing: _Routing, decision: Decision, sent: FramedRequest
+        self, routing: _Routing, decision: Decision, sent: FramedRequest, *, repeat: bool = False
     ) -> tuple[bytes, str]:
-        """Call the decided backend holding its lease, so a reload cannot close it under us."""
+        """Call the decided backend holding its lease, so a reload cannot close it under us;
+        ``repeat``: a logon the gateway repeats for a client (Backend.call)."""
         with routing.leases[decision.backend].held() as backend:
-            return await self._call(backend, decision, sent)
+            return await self._call(backend, decision, sent, repeat)
 
     async def _call(
-        self, backend: Backend, decision: Decision, sent: FramedRequest
+        self, backend: Backend, decision: Decision, sent: FramedRequest, repeat: bool
     ) -> tuple[bytes, str]:
         """The backend's answer, or its error's wire code and why; a backend failure is
         never the client's."""
         deadline, origin = decision.deadline, sent.origin
         try:
-            return await backend.call(sent.request, sent.raw, deadline=deadline, origin=origin), ""
+            answer = await backend.call(
+                sent.request, sent.raw, deadline=deadline, origin=origin, repeat=repeat
+            )
+            return answer, ""
         except BackendError as exc:
             self._bus.emit(BackendFailed(backend.name, decision.route, exc.kind, str(exc)))
             return refusal(sent.request, exc.wire), str(exc)
@@ -413,6 +528,14 @@ def _answered(
         decision.backend,
         fejlnr,
     )
+
+
+def _canary_of(route: Route) -> _Canary | None:
+    """A canary route's fallback; None for a route without a plan, or with the fallback off."""
+    plan = route.canary
+    if plan is None or plan.fallback.retry_budget == 0:
+        return None
+    return _Canary(route.primary, plan.candidate, plan.fallback.retry_budget)
 
 
 async def _finished(repeat: asyncio.Task[str | None]) -> None:

@@ -14,7 +14,7 @@ from gateway.canary.evidence import (
 from gateway.canary.model import Verdict
 from gateway.comparison import FieldKey, Thresholds
 from gateway.model import Operation
-from gateway.observe.events import RequestCompleted
+from gateway.observe.events import ReadFallback, RequestCompleted
 from gateway.shadow.noise import FieldStats, OperationStats, Tally
 
 THRESHOLDS = Thresholds(min_samples=10, max_excess_rate=0.01, noise_min_samples=10)
@@ -57,6 +57,26 @@ def test_answers_are_counted_per_route_backend_and_step_and_taken_once() -> None
         ("persons-v2", 200.0): (1, 0),
     }
     assert counter.take() == []
+
+
+def test_a_read_the_primary_answered_after_the_candidate_failed_counts_for_both() -> None:
+    """The fallback: the candidate's failure is its own (with the time it took to fail), the
+    primary's answer the primary's; a read left without a fallback counts once, as its 09."""
+    counter = AnswerCounter()
+    counter.track("lookups", 100.0)
+    for event in (
+        ReadFallback("lookups", "persons-v2", 2.0, "asked"),
+        _answer("lookups", "mainframe"),
+        ReadFallback("lookups", "persons-v2", 2.0, "over_budget"),
+        _answer("lookups", "persons-v2", "09", seconds=2.0),
+    ):
+        counter.on_event(event)
+    rows = {r.backend: (r.requests, r.failures, r.latency) for r in counter.take()}
+    slow = latency_bucket(2.0)
+    assert rows == {
+        "persons-v2": (2, 2, {slow: 2}),
+        "mainframe": (1, 0, {latency_bucket(0.002): 1}),
+    }
 
 
 def test_counts_the_store_did_not_take_are_flushed_with_the_next() -> None:

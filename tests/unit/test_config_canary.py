@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from gateway.config import check_config, diff_configs, load_routing
-from gateway.config.canary import SPLIT_KEYS, CanaryPlan, Gates, describe
+from gateway.config.canary import SPLIT_KEYS, CanaryPlan, Fallback, Gates, describe
 from gateway.config.schema import SplitKey
+from gateway.errors import ConfigError
 
 HEAD = """\
 version: 1
@@ -193,7 +194,7 @@ def test_a_write_route_switches_whole(tmp_path: Path) -> None:
             "safe_step: 0",
             "safe_stop: 0",
             "routes[0].canary.safe_stop: unknown key (expected candidate, key, steps, "
-            "min_duration, min_requests, interval, gates, safe_step)",
+            "min_duration, min_requests, interval, gates, safe_step, fallback)",
         ),
         (
             "    shadow: [{backend: persons-v2, sample: 100%}]\n",
@@ -279,12 +280,30 @@ def test_a_new_store_takes_a_restart(tmp_path: Path) -> None:
     assert diff_configs(before, after) == ["canary: changed (takes effect on restart)"]
 
 
+def test_the_read_fallback_budget_is_read_and_zero_turns_it_off(tmp_path: Path) -> None:
+    """``canary.fallback.retry_budget``: 10% unless said; ``0%`` is off; a bad value is named."""
+    plan = load_routing(_write(tmp_path, HEAD + LOOKUPS + REST)).routes[0].canary
+    assert plan is not None and plan.fallback == Fallback(retry_budget=0.10)
+    off = LOOKUPS + "      fallback: {retry_budget: 0%}\n"
+    plan = load_routing(_write(tmp_path, HEAD + off + REST)).routes[0].canary
+    assert plan is not None and plan.fallback == Fallback(retry_budget=0.0)
+    assert "a failed read is not asked of the primary" in describe(plan)
+    bad = LOOKUPS + "      fallback: {retry_budget: lots}\n"
+    with pytest.raises(ConfigError) as raised:
+        load_routing(_write(tmp_path, HEAD + bad + REST))
+    assert raised.value.problems == [
+        "routes[0].canary.fallback.retry_budget: expected a percentage like 20% or 100%, "
+        "got 'lots'"
+    ]
+
+
 def test_describe_says_the_plan_in_one_line() -> None:
     """The line check-config prints for a plan."""
     assert describe(CanaryPlan("persons-v2")) == (
         "persons-v2 by pnr, steps 0/1/5/25/50/100%, each at least 10m and 500 requests, "
         "judged every 30s; gates: verdict clean, failures at most 0.5 points above the "
-        "primary's, p99 at most 1.5x; a failed gate rolls back to step 0 (0%)"
+        "primary's, p99 at most 1.5x; a failed gate rolls back to step 0 (0%); a failed read "
+        "is asked of the primary, up to 10% of the candidate's reads"
     )
 
 

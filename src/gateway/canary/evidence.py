@@ -1,9 +1,10 @@
 """What a canary step is judged on: answers per side, and the shadow's comparisons since it began.
 
 :class:`AnswerCounter` subscribes to the event bus and counts, per canary route and
-backend, the answers, the failure answers (:data:`gateway.canary.gates.FAILURE_FEJLNR`)
-and a latency histogram, under the step the request was routed in (the step's
-``since``, which the controller sets as it applies each state). The controller takes
+backend, the answers, the failure answers (:data:`gateway.canary.gates.FAILURE_FEJLNR`;
+a candidate's failed read that the primary answered instead counts as the candidate's failure
+and the primary's answer) and a latency histogram, under the step the request was routed in
+(the step's ``since``, which the controller sets as it applies each state). The controller takes
 the counts every interval and adds them to the store, where the deciding replica sums
 every replica's.
 
@@ -29,7 +30,7 @@ from gateway.canary.gates import FAILURE_FEJLNR
 from gateway.canary.model import SideFigures, Verdict
 from gateway.canary.store import EvidenceRow
 from gateway.comparison import FieldKey, Thresholds
-from gateway.observe.events import Event, RequestCompleted
+from gateway.observe.events import Event, ReadFallback, RequestCompleted
 from gateway.shadow.noise import FieldStats, OperationStats, Tally, real_differences, verdict
 from gateway.shadow.runner import ShadowRunner
 from gateway.shadow.store import MismatchStore
@@ -90,18 +91,25 @@ class AnswerCounter:
         self._steps.pop(route, None)
 
     def on_event(self, event: Event) -> None:
-        """Count a canary route's answer."""
-        if type(event) is not RequestCompleted:
-            return
-        since = self._steps.get(event.route)
+        """Count a canary route's answer, and a candidate's failed read that the primary then
+        answered (gateway.dispatch's read fallback): the client's answer is the primary's, the
+        failure still the candidate's, or a failing candidate would never be rolled back."""
+        if type(event) is RequestCompleted:
+            failed = event.fejlnr in FAILURE_FEJLNR
+            self._count(event.route, event.backend, event.duration_s, failed)
+        elif type(event) is ReadFallback and event.outcome == "asked":
+            self._count(event.route, event.failed, event.failed_duration_s, True)
+
+    def _count(self, route: str, backend: str, duration_s: float, failed: bool) -> None:
+        since = self._steps.get(route)
         if since is None:
             return
-        counts = self._counts.get((event.route, event.backend, since))
+        counts = self._counts.get((route, backend, since))
         if counts is None:
-            counts = self._counts[(event.route, event.backend, since)] = _Counts()
+            counts = self._counts[(route, backend, since)] = _Counts()
         counts.requests += 1
-        counts.failures += event.fejlnr in FAILURE_FEJLNR
-        index = latency_bucket(event.duration_s)
+        counts.failures += failed
+        index = latency_bucket(duration_s)
         counts.latency[index] = counts.latency.get(index, 0) + 1
 
     def take(self) -> list[EvidenceRow]:

@@ -29,6 +29,17 @@ class Gates:
 
 
 @dataclass(frozen=True, slots=True)
+class Fallback:
+    """What a lookup the candidate fails gets: the primary's answer, within a budget
+    (docs/canary.md, "Read fallback"). Writes are never asked twice."""
+
+    #: Fallbacks may be at most this share (0.1 is 10%) of the route's candidate reads over
+    #: the last seconds (gateway.backends.retry_budget), so that a failing candidate adds at
+    #: most that to the primary's load; 0 turns the fallback off.
+    retry_budget: float = 0.10
+
+
+@dataclass(frozen=True, slots=True)
 class CanaryPlan:
     """A route's way from its primary to its candidate (routing.yaml ``routes[].canary``).
 
@@ -54,6 +65,8 @@ class CanaryPlan:
     gates: Gates = field(default_factory=Gates)
     #: The step a failed gate rolls back to (0 for reads: shadow only).
     safe_step: int = 0
+    #: A failed candidate read asked of the primary, within a budget.
+    fallback: Fallback = field(default_factory=Fallback)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +104,9 @@ _WHOLE_OPERATIONS = frozenset(
 )
 _PLAN_KEYS = (
     "candidate", "key", "steps", "min_duration", "min_requests", "interval", "gates", "safe_step",
+    "fallback",
 )  # fmt: skip
-_PLAN, _GATES = CanaryPlan(candidate=""), Gates()
+_PLAN, _GATES, _FALLBACK = CanaryPlan(candidate=""), Gates(), Fallback()
 
 
 def parse_canary(reader: Problems, raw: object, path: str, route: RouteContext) -> CanaryPlan:
@@ -107,6 +121,7 @@ def parse_canary(reader: Problems, raw: object, path: str, route: RouteContext) 
         s.get("interval", r.positive_duration, _PLAN.interval),
         s.get("gates", lambda value, at: _gates(reader, value, at), _GATES),
         s.get("safe_step", r.integer, _PLAN.safe_step),
+        s.get("fallback", lambda value, at: _fallback(reader, value, at), _FALLBACK),
     )
     s.done()
     problems = list(_plan_problems(plan, route))
@@ -137,7 +152,7 @@ def describe(plan: CanaryPlan) -> str:
         f"{_seconds(plan.interval)}; gates: verdict clean, failures at most "
         f"{gates.max_error_excess * 100:g} points above the primary's, p99 at most "
         f"{gates.max_p99_ratio:g}x; a failed gate rolls back to step {plan.safe_step} "
-        f"({plan.steps[plan.safe_step]:g}%)"
+        f"({plan.steps[plan.safe_step]:g}%); {_fallback_text(plan.fallback)}"
     )
 
 
@@ -153,6 +168,7 @@ def plan_changes(old: CanaryPlan, new: CanaryPlan) -> list[str]:
         ("gates.max_error_excess", lambda plan: f"{plan.gates.max_error_excess * 100:g}%"),
         ("gates.max_p99_ratio", lambda plan: f"{plan.gates.max_p99_ratio:g}"),
         ("safe_step", lambda plan: str(plan.safe_step)),
+        ("fallback.retry_budget", lambda plan: f"{plan.fallback.retry_budget * 100:g}%"),
     )
     return [f"{key} {show(old)} → {show(new)}" for key, show in shown if show(old) != show(new)]
 
@@ -194,6 +210,20 @@ def _gates(reader: Problems, raw: object, path: str) -> Gates:
     )
     s.done()
     return gates
+
+
+def _fallback(reader: Problems, raw: object, path: str) -> Fallback:
+    s = reader.section(raw, path, ("retry_budget",))
+    fallback = Fallback(s.get("retry_budget", _fraction, _FALLBACK.retry_budget))
+    s.done()
+    return fallback
+
+
+def _fallback_text(fallback: Fallback) -> str:
+    if fallback.retry_budget == 0:
+        return "a failed read is not asked of the primary"
+    share = f"{fallback.retry_budget * 100:g}%"
+    return f"a failed read is asked of the primary, up to {share} of the candidate's reads"
 
 
 def _plan_problems(plan: CanaryPlan, route: RouteContext) -> Iterator[tuple[str, str]]:

@@ -137,23 +137,23 @@ class BreakerChanged:
     detail: str
 
 
-#: Every ``ReadFallback.outcome``.
-FALLBACK_OUTCOMES = ("asked", "over_budget")
+#: Every ``ReadFallback.outcome``: ``no_session``: the session holds no token for the primary
+#: and its home is the candidate, so there is nobody to ask.
+FALLBACK_OUTCOMES = ("asked", "over_budget", "no_session")
 
 
 @dataclass(frozen=True, slots=True)
 class ReadFallback:
     """A canary route's lookup failed on ``failed`` (its candidate): ``asked`` of the primary
-    (its answer is the request's RequestCompleted), or not, being ``over_budget`` (the client
-    got the failure). Either way the canary's evidence counts the candidate's failure from
-    this event: the client's answer may come from the other side."""
+    (its answer is the request's RequestCompleted), or not (``over_budget``, ``no_session``: the
+    client got the failure). When asked, the canary's evidence counts the candidate's failure
+    from this event, as the request's RequestCompleted is the primary's answer; otherwise from
+    the RequestCompleted, as for any failed read."""
 
     route: str
-    #: The side that failed the read, and how long it took to.
+    #: The side that failed the read (its BackendFailed says how), and how long it took to.
     failed: str
     failed_duration_s: float
-    #: Its error's kind: ``unavailable``, ``timeout``, ``protocol`` or ``open``.
-    kind: str
     outcome: str
 
 
