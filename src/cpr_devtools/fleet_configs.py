@@ -139,7 +139,7 @@ def replica_routing(raw: dict[str, Any], plan: FleetPlan, index: int) -> dict[st
     ports on loopback, a PROXY header required from HAProxy, sessions in Redis, the shadow
     store and the canary state in PostgreSQL, every legacy backend on the fleet's emulator
     (with the client's address in a PROXY header), every grpc backend balanced over the
-    services replicas.
+    services replicas, the audit log in var/ for all of them.
     """
     doc = copy.deepcopy(raw)
     gateway_tls = {"cert": str(plan.pki.cert("gateway")), "key": str(plan.pki.key("gateway"))}
@@ -163,6 +163,12 @@ def replica_routing(raw: dict[str, Any], plan: FleetPlan, index: int) -> dict[st
     }
     # One canary state for the fleet: every replica applies the same step, and one decides.
     doc["canary"] = {**(doc.get("canary") or {}), "store": plan.dsn(SHADOW_DB)}
+    if doc.get("audit") is not None:  # one directory (a file per process) and one key
+        doc["audit"] = {
+            **doc["audit"],
+            "directory": str(plan.var / "audit"),
+            "key_file": str(plan.var / "audit.key"),
+        }
     return doc
 
 
