@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--smoke", action="store_true", help="a tiny run of every mode: checks that it works"
     )
     parser.add_argument(
+        "--audit", action="store_true", help="every gateway keeps the audit log (its cost)"
+    )
+    parser.add_argument(
         "--update-docs",
         type=Path,
         metavar="MD",
@@ -90,7 +93,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         for flag, field, _kind, _text in _SIZES
         if (value := getattr(args, flag.lstrip("-").replace("-", "_"))) is not None
     }
-    return replace(base, **overrides, phases=tuple(args.phase))
+    return replace(base, **overrides, phases=tuple(args.phase), audit=args.audit)
 
 
 def main(argv: list[str] | None = None) -> int:

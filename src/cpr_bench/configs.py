@@ -96,9 +96,11 @@ def gateway_yaml(
     emulator_ca: Path,
     modern_port: int,
     session_store: str | None = None,
+    audit: Path | None = None,
 ) -> str:
     """routing.yaml of one gateway scenario: legacy only, modern only, legacy with a shadow,
-    or logons on legacy and lookups on modern (sessions in ``session_store`` when given)."""
+    or logons on legacy and lookups on modern (sessions in ``session_store`` when given; the
+    audit log of lookups in ``audit`` when given, as routing.yaml ships it)."""
     mainframe = {
         "kind": "legacy",
         "address": f"127.0.0.1:{emulator_port}",
@@ -142,6 +144,8 @@ def gateway_yaml(
     }
     if session_store is not None:
         config["sessions"] = {"store": session_store}
+    if audit is not None:
+        config["audit"] = {"directory": str(audit), "fsync": "interval", "fsync_interval": "1s"}
     return yaml.safe_dump(config, sort_keys=False)
 
 

@@ -64,8 +64,10 @@ def data_files(bench_dir: Path, persons: int) -> tuple[Path, Path]:
 class Stack:
     """Every server of a run, started once; scenarios share the emulator and gRPC services."""
 
-    def __init__(self, var: Path, run_dir: Path, persons: int) -> None:
+    def __init__(self, var: Path, run_dir: Path, persons: int, *, audit: bool = False) -> None:
         self.run_dir = run_dir
+        #: Where every gateway writes its audit log, when the run keeps one.
+        self.audit = run_dir / "audit" if audit else None
         self.servers = Servers(run_dir)
         pki = ensure_dev_pki(var / "tls")
         self.gateway_tls = TlsFiles(pki.cert("gateway"), pki.key("gateway"), pki.ca_cert)
@@ -206,6 +208,7 @@ class Stack:
                 emulator_ca=self.emulator_tls.ca,
                 modern_port=modern.port if modern is not None else 0,
                 session_store=self._session_store(scenario),
+                audit=self.audit,
             )
         )
         load_routing(config)  # a config the gateway refuses makes the scenario unavailable

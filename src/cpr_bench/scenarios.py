@@ -78,6 +78,9 @@ class Settings:
     persons: int = 10_000
     #: Only these phases (by name); empty for all.
     phases: tuple[str, ...] = ()
+    #: Every gateway keeps the audit log of lookups (docs/audit.md) in the run's directory,
+    #: as `make run` does: its cost is this run's figures against a run without.
+    audit: bool = False
 
     def __post_init__(self) -> None:
         check_hold(self.hold_s)

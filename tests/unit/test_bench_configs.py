@@ -96,6 +96,33 @@ def test_sessions_configs_broker_every_lookup_in_the_store_given(
     assert config.sessions.store == store
 
 
+@pytest.mark.parametrize("audit", [False, True])
+def test_the_audit_option_gives_the_gateway_the_shipped_audit_log(
+    audit: bool, tmp_path: Path
+) -> None:
+    """`bench --audit`: each gateway keeps the audit log in the run's directory; without it,
+    none (the figures to compare)."""
+    path = tmp_path / "routing.yaml"
+    where = tmp_path / "audit"
+    path.write_text(
+        gateway_yaml(
+            Via.LEGACY,
+            port=1,
+            admin_port=2,
+            tls=None,
+            emulator_port=3,
+            emulator_ca=tmp_path / "ca.crt",
+            modern_port=4,
+            audit=where if audit else None,
+        )
+    )
+    config = load_routing(path).audit
+    if audit:
+        assert config is not None and (config.directory, config.fsync.value) == (where, "interval")
+    else:
+        assert config is None
+
+
 def test_plaintext_gateway_config_has_no_tls(tmp_path: Path, tls: TlsFiles) -> None:
     """tls=None is a plaintext client hop; the mainframe hop keeps TLS."""
     path = tmp_path / "routing.yaml"
