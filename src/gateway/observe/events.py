@@ -337,6 +337,17 @@ class InternalError:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenFileLimit:
+    """The process's open-file limit, as raised at start (gateway.runtime.open_files)."""
+
+    #: Descriptors the configuration can use at once (connections, backends, a margin).
+    needed: int
+    #: The soft limit now in force, and the hard limit it may not pass.
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True, slots=True)
 class Lifecycle:
     """The gateway changed phase: ``listening``, ``draining``, ``stopped``."""
 
@@ -484,6 +495,7 @@ Event = (
     | LoopLagSampled
     | AdminCall
     | InternalError
+    | OpenFileLimit
     | Lifecycle
     | ConfigReloaded
     | ConfigRejected

@@ -28,6 +28,7 @@ from gateway.observe.events import (
     Event,
     InternalError,
     Lifecycle,
+    OpenFileLimit,
     LogonRefused,
     ReadFallback,
     RequestCompleted,
@@ -111,8 +112,8 @@ def log_event(event: Event) -> None:
             _log_trail(event)
         case InternalError():
             _log.error("internal_error", error=event.error, peer=event.peer)
-        case Lifecycle():
-            _log.info(event.phase, detail=event.detail)
+        case Lifecycle() | OpenFileLimit():
+            _log_process(event)
         case ConfigReloaded():
             _log.info("config_reloaded", trigger=event.trigger, changes=list(event.changes))
             if event.restart_needed:
@@ -155,6 +156,18 @@ def log_event(event: Event) -> None:
             _log.warning("canary_store_failed", action=event.action, detail=event.detail)
         case _:
             _log_isolation(event)
+
+
+def _log_process(event: Lifecycle | OpenFileLimit) -> None:
+    """The process's phases; its open-file limit, a warning when below what is needed."""
+    if isinstance(event, Lifecycle):
+        _log.info(event.phase, detail=event.detail)
+        return
+    fields = {"needed": event.needed, "soft": event.soft, "hard": event.hard}
+    if event.soft < event.needed:
+        _log.warning("open_file_limit_low", **fields)
+    else:
+        _log.info("open_file_limit", **fields)
 
 
 def _log_trail(event: AdminCall | AuditLost | AuditFile) -> None:
