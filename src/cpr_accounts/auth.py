@@ -86,8 +86,12 @@ class Authenticator:
         not exist: the refusal then takes as long as a wrong password's."""
         await digest(password, self._dummy_salt, self._cost)
 
-    async def verify(self, customer: int, user: str, password: str) -> bool:
-        """True for the right password of an unlocked user; counts failures and locks.
+    async def verify(
+        self, customer: int, user: str, password: str, *, count_failure: bool = True
+    ) -> bool:
+        """True for the right password of an unlocked user; counts failures and locks
+        (``count_failure`` False: a wrong password is not counted, for a logon the gateway
+        repeats from another side).
 
         One digest whatever the user's state (unknown and locked included); a right password
         whose digest has another cost than the configured one is re-hashed at it.
@@ -101,7 +105,8 @@ class Authenticator:
         if state.locked:
             return False
         if not right:
-            self._state.record_failure(customer, user, LOCK_AFTER)
+            if count_failure:
+                self._state.record_failure(customer, user, LOCK_AFTER)
             return False
         self._state.clear_failures(customer, user)
         if scheme != self._cost:

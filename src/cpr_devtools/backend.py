@@ -9,7 +9,7 @@ import sys
 
 from cpr_mainframe.config import load_config
 from cpr_services.drift import Drift
-from cpr_services.server import ModernServer
+from cpr_services.server import ModernServer, ServiceTls
 from cpr_services.services import parse_networks
 from gateway.runtime import heap
 
@@ -29,6 +29,16 @@ async def run_backend(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"backend: --trusted-gateways: {exc}", file=sys.stderr)
         return 2
+    if (args.tls_cert is None) != (args.tls_key is None) or (
+        args.client_ca is not None and args.tls_cert is None
+    ):
+        print(
+            "backend: --tls-cert and --tls-key go together; --client-ca needs them", file=sys.stderr
+        )
+        return 2
+    tls = None
+    if args.tls_cert is not None:
+        tls = ServiceTls(args.tls_cert, args.tls_key, args.client_ca)
     server = ModernServer(
         load_config(args.config),
         args.store,
@@ -37,6 +47,8 @@ async def run_backend(args: argparse.Namespace) -> int:
         delay=args.delay,
         drift=drift,
         trusted_gateways=trusted,
+        tls=tls,
+        gateway_identities=tuple(args.gateway_identity),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -84,7 +84,24 @@ def add_backend(sub: Subcommands) -> None:
         metavar="CIDR[,CIDR]",
         help="callers whose x-cpr-client-address the allow-lists use (default: none)",
     )
+    add_service_tls(p)
     p.set_defaults(handler=_run_backend)
+
+
+def add_service_tls(p: argparse.ArgumentParser) -> None:
+    """The services' TLS: certificate and key, the client CA (mutual TLS) and the gateway."""
+    p.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate (and --tls-key)")
+    p.add_argument("--tls-key", type=Path, help="the certificate's private key")
+    p.add_argument(
+        "--client-ca", type=Path, help="require client certificates signed by this CA (mTLS)"
+    )
+    p.add_argument(
+        "--gateway-identity",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a client certificate common name that is the gateway (repeatable; needs --client-ca)",
+    )
 
 
 def add_migrate(sub: Subcommands) -> None:

@@ -40,12 +40,23 @@ class DevPki:
         return self.directory / f"{name}.crt"
 
     def key(self, name: str) -> Path:
-        """Private key of server ``name``."""
+        """Private key of server or client ``name``."""
         return self.directory / f"{name}.key"
 
 
-def ensure_dev_pki(directory: Path, servers: tuple[str, ...] = ("emulator", "gateway")) -> DevPki:
-    """Create a CA and one certificate per server under ``directory``, unless present."""
+#: The gateway's client certificate towards its backends (mutual TLS); its common name is
+#: the identity the services are told to trust (``cpr-gateway backend --gateway-identity``).
+GATEWAY_CLIENT = "gateway-client"
+
+
+def ensure_dev_pki(
+    directory: Path,
+    servers: tuple[str, ...] = ("emulator", "gateway"),
+    clients: tuple[str, ...] = (),
+) -> DevPki:
+    """Create a CA, one certificate per server and one per client under ``directory``, unless
+    present. A client's certificate has its name as its common name (its identity) and is
+    valid for client authentication only; a server's is valid for loopback names."""
     pki = DevPki(directory)
     private_directory(directory)
     ca_key_path = directory / "ca.key"
@@ -64,6 +75,13 @@ def ensure_dev_pki(directory: Path, servers: tuple[str, ...] = ("emulator", "gat
         cert = _build(_name(f"cpr-gateway {server}"), key, ca_key_loaded, ca, is_ca=False)
         _write_key(pki.key(server), key)
         pki.cert(server).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    for client in clients:
+        if pki.cert(client).exists() and pki.key(client).exists():
+            continue
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _build(_name(client), key, ca_key_loaded, ca, is_ca=False, client=True)
+        _write_key(pki.key(client), key)
+        pki.cert(client).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return pki
 
 
@@ -78,6 +96,7 @@ def _build(
     issuer: x509.Certificate | None,
     *,
     is_ca: bool,
+    client: bool = False,
 ) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     builder = (
@@ -99,6 +118,10 @@ def _build(
             ),
             critical=True,
         )  # fmt: skip
+    elif client:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
     else:
         builder = builder.add_extension(x509.SubjectAlternativeName(_dev_names()), critical=False)
         builder = builder.add_extension(

@@ -16,11 +16,16 @@ cpr.v1 services, health and reflection itself.
 The server accepts the gateway's keepalive pings (paired in :mod:`gateway.backends.grpc_wire`),
 and checks allow-lists against the client address a trusted gateway sends
 (``trusted_gateways``; :func:`cpr_services.services.caller_address`).
+
+With ``tls`` it serves TLS, and with a client CA it requires client certificates (mutual
+TLS). Every call needs a valid session or the gateway's identity (``gateway_identities``,
+the common names of the gateway's client certificates): :mod:`cpr_services.access`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -31,6 +36,7 @@ from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 from cpr_accounts.auth import Authenticator
 from cpr_accounts.clock import Clock, utc_now
 from cpr_accounts.customers import Directory, IPNetwork
+from cpr_services.access import CallerCheck
 from cpr_services.drift import Drift
 from cpr_services.services import (
     NO_DRIFT,
@@ -67,6 +73,33 @@ MAX_CONCURRENT_RPCS = 256
 MAX_REQUEST_BYTES = 64 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceTls:
+    """The services' certificate and key, and the CA whose client certificates they require
+    (None: no client certificate asked for)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """grpc's server credentials; ConfigError naming a file that cannot be read.
+
+        With a client CA, a client certificate is required *and verified* (grpc only verifies
+        one it requires): the gateway's identity is never read from an unverified one.
+        """
+        try:
+            pair = (self.key.read_bytes(), self.cert.read_bytes())
+            ca = self.client_ca.read_bytes() if self.client_ca is not None else None
+        except OSError as exc:
+            raise ConfigError(
+                [f"backend: TLS: cannot read {exc.filename}: {exc.strerror}"]
+            ) from None
+        return grpc.ssl_server_credentials(
+            [pair], root_certificates=ca, require_client_auth=ca is not None
+        )
+
+
 class ModernServer:
     """PersonService, SubscriptionService and AuthService on one port, plus health, reflection."""
 
@@ -77,7 +110,8 @@ class ModernServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        credentials: grpc.ServerCredentials | None = None,
+        tls: ServiceTls | None = None,
+        gateway_identities: tuple[str, ...] = (),
         delay: float = 0.0,
         clock: Clock = utc_now,
         drift: Drift = NO_DRIFT,
@@ -91,14 +125,20 @@ class ModernServer:
         ``trusted_gateways``: callers whose ``x-cpr-client-address`` the allow-lists use.
         ``accepted_ping_interval`` (seconds): keepalive pings arriving more often are strikes
         (a test pairs it with a short keepalive; the default pairs it with routing.yaml's).
+        ``tls``: serve TLS (None: plaintext), and with ``tls.client_ca`` require client
+        certificates; ``gateway_identities``: the common names of client certificates that are
+        the gateway (cpr_services.access), which need ``tls.client_ca``.
         """
+        if gateway_identities and (tls is None or tls.client_ca is None):
+            raise ConfigError(["backend: --gateway-identity needs --client-ca (mutual TLS)"])
+        self.gateway_identities = frozenset(gateway_identities)
         self.trusted_gateways = trusted_gateways
         self._accepted_ping_interval = accepted_ping_interval
         self.config = config
         self.store_path = store_path
         self.host = host
         self._port = port
-        self._credentials = credentials
+        self._tls = tls
         self._clock = clock
         #: The drift every PersonService and ValidateSession answer carries.
         self.drift = drift
@@ -128,6 +168,8 @@ class ModernServer:
             port=port,
             drift=str(self.drift),
             trusted_gateways=[str(network) for network in self.trusted_gateways],
+            tls="off" if self._tls is None else "mutual" if self._tls.client_ca else "on",
+            gateway_identities=sorted(self.gateway_identities),
         )
         return port
 
@@ -143,15 +185,6 @@ class ModernServer:
 
     def _build(self, auth: Authenticator) -> grpc.aio.Server:
         assert self._store is not None  # opened by start() just before
-        server = grpc.aio.server(
-            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
-            options=[
-                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
-                # grpc shares a port with any other process by default; a taken port must fail.
-                ("grpc.so_reuseport", 0),
-                *server_keepalive_options(self._accepted_ping_interval),
-            ],
-        )
         sessions = self._store.sessions(dt.timedelta(minutes=self.config.token_idle_minutes))
         auth_service = AuthServicer(
             self.config,
@@ -161,6 +194,17 @@ class ModernServer:
             self._clock,
             drift=self.drift,
             trusted_gateways=self.trusted_gateways,
+            gateway_identities=self.gateway_identities,
+        )
+        server = grpc.aio.server(
+            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+            interceptors=[CallerCheck(self.gateway_identities, auth_service.authorize)],
+            options=[
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+                # grpc shares a port with any other process by default; a taken port must fail.
+                ("grpc.so_reuseport", 0),
+                *server_keepalive_options(self._accepted_ping_interval),
+            ],
         )
         person_pb2_grpc.add_PersonServiceServicer_to_server(
             PersonServicer(self._store, self.pace, auth_service.authorize, self.drift), server
@@ -178,9 +222,9 @@ class ModernServer:
     def _bind(self, server: grpc.aio.Server) -> int:
         address = f"{self.host}:{self._port}"
         try:
-            if self._credentials is None:
+            if self._tls is None:
                 return server.add_insecure_port(address)
-            return server.add_secure_port(address, self._credentials)
+            return server.add_secure_port(address, self._tls.credentials())
         except RuntimeError as exc:  # grpc's way of saying the address is taken or invalid
             raise ConfigError([f"backend: cannot listen on {address}: {exc}"]) from None
 

@@ -47,6 +47,7 @@ from cpr_accounts.auth import Authenticator
 from cpr_accounts.clock import Clock
 from cpr_accounts.customers import Customer, Directory, IPAddress, IPNetwork, User
 from cpr_accounts.tokens import SessionTokens
+from cpr_services.access import is_gateway_repeat
 from cpr_services.drift import Drift
 from cpr_services.store import ModernStore
 from gateway.backends.grpc_wire import CLIENT_ADDRESS_KEY
@@ -329,8 +330,12 @@ class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
         *,
         drift: Drift = NO_DRIFT,
         trusted_gateways: tuple[IPNetwork, ...] = (),
+        gateway_identities: frozenset[str] = frozenset(),
     ) -> None:
-        """``trusted_gateways``: peers whose ``x-cpr-client-address`` the allow-lists use."""
+        """``trusted_gateways``: peers whose ``x-cpr-client-address`` the allow-lists use;
+        ``gateway_identities``: client certificate names whose marked repeats of a logon do
+        not count towards a user's lock (cpr_services.access)."""
+        self._gateway_identities = gateway_identities
         self._config = config
         self._auth = auth
         self._sessions = sessions
@@ -391,7 +396,13 @@ class AuthServicer(_Servicer, auth_pb2_grpc.AuthServiceServicer):
         user = customer.user(request.user)
         if user is None:  # as slow as a known user's check: ids cannot be probed by timing
             await self._auth.refuse(request.password)
-        if user is None or not await self._auth.verify(customer.number, user.id, request.password):
+        # The gateway repeating a logon the client made on another side: the password may
+        # differ here, and that is no guess by the user (docs/sessions.md).
+        counted = not is_gateway_repeat(context, self._gateway_identities)
+        verified = user is not None and await self._auth.verify(
+            customer.number, user.id, request.password, count_failure=counted
+        )
+        if user is None or not verified:
             await _fail(auth_pb2.AUTH_OUTCOME_BAD_CREDENTIALS, context)
         await _check_grant(user, request.transaction, context)
         return customer, user

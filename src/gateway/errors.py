@@ -72,6 +72,14 @@ class BackendOpen(BackendError):
     kind = "open"
 
 
+class BackendUnauthenticated(BackendError):
+    """The backend refused the gateway itself (gRPC UNAUTHENTICATED without an outcome: no
+    valid session and not the gateway's certificate): a configuration problem, logged
+    ``backend_unauthenticated``; not a failure of the side, so no breaker counts it."""
+
+    kind = "unauthenticated"
+
+
 class BackendProtocolError(BackendError):
     """The backend answered something that is not a valid CPR Direkte answer."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import ipaddress
 import re
 from collections.abc import AsyncIterator, Awaitable
@@ -27,6 +28,7 @@ from cpr_mainframe.register.store import Register
 from cpr_services.server import SERVICE_NAMES, ModernServer
 from cpr_services.services import peer_address
 from emulator_harness import TEST_PASSWORD_COST, FakeClock, first_pnr, register_of
+from gateway.backends.grpc_wire import SESSION_KEY
 from gateway.cprv1 import convert
 from gateway.cprv1.pb.cpr.v1 import (
     auth_pb2,
@@ -105,6 +107,14 @@ class Running:
         )
         return (await self.auth.ValidateSession(request)).task
 
+    async def in_session(self) -> tuple[tuple[str, bytes], ...]:
+        """Metadata naming a fresh session of DEMO0001's, as the gateway sends with the calls
+        whose messages hold no session (cpr_services.access)."""
+        session = auth_pb2.ValidateSessionRequest(
+            session=await self.logon(), customer=1, user="DEMO0001", transaction=PRIV
+        )
+        return ((SESSION_KEY, session.SerializeToString()),)
+
 
 @asynccontextmanager
 async def running(
@@ -138,17 +148,22 @@ async def test_get_person_returns_the_register_person(
     expected = register.get(pnr)
     register.close()
     async with running(store) as backend:
-        message = await backend.persons.GetPerson(person_pb2.GetPersonRequest(pnr=pnr), timeout=5)
+        message = await backend.persons.GetPerson(
+            person_pb2.GetPersonRequest(pnr=pnr), timeout=5, metadata=await backend.in_session()
+        )
     assert convert.to_person(message) == expected
 
 
 async def test_get_person_unknown_and_malformed(store: Path) -> None:
     """An unknown PNR is NOT_FOUND, a malformed one INVALID_ARGUMENT; details never hold it."""
     async with running(store) as backend:
+        session = await backend.in_session()
         with pytest.raises(grpc.aio.AioRpcError) as unknown:
-            await backend.persons.GetPerson(person_pb2.GetPersonRequest(pnr=UNKNOWN_PNR))
+            await backend.persons.GetPerson(
+                person_pb2.GetPersonRequest(pnr=UNKNOWN_PNR), metadata=session
+            )
         malformed = await failure(
-            backend.persons.GetPerson(person_pb2.GetPersonRequest(pnr="3213"))
+            backend.persons.GetPerson(person_pb2.GetPersonRequest(pnr="3213"), metadata=session)
         )
     assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
     assert UNKNOWN_PNR not in (unknown.value.details() or "")
@@ -158,7 +173,8 @@ async def test_get_person_unknown_and_malformed(store: Path) -> None:
 async def test_a_slow_call_exceeds_its_deadline_and_is_cancelled(store: Path, pnr: str) -> None:
     """Latency past the deadline: DEADLINE_EXCEEDED, and the server's handler is cancelled."""
     async with running(store, delay=60.0) as backend:
-        call = backend.persons.GetPerson(person_pb2.GetPersonRequest(pnr=pnr), timeout=0.2)
+        read = person_pb2.ReadPersonRequest(pnr=pnr)  # proves itself (its session) when paced
+        call = backend.persons.ReadPerson(read, timeout=0.2)
         assert (await failure(call))[0] is grpc.StatusCode.DEADLINE_EXCEEDED
         async with asyncio.timeout(10):  # a guard against hanging, not a measurement
             while backend.server.pace.cancelled == 0:  # noqa: ASYNC110 (the server's counter)
@@ -214,31 +230,35 @@ async def test_subscriptions_are_idempotent_and_survive_a_restart(store: Path, p
     create = subscription_pb2.CreateSubscriptionRequest(customer=1, pnr=pnr)
     delete = subscription_pb2.DeleteSubscriptionRequest(customer=1, pnr=pnr)
     async with running(store) as backend:
-        first = await backend.subscriptions.Create(create)
-        second = await backend.subscriptions.Create(create)
+        session = await backend.in_session()
+        first = await backend.subscriptions.Create(create, metadata=session)
+        second = await backend.subscriptions.Create(create, metadata=session)
     async with running(store) as backend:
-        after_restart = await backend.subscriptions.Create(create)
-        deleted = await backend.subscriptions.Delete(delete)
-        again = await backend.subscriptions.Delete(delete)
+        session = await backend.in_session()
+        after_restart = await backend.subscriptions.Create(create, metadata=session)
+        deleted = await backend.subscriptions.Delete(delete, metadata=session)
+        again = await backend.subscriptions.Delete(delete, metadata=session)
     assert (first.created, second.created, after_restart.created) == (True, False, False)
     assert (deleted.deleted, again.deleted) == (True, False)
 
 
 async def test_subscribing_to_an_unknown_or_malformed_pnr_fails(store: Path, pnr: str) -> None:
-    """Unknown PNR → NOT_FOUND; malformed PNR or customer outside 1-9999 → INVALID_ARGUMENT."""
+    """Unknown PNR → NOT_FOUND; malformed PNR → INVALID_ARGUMENT (a customer outside 1-9999,
+    which no session names: test_services_access)."""
     request = subscription_pb2.CreateSubscriptionRequest
     async with running(store) as backend:
-        create = backend.subscriptions.Create
+        session = await backend.in_session()
+        create = functools.partial(backend.subscriptions.Create, metadata=session)
         unknown = await failure(create(request(customer=1, pnr=UNKNOWN_PNR)))
         malformed = await failure(create(request(customer=1, pnr="abc")))
-        no_customer = await failure(create(request(customer=0, pnr=pnr)))
         delete_unknown = await failure(
             backend.subscriptions.Delete(
-                subscription_pb2.DeleteSubscriptionRequest(customer=1, pnr=UNKNOWN_PNR)
+                subscription_pb2.DeleteSubscriptionRequest(customer=1, pnr=UNKNOWN_PNR),
+                metadata=session,
             )
         )
     assert unknown[0] is delete_unknown[0] is grpc.StatusCode.NOT_FOUND
-    assert malformed[0] is no_customer[0] is grpc.StatusCode.INVALID_ARGUMENT
+    assert malformed[0] is grpc.StatusCode.INVALID_ARGUMENT
 
 
 # ---- AuthService -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from cpr_mainframe import default_config_path, load_config
 from cpr_mainframe.register.store import Register
 from cpr_services.server import ModernServer
 from emulator_harness import TEST_PASSWORD_COST, first_pnr, register_of
+from gateway.backends.grpc_wire import SESSION_KEY
 from gateway.cprv1 import convert
 from gateway.cprv1.pb.cpr.v1 import (
     auth_pb2,
@@ -61,6 +62,18 @@ async def channel_to(store: str) -> AsyncIterator[grpc.aio.Channel]:
         await server.aclose(0)
 
 
+async def _in_session(channel: grpc.aio.Channel) -> tuple[tuple[str, bytes], ...]:
+    """Metadata naming a fresh session of DEMO0001's (cpr_services.access)."""
+    logged_on = await auth_pb2_grpc.AuthServiceStub(channel).Logon(_logon())
+    session = auth_pb2.ValidateSessionRequest(
+        session=logged_on.session,
+        customer=1,
+        user="DEMO0001",
+        transaction=auth_pb2.TRANSACTION_PRIV,
+    )
+    return ((SESSION_KEY, session.SerializeToString()),)
+
+
 def _logon(password: str = PASSWORD) -> auth_pb2.LogonRequest:
     return auth_pb2.LogonRequest(
         customer=1, user="DEMO0001", password=password, transaction=auth_pb2.TRANSACTION_PRIV
@@ -76,7 +89,10 @@ async def test_get_person_returns_the_register_person(
     register.close()
     async with channel_to(store) as channel:
         stub = person_pb2_grpc.PersonServiceStub(channel)
-        message = await stub.GetPerson(person_pb2.GetPersonRequest(pnr=pnr), timeout=5)
+        session = await _in_session(channel)
+        message = await stub.GetPerson(
+            person_pb2.GetPersonRequest(pnr=pnr), timeout=5, metadata=session
+        )
     assert convert.to_person(message) == expected
 
 
@@ -86,11 +102,15 @@ async def test_subscriptions_are_idempotent_and_survive_a_restart(store: str, pn
     delete = subscription_pb2.DeleteSubscriptionRequest(customer=1, pnr=pnr)
     async with channel_to(store) as channel:
         stub = subscription_pb2_grpc.SubscriptionServiceStub(channel)
-        first, second = await stub.Create(create), await stub.Create(create)
+        session = await _in_session(channel)
+        first = await stub.Create(create, metadata=session)
+        second = await stub.Create(create, metadata=session)
     async with channel_to(store) as channel:
         stub = subscription_pb2_grpc.SubscriptionServiceStub(channel)
-        after_restart = await stub.Create(create)
-        deleted, again = await stub.Delete(delete), await stub.Delete(delete)
+        session = await _in_session(channel)
+        after_restart = await stub.Create(create, metadata=session)
+        deleted = await stub.Delete(delete, metadata=session)
+        again = await stub.Delete(delete, metadata=session)
     assert (first.created, second.created, after_restart.created) == (True, False, False)
     assert (deleted.deleted, again.deleted) == (True, False)
 

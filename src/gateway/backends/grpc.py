@@ -49,6 +49,7 @@ from gateway.codec import (
     customer_number,
     refusal,
 )
+from gateway.config.schema import ClientTls
 from gateway.cprv1 import convert
 from gateway.cprv1.pb.cpr.v1 import (
     auth_pb2,
@@ -156,13 +157,9 @@ class GrpcBackend:
         target, options = config.target.uri, channel_options(config)
         if config.tls is None:
             return cls(config, grpc.aio.insecure_channel(target, options=options), bus)
-        try:
-            ca = config.tls.ca.read_bytes() if config.tls.ca else None
-        except OSError as exc:
-            raise ConfigError([f"backends.{config.name}.tls.ca: cannot read: {exc}"]) from None
         # An ipv4:/ipv6: target's authority is its address list, no name a certificate holds.
         options.append(("grpc.ssl_target_name_override", config.server_name))
-        credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+        credentials = channel_credentials(config.name, config.tls)
         return cls(config, grpc.aio.secure_channel(target, credentials, options=options), bus)
 
     @property
@@ -372,6 +369,25 @@ class GrpcBackend:
         if code in _UNAVAILABLE:
             return BackendUnavailable(f"{self.name}: {code.name.lower()}")
         return BackendProtocolError(f"{self.name}: status {code.name}")
+
+
+def channel_credentials(name: str, tls: ClientTls) -> grpc.ChannelCredentials:
+    """TLS verifying the services against ``tls.ca``, presenting ``tls.cert``/``tls.key``
+    (the gateway's identity, mutual TLS) when given; an unreadable file is a ConfigError.
+
+    Read once per channel: the channel is long-lived, so the handshake is paid per
+    connection to a replica, never per call.
+    """
+    files = {"ca": tls.ca, "cert": tls.cert, "key": tls.key}
+    read: dict[str, bytes | None] = {}
+    for key, path in files.items():
+        try:
+            read[key] = path.read_bytes() if path is not None else None
+        except OSError as exc:
+            raise ConfigError([f"backends.{name}.tls.{key}: cannot read: {exc}"]) from None
+    return grpc.ssl_channel_credentials(
+        root_certificates=read["ca"], private_key=read["key"], certificate_chain=read["cert"]
+    )
 
 
 def channel_options(config: GrpcBackendConfig) -> list[tuple[str, str | int]]:

@@ -1,6 +1,6 @@
 """What the gateway's gRPC channel and the services agree on beyond the cpr.v1 messages.
 
-Two agreements, each kept here once so that both sides read the same value:
+The agreements, each kept here once so that both sides read the same value:
 
 - **Keepalive.** The gateway's channel pings every connection to a service replica after
   ``keepalive`` without traffic, calls or not, so a replica that vanished (a pod deleted, a
@@ -15,6 +15,12 @@ Two agreements, each kept here once so that both sides read the same value:
   PROXY header) sends it as metadata :data:`CLIENT_ADDRESS_KEY`; the services check a
   customer's allow-list against it only when the call comes from a trusted gateway
   (``cpr-gateway backend --trusted-gateways``), and against the caller's own address otherwise.
+
+- **Who may call.** Every call needs a valid session or the gateway's identity: the
+  common name of the client certificate it presents over mutual TLS (``cpr-gateway backend
+  --client-ca --gateway-identity``). A call whose message holds no session carries the
+  session as metadata :data:`SESSION_KEY`; a logon the gateway repeats is marked
+  :data:`REPEAT_KEY`, and only the gateway's identity may mark one.
 
 - **Re-resolving names.** grpc resolves a ``dns:`` name again only when a connection
   closes, so replicas added behind an unchanged name (a scaled Deployment behind a headless
@@ -35,6 +41,12 @@ CLIENT_ADDRESS_KEY = "x-cpr-client-address"
 #: a refused repeat does not count towards the user's lock (docs/sessions.md).
 REPEAT_KEY = "x-cpr-repeat"
 REPEAT_VALUE = "1"
+#: Metadata key carrying the session a call is made in, as a serialized
+#: ``cpr.v1.ValidateSessionRequest`` (binary: the ``-bin`` suffix), on the calls whose
+#: messages hold no session (PersonService.GetPerson, SubscriptionService.Create and Delete):
+#: the services answer a call UNAUTHENTICATED unless it has a valid session or comes from
+#: the gateway's identity (its client certificate).
+SESSION_KEY = "x-cpr-session-bin"
 
 #: routing.yaml's default ``keepalive``: a dead replica is noticed within about this long
 #: plus :data:`KEEPALIVE_TIMEOUT_S`.
