@@ -209,6 +209,7 @@ class Stack:
                 modern_port=modern.port if modern is not None else 0,
                 session_store=self._session_store(scenario),
                 audit=self.audit,
+                product_limits=scenario.product_limits,
             )
         )
         load_routing(config)  # a config the gateway refuses makes the scenario unavailable

@@ -29,6 +29,9 @@ class Scenario:
     via: Via
     tls: bool
     workers: int = 1
+    #: A gateway with the product's default limits instead of the benchmark's open ones
+    #: (cpr_bench.configs.BENCH_LIMITS): the admission phases.
+    product_limits: bool = False
 
 
 @dataclass(frozen=True, slots=True)

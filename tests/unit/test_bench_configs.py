@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from cpr_bench.configs import (
 from cpr_devtools.pki import ensure_dev_pki
 from cpr_mainframe.config import load_config
 from gateway.config import load_routing
+from gateway.config.schema import Limits
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +52,35 @@ def test_gateway_configs_load(via: Via, tls: TlsFiles, tmp_path: Path) -> None:
     assert [r.backends for r in config.routes] == [
         ("mainframe",) if via is Via.LEGACY else ("persons-v2",)
     ]
+
+
+@pytest.mark.parametrize("product_limits", [False, True], ids=["bench", "product"])
+def test_admission_is_opened_up_except_for_the_admission_phases(
+    product_limits: bool, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The hop-cost phases' gateways admit whatever the connection limit allows (one client
+    address, held connections, thousands of requests framed at once); the admission phases'
+    gateway has the product's defaults."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        gateway_yaml(
+            Via.LEGACY,
+            port=15000,
+            admin_port=19100,
+            tls=tls,
+            emulator_port=15001,
+            emulator_ca=tls.ca,
+            modern_port=15051,
+            product_limits=product_limits,
+        )
+    )
+    limits = load_routing(path).limits
+    if product_limits:
+        assert replace(limits, grace_period=Limits().grace_period) == Limits()
+    else:
+        assert limits.max_connections_per_address == limits.max_connections
+        assert limits.max_in_flight == limits.max_connections
+        assert limits.first_byte_timeout == limits.read_timeout == READ_TIMEOUT_S
 
 
 def test_shadow_config_shadows_lookups_to_the_modern_side(tmp_path: Path) -> None:
