@@ -173,13 +173,15 @@ class _Reader:
             raise _Problem(str(exc)) from None
 
     def tls(self, raw: object, path: str) -> Tls | None:
-        """Certificate and key, or null for plaintext (tests, trusted networks)."""
+        """Certificate and key, or null for plaintext (tests, trusted networks); ``client_ca``
+        requires clients (the gateway) to present a certificate it signed."""
         if raw is None:
             return None
-        s = self.mapping(raw, path, ("cert", "key"))
+        s = self.mapping(raw, path, ("cert", "key", "client_ca"))
         cert = self.get(s, path, "cert", self.file, _MISSING)
         key = self.get(s, path, "key", self.file, _MISSING)
-        return Tls(cert, key)
+        client_ca = self.get(s, path, "client_ca", self.file, None)
+        return Tls(cert, key, client_ca)
 
     def file(self, raw: object, path: str) -> Path:
         """A path, resolved against the base directory."""

@@ -35,10 +35,12 @@ class Listen:
 
 @dataclass(frozen=True, slots=True)
 class Tls:
-    """Certificate and key presented on the port (TLS directly, no STARTTLS)."""
+    """Certificate and key presented on the port (TLS directly, no STARTTLS), and the CA
+    whose client certificates are required (None: no client certificate asked for)."""
 
     cert: Path
     key: Path
+    client_ca: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

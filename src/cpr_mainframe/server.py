@@ -241,7 +241,8 @@ def _tls_context(config: EmulatorConfig) -> ssl.SSLContext | None:
     if config.tls is None:
         return None
     try:
-        return server_context(config.tls.cert, config.tls.key)
+        tls = config.tls
+        return server_context(tls.cert, tls.key, client_ca=tls.client_ca)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError([f"tls: cannot load {config.tls.cert}: {exc}"]) from None
 

@@ -55,18 +55,26 @@ class LegacyBackend:
 
     @classmethod
     def from_config(cls, config: LegacyBackendConfig, bus: EventBus | None = None) -> LegacyBackend:
-        """Build it, loading the CA now so a bad file fails at start, not at the first request.
+        """Build it, loading the CA (and the client certificate, when ``tls`` names one) now, so
+        a bad file fails at start, not at the first request.
 
         ``bus`` is taken like every kind's factory takes it; this adapter has nothing of
         its own to tell (the dispatcher reports its calls).
         """
         if config.tls is None:
             return cls(config, None)
+        tls = config.tls
         try:
-            context = client_context(config.tls.ca)
+            context = client_context(tls.ca)
         except (OSError, ssl.SSLError) as exc:
             where = f"backends.{config.name}.tls.ca"
-            raise ConfigError([f"{where}: cannot load {config.tls.ca}: {exc}"]) from None
+            raise ConfigError([f"{where}: cannot load {tls.ca}: {exc}"]) from None
+        if tls.cert is not None and tls.key is not None:  # presented when the server asks
+            try:
+                context.load_cert_chain(tls.cert, tls.key)
+            except (OSError, ssl.SSLError) as exc:
+                where = f"backends.{config.name}.tls.cert"
+                raise ConfigError([f"{where}: cannot load {tls.cert}: {exc}"]) from None
         # A peer that closes without TLS close_notify has still sent a whole answer;
         # the shape check below catches a truncated one.
         context.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
