@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,3 +108,18 @@ def test_canary_store_file_and_directory_are_private(tmp_path: Path) -> None:
         assert_private_tree(tmp_path, tmp_path / "var")
     finally:
         store.close()
+
+
+def test_a_second_store_on_a_live_file_leaves_the_writers_wal_in_place(tmp_path: Path) -> None:
+    """Opening a store whose file this process already has open (the canary's evidence and the
+    admin API's report beside the writer) keeps SQLite's locks: another process that reads and
+    closes does not take itself for the last one and delete the live WAL."""
+    path = tmp_path / "shadow.sqlite"
+    reader = "import sqlite3, sys; db = sqlite3.connect(sys.argv[1])"
+    reader += "; db.execute('SELECT count(*) FROM mismatch').fetchall(); db.close()"
+    with MismatchStore.open(path) as writer:
+        writer.reset()  # a write: the WAL holds it
+        with MismatchStore.open(path, prune=False, create=False) as second:
+            second.row_count()
+            subprocess.run([sys.executable, "-c", reader, str(path)], check=True)
+            assert path.with_name("shadow.sqlite-wal").exists()

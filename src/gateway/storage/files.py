@@ -40,7 +40,11 @@ def private_file(path: Path) -> Path:
     """Make ``path`` an empty 0600 file unless it exists (its directory as
     :func:`private_directory`), for a program that then opens it by name. Returns ``path``."""
     private_directory(path.parent)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+    # O_EXCL: an existing file is never opened. Closing any descriptor of a file drops every
+    # POSIX lock this process holds on it, SQLite's included: another process closing the
+    # database would then think itself the last and delete the WAL a live writer still uses.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
     return path
 
 
