@@ -26,20 +26,6 @@ GENESIS = "0" * 64
 LOOKUP = "lookup"
 START = "start"
 LOST = "lost"
-#: The fields of a lookup record, in the order they are written (``prev`` last).
-LOOKUP_FIELDS = (
-    "time",
-    "kind",
-    "customer",
-    "user",
-    "source",
-    "pnr",
-    "transaction",
-    "operation",
-    "route",
-    "side",
-    "fejlnr",
-)
 
 
 def line_of(fields: dict[str, object], prev: str) -> bytes:
