@@ -231,3 +231,42 @@ async def test_a_torn_line_nobody_reports_is_a_break(tmp_path: Path) -> None:
     first.write_bytes(first.read_bytes()[:-5])
     [report] = verify_directory(audit.directory)
     assert report.broken is not None and "torn line" in report.broken.reason
+
+
+class _FailingOnce(Pseudonymiser):
+    """A fault injected into the writer's own step (as a bug would raise)."""
+
+    def __init__(self, key: bytes, met: threading.Event) -> None:
+        super().__init__(key)
+        self.met = met
+
+    def pnr(self, pnr: str) -> str:
+        if not self.met.is_set():
+            self.met.set()
+            raise RuntimeError("injected")
+        return super().pnr(pnr)
+
+
+async def test_a_bug_in_the_writer_loses_that_tick_counted_and_the_writer_goes_on(
+    tmp_path: Path,
+) -> None:
+    """An exception in a tick is counted as lost lookups; the next lookup is written in a new
+    file that chains on, so the thread outlives its own bugs."""
+    audit = settings(tmp_path)
+    seen: list[Event] = []
+    met = threading.Event()
+    log = AuditLog(audit, _FailingOnce(KEY, met), seen.append, host="h")
+    await log.start()
+    log.on_event(lookup())
+    await asyncio.to_thread(met.wait)
+    await write(log, lookup())
+    kinds = [(r["kind"], r.get("reason")) for r in records(audit.directory)]
+    assert kinds == [
+        ("start", "start"),
+        ("start", "recover"),
+        ("lost", "write_error"),
+        ("lookup", None),
+    ]
+    assert [e.detail for e in seen if isinstance(e, AuditLost)] == ["RuntimeError: injected"]
+    [report] = verify_directory(audit.directory)
+    assert report.broken is None

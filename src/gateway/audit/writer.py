@@ -104,6 +104,8 @@ class AuditLog:
         #: Why the last write failed; bytes it left after the last whole line.
         self._failure = ""
         self._torn = 0
+        #: Lookups taken from the buffer and not yet written or counted lost.
+        self._in_hand = 0
         #: Losses not yet written into the chain, and not yet told to the bus.
         self._lost: dict[str, int] = {}
         self._unreported: dict[str, tuple[int, str]] = {}
@@ -162,13 +164,23 @@ class AuditLog:
 
     def _run(self) -> None:
         while not self._stop.wait(TICK_S):
-            self._tick()
+            self._step()
         while self._pending:
-            self._tick()
-        self._tick()  # the drops of the last moment, as a lost record
+            self._step()
+        self._step()  # the drops of the last moment, as a lost record
         self._report(force=True)
         self._close_file()
         os.close(self._lock_fd)
+
+    def _step(self) -> None:
+        """One tick; a bug in it loses that tick's lookups (counted), never the writer."""
+        try:
+            self._tick()
+        except Exception as exc:
+            self._failure = f"{type(exc).__name__}: {exc}"
+            self._lose("write_error", self._in_hand, self._failure)
+            self._close_file(sync=False)  # the next records start a new file (recover)
+            self._report()
 
     def _tick(self) -> None:
         drops = self._dropped - self._drops_seen
@@ -176,9 +188,11 @@ class AuditLog:
             self._drops_seen += drops
             self._lose("buffer_full", drops, "")
         items = [self._pending.popleft() for _ in range(min(len(self._pending), MAX_BATCH))]
+        self._in_hand = len(items)
         records = self._lost_records() + [self._lookup(at, event) for at, event in items]
         if records:
             self._write(records)
+        self._in_hand = 0
         self._sync_if_due()
         self._report()
 
