@@ -200,8 +200,9 @@ def _run_traffic(args: argparse.Namespace) -> int:
 
 
 def _run_certs(args: argparse.Namespace) -> int:
-    from cpr_devtools.pki import ensure_dev_pki
+    from cpr_devtools.pki import GATEWAY_CLIENT, ensure_dev_pki
+    from cpr_devtools.up import SERVERS
 
-    pki = ensure_dev_pki(args.dir)
+    pki = ensure_dev_pki(args.dir, servers=SERVERS, clients=(GATEWAY_CLIENT,))
     print(f"development CA: {pki.ca_cert}")
     return 0

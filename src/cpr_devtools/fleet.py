@@ -35,7 +35,7 @@ from cpr_devtools.postgres import (
 )
 from cpr_devtools.redis_server import redis_argv
 from cpr_devtools.supervisor import Listener, Part, StartFailed, run_stack
-from cpr_devtools.up import connectable, ensure_admin_token, prepare_var
+from cpr_devtools.up import connectable, ensure_admin_token, prepare_var, services_tls
 from cpr_mainframe.config import load_config
 from cpr_services.drift import DEMO_DRIFT
 from cpr_services.store import ModernStore
@@ -187,6 +187,7 @@ def _services(plan: fc.FleetPlan, index: int) -> Part:
         *(*_CLI, "backend", "--config", str(plan.emulator_config)),
         *("--store", plan.dsn(fc.SERVICES_DB), "--host", fc.LOOPBACK, "--port", str(port)),
         *("--drift", plan.drift, "--trusted-gateways", f"{fc.GATEWAY_SOURCE}/32"),
+        *services_tls(plan.pki),
     )
     what = f"new gRPC services (cpr.v1), replica {index}"
     # A replica that stops is one the gateways' round_robin leaves out; the rest carries on.

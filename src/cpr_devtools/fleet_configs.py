@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cpr_devtools.haproxy import tcp_head
-from cpr_devtools.pki import DevPki
+from cpr_devtools.pki import GATEWAY_CLIENT, DevPki
 from cpr_devtools.postgres import Cluster
 
 LOOPBACK = "127.0.0.1"
@@ -173,17 +173,20 @@ def replica_routing(raw: dict[str, Any], plan: FleetPlan, index: int) -> dict[st
 
 
 def _backend(backend: dict[str, Any], plan: FleetPlan) -> dict[str, Any]:
+    # Every hop is TLS, as in `make run`: the gateway verifies var/'s CA and presents its
+    # client certificate (the services require it, and take it as the gateway's identity).
+    tls = {
+        "ca": str(plan.pki.ca_cert),
+        "server_name": "localhost",
+        "cert": str(plan.pki.cert(GATEWAY_CLIENT)),
+        "key": str(plan.pki.key(GATEWAY_CLIENT)),
+    }
     if backend.get("kind") == "legacy":
-        return {
-            **backend,
-            "address": f"{LOOPBACK}:{plan.ports.emulator}",
-            "tls": {"ca": str(plan.pki.ca_cert), "server_name": "localhost"},
-            "proxy_protocol": True,
-        }
+        address = f"{LOOPBACK}:{plan.ports.emulator}"
+        return {**backend, "address": address, "tls": tls, "proxy_protocol": True}
     if backend.get("kind") == "grpc":
-        # The services serve plaintext on loopback, as in `make run`.
         target = plan.services_target()
-        return {**backend, "address": target, "tls": None, "balancing": "round_robin"}
+        return {**backend, "address": target, "tls": tls, "balancing": "round_robin"}
     return dict(backend)
 
 

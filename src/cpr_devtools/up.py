@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from cpr_devtools.migration import migrate_register
-from cpr_devtools.pki import ensure_dev_pki
+from cpr_devtools.pki import GATEWAY_CLIENT, DevPki, ensure_dev_pki
 from cpr_devtools.supervisor import Listener, Part, run_stack
 from cpr_mainframe.config import load_config
 from cpr_mainframe.register.generate import generate
@@ -23,6 +23,8 @@ from gateway.storage.files import private_directory
 
 #: Where `make run` serves the gRPC services; routing.yaml's grpc backend points here.
 MODERN_PORT = 50051
+#: Servers with a development certificate under var/tls/: every hop is TLS.
+SERVERS = ("emulator", "gateway", "services")
 
 
 async def run_up(args: argparse.Namespace) -> int:
@@ -46,7 +48,7 @@ def prepare_var(var: Path, persons: int) -> None:
     """What every stack needs under var/ (made 0700: it holds the register, stores and
     keys): the development CA and certificates, a register."""
     private_directory(var)
-    pki = ensure_dev_pki(var / "tls")
+    pki = ensure_dev_pki(var / "tls", servers=SERVERS, clients=(GATEWAY_CLIENT,))
     print(f"development CA (trust this in clients): {pki.ca_cert.resolve()}", flush=True)
     register = var / "register.sqlite"
     if not register.exists():
@@ -100,6 +102,7 @@ def _parts(routing: Path, emulator_config: Path, modern: Path, drift: str) -> li
                 str(modern),
                 "--drift",
                 drift,
+                *services_tls(DevPki(modern.parent / "tls")),
             ),
             (Listener("127.0.0.1", MODERN_PORT, "new gRPC services (cpr.v1)"),),
             # Stopping the new side is how one watches the canary roll back (docs/canary.md):
@@ -123,6 +126,15 @@ def _parts(routing: Path, emulator_config: Path, modern: Path, drift: str) -> li
             ),
         ),
     ]
+
+
+def services_tls(pki: DevPki) -> tuple[str, ...]:
+    """`cpr-gateway backend` arguments: serve TLS with the services' certificate, require
+    client certificates of the development CA, and take the gateway's as its identity."""
+    return (
+        *("--tls-cert", str(pki.cert("services")), "--tls-key", str(pki.key("services"))),
+        *("--client-ca", str(pki.ca_cert), "--gateway-identity", GATEWAY_CLIENT),
+    )
 
 
 def connectable(host: str) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.backends.grpc_config import GrpcBackendConfig
 from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.config import (
     BACKEND_KINDS,
@@ -109,6 +110,15 @@ def test_optional_sections_take_their_defaults(tmp_path: Path) -> None:
     assert backend.max_connections == 64
 
 
+#: Both backends of the shipped routing.yaml: var/'s CA, and the gateway's client certificate.
+MUTUAL_TLS = ClientTls(
+    REPO_ROUTING.parent / "var/tls/ca.crt",
+    "localhost",
+    REPO_ROUTING.parent / "var/tls/gateway-client.crt",
+    REPO_ROUTING.parent / "var/tls/gateway-client.key",
+)
+
+
 def test_the_shipped_routing_yaml_is_valid() -> None:
     """The repository's default routing.yaml loads: lookups on the mainframe under a canary plan
     towards persons-v2 (which their shadow reaches), the rest on the mainframe."""
@@ -119,8 +129,10 @@ def test_the_shipped_routing_yaml_is_valid() -> None:
         "mainframe",
         "127.0.0.1",
         5001,
-        ClientTls(REPO_ROUTING.parent / "var/tls/ca.crt", "localhost"),
+        MUTUAL_TLS,
     )
+    persons = config.backends["persons-v2"]
+    assert isinstance(persons, GrpcBackendConfig) and persons.tls == MUTUAL_TLS
     assert [r.backends for r in config.routes] == [("mainframe",), ("mainframe",)]
     lookups = config.routes[0]
     assert lookups.canary is not None and lookups.canary.candidate == "persons-v2"

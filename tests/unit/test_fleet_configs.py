@@ -74,19 +74,26 @@ def test_a_replica_shares_its_state_and_trusts_only_haproxy() -> None:
 
 def test_backends_point_at_the_fleets_emulator_and_both_services_replicas() -> None:
     """The legacy backend sends the client's address in a PROXY header to the fleet's
-    emulator; the grpc backend balances round robin over both services replicas."""
+    emulator; the grpc backend balances round robin over both services replicas; both verify
+    var/'s CA and present the gateway's client certificate."""
     backends = replica_routing(_shipped("routing.yaml"), PLAN, 0)["backends"]
+    mutual = {
+        "ca": str(VAR / "tls" / "ca.crt"),
+        "server_name": "localhost",
+        "cert": str(VAR / "tls" / "gateway-client.crt"),
+        "key": str(VAR / "tls" / "gateway-client.key"),
+    }
     assert backends["mainframe"] == {
         "kind": "legacy",
         "address": "127.0.0.1:5001",
-        "tls": {"ca": str(VAR / "tls" / "ca.crt"), "server_name": "localhost"},
+        "tls": mutual,
         "connect_timeout": "1s",
         "proxy_protocol": True,
     }
     assert backends["persons-v2"] == {
         "kind": "grpc",
         "address": "ipv4:127.0.0.1:50051,127.0.0.1:50052",
-        "tls": None,
+        "tls": mutual,
         "balancing": "round_robin",
     }
 

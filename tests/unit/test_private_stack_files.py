@@ -42,7 +42,7 @@ def test_up_makes_var_its_keys_and_register_private(
     capsys.readouterr()
     assert [mode(p) for p in (tmp_path / "stack", var, var / "tls")] == [0o700] * 3
     keys = sorted(p.name for p in (var / "tls").glob("*.key"))
-    assert keys == ["ca.key", "emulator.key", "gateway.key"]
+    assert keys == ["ca.key", "emulator.key", "gateway-client.key", "gateway.key", "services.key"]
     assert {mode(var / "tls" / name) for name in keys} == {0o600}
     assert mode(var / "register.sqlite") == 0o600
     assert sorted(p.name for p in var.iterdir()) == ["register.sqlite", "tls"]  # no temp left
