@@ -66,10 +66,13 @@ def add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark as ``args`` say; print the table."""
     # Imported here, not at the top: building the `cpr-gateway` parser must stay cheap.
+    from cpr_bench.admission import ADMISSION_PHASES  # noqa: PLC0415
     from cpr_bench.run import run_bench  # noqa: PLC0415
     from cpr_bench.scenarios import smoke_phases  # noqa: PLC0415
     from gateway.runtime.loops import run as run_loop  # noqa: PLC0415
 
+    if args.phase and set(args.phase) <= set(ADMISSION_PHASES):
+        return _run_admission(args)
     try:
         settings = settings_from(args)
         plan = smoke_phases(settings) if args.smoke else None
@@ -80,6 +83,26 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(outcome.markdown)
     print(f"written: {outcome.json_path} and {outcome.markdown_path}")
+    return 0
+
+
+def _run_admission(args: argparse.Namespace) -> int:
+    """The admission phases (cpr_bench.admission): a gateway with the product's limits."""
+    from cpr_bench.admission import AdmissionSettings, run_admission  # noqa: PLC0415
+    from gateway.runtime.loops import run as run_loop  # noqa: PLC0415
+
+    sizes = {
+        name: value
+        for name, value in (
+            ("duration_s", args.duration),
+            ("workers", args.workers),
+            ("generators", args.generators),
+            ("persons", args.persons),
+        )
+        if value is not None
+    }
+    settings = AdmissionSettings(**sizes)
+    print(f"written: {run_loop(run_admission(settings, args.var.resolve(), args.phase))}")
     return 0
 
 

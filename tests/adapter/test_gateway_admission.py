@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gateway_harness import (
@@ -72,7 +73,7 @@ def ca(tmp_path: Path) -> tuple[Path, ServerTls]:
     return pki.ca_cert, ServerTls(pki.cert("gateway"), pki.key("gateway"))
 
 
-def _config(port: int, tls: ServerTls | None, **limits: float) -> GatewayConfig:
+def _config(port: int, tls: ServerTls | None, **limits: Any) -> GatewayConfig:
     """One legacy backend at ``port``; generous timeouts unless ``limits`` say otherwise."""
     config = gateway_config(port, listen_tls=tls, read_timeout=30.0)
     base = replace(config.limits, handshake_timeout=30.0, first_byte_timeout=30.0)
