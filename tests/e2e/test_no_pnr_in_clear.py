@@ -1,4 +1,5 @@
-"""No PNR in clear anywhere the shadow flow leaves traces: store, report, logs, metrics.
+"""No PNR in clear anywhere the shadow flow leaves traces: store, report, logs, metrics, and
+the audit log of the lookups.
 
 The whole flow runs for real (emulator, drifted gRPC services, a gateway that
 shadows every lookup, debug-level logging of every part into one buffer), and
@@ -83,6 +84,7 @@ async def test_no_pnr_in_store_report_logs_or_metrics(
             "mismatch store": _store_text(s.store),
             "logs": log_buffer.getvalue(),
             "metrics": metrics,
+            "audit log": "".join(p.read_text() for p in (tmp_path / "audit").glob("*.jsonl")),
         }
     everyone = _register_pnrs(register_path)
     assert set(pnrs_used) <= everyone

@@ -73,6 +73,8 @@ shadowing: {{store: shadow.sqlite, key_file: shadow.key, shed_lag: 1m}}
 # Every copy needs the services' token from the logon's repeat: on a busy machine their
 # password check may outlast the default budget, so this test gives it room.
 sessions: {{fan_out_timeout: 10s}}
+# Every lookup audited (docs/audit.md): test_no_pnr_in_clear scans these files too.
+audit: {{directory: audit}}
 """
 
 
