@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import stat
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,3 +271,49 @@ async def test_a_bug_in_the_writer_loses_that_tick_counted_and_the_writer_goes_o
     assert [e.detail for e in seen if isinstance(e, AuditLost)] == ["RuntimeError: injected"]
     [report] = verify_directory(audit.directory)
     assert report.broken is None
+
+
+_WRITER = """
+import asyncio, sys
+from pathlib import Path
+from gateway.audit.writer import AuditLog
+from gateway.config.audit import Audit, FsyncPolicy
+from gateway.model import Operation
+from gateway.observe.events import LookupAnswered
+from gateway.shadow.pseudonym import Pseudonymiser
+
+async def main() -> None:
+    audit = Audit(Path(sys.argv[1]), Path(sys.argv[2]), FsyncPolicy.EVERY)
+    log = AuditLog(audit, Pseudonymiser(bytes(range(32))), lambda _e: None, host="h")
+    await log.start()
+    event = LookupAnswered("10.0.0.1", "0001", "U", "0101601234", "PRIV",
+                           Operation.LOOKUP, "all", "mainframe", "00")
+    sent = 0
+    while True:
+        log.on_event(event)
+        sent += 1
+        if sent == 200:
+            print("sent", flush=True)
+        await asyncio.sleep(0.001)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_writer_is_followed_by_a_whole_chain(tmp_path: Path) -> None:
+    """SIGKILL mid-stream (no shutdown, no final fsync): the next process takes the slot back
+    and goes on from the last whole line on disk; the chain verifies."""
+    audit = settings(tmp_path)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _WRITER, str(audit.directory), str(audit.key_file),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert await process.stdout.readline() == b"sent\n"
+    process.kill()
+    await process.wait()
+    await write(await started(audit), lookup())
+    files = writers(audit.directory)["audit-h-0"]
+    assert len(files) == 2
+    [report] = verify_directory(audit.directory)
+    assert report.broken is None and report.records >= 3
