@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,17 +38,30 @@ DEMO_PASSWORD = "Demo#123"
 _LIMITS = {"read_timeout": "10s", "max_connections": 2048, "grace_period": "10s"}
 _PERSONS = 1000
 _IN_FLIGHT = "cpr_gateway_connections_in_flight"
+_REJECTED = "cpr_gateway_rejected_total"
 
 
 async def in_flight(admin_port: int) -> int:
     """The gateway's client connections in flight, from its /metrics."""
+    return sum(int(value) for _labels, value in await _samples(admin_port, _IN_FLIGHT))
+
+
+async def rejected(admin_port: int) -> collections.Counter[str]:
+    """Connections the gateway closed unanswered so far, by reason, from its /metrics."""
+    counts: collections.Counter[str] = collections.Counter()
+    for labels, value in await _samples(admin_port, _REJECTED):
+        counts[labels.get("reason", "")] += int(value)
+    return counts
+
+
+async def _samples(admin_port: int, name: str) -> list[tuple[dict[str, str], float]]:
     _status, body = await http_get(admin_port, "/metrics")
-    return sum(
-        int(sample.value)
+    return [
+        (sample.labels, sample.value)
         for family in text_string_to_metric_families(body.decode())
         for sample in family.samples
-        if sample.name == _IN_FLIGHT
-    )
+        if sample.name == name
+    ]
 
 
 def residents(register: Path, count: int) -> tuple[str, ...]:
@@ -106,15 +120,17 @@ async def _main(args: argparse.Namespace) -> int:
     if args.port:
         endpoint = Endpoint(LOOPBACK, args.port, client_context(args.ca), "localhost")
         pnrs = residents(args.register, args.pnrs)
-        report = await run_hostile(
-            Target(endpoint, DEMO_WHO, DEMO_PASSWORD, pnrs, lambda: in_flight(args.admin_port)),
-            plan,
-        )
+        admin_port = args.admin_port
+        target = Target(
+            endpoint, DEMO_WHO, DEMO_PASSWORD, pnrs, lambda: in_flight(admin_port),
+            lambda: rejected(admin_port),
+        )  # fmt: skip
+        report = await run_hostile(target, plan)
     else:
         async with own_stack(args.var.resolve()) as (port, admin, ca, register):
             endpoint = Endpoint(LOOPBACK, port, client_context(ca), "localhost")
             target = Target(endpoint, DEMO_WHO, DEMO_PASSWORD, residents(register, args.pnrs),
-                            lambda: in_flight(admin))  # fmt: skip
+                            lambda: in_flight(admin), lambda: rejected(admin))  # fmt: skip
             report = await run_hostile(target, plan)
     print("\n".join(report.lines()))
     return 0 if report.passed else 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime as dt
 import enum
 import random
 import socket
@@ -90,6 +91,8 @@ class Target:
     pnrs: tuple[str, ...]
     #: The gateway's connections in flight now (its /metrics, or the object in a test).
     in_flight: Callable[[], Awaitable[int]]
+    #: The gateway's count of connections it closed unanswered, by reason (its /metrics).
+    rejected: Callable[[], Awaitable[collections.Counter[str]]] | None = None
 
 
 @dataclass
@@ -98,10 +101,14 @@ class Report:
 
     connections: int = 0
     seconds: float = 0.0
+    #: When the storm began (UTC, ISO 8601): a failure's "t+" is counted from here.
+    began: str = ""
     by_kind: collections.Counter[str] = field(default_factory=collections.Counter)
     #: (kind, what went wrong), the first few of each kind.
     failures: list[tuple[str, str]] = field(default_factory=list)
     failed: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: What the gateway counted as closed unanswered during the run, by reason.
+    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     final_lookups: int = 0
     final_ok: int = 0
     in_flight_after: int = -1
@@ -115,9 +122,12 @@ class Report:
         """The report as text, one fact a line."""
         kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(self.by_kind.items()))
         out = [
-            f"connections: {self.connections:,} in {self.seconds:.1f} s ({kinds})",
+            f"connections: {self.connections:,} in {self.seconds:.1f} s from {self.began}"
+            f" ({kinds})",
             f"not as promised: {sum(self.failed.values()):,}"
             + "".join(f", {k} {n}" for k, n in sorted(self.failed.items())),
+            "the gateway closed unanswered: "
+            + (", ".join(f"{k} {n:,}" for k, n in sorted(self.rejected.items())) or "-"),
             f"final lookups: {self.final_ok} of {self.final_lookups} answered 00 as before",
             f"connections in flight afterwards: {self.in_flight_after}",
             f"result: {'PASSED' if self.passed else 'FAILED'}",
@@ -147,6 +157,7 @@ class Storm:
         self.tls = endpoint.ssl
         self.host, self.port = endpoint.host, endpoint.port
         self.server_name = endpoint.server_hostname if endpoint.ssl else None
+        self.began = time.monotonic()
 
     # -- records
 
@@ -179,7 +190,14 @@ class Storm:
         )
 
     async def one(self, number: int, kind: Kind, rng: random.Random) -> str | None:
-        """Run connection ``number`` of ``kind``; what went wrong, or None."""
+        """Run connection ``number`` of ``kind``; what went wrong (and when, since the storm
+        began: to be found in the gateway's log), or None."""
+        problem = await self._one(number, kind, rng)
+        if problem is None:
+            return None
+        return f"{problem} (t+{time.monotonic() - self.began:.1f} s)"
+
+    async def _one(self, number: int, kind: Kind, rng: random.Random) -> str | None:
         try:
             async with asyncio.timeout(self.plan.client_timeout_s):
                 return await _SESSIONS[kind](self, number, rng)
@@ -349,9 +367,13 @@ async def run_hostile(target: Target, plan: Plan) -> Report:
     token, reference = await _calm(target)
     storm = Storm(target, plan, token, reference)
     kinds = storm.rng.choices(list(WEIGHTS), list(WEIGHTS.values()), k=plan.connections)
-    began = time.monotonic()
+    rejected_before = await target.rejected() if target.rejected else collections.Counter()
+    began, storm.began = time.monotonic(), time.monotonic()
+    report.began = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     await _storm(storm, kinds, report)
     report.seconds = time.monotonic() - began
+    if target.rejected:
+        report.rejected = await target.rejected() - rejected_before
     report.connections = len(kinds)
     again = await _lookups(target, token)
     report.final_lookups = len(again)

@@ -7,9 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import replace
 from pathlib import Path
 
-from cpr_bench.hostile import DEMO_PASSWORD, DEMO_WHO, in_flight, own_stack, residents
+from cpr_bench.hostile import (
+    DEMO_PASSWORD,
+    DEMO_WHO,
+    in_flight,
+    own_stack,
+    rejected,
+    residents,
+)
 from cpr_bench.hostile_sessions import WEIGHTS, Kind, Plan, Storm, Target, run_hostile
 from cpr_devtools.client import Endpoint
 from gateway.tls import client_context
@@ -22,15 +30,18 @@ async def test_the_gateway_keeps_every_promise_through_a_short_hostile_run(tmp_p
     afterwards every lookup answers 00 as before, and no connection is left in flight."""
     async with own_stack(tmp_path) as (port, admin, ca, register):
         endpoint = Endpoint("127.0.0.1", port, client_context(ca), "localhost")
-        target = Target(
-            endpoint, DEMO_WHO, DEMO_PASSWORD, residents(register, 20), lambda: in_flight(admin)
-        )
+        pnrs = residents(register, 20)
+        target = Target(endpoint, DEMO_WHO, DEMO_PASSWORD, pnrs, lambda: in_flight(admin))
+        target = replace(target, rejected=lambda: rejected(admin))
         report = await run_hostile(target, PLAN)
     assert report.failures == [], "\n".join(report.lines())
     assert set(report.by_kind) == {kind.value for kind in WEIGHTS}
     assert report.connections == PLAN.connections
     assert (report.final_ok, report.final_lookups) == (20, 20)
     assert report.in_flight_after == 0
+    # The gateway counted what it closed unanswered, each under its reason.
+    counted = {reason for reason, count in report.rejected.items() if count}
+    assert {"not_printable", "too_long", "incomplete"} <= counted
     assert report.passed
 
 
