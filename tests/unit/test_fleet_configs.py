@@ -62,7 +62,8 @@ def test_each_replica_keeps_the_routes_and_gets_its_own_ports() -> None:
 
 def test_a_replica_shares_its_state_and_trusts_only_haproxy() -> None:
     """Sessions in the fleet's Redis, the shadow store in its PostgreSQL with one key file,
-    and a PROXY header required from HAProxy's source address only."""
+    the audit log in var/ with one key, and a PROXY header required from HAProxy's source
+    address only."""
     doc = replica_routing(_shipped("routing.yaml"), PLAN, 1)
     assert doc["listen"]["proxy_protocol"] == {"trusted": [f"{BALANCER_SOURCE}/32"]}
     assert doc["sessions"]["store"] == "redis://127.0.0.1:6390/0"
@@ -70,6 +71,11 @@ def test_a_replica_shares_its_state_and_trusts_only_haproxy() -> None:
     assert doc["shadowing"]["key_file"] == str(VAR / "shadow.key")
     assert doc["admin"]["token_file"] == str(VAR / "admin.token")  # one token opens every replica
     assert doc["shadowing"]["retention"] == _shipped("routing.yaml")["shadowing"]["retention"]
+    # One audit directory (each replica process writes files of its own) and one key.
+    assert (doc["audit"]["directory"], doc["audit"]["key_file"]) == (
+        str(VAR / "audit"),
+        str(VAR / "audit.key"),
+    )
 
 
 def test_backends_point_at_the_fleets_emulator_and_both_services_replicas() -> None:
@@ -115,6 +121,8 @@ def test_every_file_a_replica_names_is_absolute_and_under_var() -> None:
         doc["backends"]["mainframe"]["tls"]["ca"],
         doc["shadowing"]["key_file"],
         doc["admin"]["token_file"],
+        doc["audit"]["directory"],
+        doc["audit"]["key_file"],
     ]
     assert all(Path(f).is_absolute() and Path(f).is_relative_to(VAR) for f in files), files
 
