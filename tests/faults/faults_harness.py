@@ -1,10 +1,11 @@
 """The fault matrix's stack, and the checks every cell makes.
 
 Both sides run for real in the test's process: the mainframe emulator over TLS and the
-reference gRPC services (grpc.aio, port 0), each behind a :class:`~fault_proxy.FaultProxy`,
-and a gateway reading a real routing.yaml in front of them. Clients behave like the
-existing ones (one logon, then lookups on new connections, several at once, each asking
-for a different person).
+reference gRPC services (grpc.aio, port 0) over mutual TLS (the gateway presents its client
+certificate, its identity there), each behind a :class:`~fault_proxy.FaultProxy`, and a
+gateway reading a real routing.yaml in front of them. Clients behave like the existing ones
+(one logon, then lookups on new connections, several at once, each asking for a different
+person).
 
 A cell (:func:`check_cell`) is: a healthy round; the resources the process holds then
 (file descriptors, asyncio tasks, the proxies' connections); the fault; a round of
@@ -35,8 +36,9 @@ from fault_proxy import HEALTHY, FaultProxy, Faults, fault_proxy
 
 from cpr_devtools.client import Endpoint, exchange, logon
 from cpr_devtools.migration import migrate_register
+from cpr_devtools.pki import GATEWAY_CLIENT, ensure_dev_pki
 from cpr_services.drift import Drift
-from cpr_services.server import ModernServer
+from cpr_services.server import ModernServer, ServiceTls
 from emulator_harness import DEMO_OFF4, DEMO_PRIV, DemoUser, RunningEmulator, running_emulator
 from gateway.app import Gateway
 from gateway.codec import LookupAnswer, LookupRequest
@@ -71,7 +73,10 @@ backends:
     address: "127.0.0.1:{legacy}"
     tls: {{ca: "{ca}", server_name: localhost}}
     connect_timeout: 1s
-  persons-v2: {{kind: grpc, address: "127.0.0.1:{modern}", tls: null}}
+  persons-v2:
+    kind: grpc
+    address: "127.0.0.1:{modern}"
+    tls: {{ca: "{ca}", server_name: localhost, cert: "{client_cert}", key: "{client_key}"}}
 routes:
   - name: logons
     match: {{operation: [logon, change_password]}}
@@ -143,7 +148,15 @@ async def fault_stack(
             running_emulator(persons=300, workdir=tmp_path / "emu")
         )
         assert emu.ca is not None
-        services = ModernServer(emu.config, migrated_store(emu, tmp_path), drift=drift or Drift())
+        # The emulator's CA signs the services' certificate and the gateway's client one too.
+        pki = ensure_dev_pki(emu.ca.parent, ("emulator", "services"), (GATEWAY_CLIENT,))
+        services = ModernServer(
+            emu.config,
+            migrated_store(emu, tmp_path),
+            tls=ServiceTls(pki.cert("services"), pki.key("services"), client_ca=pki.ca_cert),
+            gateway_identities=(GATEWAY_CLIENT,),
+            drift=drift or Drift(),
+        )
         stack.push_async_callback(services.aclose, 0)
         modern_port = await services.start()
         legacy = await stack.enter_async_context(fault_proxy(emu.port))
@@ -156,6 +169,8 @@ async def fault_stack(
                 legacy=legacy.port,
                 modern=modern.port,
                 ca=emu.ca,
+                client_cert=pki.cert(GATEWAY_CLIENT),
+                client_key=pki.key(GATEWAY_CLIENT),
                 primary=primary,
                 deadline_ms=round(DEADLINE_S * 1000),
                 logon_deadline=_LOGON_DEADLINE,
