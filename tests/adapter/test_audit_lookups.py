@@ -15,9 +15,12 @@ from gateway_harness import LOGON, LOOKUP, PNR, backend_server, canned, gateway_
 from cpr_devtools.client import exchange
 from gateway.app import Gateway
 from gateway.cli import main
+from gateway.codec import LookupRequest
+from gateway.config import load_routing
 from gateway.config.audit import Audit
 from gateway.errors import ConfigError
 from gateway.observe.logs import configure_logging
+from gateway.shadow.pseudonym import Pseudonymiser, load_key
 
 OTHER_PNR = "0202602345"  # synthetic
 OTHER = replace(LOOKUP, user="DEMO0002", pnr=OTHER_PNR)
@@ -119,3 +122,49 @@ async def test_a_gateway_does_not_start_without_its_audit_log(tmp_path: Path) ->
         gateway = Gateway(replace(gateway_config(port), audit=audit))
         with pytest.raises(ConfigError, match=r"audit\.directory"):
             await gateway.start()
+
+
+SPLIT = """
+version: 1
+listen: {{host: 127.0.0.1, port: 0, tls: null}}
+admin: {{host: 127.0.0.1, port: 0}}
+backends:
+  left: {{kind: legacy, address: "127.0.0.1:{left}", tls: null}}
+  right: {{kind: legacy, address: "127.0.0.1:{right}", tls: null}}
+routes:
+  - name: lookups
+    match: {{operation: [lookup]}}
+    split: {{key: pnr, backends: {{left: 50, right: 50}}}}
+    deadline: 2s
+  - name: rest
+    match: {{}}
+    backend: left
+    deadline: 2s
+audit: {{directory: audit}}
+"""
+
+
+async def test_the_side_recorded_is_the_side_that_answered(tmp_path: Path) -> None:
+    """Lookups split between two sides: each record names the side its request reached."""
+    received: dict[str, list[bytes]] = {"left": [], "right": []}
+    pnrs = [f"0101{n:06d}" for n in range(20)]
+    async with (
+        backend_server(canned(received["left"])) as left,
+        backend_server(canned(received["right"])) as right,
+    ):
+        routing = tmp_path / "routing.yaml"
+        routing.write_text(SPLIT.format(left=left, right=right))
+        async with running(load_routing(routing)) as run:
+            for pnr in pnrs:
+                await exchange(run.client, replace(LOOKUP, pnr=pnr).encode())
+    key = Pseudonymiser(load_key(tmp_path / "audit.key", what="audit key"))
+    sides = {
+        str(record["pnr"]): str(record["side"])
+        for path in (tmp_path / "audit").glob("*.jsonl")
+        for record in map(json.loads, path.read_text().splitlines())
+        if record["kind"] == "lookup"
+    }
+    reached = {
+        key.pnr(LookupRequest.decode(raw).pnr): side for side in received for raw in received[side]
+    }
+    assert sides == reached and set(sides.values()) == {"left", "right"}
