@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from gateway_harness import LOGON, LOOKUP, PNR, backend_server, canned, gateway_config, running
+from proxy_harness import CLIENT, LOOPBACK, exchange_after, header_for
 
 from cpr_devtools.client import exchange
 from gateway.app import Gateway
@@ -168,3 +169,23 @@ async def test_the_side_recorded_is_the_side_that_answered(tmp_path: Path) -> No
         key.pnr(LookupRequest.decode(raw).pnr): side for side in received for raw in received[side]
     }
     assert sides == reached and set(sides.values()) == {"left", "right"}
+
+
+async def test_behind_a_balancer_the_source_is_the_client_its_header_names(
+    tmp_path: Path,
+) -> None:
+    """A trusted PROXY v2 header names the client: the record's source is that address, not
+    the balancer's."""
+    audit = Audit(tmp_path / "audit", tmp_path / "audit.key")
+    async with backend_server(canned()) as port:
+        config = replace(gateway_config(port), audit=audit)
+        config = replace(config, listen=replace(config.listen, proxy_protocol=LOOPBACK))
+        async with running(config) as run:
+            await exchange_after(run.client.port, header_for(CLIENT), LOOKUP.encode())
+    [record] = [
+        json.loads(line)
+        for path in audit.directory.glob("*.jsonl")
+        for line in path.read_text().splitlines()
+        if '"kind":"lookup"' in line
+    ]
+    assert record["source"] == str(CLIENT.ip) == "192.0.2.7"
