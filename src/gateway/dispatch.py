@@ -398,7 +398,7 @@ class Dispatcher:
             canary = None  # not a candidate's read: nothing to fall back from
         else:
             self._budget(decision.route, canary).read()
-        began = self._clock()
+        began = self._clock() if canary is not None else 0.0
         answer, error = await self._leased(routing, decision, sent)
         if error and canary is not None:
             failed_s = self._clock() - began

@@ -20,15 +20,22 @@ from gateway_harness import (
     LOOKUP,
     LOOKUP_ANSWER,
     backend_server,
+    free_port,
     read_request,
 )
 
 from cpr_devtools.client import Endpoint, exchange
 from gateway.app import Gateway
+from gateway.backends import build_backend
+from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.codec import LookupAnswer, LookupRequest
 from gateway.config import load_routing
-from gateway.model import Family, FejlNr
-from gateway.observe.events import CanaryTransitioned, Event, ReadFallback
+from gateway.config.canary import CanaryPlan, Fallback
+from gateway.config.schema import BUCKETS, Match, Route, Split, SplitKey
+from gateway.dispatch import Dispatcher
+from gateway.model import Family, FejlNr, Operation
+from gateway.observe.events import CanaryTransitioned, Event, EventBus, ReadFallback
+from gateway.routing import RouteTable
 
 #: A hang fails the test; a normal run takes a few seconds.
 PATIENCE_S = 60
@@ -188,3 +195,47 @@ async def test_with_the_fallback_off_a_hung_candidates_reads_answer_09(tmp_path:
         answers = await lookups_until(s, lambda: any(t.kind == "rollback" for t in s.transitions))
         assert FejlNr.NO_CONNECTION in answers
         assert s.fallbacks == []
+
+
+async def test_a_write_the_candidate_fails_is_never_asked_of_the_primary() -> None:
+    """A subscription routed to the candidate that cannot be reached is answered 09: a write
+    goes to exactly one side, and the primary never sees it (nor is a fallback counted)."""
+    received: list[bytes] = []
+
+    async def primary_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await read_request(reader))
+        writer.write(LOOKUP_ANSWER)
+        await writer.drain()
+
+    bus, fallbacks = EventBus(), []
+    bus.subscribe(lambda e: fallbacks.append(e) if isinstance(e, ReadFallback) else None)
+    plan = CanaryPlan("candidate", steps=(0.0, 100.0), fallback=Fallback(retry_budget=1.0))
+    subscriptions = Route(
+        "subscriptions",
+        Match(),  # the table's catch-all: subscriptions and lookups alike
+        Split(SplitKey.PNR, (("mainframe", 0), ("candidate", BUCKETS))),
+        1.0,
+        canary=plan,
+    )
+    async with backend_server(primary_handler) as primary:
+        backends = {
+            "mainframe": build_backend(
+                LegacyBackendConfig("mainframe", "127.0.0.1", primary, None)
+            ),
+            "candidate": build_backend(
+                LegacyBackendConfig("candidate", "127.0.0.1", free_port(), None)
+            ),
+        }
+        dispatcher = Dispatcher(RouteTable([subscriptions]), backends, bus)
+        try:
+            write = LookupRequest(
+                LOOKUP.transaction, LOOKUP.customer, LOOKUP.token, LOOKUP.user, LOOKUP.pnr, "1"
+            )
+            assert write.operation is Operation.SUBSCRIBE
+            answer = await dispatcher.handle(write, write.encode(), peer="test")
+            assert LookupAnswer.decode(answer, Family.PRIV).fejlnr is FejlNr.NO_CONNECTION
+            assert received == [] and fallbacks == []
+            read = await dispatcher.handle(LOOKUP, LOOKUP.encode(), peer="test")  # the control
+            assert read == LOOKUP_ANSWER and len(received) == 1 and len(fallbacks) == 1
+        finally:
+            await dispatcher.aclose()
