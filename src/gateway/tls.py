@@ -18,8 +18,8 @@ from pathlib import Path
 #: connections cost tens of megabytes instead of about a gigabyte (docs/benchmarks.md, P6).
 TLS_READ_BUFFER = 32 * 1024
 
-#: ``listen.tls.min_version`` values, lowest first; anything older is refused at load
-#: (TLS 1.0 and 1.1 are deprecated by RFC 8996).
+#: ``listen.tls.min_version`` values (gateway.config.schema.TLS_VERSIONS), lowest first;
+#: anything older is refused at load (TLS 1.0 and 1.1 are deprecated by RFC 8996).
 MIN_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 #: ``listen.tls.min_version`` when not given.
 DEFAULT_MIN_VERSION = "TLSv1.2"

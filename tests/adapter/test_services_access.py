@@ -251,6 +251,8 @@ class _Unauthenticated(auth_pb2_grpc.AuthServiceServicer):
     async def Logon(self, request: Any, context: Any) -> Any:  # noqa: N802 (the proto's name)
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "who are you")
 
+    ChangePassword = ValidateSession = Logon
+
 
 async def test_services_refusing_the_gateway_answer_09_and_are_logged(
     logged: io.StringIO,

@@ -10,6 +10,7 @@ import shutil
 import signal
 import ssl
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from gateway_harness import (
     LOOKUP,
     LOOKUP_ANSWER,
     backend_server,
+    free_port,
     gateway_config,
     held,
     next_event,
@@ -26,7 +28,8 @@ from cpr_devtools.client import read_to_eof
 from cpr_devtools.pki import DevPki, ensure_dev_pki
 from gateway.app import Gateway
 from gateway.codec import MAX_ANSWER_LENGTH
-from gateway.config.schema import ServerTls
+from gateway.config.schema import TLS_VERSIONS, ServerTls
+from gateway.errors import ConfigError
 from gateway.observe.events import CertificatesReloaded, Event, Lifecycle
 from gateway.tls import client_context, server_context
 
@@ -213,3 +216,26 @@ async def test_the_client_port_refuses_old_protocols_and_weak_suites(tmp_path: P
     await _handshake(ours, tls12)
     with pytest.raises(_REFUSED):
         await _handshake(server_context(tls.cert, tls.key, min_version="TLSv1.3"), tls12)
+
+
+async def test_ciphers_that_select_nothing_stop_the_start(tmp_path: Path) -> None:
+    """A cipher string of the right shape that this OpenSSL cannot use is a ConfigError at
+    start, naming it (reading routing.yaml cannot tell: it loads no ssl)."""
+    _, tls = _pki(tmp_path)
+    bad = replace(tls, ciphers="NOSUCHSUITE")
+    gateway = Gateway(gateway_config(free_port(), listen_tls=bad), watch_interval=None)
+    with pytest.raises(ConfigError, match=r"listen\.tls: ciphers 'NOSUCHSUITE' select no"):
+        await gateway.start()
+
+
+def test_the_configs_defaults_are_the_tls_modules() -> None:
+    """routing.yaml's listen.tls defaults (written out in the pure config schema) are the ones
+    gateway.tls applies when not told otherwise."""
+    from gateway import tls as policy
+
+    defaults = ServerTls(Path("c"), Path("k"))
+    assert (defaults.min_version, defaults.ciphers) == (
+        policy.DEFAULT_MIN_VERSION,
+        policy.DEFAULT_CIPHERS,
+    )
+    assert tuple(policy.MIN_VERSIONS) == TLS_VERSIONS

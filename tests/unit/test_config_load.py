@@ -187,8 +187,9 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
         ),
         (
             "tls: null}",
-            "tls: {cert: a.crt, key: a.key, ciphers: NOSUCHSUITE}}",
-            "listen.tls.ciphers: selects no cipher suite: 'NOSUCHSUITE'",
+            "tls: {cert: a.crt, key: a.key, ciphers: 'ECDHE;rm -rf'}}",
+            "listen.tls.ciphers: expected an OpenSSL cipher string like ECDHE+AESGCM, "
+            "got 'ECDHE;rm -rf'",
         ),
         (
             'address: "127.0.0.1:5001"',

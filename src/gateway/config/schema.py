@@ -25,10 +25,14 @@ from gateway.config.audit import Audit
 from gateway.config.breaker import Breaker
 from gateway.config.canary import CanaryPlan, CanarySettings
 from gateway.model import Operation
-from gateway.tls import DEFAULT_CIPHERS, DEFAULT_MIN_VERSION
 
 #: A match dimension's value type: transaction codes and user ids, or customer numbers.
 T = TypeVar("T", str, int)
+
+
+#: ``listen.tls.min_version`` values, lowest first (gateway.tls maps them to ssl's versions);
+#: anything older is refused at load (TLS 1.0 and 1.1 are deprecated by RFC 8996).
+TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +42,11 @@ class ServerTls:
 
     cert: Path
     key: Path
-    #: The lowest protocol version accepted: ``TLSv1.2`` or ``TLSv1.3`` (gateway.tls).
-    min_version: str = DEFAULT_MIN_VERSION
+    #: The lowest protocol version accepted: ``TLSv1.2`` or ``TLSv1.3`` (gateway.tls). The
+    #: defaults are gateway.tls's, written out here: this module imports no I/O (not ssl).
+    min_version: str = "TLSv1.2"
     #: TLS 1.2 cipher suites, as an OpenSSL cipher string (TLS 1.3's are OpenSSL's own).
-    ciphers: str = DEFAULT_CIPHERS
+    ciphers: str = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 @dataclass(frozen=True, slots=True)

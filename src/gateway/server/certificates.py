@@ -52,7 +52,9 @@ class ListenerCertificates:
             self.context = server_context(
                 tls.cert, tls.key, min_version=tls.min_version, ciphers=tls.ciphers
             )
-        except (OSError, ssl.SSLError, ValueError) as exc:
+        except ValueError as exc:  # min_version or ciphers that allow nothing
+            raise ConfigError([f"listen.tls: {exc}"]) from None
+        except (OSError, ssl.SSLError) as exc:
             raise ConfigError([f"listen.tls: cannot load {tls.cert}: {exc}"]) from None
 
     async def run(self, interval: float) -> None:
