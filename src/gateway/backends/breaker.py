@@ -130,6 +130,30 @@ class BreakerBackend:
     ) -> bytes:
         """The backend's answer, or BackendOpen at once while the breaker is open."""
         breaker = self.breaker
+        if breaker.state is not State.CLOSED:
+            return await self._guarded(request, raw, deadline, origin, repeat)
+        try:  # closed, nearly always: the fewest steps on every request's way
+            answer = await self.backend.call(
+                request, raw, deadline=deadline, origin=origin, repeat=repeat
+            )
+        except _COUNTED as exc:
+            breaker.failed(trial=False)
+            if breaker.state is not State.CLOSED:
+                self._changed(str(exc))
+            raise
+        except BackendProtocolError:
+            breaker.succeeded(trial=False)
+            raise
+        if breaker.failed_in_a_row:
+            breaker.succeeded(trial=False)
+        return answer
+
+    async def _guarded(
+        self, request: Request, raw: bytes, deadline: float, origin: str | None, repeat: bool
+    ) -> bytes:
+        """A call while the breaker is not closed: refused, or the trial, or (closed meanwhile)
+        a normal call."""
+        breaker = self.breaker
         admitted = breaker.admit()
         if admitted is False:
             raise BackendOpen(f"{self.name}: circuit breaker open")

@@ -237,8 +237,8 @@ class ShadowCompleted:
     """A copy of a request sent to a shadow (or noise) backend ended; the client never saw it.
 
     ``outcome`` is one of :data:`SHADOW_OUTCOMES`; ``reason`` says why an error or a
-    drop happened (``no_session``, ``unavailable``, ``timeout``, ``protocol``,
-    ``queue_full``, ``overload``, ``shutdown``). ``fields`` are the (record, field) keys that
+    drop happened (``no_session``, ``unavailable``, ``timeout``, ``protocol``, ``open``:
+    its breaker was open and it was not sent, ``queue_full``, ``overload``, ``shutdown``). ``fields`` are the (record, field) keys that
     differed, names from the layouts only, never values.
     """
 
