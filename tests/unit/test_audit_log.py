@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.audit import writer as writer_module
 from gateway.audit.files import writers
 from gateway.audit.record import GENESIS, hash_of
 from gateway.audit.verify import verify_directory
@@ -317,3 +318,42 @@ async def test_a_killed_writer_is_followed_by_a_whole_chain(tmp_path: Path) -> N
     assert len(files) == 2
     [report] = verify_directory(audit.directory)
     assert report.broken is None and report.records >= 3
+
+
+async def test_a_disk_that_keeps_refusing_leaves_no_empty_files_and_a_whole_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes fail for a while (a fault injected into os.write): a file opened meanwhile whose
+    start record could not be written is removed again, every lookup in between is counted,
+    and once the disk takes writes the chain goes on, the loss written into it."""
+    monkeypatch.setattr(writer_module, "RETRY_AFTER_S", 0.0)  # retry at once: no waiting
+    audit = settings(tmp_path)
+    seen: list[Event] = []
+    log = await started(audit, seen)
+    real_write, broken, hits = os.write, threading.Event(), threading.Semaphore(0)
+
+    def failing(fd: int, data: bytes) -> int:
+        if broken.is_set():
+            hits.release()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", failing)
+    broken.set()
+    log.on_event(lookup())
+    await asyncio.to_thread(hits.acquire)  # the lookup's write failed: the file is given up
+    log.on_event(lookup())
+    await asyncio.to_thread(hits.acquire)  # a new file's start record failed too
+    broken.clear()
+    await write(log, lookup())
+    files = writers(audit.directory)["audit-h-0"]
+    assert all(path.stat().st_size > 0 for _, path in files)
+    kinds = [(r["kind"], r.get("reason"), r.get("count")) for r in records(audit.directory)]
+    assert kinds == [
+        ("start", "start", None),
+        ("start", "recover", None),
+        ("lost", "write_error", 2),
+        ("lookup", None, None),
+    ]
+    [report] = verify_directory(audit.directory)
+    assert report.broken is None

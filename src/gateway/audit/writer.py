@@ -12,6 +12,7 @@ logged, and written into the chain itself as a ``lost`` record once writing work
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -37,6 +38,9 @@ MAX_PENDING = 2**16
 MAX_BATCH = 4096
 #: Losses are logged (and counted) at most this often: a full disk fails every tick.
 REPORT_EVERY_S = 1.0
+#: After a file could not be opened or written, a new one is tried no sooner than this: a
+#: full disk would otherwise cost a file name (or an empty file) every tick.
+RETRY_AFTER_S = 1.0
 #: The environment variable the key comes from when its file does not exist yet.
 KEY_ENV = "CPR_GATEWAY_AUDIT_KEY"
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
@@ -106,6 +110,10 @@ class AuditLog:
         self._torn = 0
         #: Lookups taken from the buffer and not yet written or counted lost.
         self._in_hand = 0
+        #: The hash of the last line on disk (the head runs ahead while a write is built).
+        self._written = GENESIS
+        #: When (monotonic) a new file may be tried after a failure.
+        self._retry_at = 0.0
         #: Losses not yet written into the chain, and not yet told to the bus.
         self._lost: dict[str, int] = {}
         self._unreported: dict[str, tuple[int, str]] = {}
@@ -150,7 +158,7 @@ class AuditLog:
         found = tail(files)
         notices: list[Event] = []
         if found.line is not None:
-            self._head = hash_of(found.line)
+            self._head = self._written = hash_of(found.line)
         if found.torn and found.file is not None:
             detail = f"{found.torn} bytes after the last whole line; the chain goes on from it"
             notices.append(AuditFile("torn", str(found.file), self._head, detail))
@@ -179,6 +187,7 @@ class AuditLog:
         except Exception as exc:
             self._failure = f"{type(exc).__name__}: {exc}"
             self._lose("write_error", self._in_hand, self._failure)
+            self._head = self._written  # lines chained but not written are not on disk
             self._close_file(sync=False)  # the next records start a new file (recover)
             self._report()
 
@@ -226,7 +235,7 @@ class AuditLog:
         file given up after a failure is replaced by a new one (``recover``) first."""
         chunk: list[_Entry] = []
         for index, record in enumerate(records):
-            if self._fd < 0 and not self._open_next("recover", self._torn):
+            if self._fd < 0 and not self._reopen():
                 self._unwind(records[index:])
                 return
             chunk.append(self._chain(record))
@@ -239,6 +248,12 @@ class AuditLog:
                     self._open_next("rotate", 0)
         if chunk:
             self._put(chunk)
+
+    def _reopen(self) -> bool:
+        """A new file after a failure (``recover``), unless the last try was just now."""
+        if time.monotonic() < self._retry_at:
+            return False
+        return self._open_next("recover", self._torn)
 
     def _chain(self, record: _Record) -> _Entry:
         """The next line of the chain; the head moves on (a failed write moves it back)."""
@@ -259,6 +274,7 @@ class AuditLog:
             self._failure = exc.strerror or str(exc)
             self._give_up(chunk, written)
             return
+        self._written = chunk[-1].head
         self._dirty = True
         if self._settings.fsync is FsyncPolicy.EVERY:
             self._sync()
@@ -268,7 +284,7 @@ class AuditLog:
         for index, entry in enumerate(chunk):
             if done + len(entry.line) > written:
                 self._torn = written - done
-                self._head = entry.prev
+                self._head = self._written = entry.prev
                 self._unwind([e.record for e in chunk[index:]])
                 break
             done += len(entry.line)
@@ -321,6 +337,7 @@ class AuditLog:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+            self._failed_to_open()
             return False
         self._torn = 0
         fields: dict[str, object] = {
@@ -334,9 +351,18 @@ class AuditLog:
         entry = self._chain(_Record(fields))
         self._size = len(entry.line)
         self._put([entry])
-        if self._fd >= 0:
-            self._notify(AuditFile("opened", str(self.file), self._head, reason))
-        return self._fd >= 0
+        if self._fd < 0:
+            self._failed_to_open()
+            return False
+        self._notify(AuditFile("opened", str(self.file), self._head, reason))
+        return True
+
+    def _failed_to_open(self) -> None:
+        """Try again in a while, and leave no empty file behind (a full disk, every tick)."""
+        self._retry_at = time.monotonic() + RETRY_AFTER_S
+        with contextlib.suppress(OSError):
+            if self.file.stat().st_size == 0:
+                self.file.unlink()
 
     def _sync_if_due(self) -> None:
         if self._settings.fsync is not FsyncPolicy.INTERVAL or not self._dirty or self._fd < 0:
