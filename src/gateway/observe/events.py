@@ -113,8 +113,9 @@ class BackendFailed:
 
     backend: str
     route: str
-    #: ``unavailable``, ``timeout``, ``protocol`` or ``open`` (its circuit breaker was open:
-    #: the backend was not called).
+    #: ``unavailable``, ``timeout``, ``protocol``, ``open`` (its circuit breaker was open:
+    #: the backend was not called) or ``unauthenticated`` (the services refused the gateway
+    #: itself: a configuration problem, logged ``backend_unauthenticated``).
     kind: str
     #: The error's message: a short fact with no PNR (the backends guarantee it).
     detail: str
