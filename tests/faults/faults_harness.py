@@ -355,8 +355,9 @@ async def rounds_for(stack: FaultStack, hold_s: float) -> list[Lookup]:
     return done
 
 
-async def check_proxy_cell(stack: FaultStack, backend: str, cell: Cell) -> Measured:
-    """:func:`check_cell` with ``cell``'s faults on ``backend``'s proxy."""
+async def check_proxy_cell(stack: FaultStack, backend: str, cell: Cell, role: str) -> Measured:
+    """:func:`check_cell` with ``cell``'s faults on ``backend``'s proxy; ``role`` (primary,
+    shadow) names the cell."""
     proxy = stack.proxy_of(backend)
 
     async def on() -> None:
@@ -365,7 +366,7 @@ async def check_proxy_cell(stack: FaultStack, backend: str, cell: Cell) -> Measu
     async def off() -> None:
         await proxy.inject(HEALTHY)
 
-    return await check_cell(stack, f"{backend}: {cell.name}", cell.expected, on, off)
+    return await check_cell(stack, f"{backend} ({role}): {cell.name}", cell.expected, on, off)
 
 
 async def recovery(stack: FaultStack, cleared: float) -> tuple[float, int]:

@@ -44,7 +44,7 @@ async def test_services_primary_under_fault(cell: Cell, tmp_path: Path) -> None:
     client gets the cell's FEJLNR (09 when the services cannot answer), its own person,
     nothing leaks, and lookups succeed again once it clears."""
     async with fault_stack(tmp_path, primary="persons-v2") as stack:
-        await check_proxy_cell(stack, "persons-v2", cell)
+        await check_proxy_cell(stack, "persons-v2", cell, "primary")
 
 
 @pytest.mark.parametrize("cell", SHADOW_CELLS, ids=lambda cell: cell.name)
@@ -52,4 +52,4 @@ async def test_services_shadow_under_fault(cell: Cell, tmp_path: Path) -> None:
     """A fault on the services when they only get shadow copies (the mainframe answers):
     every client gets 00 and its own person."""
     async with fault_stack(tmp_path, primary="mainframe", shadow="persons-v2") as stack:
-        await check_proxy_cell(stack, "persons-v2", cell)
+        await check_proxy_cell(stack, "persons-v2", cell, "shadow")

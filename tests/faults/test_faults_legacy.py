@@ -42,7 +42,7 @@ async def test_mainframe_primary_under_fault(cell: Cell, tmp_path: Path) -> None
     FEJLNR (09 when the mainframe cannot answer), its own person, nothing leaks, and lookups
     succeed again once it clears."""
     async with fault_stack(tmp_path, primary="mainframe") as stack:
-        await check_proxy_cell(stack, "mainframe", cell)
+        await check_proxy_cell(stack, "mainframe", cell, "primary")
 
 
 async def test_mainframe_primary_cut_mid_answer(tmp_path: Path) -> None:
@@ -54,7 +54,7 @@ async def test_mainframe_primary_cut_mid_answer(tmp_path: Path) -> None:
         # bytes short of it is inside the answer's record.
         whole = min(traffic.down for traffic in stack.legacy.finished)
         cell = Cell("cut mid-answer", Faults(cut_after=whole - 60), NO_CONNECTION)
-        await check_proxy_cell(stack, "mainframe", cell)
+        await check_proxy_cell(stack, "mainframe", cell, "primary")
 
 
 @pytest.mark.parametrize("cell", SHADOW_CELLS, ids=lambda cell: cell.name)
@@ -62,4 +62,4 @@ async def test_mainframe_shadow_under_fault(cell: Cell, tmp_path: Path) -> None:
     """A fault on the mainframe when it only gets shadow copies (the services answer):
     every client gets 00 and its own person."""
     async with fault_stack(tmp_path, primary="persons-v2", shadow="mainframe") as stack:
-        await check_proxy_cell(stack, "mainframe", cell)
+        await check_proxy_cell(stack, "mainframe", cell, "shadow")
