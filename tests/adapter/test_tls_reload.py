@@ -38,15 +38,20 @@ def _pki(tmp_path: Path) -> tuple[DevPki, ServerTls]:
     """A CA with two server pairs, ``old`` and ``new``; the listener's files hold ``old``."""
     pki = ensure_dev_pki(tmp_path / "pki", servers=("old", "new"))
     live = tmp_path / "live"
-    live.mkdir()
     _install(pki, "old", live)
     return pki, ServerTls(live / "gateway.crt", live / "gateway.key")
 
 
 def _install(pki: DevPki, name: str, live: Path) -> None:
-    """Copy pair ``name`` over the listener's files, as a renewal would."""
-    shutil.copyfile(pki.cert(name), live / "gateway.crt")
-    shutil.copyfile(pki.key(name), live / "gateway.key")
+    """Put pair ``name`` behind the listener's files at once, as a Kubernetes Secret volume
+    does: the pair is written into a directory of its own, then the ``live`` link is swapped."""
+    pair = pki.directory / f"pair-{name}"
+    pair.mkdir(exist_ok=True)
+    shutil.copyfile(pki.cert(name), pair / "gateway.crt")
+    shutil.copyfile(pki.key(name), pair / "gateway.key")
+    swap = live.with_name(f"{live.name}.swap")
+    swap.symlink_to(pair, target_is_directory=True)
+    os.replace(swap, live)
 
 
 async def _connect(pki: DevPki, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -239,3 +244,32 @@ def test_the_configs_defaults_are_the_tls_modules() -> None:
         policy.DEFAULT_CIPHERS,
     )
     assert tuple(policy.MIN_VERSIONS) == TLS_VERSIONS
+
+
+def test_a_renewal_written_file_by_file_is_loaded_once_as_a_pair(tmp_path: Path) -> None:
+    """The certificate written, then the key: nothing is tried until both have stayed the same
+    for a poll, so the half-renewed pair (new certificate, old key) is never loaded."""
+    from gateway.observe.events import EventBus
+    from gateway.server.certificates import ListenerCertificates
+
+    pki = ensure_dev_pki(tmp_path / "pki", servers=("old", "new"))
+    live = tmp_path / "files"
+    live.mkdir()
+    tls = ServerTls(live / "gateway.crt", live / "gateway.key")
+    shutil.copyfile(pki.cert("old"), tls.cert)
+    shutil.copyfile(pki.key("old"), tls.key)
+    bus = EventBus()
+    seen: list[Event] = []
+    bus.subscribe(seen.append)
+    certificates = ListenerCertificates(tls, bus)
+
+    shutil.copyfile(pki.cert("new"), tls.cert)
+    assert not certificates.poll()  # just changed: look again
+    shutil.copyfile(pki.key("new"), tls.key)
+    assert not certificates.poll()  # changed again
+    assert certificates.poll()  # settled: a pair
+    assert certificates.reload("file")
+    assert not certificates.poll()  # loaded: nothing new
+    assert [(e.trigger, e.result) for e in seen if isinstance(e, CertificatesReloaded)] == [
+        ("file", "ok")
+    ]
