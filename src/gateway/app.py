@@ -193,7 +193,12 @@ class Gateway:
             self._certificates = ListenerCertificates(config.listen.tls, self.bus)
         context = self._certificates.context if self._certificates else None
         self._listener = ClientListener(
-            config.listen, config.limits, self._dispatcher, self.bus, context
+            config.listen,
+            config.limits,
+            self._dispatcher,
+            self.bus,
+            context,
+            pressure=self.loop_lag,
         )
         try:
             await self._start_canary(config)

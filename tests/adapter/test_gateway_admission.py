@@ -189,6 +189,30 @@ async def test_a_stalled_handshake_is_cut_by_the_handshake_timeout(
         assert _metric(run, "handshake_timeout") == 1
 
 
+async def test_while_the_loop_runs_late_new_connections_are_refused_at_accept(
+    ca: tuple[Path, ServerTls],
+) -> None:
+    """With the loop's sustained lag above a tenth of the handshake timeout (a fault injected
+    as lag samples), a new TLS connection is closed at accept and counted overloaded; once
+    the lag is back down, connections are let in again."""
+    ca_cert, tls = ca
+    async with (
+        backend_server(canned()) as port,
+        running(_config(port, tls, handshake_timeout=3.0)) as run,
+    ):
+        lag = run.gateway.loop_lag
+        while not lag.parked:  # no client yet: the sampler parks, and forgets its samples
+            await asyncio.sleep(0.01)
+        for _ in range(8):
+            lag.record(3600.0)  # an hour late, as the parked sampler keeps it
+        assert await _closed_before_tls(run)
+        assert _metric(run, "overloaded") == 1
+        for _ in range(8):
+            lag.record(0.0)
+        assert await _tls_exchange(run, ca_cert, LOOKUP.encode(), "127.0.0.1") == LOOKUP_ANSWER
+        assert _metric(run, "overloaded") == 1
+
+
 @pytest.mark.parametrize("tls_on", [True, False], ids=["tls", "plain"])
 async def test_a_client_that_never_sends_is_cut_as_idle(
     ca: tuple[Path, ServerTls], tls_on: bool

@@ -25,6 +25,9 @@ PER_ADDRESS = "per_address"
 HANDSHAKE_TIMEOUT = "handshake_timeout"
 #: A connection sent no byte within ``limits.first_byte_timeout`` of its handshake.
 IDLE = "idle"
+#: A TLS listener's event loop ran late (its lag over a tenth of handshake_timeout): a new
+#: connection was closed at accept (gateway.server.admission).
+OVERLOADED = "overloaded"
 #: A framed request found ``limits.max_in_flight`` requests being answered: it was answered
 #: at once with FEJLNR 08 (the one reason that gets an answer).
 MAX_IN_FLIGHT = "max_in_flight"
@@ -36,6 +39,7 @@ REJECT_REASONS = (
     PER_ADDRESS,
     HANDSHAKE_TIMEOUT,
     IDLE,
+    OVERLOADED,
     MAX_IN_FLIGHT,
 )
 

@@ -12,7 +12,11 @@ itself (:class:`AdmittingServer`) and decides at once, from the socket's peer ad
   and the client it names is what the per-address limit counts;
 * then ``loop.connect_accepted_socket`` makes the socket a connection, with TLS when the
   listener has it; the header and the handshake together have ``limits.handshake_timeout``
-  from accept, and a handshake cut by it is reported.
+  from accept, and a handshake cut by it is reported;
+* while the event loop runs late (its sustained lag, gateway.runtime.pressure, above a
+  tenth of that timeout), a new connection is closed at accept (``overloaded``): past its
+  capacity for handshakes a process refuses early instead of letting every handshake grow
+  late. The lag is the server's own CPU backlog: a client cannot raise it by being slow.
 
 The accept loop is a reader callback on the listening socket, accepting what is queued in
 one go, as asyncio's own servers do; each admitted socket costs a task until its
@@ -31,7 +35,13 @@ from collections.abc import Callable
 from gateway.codec.proxy_protocol import Address, ProxyHeaderReader
 from gateway.config.schema import Limits, ProxyProtocol
 from gateway.errors import ProxyHeaderError
-from gateway.observe.events import HANDSHAKE_TIMEOUT, OVER_CAPACITY, PER_ADDRESS, PROXY_HEADER
+from gateway.observe.events import (
+    HANDSHAKE_TIMEOUT,
+    OVER_CAPACITY,
+    OVERLOADED,
+    PER_ADDRESS,
+    PROXY_HEADER,
+)
 from gateway.runtime.tasks import TaskSet
 from gateway.server.proxy_gate import read_proxy_header
 
@@ -50,6 +60,11 @@ _ACCEPT_RETRY_S = 1.0
 #: Sockets accepted per wake-up at most: a burst is taken in one go, but a flood cannot
 #: keep the loop from everything else (asyncio accepts its backlog, 100, per wake-up).
 _ACCEPT_BATCH = 128
+#: Loop lag, as a share of ``limits.handshake_timeout``, above which new connections are
+#: refused at accept (AdmittingServer._shedding). A TLS handshake takes the server two or
+#: three turns of the loop, so at this lag the ones admitted still end well within their
+#: timeout; the lag is well above a busy loop's few milliseconds.
+_LAG_SHARE = 0.1
 
 
 class Slots:
@@ -136,6 +151,8 @@ class AdmittingServer:
         context: ssl.SSLContext | None,
         factory: ConnectionFactory,
         refused: RefusalHook,
+        *,
+        pressure: Callable[[], float] | None = None,
     ) -> None:
         self._slots = slots
         self._trusted = trusted
@@ -147,6 +164,8 @@ class AdmittingServer:
         self._paused: asyncio.TimerHandle | None = None
         #: Connections admitted but not yet through their header and handshake.
         self._doors = TaskSet()
+        #: The event loop's sustained lag in seconds (see _shedding); None: never shed.
+        self._pressure = pressure
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
@@ -215,19 +234,34 @@ class AdmittingServer:
         balancer = self._trusted is not None and self._trusted.trusts(host)
         # A balancer's own address carries every client it relays: the client its header
         # names is what the per-address limit counts.
-        slot = self._slots.take(None if balancer else host)
+        slot: Slot | str = OVERLOADED
+        if not self._shedding():
+            slot = self._slots.take(None if balancer else host)
         if isinstance(slot, str):
             sock.close()
             self._refused(f"{host}:{port}", slot, 0, "")
             return
-        self._doors.spawn(self._let_in(sock, f"{host}:{port}", slot, balancer), name="admitted")
+        accepted = asyncio.get_running_loop().time()
+        coro = self._let_in(sock, f"{host}:{port}", slot, balancer, accepted)
+        self._doors.spawn(coro, name="admitted")
 
-    async def _let_in(self, sock: socket.socket, peer: str, slot: Slot, balancer: bool) -> None:
+    def _shedding(self) -> bool:
+        """Whether to refuse a connection at accept because the process is behind: its loop
+        runs later than a tenth of the handshake timeout. A connection let in now would wait
+        longer still, spend CPU on a handshake that may be cut, and delay those before it;
+        refused now, it costs an accept and a close, and its client learns at once."""
+        if self._pressure is None:
+            return False
+        return self._pressure() > self._slots.limits().handshake_timeout * _LAG_SHARE
+
+    async def _let_in(
+        self, sock: socket.socket, peer: str, slot: Slot, balancer: bool, accepted: float
+    ) -> None:
         """Header (from a balancer), then TLS, then the protocol; a socket that does not get
         that far is closed and its slot released here."""
         loop = asyncio.get_running_loop()
         patience = self._slots.limits().handshake_timeout
-        deadline = loop.time() + patience
+        deadline = accepted + patience
         through = False
         try:
             sock.setblocking(False)

@@ -9,7 +9,8 @@ its own bounds, and a failure while answering drops only that connection.
 Admission (gateway.server.admission): every connection holds a slot from accept to close,
 within ``limits.max_connections`` per process and ``limits.max_connections_per_address``;
 a listener with TLS or behind a balancer accepts for itself, so that a connection over a
-limit is closed before any TLS work; a plaintext listener counts in ``connection_made``,
+limit is closed before any TLS work, and so is any while the process is behind (its loop
+lag); a plaintext listener counts in ``connection_made``,
 which for it is the accept. The TLS handshake has ``limits.handshake_timeout``, the first
 byte ``limits.first_byte_timeout``, the whole request ``limits.read_timeout``. A framed
 request that finds ``limits.max_in_flight`` others being answered gets its operation's
@@ -27,6 +28,7 @@ import asyncio
 import os
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from gateway.codec import Request, refusal
@@ -59,10 +61,15 @@ class ClientListener:
         dispatcher: Dispatcher,
         bus: EventBus,
         context: ssl.SSLContext | None = None,
+        *,
+        pressure: Callable[[], float] | None = None,
     ) -> None:
         #: The TLS context to serve with (gateway.server.certificates reloads its pair);
         #: None: one is made from ``listen.tls``.
         self._context = context
+        #: The event loop's sustained lag (gateway.runtime.pressure): a TLS listener refuses
+        #: new connections at accept while it is high (gateway.server.admission).
+        self._pressure = pressure
         self._listen = listen
         self._limits = limits
         self._dispatcher = dispatcher
@@ -143,6 +150,7 @@ class ClientListener:
             context,
             self._connection,
             self._refused,
+            pressure=self._pressure,
         )
         if sock is None:
             backlog = self._limits.max_connections
