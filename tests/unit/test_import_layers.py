@@ -37,6 +37,9 @@ PURE = sorted(
         GATEWAY / "routing.py",
         GATEWAY / "sessions" / "table.py",
         GATEWAY / "sessions" / "broker.py",
+        GATEWAY / "sessions" / "logon_guard.py",
+        GATEWAY / "sessions" / "refused_repeats.py",
+        GATEWAY / "backends" / "retry_budget.py",
     ],
 )
 #: The comparison values, and the shadow's pure core that uses them.
