@@ -301,6 +301,8 @@ class Measured:
 
     cell: str
     fejlnrs: list[str]
+    #: The slowest answer of the healthy round before the fault: what the machine gave then.
+    healthy_s: float
     slowest_s: float
     recovery_s: float
     after_ok: int
@@ -335,7 +337,10 @@ async def check_cell(
     recovery_s, after_ok = await recovery(stack, cleared)
     after = [f"{f.backend} {f.kind}: {f.detail}" for f in stack.failures[failed_before:]]
     fejlnrs = sorted({x.fejlnr for x in under})
-    measured = Measured(name, fejlnrs, max(x.seconds for x in under), recovery_s, after_ok)
+    slowest = max(x.seconds for x in under)
+    measured = Measured(
+        name, fejlnrs, max(x.seconds for x in healthy), slowest, recovery_s, after_ok
+    )
     report(measured)
     assert fejlnrs == [expected.value], f"{name}: answered {fejlnrs}, not {expected.value}"
     assert after_ok >= AFTER_LOOKUPS * 99 // 100, (
@@ -396,6 +401,7 @@ def report(measured: Measured) -> None:
     line = {
         "cell": measured.cell,
         "fejlnr": measured.fejlnrs,
+        "healthy_ms": round(measured.healthy_s * 1000, 1),
         "slowest_ms": round(measured.slowest_s * 1000, 1),
         "deadline_plus_100_ms": round(DEADLINE_S * 1000 + 100),
         "recovery_ms": round(measured.recovery_s * 1000, 1),

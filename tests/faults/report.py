@@ -14,14 +14,16 @@ from pathlib import Path
 def rows(path: Path) -> list[str]:
     """One Markdown table row per cell, in the order the cells ran."""
     out = [
-        "| cell | client got | slowest answer (ms) | deadline + 100 ms | recovery (ms) | 00 after |"
+        "| cell | client got | slowest answer (ms) | deadline + 100 ms | healthy before (ms) "
+        "| recovery (ms) | 00 after |",
+        "|---|---|---|---|---|---|---|",
     ]
-    out.append("|---|---|---|---|---|---|")
     for line in path.read_text(encoding="utf-8").splitlines():
         cell = json.loads(line)
         out.append(
             f"| {cell['cell']} | {', '.join(cell['fejlnr'])} | {cell['slowest_ms']:.0f} "
-            f"| {cell['deadline_plus_100_ms']} | {cell['recovery_ms']:.0f} | {cell['after_ok']} |"
+            f"| {cell['deadline_plus_100_ms']} | {cell['healthy_ms']:.0f} "
+            f"| {cell['recovery_ms']:.0f} | {cell['after_ok']} |"
         )
     return out
 
