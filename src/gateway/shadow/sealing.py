@@ -26,11 +26,10 @@ import base64
 import binascii
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 #: ``value_format`` of a row whose values are sealed by :class:`Sealer`.
 SEALED = "aes256gcm-v1"
@@ -97,6 +96,8 @@ class Sealer:
     def open(self, sealed: str, associated: bytes) -> str | None:
         """The value ``sealed`` holds; None when it does not open (another shadow key, another
         row or column, or altered)."""
+        from cryptography.exceptions import InvalidTag  # noqa: PLC0415 (see _data_key)
+
         try:
             raw = base64.urlsafe_b64decode(sealed.encode("ascii"))
             salt, nonce = raw[:_SALT_BYTES], raw[_SALT_BYTES : _SALT_BYTES + _NONCE_BYTES]
@@ -117,6 +118,12 @@ class Sealer:
         return key
 
     def _data_key(self, salt: bytes) -> AESGCM:
+        # Imported here, not at the top: a worker that reads routing.yaml or never opens a
+        # shadow store does not pay cryptography's memory (docs/benchmarks.md, P6).
+        from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF  # noqa: PLC0415
+
         derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=_PURPOSE)
         return AESGCM(derived.derive(self._shadow_key))
 
