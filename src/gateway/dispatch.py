@@ -14,9 +14,8 @@ change the client's answer. The job carries the backends the request was routed
 with, and a copy holds its backend's lease like a request does.
 
 A canary route's lookup that its candidate fails is asked of the route's primary, within the
-plan's retry budget (docs/canary.md, "Read fallback"); a write never is. The client's logons are
-guarded by ``limits.failed_logons`` (:mod:`gateway.sessions.logon_guard`), and a repeat another
-side refused is not made again with the same password (:mod:`gateway.sessions.refused_repeats`).
+plan's retry budget (docs/canary.md, "Read fallback"); a write never is. A logon, its guard and
+its repeats on the other sides are :class:`~gateway.sessions.fan_out.LogonFanOut`'s.
 
 A reload swaps the route table and backends in one assignment (:meth:`Dispatcher.swap`);
 each request keeps the pair it started with. A backend the new config no longer
@@ -25,8 +24,8 @@ has is closed once the last request using it has finished, never under it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -38,20 +37,17 @@ from gateway.codec import (
     LogonRequest,
     LookupRequest,
     Request,
-    customer_number,
     refusal,
-    user_id,
 )
-from gateway.codec.headers import answer_fejlnr, answer_token
+from gateway.codec.headers import answer_fejlnr
 from gateway.comparison import ShadowPolicy
-from gateway.config.schema import Limits, Route, Sessions
+from gateway.config.schema import Route, Sessions
 from gateway.config.shadows import shadow_policies
 from gateway.errors import BackendError
 from gateway.model import FejlNr, Operation
 from gateway.observe.events import (
     BackendFailed,
     EventBus,
-    LogonRefused,
     LookupAnswered,
     ReadFallback,
     RequestCompleted,
@@ -59,22 +55,18 @@ from gateway.observe.events import (
 )
 from gateway.routing import Decision, RouteTable
 from gateway.runtime.tasks import TaskSet
-from gateway.sessions.broker import for_client, open_session, route_in_session, session_of
+from gateway.sessions.broker import for_client, route_in_session, session_of
+from gateway.sessions.fan_out import LogonFanOut
 from gateway.sessions.logon_guard import LogonGuard
-from gateway.sessions.refused_repeats import RefusedRepeats
 from gateway.sessions.shared import SharedSessions
 from gateway.sessions.table import Session, SessionBroker
 from gateway.shadow.runner import ShadowJob, ShadowRunner
 
 _OK = FejlNr.OK.value.encode()
 _NEW_LOGON = FejlNr.NEW_LOGON.value.encode()
-_BAD_CREDENTIALS = FejlNr.BAD_CREDENTIALS.value.encode()
 #: Shutdown waits this long for backends to close; each adapter bounds its own close, so
 #: this only guards against one that does not.
 _CLOSE_TIMEOUT_S = 5.0
-#: Seconds no logon is repeated on a side whose last repeat failed or was late: a hung side
-#: then costs one logon its fan_out_timeout now and then, not every logon.
-FAN_OUT_PAUSE_S = 5.0
 
 
 @dataclass(eq=False, slots=True)
@@ -183,19 +175,24 @@ class Dispatcher:
         self.shadows = shadows
         #: Where sessions this process has not seen are found (sibling workers or Redis).
         self._shared = shared
-        #: Seconds a logon waits for each other side's logon (sessions.fan_out_timeout).
-        self.fan_out_timeout = Sessions().fan_out_timeout
-        #: Sides whose last repeated logon failed or was late, and until when (monotonic) no
-        #: logon is repeated there.
-        self._fan_out_paused: dict[str, float] = {}
-        #: Repeated logons still running after their logon was answered.
-        self._late_repeats = TaskSet()
-        #: Refused logons per customer and address (limits.failed_logons; set_limit on reload).
-        self.logon_guard = LogonGuard(Limits().failed_logons)
-        #: Repeats other sides refused with 01, held back for a while (by password digest).
-        self._refused_repeats = RefusedRepeats()
+        #: Logons: guarded, answered by their routed side, repeated on the others.
+        self._logons = LogonFanOut(bus, self.sessions, shared)
         #: Each canary route's fallback budget, kept across swaps (a step changes the table).
         self._budgets: dict[str, RetryBudget] = {}
+
+    @property
+    def fan_out_timeout(self) -> float:
+        """Seconds a logon waits for each other side's logon (sessions.fan_out_timeout)."""
+        return self._logons.fan_out_timeout
+
+    @fan_out_timeout.setter
+    def fan_out_timeout(self, seconds: float) -> None:
+        self._logons.fan_out_timeout = seconds
+
+    @property
+    def logon_guard(self) -> LogonGuard:
+        """Refused logons per customer and address (limits.failed_logons)."""
+        return self._logons.guard
 
     @property
     def table(self) -> RouteTable:
@@ -224,7 +221,7 @@ class Dispatcher:
 
     async def aclose(self) -> None:
         """Close every backend; call after the listener has drained."""
-        await self._late_repeats.drain(_CLOSE_TIMEOUT_S, "shutdown: repeated logons too slow")
+        await self._logons.aclose(_CLOSE_TIMEOUT_S)
         for lease in self._routing.leases.values():
             lease.retire()
         await self._closing.drain(_CLOSE_TIMEOUT_S, "shutdown: backend close too slow")
@@ -242,7 +239,11 @@ class Dispatcher:
         decision = routing.table.route(request)
         client = FramedRequest(request, raw, origin)
         if isinstance(request, LogonRequest):
-            answer, error = await self._logon(routing, decision, request, client, peer)
+            others = routing.session_sides - {decision.backend}
+            call = functools.partial(self._logon_call, routing)
+            answer, error = await self._logons.logon(
+                decision, request, client, peer=peer, others=others, call=call
+            )
         else:
             decision, answer, error = await self._brokered(routing, decision, request, client)
         fejlnr = answer_fejlnr(answer).decode("ascii")
@@ -273,116 +274,6 @@ class Dispatcher:
                 )
             )
         return answer
-
-    async def _logon(
-        self,
-        routing: _Routing,
-        decision: Decision,
-        request: LogonRequest,
-        client: FramedRequest,
-        peer: str,
-    ) -> tuple[bytes, str]:
-        """Log on at the routed side; on success repeat it on the others and open a session.
-
-        The client's logon is its primary's business (docs/sessions.md, "The other sides'
-        logons"): the repeats get ``fan_out_timeout`` before the answer goes back; one still
-        running then goes on in the background and its token joins the session when it comes.
-        A customer over ``limits.failed_logons`` from this address is answered 01 at once.
-        """
-        number = customer_number(request.customer)
-        customer = request.customer.strip() if number is None else str(number)
-        address = client.origin or peer
-        if self.logon_guard.blocks(customer, address):
-            self._bus.emit(LogonRefused(customer, user_id(request.user), address))
-            refused = refusal(request, FejlNr.BAD_CREDENTIALS)
-            return refused, "limits.failed_logons: answered by the gateway"
-        answer, error = await self._leased(routing, decision, client)
-        fejlnr = answer_fejlnr(answer)
-        if fejlnr == _BAD_CREDENTIALS:
-            self.logon_guard.failed(customer, address)
-        if fejlnr != _OK:
-            return answer, error
-        others = routing.session_sides - {decision.backend}
-        repeats = self._repeat_logon(routing, decision, _plain_logon(request), others, client)
-        tokens: dict[str, str] = {}
-        late: dict[str, asyncio.Task[str | None]] = {}
-        try:
-            if repeats:
-                await asyncio.wait(repeats.values(), timeout=self.fan_out_timeout)
-        except BaseException:  # this request was cancelled: its repeats still end watched
-            for repeat in repeats.values():
-                self._late_repeats.spawn(_finished(repeat), name="repeat")
-            raise
-        for side, repeat in repeats.items():
-            if not repeat.done():
-                late[side] = repeat
-            elif (token := repeat.result()) is not None:
-                tokens[side] = token
-        home = decision.backend
-        client_token, session = open_session(self.sessions, request, answer, home, tokens)
-        if self._shared is not None:
-            await self._shared.opened(client_token, session)
-        for side, repeat in late.items():
-            # Late: left out of the next logons for a while, as a failed side is.
-            self._fan_out_paused[side] = time.monotonic() + FAN_OUT_PAUSE_S
-            self._late_repeats.spawn(self._late_token(client_token, side, repeat), name="repeat")
-        self._bus.emit(SessionEvent("opened", decision.backend))
-        return answer, error
-
-    def _repeat_logon(
-        self,
-        routing: _Routing,
-        decision: Decision,
-        logon: LogonRequest,
-        sides: frozenset[str],
-        client: FramedRequest,
-    ) -> dict[str, asyncio.Task[str | None]]:
-        """The logon repeated on each other side (on behalf of the client at its origin),
-        each a task giving that side's token or None; the password is kept only as an HMAC
-        (a refused repeat's). A side whose last repeat failed or was late is skipped for a
-        while, and so is one that refused this user's repeat with this password lately."""
-        sent = FramedRequest(logon, logon.encode(), client.origin)
-        now = time.monotonic()
-        user = (customer_number(logon.customer), user_id(logon.user))
-        refused = self._refused_repeats
-
-        async def one(side: str) -> str | None:
-            repeated = replace(decision, backend=side)
-            answer, error = await self._leased(routing, repeated, sent, repeat=True)
-            fejlnr = answer_fejlnr(answer)
-            if fejlnr == _OK:
-                refused.accepted(side, *user)
-                return answer_token(answer)
-            if fejlnr == _BAD_CREDENTIALS:  # not again with this password: it would count
-                refused.refused(side, *user, logon.password)
-            if error:  # the side failed or timed out, not a refusal of this user's logon
-                self._fan_out_paused[side] = time.monotonic() + FAN_OUT_PAUSE_S
-            self._bus.emit(SessionEvent("side_logon_failed", side))
-            return None
-
-        repeats = {}
-        for side in sorted(sides):
-            if self._fan_out_paused.get(side, 0.0) > now:
-                self._bus.emit(SessionEvent("side_logon_skipped", side))
-            elif refused.held(side, *user, logon.password):
-                self._bus.emit(SessionEvent("side_logon_held", side))
-            else:
-                repeats[side] = asyncio.ensure_future(one(side))
-        return repeats
-
-    async def _late_token(
-        self, client_token: str, side: str, repeat: asyncio.Task[str | None]
-    ) -> None:
-        """A repeat that outlived the logon's budget: its token joins the session (and the
-        shared store) when it comes, and the side is asked again from then on."""
-        token = await repeat
-        if token is None:
-            return
-        self._fan_out_paused.pop(side, None)
-        self._bus.emit(SessionEvent("side_logon_late", side))
-        session = self.sessions.add_token(client_token, side, token)
-        if session is not None and self._shared is not None:
-            await self._shared.opened(client_token, session)
 
     async def _brokered(
         self, routing: _Routing, decision: Decision, request: LookupRequest, client: FramedRequest
@@ -489,6 +380,12 @@ class Dispatcher:
             return session_of(self.sessions, request)
         return None
 
+    async def _logon_call(
+        self, routing: _Routing, decision: Decision, sent: FramedRequest, repeat: bool
+    ) -> tuple[bytes, str]:
+        """A logon's call, or its repeat's on another side (the fan-out's Call)."""
+        return await self._leased(routing, decision, sent, repeat=repeat)
+
     async def _leased(
         self, routing: _Routing, decision: Decision, sent: FramedRequest, *, repeat: bool = False
     ) -> tuple[bytes, str]:
@@ -536,17 +433,3 @@ def _canary_of(route: Route) -> _Canary | None:
     if plan is None or plan.fallback.retry_budget == 0:
         return None
     return _Canary(route.primary, plan.candidate, plan.fallback.retry_budget)
-
-
-async def _finished(repeat: asyncio.Task[str | None]) -> None:
-    """Wait for a repeated logon nobody needs any more (its result is dropped)."""
-    await repeat
-
-
-def _plain_logon(request: LogonRequest) -> LogonRequest:
-    """The logon other sides get: a password change happened on the routed side only, so
-    they are asked to log on with the new password, never to change theirs (a write goes
-    to exactly one side)."""
-    if request.operation is Operation.CHANGE_PASSWORD:
-        return replace(request, password=request.new_password.ljust(8), new_password="")
-    return request
