@@ -10,6 +10,7 @@ from gateway.config import diff_configs, diff_tables
 from gateway.config.diff import restart_needed
 from gateway.config.schema import (
     Admin,
+    FailedLogons,
     GatewayConfig,
     Limits,
     Listen,
@@ -154,6 +155,12 @@ def test_config_diff_names_settings_backends_then_routes() -> None:
     ]
     assert diff_configs(new, old)[3] == "backend persons-v2: removed"
     assert diff_configs(old, old) == []
+
+
+def test_a_new_failed_logon_limit_is_named_with_both_values() -> None:
+    """limits.failed_logons is applied on reload; the diff shows it as max in window."""
+    new = _config(limits=Limits(failed_logons=FailedLogons(max=5, window=60.0)))
+    assert diff_configs(_config(), new) == ["limits.failed_logons: 10 in 300s → 5 in 60s"]
 
 
 def test_a_new_session_idle_time_is_named_with_both_values() -> None:

@@ -28,6 +28,7 @@ from gateway.config.schema import (
     BUCKETS,
     OTHER,
     Case,
+    FailedLogons,
     GatewayConfig,
     Match,
     Route,
@@ -222,8 +223,10 @@ def _listing(values: Iterable[object], show: Callable[[Any], str]) -> str:
     return "/".join(sorted(show(value) for value in values))
 
 
-def _show_limit(value: float) -> str:
+def _show_limit(value: object) -> str:
     # Durations are the float limits (seconds); counts are ints.
+    if isinstance(value, FailedLogons):
+        return f"{value.max} in {value.window:g}s"
     return f"{value:g}s" if isinstance(value, float) else str(value)
 
 
