@@ -188,7 +188,6 @@ class Gateway:
         )
         self._dispatcher.fan_out_timeout = config.sessions.fan_out_timeout
         self._dispatcher.logon_guard.set_limit(config.limits.failed_logons)
-        self._dispatcher.logon_guard.set_limit(config.limits.failed_logons)
         if config.listen.tls is not None:
             self._certificates = ListenerCertificates(config.listen.tls, self.bus)
         context = self._certificates.context if self._certificates else None
@@ -480,7 +479,6 @@ class Gateway:
         self._dispatcher.swap(RouteTable(routes), backends)
         self._dispatcher.sessions.set_idle(new.sessions.idle)
         self._dispatcher.fan_out_timeout = new.sessions.fan_out_timeout
-        self._dispatcher.logon_guard.set_limit(new.limits.failed_logons)
         self._dispatcher.logon_guard.set_limit(new.limits.failed_logons)
         self._listener.update_limits(new.limits)
         self.config = replace(new, listen=self.config.listen, admin=self.config.admin)
