@@ -325,4 +325,3 @@ async def test_a_repeat_refused_with_01_is_not_made_again_with_the_same_password
         kinds = [e.kind for e in held_back if e.backend == "other"]
         assert kinds.count("side_logon_held") == 2
         assert kinds.count("side_logon_failed") == 2
-

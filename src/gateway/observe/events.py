@@ -243,8 +243,9 @@ class ShadowCompleted:
 
     ``outcome`` is one of :data:`SHADOW_OUTCOMES`; ``reason`` says why an error or a
     drop happened (``no_session``, ``unavailable``, ``timeout``, ``protocol``, ``open``:
-    its breaker was open and it was not sent, ``queue_full``, ``overload``, ``shutdown``). ``fields`` are the (record, field) keys that
-    differed, names from the layouts only, never values.
+    its breaker was open and it was not sent, ``queue_full``, ``overload``, ``shutdown``).
+    ``fields`` are the (record, field) keys that differed, names from the layouts only, never
+    values.
     """
 
     route: str
