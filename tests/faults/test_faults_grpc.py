@@ -18,7 +18,8 @@ OK, NO_CONNECTION = FejlNr.OK, FejlNr.NO_CONNECTION
 
 PRIMARY_CELLS = [
     Cell("latency 10 ms each way", Faults(latency_up=0.01, latency_down=0.01), OK),
-    Cell("latency beyond the deadline", Faults(latency_down=DEADLINE_S * 3), NO_CONNECTION),
+    Cell("latency beyond the deadline", Faults(latency_down=DEADLINE_S + 1), NO_CONNECTION),
+    Cell("latency beyond the deadline, upstream", Faults(latency_up=DEADLINE_S + 1), NO_CONNECTION),
     Cell("blackhole", Faults(blackhole=True), NO_CONNECTION),
     Cell("reset, then reset on connect", Faults(reset_on_connect=True), NO_CONNECTION, True),
     Cell("reset mid-call", Faults(reset_after=10), NO_CONNECTION),
@@ -30,7 +31,7 @@ PRIMARY_CELLS = [
 ]
 
 SHADOW_CELLS = [
-    Cell("latency beyond the deadline", Faults(latency_down=DEADLINE_S * 3), OK),
+    Cell("latency beyond the deadline", Faults(latency_down=DEADLINE_S + 1), OK),
     Cell("blackhole", Faults(blackhole=True), OK),
     Cell("reset, then reset on connect", Faults(reset_on_connect=True), OK, True),
     Cell("cut mid-answer", Faults(cut_after=10), OK),
