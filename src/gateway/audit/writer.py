@@ -1,8 +1,9 @@
 """The audit log's writer: a bus subscriber that hands answered lookups to a thread of its own.
 
 The event loop only appends the event to a bounded buffer (a ``deque``: appending on the
-loop and taking on the thread need no lock); the thread wakes every :data:`TICK_S`,
-pseudonymises, formats and chains what gathered, writes it with one ``write``, and
+loop and taking on the thread need no lock). The thread sleeps until a lookup comes; then,
+every :data:`TICK_S` (:data:`TICK_EVERY_S` under ``fsync: every``) while they keep coming,
+it pseudonymises, formats and chains what gathered, writes it with one ``write``, and
 fsyncs as ``audit.fsync`` says. The answer never waits for the disk: a full buffer or a
 failed write loses records, and each loss is counted (``cpr_gateway_audit_dropped_total``),
 logged, and written into the chain itself as a ``lost`` record once writing works again
@@ -29,8 +30,15 @@ from gateway.observe.events import AuditFile, AuditLost, Event, LookupAnswered
 from gateway.shadow.pseudonym import Pseudonymiser, load_key
 from gateway.storage.files import FILE_MODE, private_directory
 
-#: How often the thread writes what gathered: the longest a record waits in memory.
-TICK_S = 0.02
+#: How often the thread writes what gathered while lookups come: the longest a record waits
+#: in memory. A thread's wake-up costs up to a few hundred microseconds of CPU on a busy
+#: virtual machine (docs/benchmarks.md, "The audit log of lookups"), so at most 5 a second,
+#: and none while no lookup comes.
+TICK_S = 0.2
+#: The same under ``fsync: every``, whose operator chose durability over CPU.
+TICK_EVERY_S = 0.02
+#: While no lookup comes, the thread still wakes this often for a due fsync or report.
+IDLE_S = 1.0
 #: Records waiting for the thread at most: at the ~500 lookups/s a gateway process answers
 #: (docs/benchmarks.md) over two minutes of a stalled disk, about 20 MiB of events.
 MAX_PENDING = 2**16
@@ -91,6 +99,10 @@ class AuditLog:
         #: Lookups dropped because the buffer was full (written by the event loop only).
         self._dropped = 0
         self._stop = threading.Event()
+        self._tick_s = TICK_EVERY_S if settings.fsync is FsyncPolicy.EVERY else TICK_S
+        #: Set by the loop for the first lookup after the thread went idle.
+        self._wake = threading.Event()
+        self._idle = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # The chain: touched by start's thread, then by the writer's only.
@@ -129,6 +141,9 @@ class AuditLog:
         if type(event) is LookupAnswered:
             if len(self._pending) < self._max_pending:
                 self._pending.append((self._clock(), event))
+                if self._idle:  # once per idle spell, not per lookup
+                    self._idle = False
+                    self._wake.set()
             else:
                 self._dropped += 1
 
@@ -146,6 +161,7 @@ class AuditLog:
     async def aclose(self, grace: float = 10.0) -> None:
         """Write what is pending, fsync, close; waits ``grace`` seconds for the disk at most."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, grace)
 
@@ -171,14 +187,26 @@ class AuditLog:
         return notices
 
     def _run(self) -> None:
-        while not self._stop.wait(TICK_S):
+        while not self._stop.is_set():
+            self._wait_for_lookups()
             self._step()
+            self._stop.wait(self._tick_s)  # let the next ones gather
         while self._pending:
             self._step()
         self._step()  # the drops of the last moment, as a lost record
         self._report(force=True)
         self._close_file()
         os.close(self._lock_fd)
+
+    def _wait_for_lookups(self) -> None:
+        """Sleep while nothing is pending (waking for a due fsync or report, or to stop)."""
+        self._idle = True
+        if self._pending or self._stop.is_set():  # came before the flag was seen
+            self._idle = False
+            return
+        self._wake.wait(min(IDLE_S, self._settings.fsync_interval))
+        self._wake.clear()
+        self._idle = False
 
     def _step(self) -> None:
         """One tick; a bug in it loses that tick's lookups (counted), never the writer."""
