@@ -5,9 +5,11 @@ Many connections, a few hundred at once, each one of :class:`Kind`: valid logons
 records, bytes that are not TLS, abrupt resets and stalls. Every connection is judged by what
 the gateway promises it: a valid record gets its correct answer (a lookup the same bytes it got
 before the storm, a logon 00 and a token), a record that cannot be framed is closed unanswered
-(docs/project-rules.md), a stalled one is closed by the gateway's timeouts. Afterwards every
-reference lookup again answers 00 with the same bytes, and the gateway's connections in flight
-(its /metrics) return to 0: none leaked.
+(docs/project-rules.md), a stalled one is closed by the gateway's timeouts. An overloaded
+gateway may shed a valid one instead (08 at once, or refused at accept or cut in its handshake,
+counted under a reason): shed ones are reported apart and must not outnumber the refusals the
+gateway counted. Afterwards every reference lookup again answers 00 with the same bytes, and the
+gateway's connections in flight (its /metrics) return to 0: none leaked.
 
 The clients come from many loopback addresses (127.77.0.x), as a crowd of clients would, so that
 a per-address connection limit measures the gateway and not the test's single address.
@@ -30,7 +32,8 @@ from dataclasses import dataclass, field
 
 from cpr_devtools.client import Credentials, Endpoint, exchange, read_to_eof
 from gateway.codec import MAX_ANSWER_LENGTH, LogonAnswer, LogonRequest, LookupRequest
-from gateway.codec.headers import answer_fejlnr
+from gateway.codec.framing import INCOMPLETE, NO_COMMA, NOT_PRINTABLE, TOO_LONG
+from gateway.codec.headers import HEADER_LENGTH, answer_fejlnr
 from gateway.errors import CodecError
 from gateway.model import FejlNr
 
@@ -61,6 +64,14 @@ WEIGHTS: dict[Kind, int] = {
 }  # fmt: skip
 #: Kinds that carry a valid record and must get its answer.
 VALID = frozenset({Kind.LOOKUP, Kind.LOGON, Kind.DRIP})
+#: What a connection of a valid kind comes to when the gateway closed it without an answer (or
+#: refused it at accept): shed, as an overloaded gateway may, if it counted a refusal for it.
+SHED = "shed"
+#: What a valid record comes to when the gateway answered it 08 at once for capacity
+#: (max_in_flight, a project rule): refused as promised, not answered wrongly.
+BUSY = "busy"
+#: The gateway's reasons for closing that a valid record can never earn: framing refusals.
+_FRAMING = frozenset({NO_COMMA, NOT_PRINTABLE, TOO_LONG, INCOMPLETE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +118,10 @@ class Report:
     #: (kind, what went wrong), the first few of each kind.
     failures: list[tuple[str, str]] = field(default_factory=list)
     failed: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: Connections with a valid record closed unanswered, or refused, by the gateway.
+    shed: int = 0
+    #: Valid records answered 08 for capacity.
+    busy: int = 0
     #: What the gateway counted as closed unanswered during the run, by reason.
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     final_lookups: int = 0
@@ -114,9 +129,21 @@ class Report:
     in_flight_after: int = -1
 
     @property
+    def refusals(self) -> int:
+        """Connections the gateway closed for a reason other than framing (overload, the
+        connection limits, its timeouts): at least as many as the valid ones it shed."""
+        return sum(n for reason, n in self.rejected.items() if reason not in _FRAMING)
+
+    @property
     def passed(self) -> bool:
-        """Every connection as promised, every final lookup 00 and unchanged, nothing leaked."""
-        return not self.failed and self.final_ok == self.final_lookups and self.in_flight_after == 0
+        """Every connection as promised (a valid one shed only as the gateway counted it),
+        every final lookup 00 and unchanged, nothing leaked."""
+        return (
+            not self.failed
+            and self.shed <= self.refusals
+            and self.final_ok == self.final_lookups
+            and self.in_flight_after == 0
+        )
 
     def lines(self) -> list[str]:
         """The report as text, one fact a line."""
@@ -126,6 +153,8 @@ class Report:
             f" ({kinds})",
             f"not as promised: {sum(self.failed.values()):,}"
             + "".join(f", {k} {n}" for k, n in sorted(self.failed.items())),
+            f"valid records shed: {self.shed:,} (the gateway's refusals other than framing:"
+            f" {self.refusals:,}); answered 08 for capacity: {self.busy:,}",
             "the gateway closed unanswered: "
             + (", ".join(f"{k} {n:,}" for k, n in sorted(self.rejected.items())) or "-"),
             f"final lookups: {self.final_ok} of {self.final_lookups} answered 00 as before",
@@ -138,7 +167,11 @@ class Report:
     def note(self, kind: Kind, problem: str | None) -> None:
         """Count one connection of ``kind``; ``problem`` None when it went as promised."""
         self.by_kind[kind.value] += 1
-        if problem is not None:
+        if problem == SHED:
+            self.shed += 1
+        elif problem == BUSY:
+            self.busy += 1
+        elif problem is not None:
             self.failed[kind.value] += 1
             if self.failed[kind.value] <= 3:
                 self.failures.append((kind.value, problem))
@@ -193,8 +226,8 @@ class Storm:
         """Run connection ``number`` of ``kind``; what went wrong (and when, since the storm
         began: to be found in the gateway's log), or None."""
         problem = await self._one(number, kind, rng)
-        if problem is None:
-            return None
+        if problem in (None, SHED, BUSY):
+            return problem
         return f"{problem} (t+{time.monotonic() - self.began:.1f} s)"
 
     async def _one(self, number: int, kind: Kind, rng: random.Random) -> str | None:
@@ -203,10 +236,10 @@ class Storm:
                 return await _SESSIONS[kind](self, number, rng)
         except TimeoutError:
             return f"still open after {self.plan.client_timeout_s:g} s"
-        except (OSError, ssl.SSLError, EOFError) as exc:
-            if kind in VALID:
-                return f"{type(exc).__name__}: {exc}"
-            return None  # a hostile connection refused or cut is what the gateway may do
+        except (OSError, ssl.SSLError, EOFError):
+            # Refused at accept, cut in the handshake, reset: what the gateway may do to any
+            # connection it sheds, and to a hostile one always.
+            return SHED if kind in VALID else None
 
 
 async def _valid_lookup(storm: Storm, number: int, rng: random.Random) -> str | None:
@@ -237,10 +270,14 @@ async def _valid_logon(storm: Storm, number: int, _rng: random.Random) -> str | 
     async with _closing(writer):
         writer.write(storm.logon())
         answer = await read_to_eof(reader, _READ_LIMIT)
+    if not answer:
+        return SHED
     try:
         decoded = LogonAnswer.decode(answer)
     except CodecError as exc:
         return f"logon answered {len(answer)} bytes that do not decode: {exc}"
+    if decoded.fejlnr is FejlNr.NOT_ACTIVE:
+        return BUSY
     if decoded.fejlnr is not FejlNr.OK or not decoded.token:
         return f"logon answered FEJLNR {decoded.fejlnr.value}"
     return None
@@ -323,7 +360,9 @@ def _judge_lookup(answer: bytes, reference: bytes) -> str | None:
     if answer == reference:
         return None
     if not answer:
-        return "lookup closed unanswered"
+        return SHED
+    if len(answer) == HEADER_LENGTH and answer_fejlnr(answer) == FejlNr.NOT_ACTIVE.value.encode():
+        return BUSY
     return f"lookup answered FEJLNR {answer_fejlnr(answer)!r}, {len(answer)} bytes, not as before"
 
 
