@@ -22,6 +22,7 @@ set, for docs/faults.md; the tests assert none of it but the recovery bound.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import shutil
@@ -199,7 +200,9 @@ def migrated_store(emu: RunningEmulator, tmp_path: Path) -> Path:
     register = emu.config.register
     made = _stores.get(register)
     if made is None:
-        made = Path(tempfile.mkdtemp(prefix="cpr-faults-store-")) / "modern.sqlite"
+        directory = Path(tempfile.mkdtemp(prefix="cpr-faults-store-"))
+        atexit.register(shutil.rmtree, directory, True)  # one copy serves the whole process
+        made = directory / "modern.sqlite"
         migrate_register(register, made, progress=False)
         _stores[register] = made
     copy = tmp_path / "modern.sqlite"
