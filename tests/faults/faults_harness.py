@@ -50,8 +50,7 @@ from gateway.observe.events import BackendFailed
 
 #: The lookups route's deadline: short, so that a cell that waits it out stays quick, and
 #: long enough that eight TLS lookups at once (both sides, the proxy and the clients all in
-#: this one process) meet it on a loaded 2-core machine: 300 ms did not at load 4, and 1 s
-#: once did not at load 9 (a healthy round then took up to 0.8 s).
+#: this one process) meet it on a loaded 2-core machine (docs/faults.md: why not shorter).
 DEADLINE_S = 2.0
 #: How much longer than the deadline an answer may take before it counts as a hang.
 HANG_GUARD_S = 10.0
