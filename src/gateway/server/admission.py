@@ -60,6 +60,9 @@ _ACCEPT_RETRY_S = 1.0
 #: Sockets accepted per wake-up at most: a burst is taken in one go, but a flood cannot
 #: keep the loop from everything else (asyncio accepts its backlog, 100, per wake-up).
 _ACCEPT_BATCH = 128
+#: A handshake that failed this close to its deadline was cut by it: a loop's timers may
+#: run a little before their time (uvloop's clock counts milliseconds).
+_CLOCK_SLACK_S = 0.005
 #: Loop lag, as a share of ``limits.handshake_timeout``, above which new connections are
 #: refused at accept (AdmittingServer._shedding). A TLS handshake takes the server two or
 #: three turns of the loop, so at this lag the ones admitted still end well within their
@@ -278,7 +281,7 @@ class AdmittingServer:
         except OSError:
             # A failed handshake is unseen, as on any TLS listener; one cut by the timeout
             # held a slot for the whole of it, which is worth knowing.
-            if self._context is not None and loop.time() >= deadline:
+            if self._context is not None and loop.time() >= deadline - _CLOCK_SLACK_S:
                 self._refused(peer, HANDSHAKE_TIMEOUT, 0, f"no TLS handshake within {patience:g}s")
         finally:
             if not through:
