@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     added_us = (paced_on - paced_off) / args.rate * 1e3
     print(
         f"at {args.rate:g} lookups/s: {paced_off:.1f} ms CPU/s without, {paced_on:.1f} with"
-        f" (fsync interval): +{added_us:.0f} µs per lookup"
+        f" (fsync interval): {added_us:+.0f} µs per lookup"
     )
     return 0
 
