@@ -54,7 +54,9 @@ def _query(args: AuditArgs) -> int:
         raise ValueError("give --pnr, --customer or --user (or verify)")
     pseudonym = None if args.pnr is None else _pseudonymiser(args).pnr(args.pnr)
     since = None if args.since is None else since_time(args.since)
-    query = Query(pseudonym, args.customer, args.user, since)
+    customer = None if args.customer is None else args.customer.strip()
+    user = None if args.user is None else args.user.strip()  # as records keep them
+    query = Query(pseudonym, customer, user, since)
     found = find(_directory(args), query)
     if found:
         print(render_json(found) if args.as_json else render_text(found))

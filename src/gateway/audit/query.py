@@ -35,6 +35,15 @@ class Query:
     #: Records at or after this time, as the records write it (``...Z``).
     since: str | None = None
 
+    def needle(self) -> bytes | None:
+        """Bytes every matching line holds, as the writer writes them (compact JSON, ASCII):
+        lines without them are skipped before they are parsed."""
+        if self.pnr is not None:
+            return b'"pnr":' + json.dumps(self.pnr).encode("ascii")
+        if self.user is not None:
+            return b'"user":' + json.dumps(self.user).encode("ascii")
+        return None
+
     def matches(self, record: dict[str, object]) -> bool:
         """True for a lookup record that every given field matches."""
         return (
@@ -48,7 +57,8 @@ class Query:
 
 def find(directory: Path, query: Query) -> list[dict[str, object]]:
     """Every matching lookup in ``directory``, oldest first (every writer's files merged)."""
-    found = [record for record in _records(directory, query.since) if query.matches(record)]
+    lines = _records(directory, query.since, query.needle())
+    found = [record for record in lines if query.matches(record)]
     return sorted(found, key=lambda record: str(record.get("time", "")))
 
 
@@ -84,7 +94,9 @@ def render_json(records: list[dict[str, object]]) -> str:
     )
 
 
-def _records(directory: Path, since: str | None) -> Iterator[dict[str, object]]:
+def _records(
+    directory: Path, since: str | None, needle: bytes | None
+) -> Iterator[dict[str, object]]:
     cutoff = None if since is None else dt.datetime.fromisoformat(since.removesuffix("Z"))
     for files in writers(directory).values():
         for _sequence, path in files:
@@ -92,6 +104,8 @@ def _records(directory: Path, since: str | None) -> Iterator[dict[str, object]]:
                 continue  # its last write was before --since: none of its records can match
             with path.open("rb") as file:
                 for line in file:
+                    if needle is not None and needle not in line:
+                        continue
                     if line.endswith(b"\n") and (record := parse(line[:-1])) is not None:
                         yield record
 
