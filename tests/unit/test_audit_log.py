@@ -357,3 +357,14 @@ async def test_a_disk_that_keeps_refusing_leaves_no_empty_files_and_a_whole_chai
     ]
     [report] = verify_directory(audit.directory)
     assert report.broken is None
+
+
+@pytest.mark.parametrize("policy", list(FsyncPolicy))
+async def test_every_fsync_policy_writes_a_whole_chain(tmp_path: Path, policy: FsyncPolicy) -> None:
+    """The policy changes when the disk is asked to keep the lines, never what is written."""
+    audit = settings(tmp_path, fsync=policy, fsync_interval=0.001, rotate_size=2048)
+    await write(await started(audit), *(lookup() for _ in range(12)))
+    kinds = [r["kind"] for r in records(audit.directory)]
+    assert kinds.count("lookup") == 12 and "lost" not in kinds
+    [report] = verify_directory(audit.directory)
+    assert report.broken is None and report.files > 1
