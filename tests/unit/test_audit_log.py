@@ -368,3 +368,9 @@ async def test_every_fsync_policy_writes_a_whole_chain(tmp_path: Path, policy: F
     assert kinds.count("lookup") == 12 and "lost" not in kinds
     [report] = verify_directory(audit.directory)
     assert report.broken is None and report.files > 1
+
+
+def test_the_event_that_carries_a_pnr_never_shows_it() -> None:
+    """LookupAnswered holds the PNR for the audit log only: its repr (tracebacks, debuggers,
+    a careless log line) leaves it out."""
+    assert PNR not in repr(lookup()) and PNR not in str(lookup())
