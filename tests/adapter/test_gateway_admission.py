@@ -36,7 +36,7 @@ from cpr_devtools.client import exchange
 from cpr_devtools.pki import ensure_dev_pki
 from gateway.codec.proxy_protocol import Address
 from gateway.config.schema import GatewayConfig, ServerTls
-from gateway.observe.events import ConnectionOpened, RequestRejected
+from gateway.observe.events import ConnectionOpened, Event, LoopLagSampled, RequestRejected
 from gateway.tls import client_context
 
 #: The answers a lookup and a logon get when refused for capacity: FEJLNR 08, the lookup's
@@ -60,6 +60,21 @@ def _held(arrived: asyncio.Event, release: asyncio.Event, received: list[bytes])
         await writer.drain()
 
     return handle
+
+
+async def _until_parked(run: Running) -> None:
+    """Until the gateway's loop-lag sampler waits out an idle spell (its samples then stay)."""
+    lag = run.gateway.loop_lag
+    if lag.parked:
+        return
+    parked = asyncio.Event()
+
+    def watch(event: Event) -> None:
+        if isinstance(event, LoopLagSampled) and lag.parked:
+            parked.set()
+
+    run.gateway.bus.subscribe(watch)
+    await parked.wait()
 
 
 def _metric(run: Running, reason: str) -> float:
@@ -201,8 +216,7 @@ async def test_while_the_loop_runs_late_new_connections_are_refused_at_accept(
         running(_config(port, tls, handshake_timeout=3.0)) as run,
     ):
         lag = run.gateway.loop_lag
-        while not lag.parked:  # no client yet: the sampler parks, and forgets its samples
-            await asyncio.sleep(0.01)
+        await _until_parked(run)  # no client yet: the sampler parks, and forgets its samples
         for _ in range(8):
             lag.record(3600.0)  # an hour late, as the parked sampler keeps it
         assert await _closed_before_tls(run)
