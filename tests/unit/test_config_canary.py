@@ -292,8 +292,7 @@ def test_the_read_fallback_budget_is_read_and_zero_turns_it_off(tmp_path: Path) 
     with pytest.raises(ConfigError) as raised:
         load_routing(_write(tmp_path, HEAD + bad + REST))
     assert raised.value.problems == [
-        "routes[0].canary.fallback.retry_budget: expected a percentage like 20% or 100%, "
-        "got 'lots'"
+        "routes[0].canary.fallback.retry_budget: expected a percentage like 20% or 100%, got 'lots'"
     ]
 
 
