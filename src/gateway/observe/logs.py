@@ -39,10 +39,13 @@ from gateway.observe.events import (
     ShadowSamplesLost,
     ShadowStoreState,
 )
+from gateway.observe.line_budget import LineBudget
 
 #: Bound afresh by each :func:`configure_logging`: a bound logger skips the lookup of the
 #: configuration (and a new output object) that the lazy proxy does on every line.
 _log: Any = structlog.get_logger("gateway")
+#: Lines per rejection reason per second (observe/line_budget).
+_rejections = LineBudget()
 
 
 def configure_logging(
@@ -78,7 +81,8 @@ def configure_logging(
         # Not cached by structlog: a reconfigured process (or test) must reach every logger.
         cache_logger_on_first_use=False,
     )
-    global _log  # noqa: PLW0603  (this module's one logger follows its configuration)
+    global _log, _rejections  # noqa: PLW0603  (this module's one logger follows its configuration)
+    _rejections = LineBudget()  # a new configuration starts with a whole budget
     _log = structlog.get_logger("gateway").bind()
 
 
@@ -98,16 +102,8 @@ def log_event(event: Event) -> None:
                 _log.warning("request", error=event.error, **fields)
             else:
                 _log.info("request", **fields)
-        case RequestRejected(detail=""):
-            _log.info("rejected", reason=event.reason, received=event.received, peer=event.peer)
         case RequestRejected():
-            _log.info(
-                "rejected",
-                reason=event.reason,
-                detail=event.detail,
-                received=event.received,
-                peer=event.peer,
-            )
+            _log_rejected(event)
         case AdminCall() | AuditLost() | AuditFile():
             _log_trail(event)
         case InternalError():
@@ -156,6 +152,19 @@ def log_event(event: Event) -> None:
             _log.warning("canary_store_failed", action=event.action, detail=event.detail)
         case _:
             _log_isolation(event)
+
+
+def _log_rejected(event: RequestRejected) -> None:
+    """A refused connection or record, within its reason's line budget (a client sets the pace)."""
+    left_out = _rejections.take(event.reason)
+    if left_out is None:
+        return
+    fields: dict[str, Any] = {"reason": event.reason}
+    if event.detail:
+        fields["detail"] = event.detail
+    if left_out:
+        fields["left_out"] = left_out
+    _log.info("rejected", **fields, received=event.received, peer=event.peer)
 
 
 def _log_process(event: Lifecycle | OpenFileLimit) -> None:
