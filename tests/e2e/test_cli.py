@@ -60,7 +60,8 @@ def test_check_config_shows_each_canary_plan_in_one_line(tmp_path: Path) -> None
     assert result.stdout.splitlines()[1:] == [
         "canary lookups: mainframe → persons-v2 by pnr, steps 0/5/100%, each at least 10m and "
         "500 requests, judged every 30s; gates: verdict clean, failures at most 0.5 points above "
-        "the primary's, p99 at most 1.5x; a failed gate rolls back to step 0 (0%)"
+        "the primary's, p99 at most 1.5x; a failed gate rolls back to step 0 (0%); a failed "
+        "read is asked of the primary, up to 10% of the candidate's reads"
     ]
 
 
