@@ -268,6 +268,9 @@ class AdmittingServer:
         through = False
         try:
             sock.setblocking(False)
+            # As create_server's transports do: a handshake's and an answer's small writes
+            # go out at once, not after the client's delayed ACK (Nagle).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             source = await self._source(sock, peer, slot, patience) if balancer else None
             await loop.connect_accepted_socket(
                 lambda: self._factory(source, slot),
