@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -313,3 +315,32 @@ async def test_other_clients_are_served_while_one_address_floods(
             ]
             assert answers == [LOOKUP_ANSWER] * 8
         assert _metric(run, "over_capacity") == 0
+
+
+def _server_side_nodelay(server_port: int, client: tuple[str, int]) -> int | None:
+    """TCP_NODELAY of the gateway's socket for ``client`` (this process's own descriptors:
+    the gateway runs in it), or None when no such socket is open."""
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            sock = socket.socket(fileno=os.dup(int(name)))
+            with sock:
+                if sock.type != socket.SOCK_STREAM or sock.family != socket.AF_INET:
+                    continue
+                if sock.getsockname()[1] == server_port and sock.getpeername() == client:
+                    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    return None
+
+
+async def test_an_admitted_tls_connection_sends_small_writes_at_once(
+    ca: tuple[Path, ServerTls],
+) -> None:
+    """The sockets the listener accepts itself get TCP_NODELAY, as create_server's do: a
+    handshake's and an answer's small writes must not wait for the client's delayed ACK."""
+    ca_cert, tls = ca
+    async with (
+        backend_server(canned()) as port,
+        running(_config(port, tls)) as run,
+        _tls_client(run, ca_cert) as (_reader, writer),
+    ):
+        client = writer.get_extra_info("sockname")
+        assert _server_side_nodelay(run.client.port, client) == 1
