@@ -39,6 +39,16 @@ _Pair = tuple[Snapshot, Snapshot]
 MAX_PEM_BYTES = 1024 * 1024
 
 
+def listener_context(tls: ServerTls) -> ssl.SSLContext:
+    """The client port's context from ``listen.tls``; ConfigError when it cannot be made."""
+    try:
+        return server_context(tls.cert, tls.key, min_version=tls.min_version, ciphers=tls.ciphers)
+    except ValueError as exc:  # min_version or ciphers that allow nothing
+        raise ConfigError([f"listen.tls: {exc}"]) from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError([f"listen.tls: cannot load {tls.cert}: {exc}"]) from None
+
+
 class ListenerCertificates:
     """The listener's TLS context, whose certificate and key follow their files."""
 
@@ -47,15 +57,8 @@ class ListenerCertificates:
         self._tls = tls
         self._bus = bus
         self._seen = self._tried = self._loaded = self._snapshot()
-        try:
-            #: The context the listener serves with, for its whole life.
-            self.context = server_context(
-                tls.cert, tls.key, min_version=tls.min_version, ciphers=tls.ciphers
-            )
-        except ValueError as exc:  # min_version or ciphers that allow nothing
-            raise ConfigError([f"listen.tls: {exc}"]) from None
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError([f"listen.tls: cannot load {tls.cert}: {exc}"]) from None
+        #: The context the listener serves with, for its whole life.
+        self.context = listener_context(tls)
 
     async def run(self, interval: float) -> None:
         """Poll the files every ``interval`` seconds until cancelled; reload a settled change."""

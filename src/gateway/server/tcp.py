@@ -46,9 +46,9 @@ from gateway.observe.events import (
     RequestRejected,
 )
 from gateway.server.admission import AdmittingServer, Slot, Slots
+from gateway.server.certificates import listener_context
 from gateway.server.connection import Connections, OneRequest, describe_failure
 from gateway.server.proxy_gate import listening_socket
-from gateway.tls import server_context
 
 
 class ClientListener:
@@ -103,7 +103,9 @@ class ClientListener:
         An address that cannot be bound or a certificate that cannot be loaded is
         a ConfigError, so the operator sees which setting to fix.
         """
-        context = self._context or _server_context(self._listen)
+        context = self._context
+        if context is None and self._listen.tls is not None:
+            context = listener_context(self._listen.tls)
         where: dict[str, Any] = {"sock": sock}
         if sock is None:
             where = {"host": self._listen.host, "port": self._listen.port}
@@ -256,17 +258,6 @@ class _Client(OneRequest):
 
     def finished(self) -> None:
         self._bus.emit(ConnectionClosed(self._peer))
-
-
-def _server_context(listen: Listen) -> ssl.SSLContext | None:
-    """The listener's TLS context; a bad certificate or key is a config problem."""
-    if listen.tls is None:
-        return None
-    try:
-        tls = listen.tls
-        return server_context(tls.cert, tls.key, min_version=tls.min_version, ciphers=tls.ciphers)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise ConfigError([f"listen.tls: cannot load {listen.tls.cert}: {exc}"]) from None
 
 
 def _peer(transport: asyncio.BaseTransport, source: Address | None) -> tuple[str, str | None]:
