@@ -84,6 +84,10 @@ class AdmissionSettings:
     #: machine; on one machine, 19 lets the flood's client side take only CPU that the gateway
     #: and the measured clients leave (the gateway's own cost of the flood is paid in full).
     flood_nice: int = 0
+    #: idle-flood: run the flood process under SCHED_IDLE, stronger than any niceness: it
+    #: runs only on CPU that nothing else wants, and never delays the wake-up of the
+    #: gateway, the emulator or the measured clients (nice 19 still takes a share).
+    flood_idle: bool = False
     #: overload: closed-loop clients that find the saturating rate; and source addresses.
     clients: int = 32
     sources: int = 64
@@ -255,11 +259,15 @@ class _Idle(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-def _run_flood(target: Target, count: int, until: float, nice: int = 0) -> dict[str, int]:
+def _run_flood(
+    target: Target, count: int, until: float, nice: int = 0, idle: bool = False
+) -> dict[str, int]:
     """The flood process: ``count`` connections from FLOOD_SOURCE, each handshaken and left
     idle, opened again a second after the gateway closes or refuses it, until ``until``;
-    at niceness ``nice``."""
+    at niceness ``nice``, and with ``idle`` under the idle scheduling policy."""
     os.nice(nice)
+    if idle:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     raise_fd_limit()
     return run_loop(_flood(target, count, until))
 
@@ -373,7 +381,9 @@ async def idle_flood(
     with concurrent.futures.ProcessPoolExecutor(
         1, mp_context=multiprocessing.get_context("spawn")
     ) as flooder:
-        flooding = loop.run_in_executor(flooder, _run_flood, d.target, s.flood, until, s.flood_nice)
+        flooding = loop.run_in_executor(
+            flooder, _run_flood, d.target, s.flood, until, s.flood_nice, s.flood_idle
+        )
         await asyncio.sleep(_FLOOD_SETTLE_S)
         beside = await _measured(
             d,
@@ -387,6 +397,7 @@ async def idle_flood(
         f"the flood: {tally.get('attempts', 0):,} connection attempts,"
         f" {tally.get('handshaken', 0):,} handshaken and left idle,"
         f" {tally.get('refused', 0):,} refused; niceness {s.flood_nice}"
+        f"{', SCHED_IDLE' if s.flood_idle else ''}"
     )
     return [alone, beside]
 
@@ -520,9 +531,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=defaults.duration_s)
     parser.add_argument("--flood", type=int, default=defaults.flood)
     parser.add_argument("--flood-nice", type=int, default=defaults.flood_nice)
+    parser.add_argument("--flood-idle", action="store_true", help="the flood under SCHED_IDLE")
     args = parser.parse_args(argv)
     settings = AdmissionSettings(
-        duration_s=args.duration, flood=args.flood, flood_nice=args.flood_nice
+        duration_s=args.duration,
+        flood=args.flood,
+        flood_nice=args.flood_nice,
+        flood_idle=args.flood_idle,
     )
     phases = args.phase or list(ADMISSION_PHASES)
     print(f"written: {run_loop(run_admission(settings, args.var.resolve(), phases))}")

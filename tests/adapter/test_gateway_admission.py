@@ -229,6 +229,38 @@ async def test_while_the_loop_runs_late_new_connections_are_refused_at_accept(
         assert _metric(run, "overloaded") == 1
 
 
+async def test_an_address_handshakes_in_its_turns_while_others_go_ahead(
+    ca: tuple[Path, ServerTls],
+) -> None:
+    """With one handshake at a time per address, a connection that stalls before its
+    ClientHello holds its address's turn: that address's next TLS client is through only
+    once the stalled one is cut, while another address's lookup is answered meanwhile."""
+    ca_cert, tls = ca
+
+    def config(port: int) -> GatewayConfig:
+        return _config(port, tls, handshake_timeout=1.0, handshakes_per_address=1)
+
+    async with backend_server(canned()) as port, running(config(port)) as run:
+        order: list[str] = []
+        async with raw_connection(run.client) as (stalled, _writer):
+
+            async def stalled_is_cut() -> None:
+                assert await read_all(stalled) == b""
+                order.append("stalled cut")
+
+            async def same_address() -> None:
+                async with _tls_client(run, ca_cert, "127.0.0.1"):
+                    order.append("same address through")
+
+            cut = asyncio.create_task(stalled_is_cut())
+            await asyncio.sleep(0.1)  # the stalled connection holds its turn first
+            waiting = asyncio.create_task(same_address())
+            assert await _tls_exchange(run, ca_cert, LOOKUP.encode(), OTHER_HOST) == LOOKUP_ANSWER
+            assert order == []  # the other address did not wait for either
+            await asyncio.gather(cut, waiting)
+        assert order == ["stalled cut", "same address through"]
+
+
 @pytest.mark.parametrize("tls_on", [True, False], ids=["tls", "plain"])
 async def test_a_client_that_never_sends_is_cut_as_idle(
     ca: tuple[Path, ServerTls], tls_on: bool

@@ -315,6 +315,10 @@ def test_each_problem_is_named_by_its_yaml_path(
             "limits.max_connections_per_address: must be greater than 0, got -1",
         ),
         ("{max_in_flight: 0}", "limits.max_in_flight: must be greater than 0, got 0"),
+        (
+            "{handshakes_per_address: 0}",
+            "limits.handshakes_per_address: must be greater than 0, got 0",
+        ),
         ("{failed_logons: {max: 0}}", "limits.failed_logons.max: must be greater than 0, got 0"),
         (
             "{failed_logons: {window: 5}}",
@@ -323,13 +327,15 @@ def test_each_problem_is_named_by_its_yaml_path(
         (
             "{timeout: 1s}",
             "limits.timeout: unknown key (expected read_timeout, max_connections, grace_period, "
-            "handshake_timeout, first_byte_timeout, max_connections_per_address, max_in_flight, "
+            "handshake_timeout, first_byte_timeout, max_connections_per_address, "
+            "handshakes_per_address, max_in_flight, "
             "failed_logons)",
         ),
         (
             "5s",
             "limits: expected a mapping with keys read_timeout, max_connections, grace_period, "
-            "handshake_timeout, first_byte_timeout, max_connections_per_address, max_in_flight, "
+            "handshake_timeout, first_byte_timeout, max_connections_per_address, "
+            "handshakes_per_address, max_in_flight, "
             "failed_logons, got '5s'",
         ),
     ],

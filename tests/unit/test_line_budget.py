@@ -52,3 +52,16 @@ def test_a_flood_of_rejections_writes_a_few_lines_and_a_quiet_reason_still_gets_
     # middle of the loop allows one more budget), and the idle one.
     assert 1 <= reasons.count("per_address") <= 20
     assert reasons.count("idle") == 1
+
+
+def test_refusals_reported_together_say_how_many_connections_they_stand_for() -> None:
+    stream = io.StringIO()
+    configure_logging(json=True, stream=stream)
+    try:
+        log_event(RequestRejected("127.0.0.3", IDLE, 0, count=40))
+        log_event(RequestRejected("127.0.0.4:4000", IDLE, 0))
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    counts = [(line["peer"], line.get("count")) for line in lines if line["event"] == "rejected"]
+    assert counts == [("127.0.0.3", 40), ("127.0.0.4:4000", None)]

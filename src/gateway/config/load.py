@@ -201,6 +201,7 @@ class RoutingReader(Problems):
             "handshake_timeout",
             "first_byte_timeout",
             "max_connections_per_address",
+            "handshakes_per_address",
             "max_in_flight",
             "failed_logons",
         )
@@ -216,6 +217,7 @@ class RoutingReader(Problems):
                 r.positive_int,
                 _LIMITS.max_connections_per_address,
             ),
+            s.get("handshakes_per_address", r.positive_int, _LIMITS.handshakes_per_address),
             s.get("max_in_flight", r.positive_int, _LIMITS.max_in_flight),
             s.get("failed_logons", self.failed_logons, _LIMITS.failed_logons),
         )

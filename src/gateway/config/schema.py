@@ -122,6 +122,10 @@ class Limits:
     #: Connections at once from one source address (the PROXY-named one behind a trusted
     #: balancer), so that one client cannot take every slot of max_connections.
     max_connections_per_address: int = 64
+    #: TLS handshakes in progress at once per process from one source address; its other
+    #: new connections wait their turn (within ``handshake_timeout``), so that a burst from
+    #: one address cannot hold the CPU that every other client's handshake needs.
+    handshakes_per_address: int = 4
     #: Requests being answered at once per process; beyond it a framed request is answered
     #: at once with FEJLNR 08 (project rule) instead of queueing behind the others.
     max_in_flight: int = 256

@@ -69,6 +69,9 @@ class RequestRejected:
     received: int
     #: What was wrong, when the reason alone does not say (a PROXY header's problem).
     detail: str = ""
+    #: Connections refused alike: those refused at accept are reported once per reason and
+    #: address for each batch of accepts (the peer is then the address alone).
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)

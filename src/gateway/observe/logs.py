@@ -164,6 +164,8 @@ def _log_rejected(event: RequestRejected) -> None:
         fields["detail"] = event.detail
     if left_out:
         fields["left_out"] = left_out
+    if event.count > 1:
+        fields["count"] = event.count
     _log.info("rejected", **fields, received=event.received, peer=event.peer)
 
 

@@ -308,7 +308,7 @@ class Metrics:
                 count.inc()
                 duration.observe(event.duration_s)
             case RequestRejected():
-                self.rejected.labels(event.reason).inc()
+                self.rejected.labels(event.reason).inc(event.count)
             case BackendFailed():
                 self.backend_errors.labels(event.backend, event.kind).inc()
             case BreakerChanged() | ReadFallback() | LogonRefused():

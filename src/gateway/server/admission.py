@@ -11,8 +11,9 @@ itself (:class:`AdmittingServer`) and decides at once, from the socket's peer ad
 * from a trusted balancer the PROXY v2 header is read first (gateway.server.proxy_gate)
   and the client it names is what the per-address limit counts;
 * then ``loop.connect_accepted_socket`` makes the socket a connection, with TLS when the
-  listener has it; the header and the handshake together have ``limits.handshake_timeout``
-  from accept, and a handshake cut by it is reported;
+  listener has it, in its address's turn (gateway.server.turns: a few handshakes at once
+  per address); the header, the wait for a turn and the handshake together have
+  ``limits.handshake_timeout`` from accept, and a handshake cut by it is reported;
 * while the event loop runs late (its sustained lag, gateway.runtime.pressure, above a
   tenth of that timeout), a new connection is closed at accept (``overloaded``): past its
   capacity for handshakes a process refuses early instead of letting every handshake grow
@@ -44,15 +45,16 @@ from gateway.observe.events import (
 )
 from gateway.runtime.tasks import TaskSet
 from gateway.server.proxy_gate import read_proxy_header
+from gateway.server.turns import HandshakeTurns
 
 #: Builds a connection's own protocol, given the client a trusted proxy named (None when the
 #: socket's peer is the client) and the slot it holds, which the protocol releases when the
 #: connection is lost.
 ConnectionFactory = Callable[[Address | None, "Slot"], asyncio.Protocol]
-#: Hears of a connection closed before it became one: the peer (``host:port``), the reason
-#: (a ``RequestRejected`` reason), bytes received, and what was wrong when the reason alone
-#: does not say.
-RefusalHook = Callable[[str, str, int, str], None]
+#: Hears of connections closed before they became one: the peer (``host:port``; the host
+#: alone for refusals at accept), the reason (a ``RequestRejected`` reason), bytes received,
+#: what was wrong when the reason alone does not say, and how many connections alike.
+RefusalHook = Callable[[str, str, int, str, int], None]
 #: accept() errors that mean "out of descriptors or memory for now": stop accepting for a
 #: second, then go on (asyncio's own servers wait the same second).
 _RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -169,6 +171,7 @@ class AdmittingServer:
         self._doors = TaskSet()
         #: The event loop's sustained lag in seconds (see _shedding); None: never shed.
         self._pressure = pressure
+        self._turns = HandshakeTurns(lambda: slots.limits().handshakes_per_address)
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
@@ -204,22 +207,31 @@ class AdmittingServer:
     # -- accepting ------------------------------------------------------------------------
 
     def _accept_queued(self) -> None:
-        """Accept what the kernel has queued, up to a batch; admit or refuse each at once."""
+        """Accept what the kernel has queued, up to a batch; admit or refuse each at once.
+        Refusals are reported after the batch, one report per reason and address: a flood
+        is refused at the cost of its accepts and closes, not of a report for each."""
         listening = self._sock
         if listening is None:
             return
-        for _ in range(_ACCEPT_BATCH):
-            try:
-                sock, address = listening.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionAbortedError:
-                continue  # the client left while queued
-            except OSError as exc:
-                if exc.errno in _RESOURCES:
-                    self._pause()
-                return  # anything else: the listening socket is being closed
-            self._admit(sock, address)
+        refused: dict[tuple[str, str], int] = {}
+        try:
+            for _ in range(_ACCEPT_BATCH):
+                try:
+                    sock, address = listening.accept()
+                except (BlockingIOError, InterruptedError):
+                    return
+                except ConnectionAbortedError:
+                    continue  # the client left while queued
+                except OSError as exc:
+                    if exc.errno in _RESOURCES:
+                        self._pause()
+                    return  # anything else: the listening socket is being closed
+                refusal = self._admit(sock, address)
+                if refusal is not None:
+                    refused[refusal] = refused.get(refusal, 0) + 1
+        finally:
+            for (reason, host), count in refused.items():
+                self._refused(host, reason, 0, "", count)
 
     def _pause(self) -> None:
         """Out of descriptors: stop accepting for a while; the kernel queues meanwhile."""
@@ -232,7 +244,8 @@ class AdmittingServer:
         if self._sock is not None and self._loop is not None:
             self._loop.add_reader(self._sock.fileno(), self._accept_queued)
 
-    def _admit(self, sock: socket.socket, address: object) -> None:
+    def _admit(self, sock: socket.socket, address: object) -> tuple[str, str] | None:
+        """Let ``sock`` in, or close it: then the reason and the address it came from."""
         host, port = _host_port(address)
         balancer = self._trusted is not None and self._trusted.trusts(host)
         # A balancer's own address carries every client it relays: the client its header
@@ -242,11 +255,11 @@ class AdmittingServer:
             slot = self._slots.take(None if balancer else host)
         if isinstance(slot, str):
             sock.close()
-            self._refused(f"{host}:{port}", slot, 0, "")
-            return
+            return slot, host
         accepted = asyncio.get_running_loop().time()
         coro = self._let_in(sock, f"{host}:{port}", slot, balancer, accepted)
         self._doors.spawn(coro, name="admitted")
+        return None
 
     def _shedding(self) -> bool:
         """Whether to refuse a connection at accept because the process is behind: its loop
@@ -260,8 +273,8 @@ class AdmittingServer:
     async def _let_in(
         self, sock: socket.socket, peer: str, slot: Slot, balancer: bool, accepted: float
     ) -> None:
-        """Header (from a balancer), then TLS, then the protocol; a socket that does not get
-        that far is closed and its slot released here."""
+        """Header (from a balancer), then the address's turn and TLS, then the protocol; a
+        socket that does not get that far is closed and its slot released here."""
         loop = asyncio.get_running_loop()
         patience = self._slots.limits().handshake_timeout
         deadline = accepted + patience
@@ -272,24 +285,43 @@ class AdmittingServer:
             # go out at once, not after the client's delayed ACK (Nagle).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             source = await self._source(sock, peer, slot, patience) if balancer else None
+            await self._handshake(sock, source, slot, deadline)
+            through = True
+        except _NotAdmitted:
+            pass  # reported by _source
+        except (OSError, TimeoutError):
+            # A failed handshake is unseen, as on any TLS listener; one cut by the timeout
+            # (or whose turn did not come in time) held a slot for the whole of it, which
+            # is worth knowing.
+            if self._context is not None and loop.time() >= deadline - _CLOCK_SLACK_S:
+                self._refused(
+                    peer, HANDSHAKE_TIMEOUT, 0, f"no TLS handshake within {patience:g}s", 1
+                )
+        finally:
+            if not through:
+                slot.release()
+                sock.close()
+
+    async def _handshake(
+        self, sock: socket.socket, source: Address | None, slot: Slot, deadline: float
+    ) -> None:
+        """TLS (when the listener has it) within ``deadline``, in the turn of the address
+        that the slot counts, then the connection's protocol."""
+        loop = asyncio.get_running_loop()
+        address = slot.address if self._context is not None else None
+        if address is not None:
+            async with asyncio.timeout_at(deadline):
+                await self._turns.take(address)
+        try:
             await loop.connect_accepted_socket(
                 lambda: self._factory(source, slot),
                 sock,
                 ssl=self._context,
                 ssl_handshake_timeout=max(deadline - loop.time(), 0.001) if self._context else None,
             )
-            through = True
-        except _NotAdmitted:
-            pass  # reported by _source
-        except OSError:
-            # A failed handshake is unseen, as on any TLS listener; one cut by the timeout
-            # held a slot for the whole of it, which is worth knowing.
-            if self._context is not None and loop.time() >= deadline - _CLOCK_SLACK_S:
-                self._refused(peer, HANDSHAKE_TIMEOUT, 0, f"no TLS handshake within {patience:g}s")
         finally:
-            if not through:
-                slot.release()
-                sock.close()
+            if address is not None:
+                self._turns.give(address)
 
     async def _source(
         self, sock: socket.socket, peer: str, slot: Slot, patience: float
@@ -301,10 +333,10 @@ class AdmittingServer:
         try:
             source = await read_proxy_header(sock, reader, patience)
         except ProxyHeaderError as exc:
-            self._refused(peer, PROXY_HEADER, reader.received, str(exc))
+            self._refused(peer, PROXY_HEADER, reader.received, str(exc), 1)
             raise _NotAdmitted from None
         if source is not None and not slot.claim(str(source.ip)):
-            self._refused(str(source), PER_ADDRESS, reader.received, "")
+            self._refused(str(source), PER_ADDRESS, reader.received, "", 1)
             raise _NotAdmitted
         return source
 

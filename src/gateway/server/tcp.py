@@ -170,8 +170,8 @@ class ClientListener:
             admitted=_Admitted(self._slots, slot, source),
         )
 
-    def _refused(self, peer: str, reason: str, received: int, detail: str) -> None:
-        self._bus.emit(RequestRejected(peer, reason, received, detail))
+    def _refused(self, peer: str, reason: str, received: int, detail: str, count: int) -> None:
+        self._bus.emit(RequestRejected(peer, reason, received, detail, count))
 
 
 class _Answering:
