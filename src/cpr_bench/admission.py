@@ -497,16 +497,17 @@ def _section(name: str, runs: list[Run], s: AdmissionSettings) -> str:
         f"#### {name}",
         "",
         "| run | offered/s | lookups | `00` % | p50 ms | p99 ms (`00`) | `08` % | p99 ms (`08`)"
-        " | closed at accept % | other errors | gateway rejected |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        " | closed at accept % | p99 ms (closed) | other errors | gateway rejected |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         good, refused = run.latencies("00"), run.latencies("08")
+        closed = run.latencies("closed at accept")
         others = Counter(o for o, _ in run.outcomes if o not in {"00", "08", "closed at accept"})
         lines.append(
             f"| {run.label} | {run.offered:,.0f} | {len(run.outcomes):,} | {run.share('00'):.2f}"
             f" | {_ms(good, 50)} | {_ms(good, 99)} | {run.share('08'):.2f} | {_ms(refused, 99)}"
-            f" | {run.share('closed at accept'):.2f}"
+            f" | {run.share('closed at accept'):.2f} | {_ms(closed, 99)}"
             f" | {', '.join(f'{k} ×{v}' for k, v in others.most_common()) or '0'}"
             f" | {', '.join(f'{k} {v:,}' for k, v in sorted(run.rejected.items())) or '0'} |"
         )

@@ -327,14 +327,14 @@ def test_each_problem_is_named_by_its_yaml_path(
         (
             "{timeout: 1s}",
             "limits.timeout: unknown key (expected read_timeout, max_connections, grace_period, "
-            "handshake_timeout, first_byte_timeout, max_connections_per_address, "
+            "handshake_timeout, shed_lag, first_byte_timeout, max_connections_per_address, "
             "handshakes_per_address, max_in_flight, "
             "failed_logons)",
         ),
         (
             "5s",
             "limits: expected a mapping with keys read_timeout, max_connections, grace_period, "
-            "handshake_timeout, first_byte_timeout, max_connections_per_address, "
+            "handshake_timeout, shed_lag, first_byte_timeout, max_connections_per_address, "
             "handshakes_per_address, max_in_flight, "
             "failed_logons, got '5s'",
         ),

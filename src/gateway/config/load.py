@@ -199,6 +199,7 @@ class RoutingReader(Problems):
             "max_connections",
             "grace_period",
             "handshake_timeout",
+            "shed_lag",
             "first_byte_timeout",
             "max_connections_per_address",
             "handshakes_per_address",
@@ -211,6 +212,7 @@ class RoutingReader(Problems):
             s.get("max_connections", r.positive_int, _LIMITS.max_connections),
             s.get("grace_period", r.duration, _LIMITS.grace_period),
             s.get("handshake_timeout", r.positive_duration, _LIMITS.handshake_timeout),
+            s.get("shed_lag", r.positive_duration, _LIMITS.shed_lag),
             s.get("first_byte_timeout", r.positive_duration, _LIMITS.first_byte_timeout),
             s.get(
                 "max_connections_per_address",

@@ -116,6 +116,11 @@ class Limits:
     #: Seconds from accept to the end of the TLS handshake (and a trusted PROXY header before
     #: it): a handshake costs CPU, so one that stalls is cut long before a request would be.
     handshake_timeout: float = 3.0
+    #: While the event loop runs this late (gateway.runtime.pressure: the mean of the last
+    #: 100 ms of samples), a new TLS connection is closed at accept: past its capacity a
+    #: process refuses early instead of letting every admitted request grow late. A busy
+    #: loop at full load runs a few milliseconds late; an overloaded one, tens.
+    shed_lag: float = 0.030
     #: Seconds from the end of the handshake to the request's first byte: a connection that
     #: never sends is shed in seconds instead of holding its slot for the whole read_timeout.
     first_byte_timeout: float = 3.0

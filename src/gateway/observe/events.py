@@ -25,7 +25,7 @@ PER_ADDRESS = "per_address"
 HANDSHAKE_TIMEOUT = "handshake_timeout"
 #: A connection sent no byte within ``limits.first_byte_timeout`` of its handshake.
 IDLE = "idle"
-#: A TLS listener's event loop ran late (its lag over a tenth of handshake_timeout): a new
+#: A TLS listener's event loop ran late (its lag over limits.shed_lag): a new
 #: connection was closed at accept (gateway.server.admission).
 OVERLOADED = "overloaded"
 #: A framed request found ``limits.max_in_flight`` requests being answered: it was answered

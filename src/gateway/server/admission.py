@@ -14,10 +14,10 @@ itself (:class:`AdmittingServer`) and decides at once, from the socket's peer ad
   listener has it, in its address's turn (gateway.server.turns: a few handshakes at once
   per address); the header, the wait for a turn and the handshake together have
   ``limits.handshake_timeout`` from accept, and a handshake cut by it is reported;
-* while the event loop runs late (its sustained lag, gateway.runtime.pressure, above a
-  tenth of that timeout), a new connection is closed at accept (``overloaded``): past its
-  capacity for handshakes a process refuses early instead of letting every handshake grow
-  late. The lag is the server's own CPU backlog: a client cannot raise it by being slow.
+* while the event loop runs late (its sustained lag, gateway.runtime.pressure, above
+  ``limits.shed_lag``), a new connection is closed at accept (``overloaded``): past its
+  capacity a process refuses early instead of letting every admitted request grow late.
+  The lag is the server's own CPU backlog: a client cannot raise it by being slow.
 
 The accept loop is a reader callback on the listening socket, accepting what is queued in
 one go, as asyncio's own servers do; each admitted socket costs a task until its
@@ -65,11 +65,6 @@ _ACCEPT_BATCH = 128
 #: A handshake that failed this close to its deadline was cut by it: a loop's timers may
 #: run a little before their time (uvloop's clock counts milliseconds).
 _CLOCK_SLACK_S = 0.005
-#: Loop lag, as a share of ``limits.handshake_timeout``, above which new connections are
-#: refused at accept (AdmittingServer._shedding). A TLS handshake takes the server two or
-#: three turns of the loop, so at this lag the ones admitted still end well within their
-#: timeout; the lag is well above a busy loop's few milliseconds.
-_LAG_SHARE = 0.1
 
 
 class Slots:
@@ -263,12 +258,12 @@ class AdmittingServer:
 
     def _shedding(self) -> bool:
         """Whether to refuse a connection at accept because the process is behind: its loop
-        runs later than a tenth of the handshake timeout. A connection let in now would wait
+        runs later than ``limits.shed_lag``. A connection let in now would wait
         longer still, spend CPU on a handshake that may be cut, and delay those before it;
         refused now, it costs an accept and a close, and its client learns at once."""
         if self._pressure is None:
             return False
-        return self._pressure() > self._slots.limits().handshake_timeout * _LAG_SHARE
+        return self._pressure() > self._slots.limits().shed_lag
 
     async def _let_in(
         self, sock: socket.socket, peer: str, slot: Slot, balancer: bool, accepted: float
