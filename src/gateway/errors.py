@@ -72,6 +72,17 @@ class BackendOpen(BackendError):
     kind = "open"
 
 
+class BackendBusy(BackendError):
+    """Every connection the gateway may open to the backend is busy, and requests have been
+    waiting for one longer than its ``queue_target`` for a while: the request is refused
+    at once rather than put in a line that would make it late (gateway.backends.connection_line).
+    The client gets 08, as for any refusal for capacity (project rule); the backend is up,
+    so no breaker counts it."""
+
+    wire = FejlNr.NOT_ACTIVE
+    kind = "busy"
+
+
 class BackendUnauthenticated(BackendError):
     """The backend refused the gateway itself (gRPC UNAUTHENTICATED without an outcome: no
     valid session and not the gateway's certificate): a configuration problem, logged

@@ -214,8 +214,8 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
             "tls: null}}",
             "tls: null, deadline: 5s}}",
             "backends.mainframe.deadline: unknown key "
-            "(expected kind, address, tls, connect_timeout, max_connections, proxy_protocol, "
-            "breaker)",
+            "(expected kind, address, tls, connect_timeout, max_connections, queue_target, "
+            "proxy_protocol, breaker)",
         ),
         (
             "tls: null}}",

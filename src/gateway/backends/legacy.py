@@ -18,6 +18,7 @@ import asyncio
 import ipaddress
 import ssl
 
+from gateway.backends.connection_line import ConnectionLine
 from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.codec import LogonRequest, Request
 from gateway.codec.headers import (
@@ -51,7 +52,7 @@ class LegacyBackend:
         self._config = config
         self._context = context
         self._server_name = (config.tls.server_name if config.tls else None) or config.host
-        self._slots = asyncio.Semaphore(config.max_connections)
+        self._line = ConnectionLine(config.name, config.max_connections, config.queue_target)
 
     @classmethod
     def from_config(cls, config: LegacyBackendConfig, bus: EventBus | None = None) -> LegacyBackend:
@@ -96,8 +97,9 @@ class LegacyBackend:
     ) -> bytes:
         """Send ``raw`` on a new connection and return the answer bytes, shape-checked.
 
-        Waits for one of the ``max_connections`` slots first; the wait counts
-        against ``deadline`` like the rest of the call. ``origin`` (the client's IP
+        Waits for one of the ``max_connections`` connections first (or is refused,
+        BackendBusy, while their line stands); the wait counts against ``deadline`` like
+        the rest of the call. ``origin`` (the client's IP
         address) goes in the PROXY header when the backend is configured to get one.
         ``repeat`` cannot be told to a CPR Direkte server: the dispatcher holds back
         repeats it refused instead (gateway.sessions.refused_repeats).
@@ -107,7 +109,7 @@ class LegacyBackend:
         slot = False
         try:
             async with asyncio.timeout(deadline):
-                await self._slots.acquire()
+                await self._line.acquire()
                 slot = True
                 reader, writer = await self._connect(origin)
                 writer.write(raw)
@@ -126,7 +128,7 @@ class LegacyBackend:
             if writer is not None:
                 await _close(writer, graceful=answer is not None)
             if slot:
-                self._slots.release()
+                self._line.release()
         assert answer is not None  # every path that leaves it None has raised
         _check_shape(self.name, request, answer)
         return answer

@@ -31,6 +31,10 @@ class LegacyBackendConfig:
     #: for one within their route's deadline. A burst of clients then reaches the
     #: mainframe as a steady stream, and the gateway's memory stays bounded.
     max_connections: int = LEGACY_MAX_CONNECTIONS
+    #: Once the wait for one of those connections has stayed above this for 100 ms, a
+    #: request that finds none free is answered 08 at once instead of joining the line
+    #: (gateway.backends.connection_line); a wait within it ends the refusals.
+    queue_target: float = 0.05
     #: Open each connection with a PROXY protocol v2 header naming the client, so that the
     #: server's per-address rules (the customers' IP allow-lists) see the client, not us.
     proxy_protocol: bool = False
@@ -47,9 +51,10 @@ _DEFAULTS = LegacyBackendConfig("", "", 0, None)
 
 def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> LegacyBackendConfig:
     """``address`` and ``tls`` (null for plaintext); ``connect_timeout``, ``max_connections``,
-    ``proxy_protocol``, ``breaker``."""
+    ``queue_target``, ``proxy_protocol``, ``breaker``."""
     keys = (
-        "kind", "address", "tls", "connect_timeout", "max_connections", "proxy_protocol", "breaker",
+        "kind", "address", "tls", "connect_timeout", "max_connections", "queue_target",
+        "proxy_protocol", "breaker",
     )  # fmt: skip
     section = reader.section(raw, path, keys)
     section.get("kind", lambda value, _path: value)
@@ -57,7 +62,8 @@ def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> Le
     tls = section.get("tls", reader.client_tls)
     timeout = section.get("connect_timeout", positive_duration, _DEFAULTS.connect_timeout)
     most = section.get("max_connections", positive_int, _DEFAULTS.max_connections)
+    target = section.get("queue_target", positive_duration, _DEFAULTS.queue_target)
     proxied = section.get("proxy_protocol", flag, _DEFAULTS.proxy_protocol)
     breaker = section.get("breaker", lambda v, p: parse_breaker(reader, v, p), _DEFAULTS.breaker)
     section.done()  # raises Skip after any bad value, so host_port is a pair below
-    return LegacyBackendConfig(name, *host_port, tls, timeout, most, proxied, breaker)
+    return LegacyBackendConfig(name, *host_port, tls, timeout, most, target, proxied, breaker)
