@@ -9,6 +9,8 @@ Both run one gateway on its legacy route with TLS and the product's default limi
   connections trying to be open, handshaken and idle: every one the gateway closes is
   opened again a second later, as an attacker would. Reported: the lookups' share of
   ``00`` and their p99 in both runs (targets: ≥ 99.9 %, p99 ≤ 1.5 × without the flood).
+  ``--flood-idle`` runs the flood's process under SCHED_IDLE, so that its own TLS client work
+  takes only CPU nothing else wants, as an attacker's on a machine of its own would.
 * **overload** — the saturating rate is measured first (a closed loop), then lookups are
   offered in an open loop at twice that rate from many loopback addresses (127.0.1.x),
   so that no per-address limit is what refuses them. Reported: what was answered ``00``
