@@ -25,6 +25,7 @@ from gateway_harness import (
     free_port,
     gateway_config,
     hangs_up,
+    refusing_port,
     running,
     silent,
 )
@@ -118,7 +119,8 @@ async def test_backend_failure_answers_09(handler: Handler | None, kind: str) ->
             assert requests == 1
 
     if handler is None:
-        await check(free_port())
+        with refusing_port() as port:
+            await check(port)
         return
     async with backend_server(handler) as port:
         await check(port)

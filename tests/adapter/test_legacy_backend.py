@@ -14,9 +14,9 @@ from gateway_harness import (
     Handler,
     answering,
     backend_server,
-    free_port,
     hangs_up,
     read_request,
+    refusing_port,
     silent,
 )
 
@@ -83,8 +83,9 @@ async def test_untrusted_certificate_is_unavailable(tmp_path: Path) -> None:
 
 async def test_unreachable_port_is_unavailable() -> None:
     """Nobody listening: BackendUnavailable naming the backend, no OSError leaks."""
-    with pytest.raises(BackendUnavailable, match=r"^mainframe: ConnectionRefusedError"):
-        await legacy(free_port()).call(LOGON, LOGON.encode(), deadline=2.0)
+    refused = pytest.raises(BackendUnavailable, match=r"^mainframe: ConnectionRefusedError")
+    with refusing_port() as port, refused:
+        await legacy(port).call(LOGON, LOGON.encode(), deadline=2.0)
 
 
 async def test_silent_backend_times_out_within_the_deadline() -> None:
