@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Real servers and tools the tests start or call (Debian packages; installed when missing).
 TEST_PACKAGES := redis-server postgresql haproxy prometheus kubectl chromium
 
-.PHONY: run fleet test install system-packages lint typecheck pytest fuzz proto bench clean
+.PHONY: run fleet test install system-packages lint typecheck pytest fuzz proto bench breakdown clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,12 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	command -v haproxy >/dev/null || (apt-get update && apt-get install -y haproxy)
 	$(BIN)/cpr-gateway bench --var var
+
+## Where a lookup's CPU goes in the gateway, stage by stage, beside HAProxy (~1.5 minutes;
+## docs/benchmarks.md, "Where a lookup's CPU goes").
+breakdown: $(STAMP)
+	scripts/debian_packages.sh haproxy
+	$(BIN)/python -m cpr_bench.breakdown --var var
 
 ## Regenerate src/gateway/cprv1/pb from proto/ (the test suite fails when it is stale).
 proto: $(STAMP)

@@ -43,13 +43,9 @@ from cpr_bench.configs import Via
 from cpr_bench.deploy import Deployed, Stack
 from cpr_bench.loadgen import raise_fd_limit
 from cpr_bench.measure import intended_start, percentile, usage
+from cpr_bench.records import lookup_records
 from cpr_bench.scenarios import Scenario
 from cpr_bench.wire import Exchange, Target, answer_problem
-from cpr_devtools.client import Credentials, Endpoint, logon
-from cpr_mainframe.config import default_config_path, load_config
-from cpr_mainframe.register.store import Register
-from gateway.codec import LookupRequest
-from gateway.model import Family
 from gateway.runtime.loops import run as run_loop
 from gateway.tls import client_context
 
@@ -448,7 +444,7 @@ async def run_admission(s: AdmissionSettings, var: Path, names: Sequence[str]) -
     sections = []
     try:
         deployed = (await stack.deploy([scenario]))[scenario.name]
-        records = await _records(deployed, stack.register)
+        records = await lookup_records(deployed, stack.register)
         for name in names:
             await _warm_up(deployed, pool, records, s)
             runs = await _PHASES[name](deployed, pool, records, s)
@@ -466,27 +462,6 @@ async def run_admission(s: AdmissionSettings, var: Path, names: Sequence[str]) -
     path.write_text("\n\n".join([head, *sections]) + "\n")
     print(head)
     return path
-
-
-async def _records(d: Deployed, register_path: Path) -> tuple[bytes, ...]:
-    """Lookup records with a fresh token, for residents of the register (as the other phases)."""
-    config = load_config(default_config_path())
-    customer, user = next(
-        (c, u) for c in config.customers for u in c.users if Family.PRIV in u.grants
-    )
-    register = Register.open(register_path)
-    try:
-        pnrs = tuple(register.pnrs(limit=1000, status="01"))
-    finally:
-        register.close()
-    who = Credentials(Family.PRIV.value, f"{customer.number:04d}", user.id)
-    target = d.target
-    context = client_context(target.ca) if target.ca else None
-    endpoint = Endpoint(target.host, target.port, context, target.server_name)
-    token = await logon(endpoint, who, user.password)
-    return tuple(
-        LookupRequest(who.transaction, who.customer, token, who.user, pnr).encode() for pnr in pnrs
-    )
 
 
 def _ms(ordered: list[float], q: float) -> str:

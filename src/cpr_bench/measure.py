@@ -99,6 +99,17 @@ def parse_stat(text: str) -> tuple[int, int]:
     return int(fields[_PPID]), int(fields[_UTIME]) + int(fields[_STIME])
 
 
+def cpu_times(pids: Iterable[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds so far of ``pids`` together, from /proc/<pid>/stat."""
+    user = system = 0
+    for pid in pids:
+        text = (_PROC / str(pid) / "stat").read_text()
+        fields = text[text.rindex(")") + 2 :].split()
+        user += int(fields[_UTIME])
+        system += int(fields[_STIME])
+    return user / _TICKS_PER_S, system / _TICKS_PER_S
+
+
 def parse_status_kib(text: str, key: str) -> int:
     """A ``kB`` value of /proc/<pid>/status (e.g. ``VmHWM``) in KiB; 0 when absent."""
     for line in text.splitlines():

@@ -1,0 +1,346 @@
+"""Where a lookup's CPU goes in the gateway: ``python -m cpr_bench.breakdown`` (``make breakdown``).
+
+One gateway process on its legacy route with TLS on both hops (the ``light-tls-100``
+scenario with one worker) and HAProxy with one thread beside it, each in front of the
+emulator, get lookups at the light phase's open-loop rate. Two windows per path:
+
+1. **measured**: CPU per lookup from /proc (``utime`` and ``stime`` apart), nothing attached;
+2. **profiled**: the same load with py-spy sampling the gateway's native and Python stacks.
+
+Each sample is put in one stage of a lookup's life (:data:`STAGES`, the first rule that
+matches its stack), and each stage's share of the samples times the measured CPU per
+lookup is its cost in µs. The stages of the issue that asked for it (#19): accept, TLS
+handshakes, TLS records, framing, routing, the session, the upstream connection and
+relay, telemetry, the close, and what is left: the event loop and the interpreter.
+
+Sampling does not see the kernel apart from its caller, so a system call's time lands
+in the stage that made it; the measured window says how much was in the kernel in all.
+The stacks are kept (``stacks-gateway.txt``, py-spy's raw format) so the rules can be
+checked and refined against them, and so is each stage's most sampled Python frames
+(``top-frames.txt``), the list to start tuning from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cpr_bench import tls_floor
+from cpr_bench.configs import Via
+from cpr_bench.deploy import Deployed, Stack
+from cpr_bench.loadgen import Generator, LoadMode, Workload
+from cpr_bench.measure import cpu_times
+from cpr_bench.records import lookup_records
+from cpr_bench.scenarios import Scenario
+from cpr_bench.tls_floor import HandshakeFloor
+from gateway.runtime.loops import run as run_loop
+
+#: Stages whose work is OpenSSL's, found anywhere in a sampled stack (they are called from
+#: every other stage: a handshake from accept or from the upstream connect, a record from
+#: a write): the floor that any TLS proxy pays.
+_TLS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("TLS handshakes (both hops)", ("do_handshake", "wrap_bio", "SSLObject._create",
+                                    "encodings/idna.py")),
+    ("TLS records and shutdown", ("SSLProtocol__do_read", "SSLProtocol__write_appdata",
+                                  "SSLProtocol__do_shutdown", "SSLProtocol__start_shutdown",
+                                  "_ssl__SSLSocket_read", "_ssl__SSLSocket_write",
+                                  "SSLObject.read", "SSLObject.write", "SSLObject.unwrap")),
+)  # fmt: skip
+#: The gateway's own stages by where their code is: a sample belongs to the innermost frame
+#: of any of these (a log line written from dispatch is telemetry, not dispatch).
+_CODE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("accept and admission", ("gateway/server/admission.py", "gateway/server/turns.py",
+                              "gateway/server/proxy_gate.py", "gateway/runtime/pressure.py")),
+    ("framing and codec", ("gateway/codec/",)),
+    ("routing", ("gateway/routing.py", "gateway/canary/")),
+    ("session", ("gateway/sessions/",)),
+    ("upstream connect and relay", ("gateway/backends/",)),
+    ("telemetry", ("gateway/observe/", "gateway/audit/", "prometheus_client/", "structlog/")),
+    ("dispatch", ("gateway/dispatch.py", "gateway/app.py")),
+    ("connection: read, answer, close", ("gateway/server/connection.py",
+                                         "gateway/server/tcp.py")),
+)  # fmt: skip
+#: Native frames of the event loop's own accept and close, for samples with no gateway frame.
+_LOOP: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("accept and admission", ("uv__server_io",)),
+    ("connection: read, answer, close", ("uv__stream_close", "uv_close", "_call_connection_lost",
+                                         "uv__finish_close")),
+)  # fmt: skip
+GC = "garbage collection"
+OTHER = "event loop and interpreter"
+#: A sample whose innermost frame is one of these was waiting for work, not working.
+_IDLE_LEAVES = ("epoll_wait", "epoll_pwait")
+IDLE = "idle"
+#: Every stage in the order of a lookup's life (the table's rows).
+STAGES: tuple[str, ...] = (
+    "accept and admission",
+    "TLS handshakes (both hops)",
+    "framing and codec",
+    "routing",
+    "session",
+    "dispatch",
+    "upstream connect and relay",
+    "TLS records and shutdown",
+    "connection: read, answer, close",
+    "telemetry",
+    GC,
+    OTHER,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakdownSettings:
+    """Sizes of a breakdown run."""
+
+    #: Lookups/s offered, open loop (the light phase's rate: every path keeps up).
+    rate: float = 100.0
+    #: Seconds per window (measured, then profiled).
+    duration_s: float = 20.0
+    #: py-spy samples per second.
+    sample_rate: int = 250
+    #: Native frames too (OpenSSL, uvloop, libc). Without them, everything uvloop does in C
+    #: (socket calls, its TLS transport) lands in "event loop and interpreter"; with them,
+    #: each sample pauses the process to unwind its C stack, so fewer samples are taken.
+    native: bool = True
+    #: Only measured windows (CPU per lookup, gateway only, no profiler): for A/B runs.
+    measure_only: bool = False
+    #: How many measured windows when ``measure_only``.
+    windows: int = 3
+    generators: int = os.cpu_count() or 1
+    persons: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """CPU per lookup of one path's hop, from /proc: user and system time, in µs."""
+
+    user_us: float
+    system_us: float
+    lookups: int
+
+    @property
+    def total_us(self) -> float:
+        return self.user_us + self.system_us
+
+
+def stage_of(stack: str) -> str:
+    """The stage a sampled stack belongs to (py-spy's raw frames, outermost first, joined
+    by ``;``): OpenSSL's work wherever it is called from, else the innermost frame of the
+    gateway's own code, else the event loop's accept or close, else the loop itself."""
+    frames = stack.split(";")
+    if frames[-1].startswith(_IDLE_LEAVES):
+        return IDLE
+    if "collect_generations" in stack or "gc_collect" in stack:
+        return GC
+    for stage, patterns in _TLS:
+        if any(pattern in stack for pattern in patterns):
+            return stage
+    for frame in reversed(frames):
+        for stage, patterns in _CODE:
+            if any(pattern in frame for pattern in patterns):
+                return stage
+    for stage, patterns in _LOOP:
+        if any(pattern in stack for pattern in patterns):
+            return stage
+    return OTHER
+
+
+def parse_raw(lines: Iterable[str]) -> Counter[str]:
+    """Samples per stage from py-spy's raw output (``frame;frame;… count`` per line)."""
+    samples: Counter[str] = Counter()
+    for line in lines:
+        stack, _, count = line.rstrip("\n").rpartition(" ")
+        if stack and count.isdigit():
+            samples[stage_of(stack)] += int(count)
+    return samples
+
+
+def top_frames(lines: Iterable[str], per_stage: int = 8) -> str:
+    """Where each stage's samples are, by the innermost Python frame of the stack
+    (``function (file:line)``), most sampled first: the list to start tuning from."""
+    by_stage: dict[str, Counter[str]] = {}
+    for line in lines:
+        stack, _, count = line.rstrip("\n").rpartition(" ")
+        if not (stack and count.isdigit()):
+            continue
+        frames = stack.split(";")
+        python = [f for f in frames if ".py:" in f]
+        where = python[-1] if python else frames[-1]
+        by_stage.setdefault(stage_of(stack), Counter())[where] += int(count)
+    out = []
+    for stage in (*STAGES, IDLE):
+        counts = by_stage.get(stage, Counter())
+        out.append(f"{stage}: {sum(counts.values())} samples")
+        out += [f"  {n:6d}  {where}" for where, n in counts.most_common(per_stage)]
+    return "\n".join(out) + "\n"
+
+
+async def _window(
+    generator: Generator,
+    d: Deployed,
+    records: tuple[bytes, ...],
+    s: BreakdownSettings,
+    profile_to: Path | None = None,
+) -> Cost:
+    """One window of open-loop load on ``d``; with ``profile_to``, py-spy writes there."""
+    assert d.proxy is not None
+    pids = d.proxy.pids
+    workload = Workload(LoadMode.OPEN, s.duration_s, warmup_s=0.0, rate=s.rate)
+    spy = None
+    if profile_to is not None:
+        spy = await _py_spy(pids, s, profile_to)
+    before = cpu_times(pids)
+    result = await generator.run(workload, d.target, records, generator.next_start())
+    after = cpu_times(pids)
+    if spy is not None:
+        await spy.wait()
+    errors = sum(result.errors.values())
+    if errors:
+        print(f"{d.scenario.name}: {errors} errors ({dict(result.errors)})", flush=True)
+    lookups = max(result.exchanges, 1)
+    return Cost(
+        (after[0] - before[0]) / lookups * 1e6,
+        (after[1] - before[1]) / lookups * 1e6,
+        result.exchanges,
+    )
+
+
+async def _py_spy(
+    pids: Sequence[int], s: BreakdownSettings, output: Path
+) -> asyncio.subprocess.Process:
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    [pid] = pids  # one gateway process: its stacks are the whole hop's
+    argv = [binary, "record", "--pid", str(pid), "--format", "raw"]
+    argv += ["--native"] if s.native else ["--nonblocking"]
+    argv += ["--rate", str(s.sample_rate), "--duration", str(round(s.duration_s + 1))]
+    argv += ["--output", str(output)]
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    await asyncio.sleep(0.5)  # attached before the load starts
+    return process
+
+
+def _table(gateway: Cost, haproxy: Cost, samples: Counter[str], floor: HandshakeFloor) -> str:
+    total = sum(n for stage, n in samples.items() if stage != IDLE) or 1
+    lines = [
+        "| stage | share of samples | µs per lookup |",
+        "|---|---|---|",
+    ]
+    for stage in STAGES:
+        share = samples[stage] / total
+        lines.append(f"| {stage} | {share * 100:.1f} % | {share * gateway.total_us:,.0f} |")
+    lines.append(f"| **gateway, all** (user + system, /proc) | 100 % | {gateway.total_us:,.0f} |")
+    lines += [
+        "",
+        f"- gateway: {gateway.user_us:,.0f} µs user + {gateway.system_us:,.0f} µs system per"
+        f" lookup ({gateway.lookups:,} lookups); {total:,} samples working"
+        f" ({samples[IDLE]:,} more waiting in epoll, left out)",
+        f"- HAProxy (1 thread): {haproxy.user_us:,.0f} µs user + {haproxy.system_us:,.0f} µs"
+        f" system = {haproxy.total_us:,.0f} µs per lookup; gateway ÷ HAProxy"
+        f" {gateway.total_us / max(haproxy.total_us, 1):.2f} ×",
+        f"- the two handshakes alone, in memory (cpr_bench.tls_floor): {floor.server_us:,.0f} µs"
+        f" as the client hop's server + {floor.client_us:,.0f} µs as the mainframe's client ="
+        f" {floor.both_us:,.0f} µs; beyond them, the gateway spends"
+        f" {gateway.total_us - floor.both_us:,.0f} µs per lookup and HAProxy"
+        f" {haproxy.total_us - floor.both_us:,.0f} µs",
+    ]
+    return "\n".join(lines)
+
+
+async def run_breakdown(s: BreakdownSettings, var: Path) -> Path:
+    """Both windows on both paths; the table is printed and written to the run's directory."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    run_dir = var / "bench" / f"breakdown-{stamp}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(var, run_dir, s.persons)
+    scenarios = [Scenario("gateway-legacy-tls", Via.LEGACY, True, 1)]
+    if not s.measure_only:
+        scenarios.append(Scenario("haproxy-tls", Via.HAPROXY, True, 1))
+    generator = Generator(s.generators)
+    try:
+        await generator.start()
+        deployed = await stack.deploy(scenarios)
+        missing = [sc.name for sc in scenarios if sc.name not in deployed]
+        if missing:
+            raise SystemExit(f"not started: {stack.unavailable}")
+        gateway = deployed["gateway-legacy-tls"]
+        records = await lookup_records(gateway, stack.register)
+        warm = replace(s, duration_s=2.0)
+        await _window(generator, gateway, records, warm)
+        if s.measure_only:
+            for _ in range(s.windows):
+                cost = await _window(generator, gateway, records, s)
+                print(
+                    f"gateway CPU per lookup: {cost.user_us:,.0f} µs user +"
+                    f" {cost.system_us:,.0f} µs system = {cost.total_us:,.0f} µs",
+                    flush=True,
+                )
+            return run_dir
+        haproxy = deployed["haproxy-tls"]
+        haproxy_records = await lookup_records(haproxy, stack.register)
+        await _window(generator, haproxy, haproxy_records, warm)
+        gateway_cost = await _window(generator, gateway, records, s)
+        haproxy_cost = await _window(generator, haproxy, haproxy_records, s)
+        stacks = run_dir / "stacks-gateway.txt"
+        await _window(generator, gateway, records, s, profile_to=stacks)
+        samples = parse_raw(stacks.read_text().splitlines())
+        tls = stack.gateway_tls, stack.emulator_tls
+        floor = await asyncio.to_thread(
+            tls_floor.measure, (tls[0].cert, tls[0].key), (tls[1].cert, tls[1].key), tls[0].ca
+        )
+        (run_dir / "top-frames.txt").write_text(top_frames(stacks.read_text().splitlines()))
+    finally:
+        generator.close()
+        await stack.aclose()
+    head = (
+        f"Measured {stamp} UTC: one gateway process and one HAProxy thread, {s.rate:g}"
+        f" TLS lookups/s for {s.duration_s:g} s per window; load average after"
+        f" {os.getloadavg()[0]:.1f}."
+    )
+    text = head + "\n\n" + _table(gateway_cost, haproxy_cost, samples, floor) + "\n"
+    path = run_dir / "breakdown.md"
+    path.write_text(text)
+    print(text)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m cpr_bench.breakdown [--rate R] [--duration S] [--var DIR]`."""
+    parser = argparse.ArgumentParser(prog="python -m cpr_bench.breakdown", description=__doc__)
+    defaults = BreakdownSettings()
+    parser.add_argument("--var", type=Path, default=Path("var"))
+    parser.add_argument("--rate", type=float, default=defaults.rate)
+    parser.add_argument("--duration", type=float, default=defaults.duration_s)
+    parser.add_argument("--sample-rate", type=int, default=defaults.sample_rate)
+    parser.add_argument(
+        "--python-only", action="store_true", help="sample Python frames only (no pauses)"
+    )
+    parser.add_argument(
+        "--measure-only", action="store_true", help="CPU per lookup of the gateway only (A/B)"
+    )
+    args = parser.parse_args(argv)
+    settings = BreakdownSettings(
+        args.rate,
+        args.duration,
+        args.sample_rate,
+        native=not args.python_only,
+        measure_only=args.measure_only,
+    )
+    started = time.monotonic()
+    path = run_loop(run_breakdown(settings, args.var.resolve()))
+    print(f"written: {path} ({time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
