@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl
+from typing import cast
 
 from gateway.backends.connection_line import ConnectionLine
 from gateway.backends.legacy_config import LegacyBackendConfig
@@ -38,9 +39,6 @@ from gateway.errors import (
 from gateway.observe.events import EventBus
 from gateway.tls import client_context
 
-#: Spec §1: no legal answer exceeds 2908 bytes; reading one byte more makes an
-#: oversized answer visible without letting a backend stream into our memory.
-_READ_LIMIT = MAX_ANSWER_LENGTH + 1
 #: A backend that has sent EOF finishes closing at once; this bounds one that does not.
 _CLOSE_TIMEOUT_S = 1.0
 
@@ -104,17 +102,15 @@ class LegacyBackend:
         ``repeat`` cannot be told to a CPR Direkte server: the dispatcher holds back
         repeats it refused instead (gateway.sessions.refused_repeats).
         """
-        writer: asyncio.StreamWriter | None = None
-        answer: bytes | None = None
+        exchange: _Exchange | None = None
         slot = False
         try:
             async with asyncio.timeout(deadline):
                 await self._line.acquire()
                 slot = True
-                reader, writer = await self._connect(origin)
-                writer.write(raw)
-                await writer.drain()
-                answer = await _read_to_eof(reader, self.name)
+                exchange = await self._connect(origin)
+                exchange.send(raw)
+                answer = await exchange.answer
         except TimeoutError:
             if not slot:
                 what = f"no free connection of {self._config.max_connections}"
@@ -125,20 +121,17 @@ class LegacyBackend:
         except OSError as exc:
             raise BackendUnavailable(f"{self.name}: {_describe(exc)}") from None
         finally:
-            if writer is not None:
-                await _close(writer, graceful=answer is not None)
+            if exchange is not None:
+                exchange.close()
             if slot:
                 self._line.release()
-        assert answer is not None  # every path that leaves it None has raised
         _check_shape(self.name, request, answer)
         return answer
 
     async def aclose(self) -> None:
         """Nothing to release: every call has its own connection."""
 
-    async def _connect(
-        self, origin: str | None
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connect(self, origin: str | None) -> _Exchange:
         """TCP connect within the connect timeout, the PROXY header if configured, then the
         TLS handshake (which sends what was written before it first).
 
@@ -146,45 +139,96 @@ class LegacyBackend:
         bounded by the route's deadline like the rest of the call, because under a
         burst a live backend may take a while to get to our handshake.
         """
+        loop = asyncio.get_running_loop()
+        exchange = _Exchange(self.name, loop)
         timeout = self._config.connect_timeout
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(self._config.host, self._config.port)
+                transport, _ = await loop.create_connection(
+                    lambda: exchange, self._config.host, self._config.port
+                )
         except TimeoutError:
             raise BackendUnavailable(f"{self.name}: no connection within {timeout:g}s") from None
         if self._config.proxy_protocol:
-            writer.write(_proxy_header(origin, writer.get_extra_info("peername")))
+            transport.write(_proxy_header(origin, transport.get_extra_info("peername")))
         if self._context is not None:
             try:
-                await writer.start_tls(self._context, server_hostname=self._server_name)
+                tls = await loop.start_tls(
+                    transport, exchange, self._context, server_hostname=self._server_name
+                )
             except BaseException:
-                writer.transport.abort()
+                transport.abort()
                 raise
-        return reader, writer
+            assert tls is not None  # None only when the transport was closing: it raised
+            exchange.transport = tls
+        return exchange
 
 
-async def _read_to_eof(reader: asyncio.StreamReader, name: str) -> bytes:
-    """Everything until EOF, refusing more than the largest legal answer."""
-    data = bytearray()
-    while len(data) < _READ_LIMIT:
-        chunk = await reader.read(_READ_LIMIT - len(data))
-        if not chunk:
-            return bytes(data)
-        data += chunk
-    raise BackendProtocolError(f"{name}: answer longer than {MAX_ANSWER_LENGTH} bytes")
+class _Exchange(asyncio.Protocol):
+    """One call's connection: the request written, the answer collected until the backend
+    closes. A protocol of its own rather than streams: a call costs no StreamReader,
+    StreamWriter or read loop, and no wait for the close after the answer is whole."""
 
+    def __init__(self, name: str, loop: asyncio.AbstractEventLoop) -> None:
+        self._name = name
+        self._loop = loop
+        self._data = bytearray()
+        #: The answer's bytes once the backend has closed (EOF, with or without TLS
+        #: close_notify); the error if the connection failed or the answer grew too long.
+        self.answer: asyncio.Future[bytes] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self._lost = False
+        self._slow_close: asyncio.TimerHandle | None = None
 
-async def _close(writer: asyncio.StreamWriter, *, graceful: bool) -> None:
-    """Close politely after a whole answer; abort after a failure or a slow close."""
-    if not graceful:
-        writer.transport.abort()
-        return
-    writer.close()
-    try:
-        async with asyncio.timeout(_CLOSE_TIMEOUT_S):
-            await writer.wait_closed()
-    except (TimeoutError, OSError):
-        writer.transport.abort()
+    def send(self, raw: bytes) -> None:
+        assert self.transport is not None, "not connected"
+        self.transport.write(raw)
+
+    def close(self) -> None:
+        """After the call: a whole answer lets the connection finish closing by itself, within
+        a bound; anything else (a failure, a deadline) aborts it at once."""
+        answered = False
+        if not self.answer.done():
+            self.answer.cancel()  # nobody waits for it any more
+        elif not self.answer.cancelled():
+            answered = self.answer.exception() is None  # (an error is taken, never left lying)
+        if self._lost or self.transport is None:
+            return
+        if answered:
+            self._slow_close = self._loop.call_later(_CLOSE_TIMEOUT_S, self.transport.abort)
+        else:
+            self.transport.abort()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Called for the TCP transport, and (from start_tls) for the TLS one once the
+        # handshake is done: the later one is what the call writes to.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._data += data
+        if len(self._data) > MAX_ANSWER_LENGTH and not self.answer.done():
+            message = f"{self._name}: answer longer than {MAX_ANSWER_LENGTH} bytes"
+            self.answer.set_exception(BackendProtocolError(message))
+            assert self.transport is not None
+            self.transport.abort()
+
+    def eof_received(self) -> bool:
+        self._finish(None)
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._slow_close is not None:
+            self._slow_close.cancel()
+        self._finish(exc)
+
+    def _finish(self, exc: Exception | None) -> None:
+        if self.answer.done():
+            return
+        if exc is None:
+            self.answer.set_result(bytes(self._data))
+        else:
+            self.answer.set_exception(exc)
 
 
 def _proxy_header(origin: str | None, backend: object) -> bytes:
