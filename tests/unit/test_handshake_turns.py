@@ -75,3 +75,16 @@ async def test_a_reload_applies_to_the_next_take() -> None:
     assert not (await _started(turns, A)).done()
     limit[0] = 3
     assert (await _started(turns, A)).done()
+
+
+async def test_a_free_turn_is_taken_without_waiting_and_a_busy_one_is_not() -> None:
+    """try_take: the common case costs no wait; a full address is left to take()'s line."""
+    turns = HandshakeTurns(lambda: 1)
+    assert turns.try_take(A)
+    assert not turns.try_take(A)
+    assert (turns.busy(A), turns.waiting(A)) == (1, 0)
+    waiting = await _started(turns, A)
+    turns.give(A)
+    await asyncio.sleep(0)
+    assert waiting.done()
+    assert turns.busy(A) == 1

@@ -304,7 +304,7 @@ class AdmittingServer:
         that the slot counts, then the connection's protocol."""
         loop = asyncio.get_running_loop()
         address = slot.address if self._context is not None else None
-        if address is not None:
+        if address is not None and not self._turns.try_take(address):
             async with asyncio.timeout_at(deadline):
                 await self._turns.take(address)
         try:

@@ -36,12 +36,19 @@ class HandshakeTurns:
         """Connections from ``address`` waiting for a turn."""
         return len(self._waiting.get(address, ()))
 
-    async def take(self, address: str) -> None:
-        """Return once ``address`` may start a handshake; :meth:`give` it back after. A
-        cancelled wait (the handshake's deadline) leaves nothing taken."""
+    def try_take(self, address: str) -> bool:
+        """Take a turn for ``address`` if one is free now (no wait, no deadline to set up:
+        the common case); :meth:`give` it back after."""
         busy = self._busy.get(address, 0)
         if busy < self._per_address():
             self._busy[address] = busy + 1
+            return True
+        return False
+
+    async def take(self, address: str) -> None:
+        """Return once ``address`` may start a handshake; :meth:`give` it back after. A
+        cancelled wait (the handshake's deadline) leaves nothing taken."""
+        if self.try_take(address):
             return
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         line = self._waiting.setdefault(address, collections.deque())
