@@ -60,7 +60,7 @@ bench: $(STAMP)
 ## Where a lookup's CPU goes in the gateway, stage by stage, beside HAProxy (~1.5 minutes;
 ## docs/benchmarks.md, "Where a lookup's CPU goes").
 breakdown: $(STAMP)
-	scripts/debian_packages.sh haproxy
+	scripts/debian_packages.sh haproxy linux-perf
 	$(BIN)/python -m cpr_bench.breakdown --var var
 
 ## Regenerate src/gateway/cprv1/pb from proto/ (the test suite fails when it is stale).

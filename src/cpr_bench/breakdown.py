@@ -1,10 +1,12 @@
 """Where a lookup's CPU goes in the gateway: ``python -m cpr_bench.breakdown`` (``make breakdown``).
 
 One gateway process on its legacy route with TLS on both hops (the ``light-tls-100``
-scenario with one worker) and HAProxy with one thread beside it, each in front of the
-emulator, get lookups at the light phase's open-loop rate. Two windows per path:
+scenario with one worker), HAProxy with one thread, and the bare relay
+(cpr_bench.bare_relay: the least a Python TLS proxy on uvloop does), each in front of
+the emulator, get lookups at the light phase's open-loop rate. Two windows:
 
-1. **measured**: CPU per lookup from /proc (``utime`` and ``stime`` apart), nothing attached;
+1. **measured**: CPU per lookup of each path's hop from /proc (``utime`` and ``stime``
+   apart), nothing attached;
 2. **profiled**: the same load with py-spy sampling the gateway's native and Python stacks.
 
 Each sample is put in one stage of a lookup's life (:data:`STAGES`, the first rule that
@@ -31,17 +33,19 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cpr_bench import tls_floor
+from cpr_bench import perf_split, tls_floor
 from cpr_bench.configs import Via
 from cpr_bench.deploy import Deployed, Stack
 from cpr_bench.loadgen import Generator, LoadMode, Workload
 from cpr_bench.measure import cpu_times
 from cpr_bench.records import lookup_records
 from cpr_bench.scenarios import Scenario
+from cpr_bench.servers import LOOPBACK, free_port
 from cpr_bench.tls_floor import HandshakeFloor
+from cpr_bench.wire import Target
 from gateway.runtime.loops import run as run_loop
 
 #: Stages whose work is OpenSSL's, found anywhere in a sampled stack (they are called from
@@ -106,14 +110,18 @@ class BreakdownSettings:
     #: Seconds per window (measured, then profiled).
     duration_s: float = 20.0
     #: py-spy samples per second.
-    sample_rate: int = 250
-    #: Native frames too (OpenSSL, uvloop, libc). Without them, everything uvloop does in C
-    #: (socket calls, its TLS transport) lands in "event loop and interpreter"; with them,
-    #: each sample pauses the process to unwind its C stack, so fewer samples are taken.
-    native: bool = True
-    #: Only measured windows (CPU per lookup, gateway only, no profiler): for A/B runs.
+    sample_rate: int = 1000
+    #: py-spy's native frames too (OpenSSL, uvloop, libc). Off by default: to unwind C stacks
+    #: it stops the process for every sample, which catches it at system calls far more often
+    #: than it spends there (getpid, ~0.2 µs, came out as 3 % of a worker); Python stacks are
+    #: read without stopping it. What the C code costs comes from perf instead.
+    native: bool = False
+    #: The library split of every hop by perf, when perf is installed.
+    perf: bool = True
+    #: Only measured windows (CPU per lookup of the gateway and the bare relay in turn, no
+    #: profiler): for A/B runs.
     measure_only: bool = False
-    #: How many measured windows when ``measure_only``.
+    #: How many pairs of windows when ``measure_only``.
     windows: int = 3
     generators: int = os.cpu_count() or 1
     persons: int = 10_000
@@ -126,6 +134,8 @@ class Cost:
     user_us: float
     system_us: float
     lookups: int
+    #: Share of the hop's CPU by library group (cpr_bench.perf_split); empty without perf.
+    libraries: dict[str, float] = field(default_factory=dict)
 
     @property
     def total_us(self) -> float:
@@ -189,18 +199,25 @@ async def _window(
     d: Deployed,
     records: tuple[bytes, ...],
     s: BreakdownSettings,
+    *,
+    profile_dir: Path,
     profile_to: Path | None = None,
 ) -> Cost:
-    """One window of open-loop load on ``d``; with ``profile_to``, py-spy writes there."""
+    """One window of open-loop load on ``d``: perf records it (files in ``profile_dir``), or
+    with ``profile_to`` py-spy samples it into that file instead."""
     assert d.proxy is not None
     pids = d.proxy.pids
     workload = Workload(LoadMode.OPEN, s.duration_s, warmup_s=0.0, rate=s.rate)
-    spy = None
+    spy = recording = None
     if profile_to is not None:
         spy = await _py_spy(pids, s, profile_to)
+    elif s.perf and perf_split.available():
+        recording = perf_split.Recording(pids, profile_dir / f"perf-{d.scenario.name}.data")
+        await recording.start()
     before = cpu_times(pids)
     result = await generator.run(workload, d.target, records, generator.next_start())
     after = cpu_times(pids)
+    libraries = await recording.stop() if recording is not None else {}
     if spy is not None:
         await spy.wait()
     errors = sum(result.errors.values())
@@ -211,6 +228,7 @@ async def _window(
         (after[0] - before[0]) / lookups * 1e6,
         (after[1] - before[1]) / lookups * 1e6,
         result.exchanges,
+        libraries,
     )
 
 
@@ -230,30 +248,52 @@ async def _py_spy(
     return process
 
 
-def _table(gateway: Cost, haproxy: Cost, samples: Counter[str], floor: HandshakeFloor) -> str:
-    total = sum(n for stage, n in samples.items() if stage != IDLE) or 1
+def _library_table(hops: dict[str, Cost]) -> list[str]:
+    """CPU per lookup of each hop, by library (perf's shares of the /proc total)."""
+    groups = [g for g, _ in perf_split.GROUPS] + [perf_split.OTHER_LIBRARIES]
+    shown = [g for g in groups if any(c.libraries.get(g, 0.0) >= 0.005 for c in hops.values())]
     lines = [
+        "| hop | CPU per lookup µs (user + system) | " + " | ".join(shown) + " |",
+        "|---|---|" + "---|" * len(shown),
+    ]
+    for name, cost in hops.items():
+        cells = [f"{cost.libraries.get(g, 0.0) * cost.total_us:,.0f}" for g in shown]
+        lines.append(
+            f"| {name} | {cost.total_us:,.0f} ({cost.user_us:,.0f} + {cost.system_us:,.0f})"
+            f" | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
+def _table(
+    gateway: Cost, haproxy: Cost, bare: Cost, samples: Counter[str], floor: HandshakeFloor
+) -> str:
+    total = sum(n for stage, n in samples.items() if stage != IDLE) or 1
+    hops = {"HAProxy (1 thread)": haproxy, "bare relay": bare, "gateway (1 process)": gateway}
+    lines = ["CPU per lookup, by library (perf):", ""]
+    if any(c.libraries for c in hops.values()):
+        lines += _library_table(hops)
+    else:
+        lines += [f"| {n} | {c.total_us:,.0f} µs |" for n, c in hops.items()]
+        lines.append("(perf is not installed: no split by library)")
+    lines += [
+        "",
+        f"- gateway ÷ HAProxy {gateway.total_us / max(haproxy.total_us, 1):.2f} ×; bare relay ÷"
+        f" HAProxy {bare.total_us / max(haproxy.total_us, 1):.2f} ×; the gateway beyond the bare"
+        f" relay {gateway.total_us - bare.total_us:,.0f} µs per lookup",
+        f"- the two handshakes alone, in memory (cpr_bench.tls_floor): {floor.server_us:,.0f} µs"
+        f" as the client hop's server + {floor.client_us:,.0f} µs as the mainframe's client ="
+        f" {floor.both_us:,.0f} µs",
+        "",
+        f"The gateway's CPU per lookup by stage (py-spy, {total:,} samples):",
+        "",
         "| stage | share of samples | µs per lookup |",
         "|---|---|---|",
     ]
     for stage in STAGES:
         share = samples[stage] / total
         lines.append(f"| {stage} | {share * 100:.1f} % | {share * gateway.total_us:,.0f} |")
-    lines.append(f"| **gateway, all** (user + system, /proc) | 100 % | {gateway.total_us:,.0f} |")
-    lines += [
-        "",
-        f"- gateway: {gateway.user_us:,.0f} µs user + {gateway.system_us:,.0f} µs system per"
-        f" lookup ({gateway.lookups:,} lookups); {total:,} samples working"
-        f" ({samples[IDLE]:,} more waiting in epoll, left out)",
-        f"- HAProxy (1 thread): {haproxy.user_us:,.0f} µs user + {haproxy.system_us:,.0f} µs"
-        f" system = {haproxy.total_us:,.0f} µs per lookup; gateway ÷ HAProxy"
-        f" {gateway.total_us / max(haproxy.total_us, 1):.2f} ×",
-        f"- the two handshakes alone, in memory (cpr_bench.tls_floor): {floor.server_us:,.0f} µs"
-        f" as the client hop's server + {floor.client_us:,.0f} µs as the mainframe's client ="
-        f" {floor.both_us:,.0f} µs; beyond them, the gateway spends"
-        f" {gateway.total_us - floor.both_us:,.0f} µs per lookup and HAProxy"
-        f" {haproxy.total_us - floor.both_us:,.0f} µs",
-    ]
+    lines.append(f"| **all** (user + system, /proc) | 100 % | {gateway.total_us:,.0f} |")
     return "\n".join(lines)
 
 
@@ -275,24 +315,22 @@ async def run_breakdown(s: BreakdownSettings, var: Path) -> Path:
             raise SystemExit(f"not started: {stack.unavailable}")
         gateway = deployed["gateway-legacy-tls"]
         records = await lookup_records(gateway, stack.register)
-        warm = replace(s, duration_s=2.0)
-        await _window(generator, gateway, records, warm)
+        quiet = replace(s, duration_s=2.0, perf=False)  # warming up
+        bare = await _bare_relay(stack, gateway)
+        bare_records = await lookup_records(bare, stack.register)
+        await _window(generator, gateway, records, quiet, profile_dir=run_dir)
+        await _window(generator, bare, bare_records, quiet, profile_dir=run_dir)
         if s.measure_only:
-            for _ in range(s.windows):
-                cost = await _window(generator, gateway, records, s)
-                print(
-                    f"gateway CPU per lookup: {cost.user_us:,.0f} µs user +"
-                    f" {cost.system_us:,.0f} µs system = {cost.total_us:,.0f} µs",
-                    flush=True,
-                )
+            await _compare(generator, (gateway, records), (bare, bare_records), s, run_dir)
             return run_dir
         haproxy = deployed["haproxy-tls"]
         haproxy_records = await lookup_records(haproxy, stack.register)
-        await _window(generator, haproxy, haproxy_records, warm)
-        gateway_cost = await _window(generator, gateway, records, s)
-        haproxy_cost = await _window(generator, haproxy, haproxy_records, s)
+        await _window(generator, haproxy, haproxy_records, quiet, profile_dir=run_dir)
+        gateway_cost = await _window(generator, gateway, records, s, profile_dir=run_dir)
+        haproxy_cost = await _window(generator, haproxy, haproxy_records, s, profile_dir=run_dir)
+        bare_cost = await _window(generator, bare, bare_records, s, profile_dir=run_dir)
         stacks = run_dir / "stacks-gateway.txt"
-        await _window(generator, gateway, records, s, profile_to=stacks)
+        await _window(generator, gateway, records, s, profile_dir=run_dir, profile_to=stacks)
         samples = parse_raw(stacks.read_text().splitlines())
         tls = stack.gateway_tls, stack.emulator_tls
         floor = await asyncio.to_thread(
@@ -307,11 +345,49 @@ async def run_breakdown(s: BreakdownSettings, var: Path) -> Path:
         f" TLS lookups/s for {s.duration_s:g} s per window; load average after"
         f" {os.getloadavg()[0]:.1f}."
     )
-    text = head + "\n\n" + _table(gateway_cost, haproxy_cost, samples, floor) + "\n"
+    text = head + "\n\n" + _table(gateway_cost, haproxy_cost, bare_cost, samples, floor) + "\n"
     path = run_dir / "breakdown.md"
     path.write_text(text)
     print(text)
     return path
+
+
+async def _compare(
+    generator: Generator,
+    gateway: tuple[Deployed, tuple[bytes, ...]],
+    bare: tuple[Deployed, tuple[bytes, ...]],
+    s: BreakdownSettings,
+    run_dir: Path,
+) -> None:
+    """Windows of the gateway and the bare relay in turn; each pair's ratio. The machine's
+    speed drifts by a tenth or more over minutes here, and the bare relay drifts with it, so
+    the ratio is the steadier figure to compare two versions of the gateway by."""
+    plain = replace(s, perf=False)
+    ratios = []
+    for _ in range(s.windows):
+        ours = await _window(generator, *gateway, plain, profile_dir=run_dir)
+        floor = await _window(generator, *bare, plain, profile_dir=run_dir)
+        ratios.append(ours.total_us / max(floor.total_us, 1))
+        print(
+            f"gateway CPU per lookup: {ours.user_us:,.0f} µs user + {ours.system_us:,.0f} µs"
+            f" system = {ours.total_us:,.0f} µs; bare relay {floor.total_us:,.0f} µs;"
+            f" ratio {ratios[-1]:.3f}",
+            flush=True,
+        )
+    print(f"median ratio {sorted(ratios)[len(ratios) // 2]:.3f}")
+
+
+async def _bare_relay(stack: Stack, gateway: Deployed) -> Deployed:
+    """cpr_bench.bare_relay in front of the gateway's emulator, with the gateway's certificate."""
+    [emulator] = gateway.behind
+    port = free_port()
+    tls = stack.gateway_tls
+    argv = [sys.executable, "-m", "cpr_bench.bare_relay", "--port", str(port)]
+    argv += ["--cert", str(tls.cert), "--key", str(tls.key), "--ca", str(tls.ca)]
+    argv += ["--upstream-port", str(emulator.port)]
+    server = await stack.servers.start("bare-relay-tls", argv, port, [(port, None)])
+    scenario = Scenario("bare-relay-tls", Via.HAPROXY, True, 1)  # a TLS hop in front, as HAProxy
+    return Deployed(scenario, Target(LOOPBACK, port, tls.ca), server, (emulator,))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,18 +399,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=defaults.duration_s)
     parser.add_argument("--sample-rate", type=int, default=defaults.sample_rate)
     parser.add_argument(
-        "--python-only", action="store_true", help="sample Python frames only (no pauses)"
+        "--native", action="store_true", help="py-spy samples C frames too (stops the process)"
     )
     parser.add_argument(
-        "--measure-only", action="store_true", help="CPU per lookup of the gateway only (A/B)"
+        "--measure-only",
+        action="store_true",
+        help="CPU per lookup of the gateway and the bare relay in turn (A/B)",
     )
+    parser.add_argument("--windows", type=int, default=defaults.windows)
     args = parser.parse_args(argv)
     settings = BreakdownSettings(
         args.rate,
         args.duration,
         args.sample_rate,
-        native=not args.python_only,
+        native=args.native,
         measure_only=args.measure_only,
+        windows=args.windows,
     )
     started = time.monotonic()
     path = run_loop(run_breakdown(settings, args.var.resolve()))
