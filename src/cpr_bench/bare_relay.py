@@ -41,7 +41,7 @@ class _Upstream(asyncio.Protocol):
         self._client.close()
 
 
-class _Client(asyncio.Protocol):
+class RelayedClient(asyncio.Protocol):
     """The client side: its first bytes open the upstream connection."""
 
     def __init__(self, relay: Relay) -> None:
@@ -95,7 +95,7 @@ async def serve(args: argparse.Namespace) -> None:
     outbound.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
     relay = Relay(args.upstream_host, args.upstream_port, outbound)
     server = await loop.create_server(
-        lambda: _Client(relay), "127.0.0.1", args.port, ssl=inbound, backlog=1024
+        lambda: RelayedClient(relay), "127.0.0.1", args.port, ssl=inbound, backlog=1024
     )
     heap.settle()
     stop = loop.create_future()
