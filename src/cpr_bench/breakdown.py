@@ -78,6 +78,8 @@ _LOOP: tuple[tuple[str, tuple[str, ...]], ...] = (
                                          "uv__finish_close")),
 )  # fmt: skip
 GC = "garbage collection"
+#: The scenario of the gateway from ``--against``.
+AGAINST = "gateway-against-tls"
 OTHER = "event loop and interpreter"
 #: A sample whose innermost frame is one of these was waiting for work, not working.
 _IDLE_LEAVES = ("epoll_wait", "epoll_pwait")
@@ -119,8 +121,11 @@ class BreakdownSettings:
     #: Only measured windows (CPU per lookup of the gateway and the bare relay in turn, no
     #: profiler): for A/B runs.
     measure_only: bool = False
-    #: How many pairs of windows when ``measure_only``.
+    #: How many pairs of windows when ``measure_only`` or ``against``.
     windows: int = 3
+    #: Another source tree (a work tree of an earlier commit): its gateway runs beside this
+    #: one's and the two are measured in turn, in one run (an A/B; nothing else is measured).
+    against: Path | None = None
     generators: int = os.cpu_count() or 1
     persons: int = 10_000
 
@@ -304,59 +309,114 @@ def _table(
 
 
 async def run_breakdown(s: BreakdownSettings, var: Path) -> Path:
-    """Both windows on both paths; the table is printed and written to the run's directory."""
+    """The whole breakdown (or, with ``measure_only`` or ``against``, only its comparison);
+    the table is printed and written to the run's directory."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = var / "bench" / f"breakdown-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(var, run_dir, s.persons)
     scenarios = [Scenario("gateway-legacy-tls", Via.LEGACY, True, 1)]
-    if not s.measure_only:
+    if s.against is not None:
+        scenarios.append(Scenario(AGAINST, Via.LEGACY, True, 1, source=s.against))
+    elif not s.measure_only:
         scenarios.append(Scenario("haproxy-tls", Via.HAPROXY, True, 1))
     generator = Generator(s.generators)
     try:
         await generator.start()
         deployed = await stack.deploy(scenarios)
-        missing = [sc.name for sc in scenarios if sc.name not in deployed]
-        if missing:
+        if any(sc.name not in deployed for sc in scenarios):
             raise SystemExit(f"not started: {stack.unavailable}")
         gateway = deployed["gateway-legacy-tls"]
-        records = await lookup_records(gateway, stack.register)
-        quiet = replace(s, duration_s=2.0, perf=False)  # warming up
+        hop = (gateway, await lookup_records(gateway, stack.register))
+        if s.against is not None:
+            other = deployed[AGAINST]
+            await _ab(generator, hop, (other, await lookup_records(other, stack.register)), s,
+                      run_dir)  # fmt: skip
+            return run_dir
         bare = await _bare_relay(stack, gateway)
-        bare_records = await lookup_records(bare, stack.register)
-        await _window(generator, gateway, records, quiet, profile_dir=run_dir)
-        await _window(generator, bare, bare_records, quiet, profile_dir=run_dir)
+        relay = (bare, await lookup_records(bare, stack.register))
         if s.measure_only:
-            await _compare(generator, (gateway, records), (bare, bare_records), s, run_dir)
+            await _compare(generator, hop, relay, s, run_dir)
             return run_dir
         haproxy = deployed["haproxy-tls"]
-        haproxy_records = await lookup_records(haproxy, stack.register)
-        await _window(generator, haproxy, haproxy_records, quiet, profile_dir=run_dir)
-        gateway_cost = await _window(generator, gateway, records, s, profile_dir=run_dir)
-        haproxy_cost = await _window(generator, haproxy, haproxy_records, s, profile_dir=run_dir)
-        bare_cost = await _window(generator, bare, bare_records, s, profile_dir=run_dir)
-        stacks = run_dir / "stacks-gateway.txt"
-        await _window(generator, gateway, records, s, profile_dir=run_dir, profile_to=stacks)
-        lines = stacks.read_text().splitlines() if stacks.exists() else []
-        samples = parse_raw(lines)
-        tls = stack.gateway_tls, stack.emulator_tls
-        floor = await asyncio.to_thread(
-            tls_floor.measure, (tls[0].cert, tls[0].key), (tls[1].cert, tls[1].key), tls[0].ca
-        )
-        (run_dir / "top-frames.txt").write_text(top_frames(lines))
+        text = await _whole(generator, stack, hop, relay, haproxy=haproxy, s=s, run_dir=run_dir)
     finally:
         generator.close()
         await stack.aclose()
     head = (
-        f"Measured {stamp} UTC: one gateway process and one HAProxy thread, {s.rate:g}"
-        f" TLS lookups/s for {s.duration_s:g} s per window; load average after"
+        f"Measured {stamp} UTC: one gateway process, one HAProxy thread and the bare relay,"
+        f" {s.rate:g} TLS lookups/s for {s.duration_s:g} s per window; load average after"
         f" {os.getloadavg()[0]:.1f}."
     )
-    text = head + "\n\n" + _table(gateway_cost, haproxy_cost, bare_cost, samples, floor) + "\n"
     path = run_dir / "breakdown.md"
-    path.write_text(text)
-    print(text)
+    path.write_text(f"{head}\n\n{text}\n")
+    print(f"{head}\n\n{text}")
     return path
+
+
+async def _whole(
+    generator: Generator,
+    stack: Stack,
+    gateway: tuple[Deployed, tuple[bytes, ...]],
+    relay: tuple[Deployed, tuple[bytes, ...]],
+    *,
+    haproxy: Deployed,
+    s: BreakdownSettings,
+    run_dir: Path,
+) -> str:
+    """Every hop measured (perf along), the gateway profiled, the handshakes in memory."""
+    proxy = (haproxy, await lookup_records(haproxy, stack.register))
+    quiet = replace(s, duration_s=2.0, perf=False)  # warming up
+    for hop in (gateway, relay, proxy):
+        await _window(generator, *hop, quiet, profile_dir=run_dir)
+    gateway_cost = await _window(generator, *gateway, s, profile_dir=run_dir)
+    haproxy_cost = await _window(generator, *proxy, s, profile_dir=run_dir)
+    bare_cost = await _window(generator, *relay, s, profile_dir=run_dir)
+    stacks = run_dir / "stacks-gateway.txt"
+    await _window(generator, *gateway, s, profile_dir=run_dir, profile_to=stacks)
+    lines = stacks.read_text().splitlines() if stacks.exists() else []
+    (run_dir / "top-frames.txt").write_text(top_frames(lines))
+    tls = stack.gateway_tls, stack.emulator_tls
+    floor = await asyncio.to_thread(
+        tls_floor.measure, (tls[0].cert, tls[0].key), (tls[1].cert, tls[1].key), tls[0].ca
+    )
+    return _table(gateway_cost, haproxy_cost, bare_cost, parse_raw(lines), floor)
+
+
+async def _ab(
+    generator: Generator,
+    ours: tuple[Deployed, tuple[bytes, ...]],
+    theirs: tuple[Deployed, tuple[bytes, ...]],
+    s: BreakdownSettings,
+    run_dir: Path,
+) -> None:
+    """This tree's gateway and the one from ``--against``, side by side in one run: windows
+    in turn (A B, then B A, so that a drift favours neither), each pair's ratio, and the
+    medians. Both share the emulator and the machine's moods."""
+    plain = replace(s, perf=False)
+    quiet = replace(s, duration_s=2.0, perf=False)
+    for hop in (ours, theirs):
+        await _window(generator, *hop, quiet, profile_dir=run_dir)
+    costs: dict[str, list[float]] = {"this tree": [], "against": []}
+    ratios = []
+    for number in range(s.windows):
+        order = [("this tree", ours), ("against", theirs)]
+        pair = {}
+        for label, hop in order if number % 2 == 0 else order[::-1]:
+            pair[label] = (await _window(generator, *hop, plain, profile_dir=run_dir)).total_us
+            costs[label].append(pair[label])
+        ratios.append(pair["this tree"] / max(pair["against"], 1))
+        print(
+            f"window {number + 1}: this tree {pair['this tree']:,.0f} µs, against"
+            f" {pair['against']:,.0f} µs per lookup; ratio {ratios[-1]:.3f}",
+            flush=True,
+        )
+    medians = {label: sorted(v)[len(v) // 2] for label, v in costs.items()}
+    print(
+        f"median: this tree {medians['this tree']:,.0f} µs, against {medians['against']:,.0f} µs;"
+        f" median ratio {sorted(ratios)[len(ratios) // 2]:.3f}"
+        f" (ratios {min(ratios):.3f}-{max(ratios):.3f})"
+    )
 
 
 async def _compare(
@@ -370,6 +430,9 @@ async def _compare(
     speed drifts by a tenth or more over minutes here, and the bare relay drifts with it, so
     the ratio is the steadier figure to compare two versions of the gateway by."""
     plain = replace(s, perf=False)
+    quiet = replace(s, duration_s=2.0, perf=False)
+    for hop in (gateway, bare):
+        await _window(generator, *hop, quiet, profile_dir=run_dir)
     ratios = []
     for _ in range(s.windows):
         ours = await _window(generator, *gateway, plain, profile_dir=run_dir)
@@ -414,6 +477,11 @@ def main(argv: list[str] | None = None) -> int:
         help="CPU per lookup of the gateway and the bare relay in turn (A/B)",
     )
     parser.add_argument("--windows", type=int, default=defaults.windows)
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="another source tree: its gateway beside this one's, in turn (A/B in one run)",
+    )
     args = parser.parse_args(argv)
     settings = BreakdownSettings(
         args.rate,
@@ -422,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         native=args.native,
         measure_only=args.measure_only,
         windows=args.windows,
+        against=args.against.resolve() if args.against else None,
     )
     started = time.monotonic()
     path = run_loop(run_breakdown(settings, args.var.resolve()))

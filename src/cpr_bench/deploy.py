@@ -217,7 +217,8 @@ class Stack:
         if scenario.workers > 1:
             argv += ["--workers", str(scenario.workers)]
         ready = [(admin + i, "/readyz") for i in range(scenario.workers)]
-        server = await self.servers.start(scenario.name, argv, port, ready)
+        env = {"PYTHONPATH": str(scenario.source / "src")} if scenario.source else None
+        server = await self.servers.start(scenario.name, argv, port, ready, env)
         server.admin_ports = tuple(p for p, _path in ready)
         return server
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from cpr_bench.configs import Via, check_hold
 from cpr_bench.loadgen import LoadMode, Workload
@@ -32,6 +33,9 @@ class Scenario:
     #: A gateway with the product's default limits instead of the benchmark's open ones
     #: (cpr_bench.configs.BENCH_LIMITS): the admission phases.
     product_limits: bool = False
+    #: A gateway run from another source tree's ``src`` (an A/B of two versions in one run,
+    #: cpr_bench.breakdown --against); None: this one.
+    source: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

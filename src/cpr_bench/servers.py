@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,17 +99,20 @@ class Servers:
         argv: Sequence[str],
         port: int,
         ready: Sequence[tuple[int, str | None]],
+        env: Mapping[str, str] | None = None,
     ) -> Server:
-        """Run ``argv``; wait until every (port, HTTP path) in ``ready`` answers.
+        """Run ``argv`` (with ``env`` added to this process's environment); wait until every
+        (port, HTTP path) in ``ready`` answers.
 
         A path of None means "accepts TCP connections"; a path means an HTTP
         GET of it answers 200 (a gateway's /readyz, which turns 200 only once its
         client port accepts).
         """
         log = self.run_dir / f"{name}.log"
+        environment = {**os.environ, **env} if env else None
         with log.open("wb") as out:
             process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=environment
             )
         server = Server(name, process, port, log)
         self.started.append(server)
