@@ -223,10 +223,10 @@ async def _window(
     libraries = await recording.stop() if recording is not None else {}
     if recording is not None and not libraries:
         print(f"{d.scenario.name}: perf recorded nothing (see perf_event_paranoid)", flush=True)
-    if spy is not None:
-        _, problem = await spy.communicate()
-        if spy.returncode != 0:
-            print(f"py-spy could not sample: {problem.decode(errors='replace')[-300:]}")
+    if spy is not None and await spy.wait() != 0:
+        assert profile_to is not None  # spy runs only with it
+        problem = profile_to.with_suffix(".log").read_text(errors="replace")[-300:]
+        print(f"py-spy could not sample: {problem}", flush=True)
     errors = sum(result.errors.values())
     if errors:
         print(f"{d.scenario.name}: {errors} errors ({dict(result.errors)})", flush=True)
@@ -248,9 +248,10 @@ async def _py_spy(
     argv += ["--native"] if s.native else ["--nonblocking"]
     argv += ["--rate", str(s.sample_rate), "--duration", str(round(s.duration_s + 1))]
     argv += ["--output", str(output)]
-    process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
+    with output.with_suffix(".log").open("wb") as log:  # its progress and complaints
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=log
+        )
     await asyncio.sleep(0.5)  # attached before the load starts
     return process
 
