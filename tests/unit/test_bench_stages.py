@@ -1,12 +1,12 @@
-"""cpr_bench.breakdown's sorting of sampled stacks into a lookup's stages, and the in-memory
-TLS handshake floor it is read beside. The stacks are shaped as py-spy's raw output of a
-gateway worker (outermost frame first)."""
+"""cpr_bench.stages: sampled stacks sorted into a lookup's stages; and the in-memory TLS
+handshake floor the breakdown reads them beside. The stacks are shaped as py-spy's raw output
+of a gateway worker (outermost frame first)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from cpr_bench.breakdown import GC, IDLE, OTHER, STAGES, parse_raw, stage_of, top_frames
+from cpr_bench.stages import GC, IDLE, OTHER, STAGES, parse_raw, stage_of, top_frames
 from cpr_bench.tls_floor import measure
 from cpr_devtools.pki import ensure_dev_pki
 
