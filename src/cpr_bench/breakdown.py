@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cpr_bench import perf_split, tls_floor
-from cpr_bench.configs import Via
+from cpr_bench.configs import Via, haproxy_cfg, write_pem
 from cpr_bench.deploy import Deployed, Stack
 from cpr_bench.loadgen import Generator, LoadMode, Workload
 from cpr_bench.measure import cpu_times
@@ -45,6 +45,7 @@ from cpr_bench.servers import LOOPBACK, free_port
 from cpr_bench.stages import IDLE, STAGES, parse_raw, top_frames
 from cpr_bench.tls_floor import HandshakeFloor
 from cpr_bench.wire import Target
+from cpr_devtools.haproxy import haproxy_argv, haproxy_binary
 from gateway.runtime.loops import run as run_loop
 
 #: The scenario of the gateway from ``--against``.
@@ -73,6 +74,9 @@ class BreakdownSettings:
     measure_only: bool = False
     #: How many pairs of windows when ``measure_only`` or ``against``.
     windows: int = 3
+    #: Also HAProxy with its default TLS session reuse towards the mainframe: what resumption
+    #: saves a proxy per lookup (the gateway does full handshakes, docs/benchmarks.md).
+    haproxy_reuse: bool = False
     #: Another source tree (a work tree of an earlier commit): its gateway runs beside this
     #: one's and the two are measured in turn, in one run (an A/B; nothing else is measured).
     against: Path | None = None
@@ -171,11 +175,28 @@ def _library_table(hops: dict[str, Cost]) -> list[str]:
     return lines
 
 
-def _table(
-    gateway: Cost, haproxy: Cost, bare: Cost, samples: Counter[str], floor: HandshakeFloor
-) -> str:
+HAPROXY, REUSING, BARE, GATEWAY = (
+    "HAProxy (1 thread)",
+    "HAProxy, sessions resumed",
+    "bare relay",
+    "gateway (1 process)",
+)
+
+
+def _reuse_line(hops: dict[str, Cost]) -> list[str]:
+    """What HAProxy saves by resuming sessions, when the run measured it."""
+    if REUSING not in hops:
+        return []
+    full, resumed = hops[HAPROXY].total_us, hops[REUSING].total_us
+    return [
+        f"- HAProxy with sessions resumed towards the mainframe: {resumed:,.0f} µs per lookup,"
+        f" {full - resumed:,.0f} µs less than with full handshakes"
+    ]
+
+
+def _table(hops: dict[str, Cost], samples: Counter[str], floor: HandshakeFloor) -> str:
+    gateway, haproxy, bare = hops[GATEWAY], hops[HAPROXY], hops[BARE]
     total = sum(n for stage, n in samples.items() if stage != IDLE) or 1
-    hops = {"HAProxy (1 thread)": haproxy, "bare relay": bare, "gateway (1 process)": gateway}
     lines = ["CPU per lookup, by library (perf):", ""]
     if any(c.libraries for c in hops.values()):
         lines += _library_table(hops)
@@ -187,6 +208,7 @@ def _table(
         f"- gateway ÷ HAProxy {gateway.total_us / max(haproxy.total_us, 1):.2f} ×; bare relay ÷"
         f" HAProxy {bare.total_us / max(haproxy.total_us, 1):.2f} ×; the gateway beyond the bare"
         f" relay {gateway.total_us - bare.total_us:,.0f} µs per lookup",
+        *_reuse_line(hops),
         f"- the two handshakes alone, in memory (cpr_bench.tls_floor): {floor.server_us:,.0f} µs"
         f" as the client hop's server + {floor.client_us:,.0f} µs as the mainframe's client ="
         f" {floor.both_us:,.0f} µs",
@@ -264,13 +286,17 @@ async def _whole(
     run_dir: Path,
 ) -> str:
     """Every hop measured (perf along), the gateway profiled, the handshakes in memory."""
-    proxy = (haproxy, await lookup_records(haproxy, stack.register))
+    hops = {HAPROXY: (haproxy, await lookup_records(haproxy, stack.register))}
+    if s.haproxy_reuse:
+        reusing = await _haproxy_reusing(stack, gateway[0])
+        hops[REUSING] = (reusing, await lookup_records(reusing, stack.register))
+    hops[BARE] = relay
+    hops[GATEWAY] = gateway
     quiet = replace(s, duration_s=2.0, perf=False)  # warming up
-    for hop in (gateway, relay, proxy):
+    for hop in hops.values():
         await _window(generator, *hop, quiet, profile_dir=run_dir)
-    gateway_cost = await _window(generator, *gateway, s, profile_dir=run_dir)
-    haproxy_cost = await _window(generator, *proxy, s, profile_dir=run_dir)
-    bare_cost = await _window(generator, *relay, s, profile_dir=run_dir)
+    costs = {name: await _window(generator, *hop, s, profile_dir=run_dir)
+             for name, hop in hops.items()}  # fmt: skip
     stacks = run_dir / "stacks-gateway.txt"
     await _window(generator, *gateway, s, profile_dir=run_dir, profile_to=stacks)
     lines = stacks.read_text().splitlines() if stacks.exists() else []
@@ -279,7 +305,7 @@ async def _whole(
     floor = await asyncio.to_thread(
         tls_floor.measure, (tls[0].cert, tls[0].key), (tls[1].cert, tls[1].key), tls[0].ca
     )
-    return _table(gateway_cost, haproxy_cost, bare_cost, parse_raw(lines), floor)
+    return _table(costs, parse_raw(lines), floor)
 
 
 async def _ab(
@@ -346,6 +372,25 @@ async def _compare(
     print(f"median ratio {sorted(ratios)[len(ratios) // 2]:.3f}")
 
 
+async def _haproxy_reusing(stack: Stack, gateway: Deployed) -> Deployed:
+    """HAProxy as in the benchmark but with its default session reuse towards the emulator."""
+    [emulator] = gateway.behind
+    binary = haproxy_binary()
+    assert binary is not None  # the plain HAProxy hop started, so it is installed
+    port = free_port()
+    tls = stack.gateway_tls
+    pem = write_pem(tls.cert, tls.key, stack.run_dir / "gateway-reuse.pem")
+    config = stack.run_dir / "haproxy-reuse-tls.cfg"
+    config.write_text(
+        haproxy_cfg(port=port, pem=pem, emulator_port=emulator.port,
+                    emulator_ca=stack.emulator_tls.ca, threads=1, reuse=True)
+    )  # fmt: skip
+    argv = haproxy_argv(binary, config)
+    server = await stack.servers.start("haproxy-reuse-tls", argv, port, [(port, None)])
+    scenario = Scenario("haproxy-reuse-tls", Via.HAPROXY, True, 1)
+    return Deployed(scenario, Target(LOOPBACK, port, tls.ca), server, (emulator,))
+
+
 async def _bare_relay(stack: Stack, gateway: Deployed) -> Deployed:
     """cpr_bench.bare_relay in front of the gateway's emulator, with the gateway's certificate."""
     [emulator] = gateway.behind
@@ -377,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--windows", type=int, default=defaults.windows)
     parser.add_argument(
+        "--haproxy-reuse",
+        action="store_true",
+        help="also HAProxy resuming TLS sessions towards the mainframe (what resumption saves)",
+    )
+    parser.add_argument(
         "--against",
         type=Path,
         help="another source tree: its gateway beside this one's, in turn (A/B in one run)",
@@ -389,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         native=args.native,
         measure_only=args.measure_only,
         windows=args.windows,
+        haproxy_reuse=args.haproxy_reuse,
         against=args.against.resolve() if args.against else None,
     )
     started = time.monotonic()

@@ -169,7 +169,13 @@ def _route(name: str, match: dict[str, object], backend: str) -> dict[str, objec
 
 
 def haproxy_cfg(
-    *, port: int, pem: Path | None, emulator_port: int, emulator_ca: Path, threads: int
+    *,
+    port: int,
+    pem: Path | None,
+    emulator_port: int,
+    emulator_ca: Path,
+    threads: int,
+    reuse: bool = False,
 ) -> str:
     """HAProxy in TCP mode doing what the gateway's legacy route does on the wire.
 
@@ -184,6 +190,9 @@ def haproxy_cfg(
     server when the client connects, not when its request arrives, so a queued
     client's wait includes its own think time; the queue timeout is therefore the
     client timeout, not the gateway's route deadline.
+
+    ``reuse``: HAProxy's default instead, TLS sessions towards the mainframe resumed (what
+    resumption would save, measured by cpr_bench.breakdown --haproxy-reuse).
     """
     towards_mainframe = LEGACY_MAX_CONNECTIONS * threads
     tls = f" ssl crt {pem}" if pem is not None else ""
@@ -196,8 +205,8 @@ def haproxy_cfg(
             "    default_backend mainframe",
             "backend mainframe",
             f"    server emulator 127.0.0.1:{emulator_port} ssl verify required"
-            f" ca-file {emulator_ca} sni str(localhost) verifyhost localhost no-ssl-reuse"
-            f" maxconn {towards_mainframe}",
+            f" ca-file {emulator_ca} sni str(localhost) verifyhost localhost"
+            f"{'' if reuse else ' no-ssl-reuse'} maxconn {towards_mainframe}",
             "",
         ]
     )

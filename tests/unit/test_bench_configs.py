@@ -200,6 +200,15 @@ def test_haproxy_terminates_tls_like_the_gateway(tmp_path: Path) -> None:
     assert "nbthread 2" in cfg
 
 
+def test_haproxy_with_reuse_resumes_sessions_towards_the_emulator(tmp_path: Path) -> None:
+    """The breakdown's HAProxy with its default: the same but for ``no-ssl-reuse``."""
+    args = {"port": 5000, "pem": tmp_path / "g.pem", "emulator_port": 5001,
+            "emulator_ca": Path("/ca"), "threads": 1}  # fmt: skip
+    full, reusing = haproxy_cfg(**args), haproxy_cfg(**args, reuse=True)  # type: ignore[arg-type]
+    assert "no-ssl-reuse" not in reusing
+    assert reusing == full.replace(" no-ssl-reuse", "")
+
+
 def test_haproxy_plaintext_client_side() -> None:
     """Without a PEM the client side is plaintext; the emulator side stays TLS."""
     cfg = haproxy_cfg(port=5000, pem=None, emulator_port=5001, emulator_ca=Path("/ca"), threads=1)
