@@ -29,19 +29,13 @@ from cpr_bench.measure import (
     reset_peak,
     usage,
 )
+from cpr_bench.records import BenchClient, bench_client, logon_through
 from cpr_bench.report import Sample, machine, pool, to_json, to_markdown, update_docs
 from cpr_bench.scenarios import Phase, Settings, interleave, needed, phases, scenarios
 from cpr_bench.servers import shadow_copies
 from cpr_bench.targets import check_targets
-from cpr_devtools.client import Credentials, Endpoint, LogonFailed, logon
-from cpr_mainframe.config import default_config_path, load_config
-from cpr_mainframe.register.store import Register
-from gateway.codec import LookupRequest
-from gateway.model import Family
-from gateway.tls import client_context
+from cpr_devtools.client import LogonFailed
 
-#: Distinct persons looked up, round-robin: enough that no single row is all that is read.
-_PNRS = 1000
 #: Seconds a logon before a measurement may take.
 _LOGON_TIMEOUT_S = 10.0
 #: Hold: memory is read this long before the release, with every connection open.
@@ -61,15 +55,6 @@ class Outcome:
     markdown_path: Path
     markdown: str
     report: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class _Client:
-    """Who the generated clients are, and whom they look up."""
-
-    who: Credentials
-    password: str
-    pnrs: tuple[str, ...]
 
 
 async def run_bench(
@@ -95,7 +80,7 @@ async def run_bench(
     try:
         deployed = await stack.deploy(catalogue[name] for name in needed(plan))
         await generator.start()
-        client = _client(stack.register)
+        client = bench_client(stack.register)
         pids = [os.getpid(), *(pid for server in stack.servers.started for pid in server.pids)]
         peaks = "per measurement" if reset_peak(pids) else "since each server started"
         measurer = _Measurer(deployed, generator, client, pids, settings)
@@ -143,28 +128,13 @@ async def _settle(pids: list[int]) -> None:
         last = now
 
 
-def _client(register_path: Path) -> _Client:
-    """The shipped config's first PRIV user, looking up residents (full-size answers)."""
-    config = load_config(default_config_path())
-    customer, user = next(
-        (c, u) for c in config.customers for u in c.users if Family.PRIV in u.grants
-    )
-    register = Register.open(register_path)
-    try:
-        pnrs = tuple(register.pnrs(limit=_PNRS, status="01"))
-    finally:
-        register.close()
-    who = Credentials(Family.PRIV.value, f"{customer.number:04d}", user.id)
-    return _Client(who, user.password, pnrs)
-
-
 @dataclass(frozen=True, slots=True)
 class _Measurer:
     """What every measurement of a run uses; ``ours`` are the run's own processes."""
 
     deployed: dict[str, Deployed]
     generator: Generator
-    client: _Client
+    client: BenchClient
     ours: list[int]
     settings: Settings
 
@@ -197,11 +167,7 @@ class _Measurer:
         except (LogonFailed, OSError, TimeoutError) as exc:
             sample.failure = f"logon: {exc or type(exc).__name__}"
             return sample
-        who = self.client.who
-        records = tuple(
-            LookupRequest(who.transaction, who.customer, token, who.user, pnr).encode()
-            for pnr in self.client.pnrs
-        )
+        records = self.client.records(token)
         reset_peak(d.proxy.pids if d.proxy is not None else ())
         admin = d.proxy.admin_ports if d.scenario.via is Via.SHADOW and d.proxy else ()
         copies_before = await shadow_copies(admin)
@@ -231,12 +197,9 @@ class _Measurer:
         return sample
 
 
-async def _logon(d: Deployed, client: _Client) -> str:
-    target = d.target
-    context = client_context(target.ca) if target.ca else None
-    endpoint = Endpoint(target.host, target.port, context, target.server_name)
+async def _logon(d: Deployed, client: BenchClient) -> str:
     async with asyncio.timeout(_LOGON_TIMEOUT_S):
-        return await logon(endpoint, client.who, client.password)
+        return await logon_through(d, client)
 
 
 def _usage(d: Deployed) -> tuple[ProcessUsage | None, ProcessUsage]:
