@@ -89,13 +89,18 @@ class ProcessUsage:
         )
 
 
-def parse_stat(text: str) -> tuple[int, int]:
-    """(ppid, utime + stime in ticks) from the text of /proc/<pid>/stat.
+def _stat_fields(text: str) -> list[str]:
+    """The fields of /proc/<pid>/stat's text that follow ``(comm)``.
 
     The command name is in parentheses and may itself hold spaces or ``)``, so
     the fields are split after the *last* ``)``.
     """
-    fields = text[text.rindex(")") + 2 :].split()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def parse_stat(text: str) -> tuple[int, int]:
+    """(ppid, utime + stime in ticks) from the text of /proc/<pid>/stat."""
+    fields = _stat_fields(text)
     return int(fields[_PPID]), int(fields[_UTIME]) + int(fields[_STIME])
 
 
@@ -103,8 +108,7 @@ def cpu_times(pids: Iterable[int]) -> tuple[float, float]:
     """(user, system) CPU seconds so far of ``pids`` together, from /proc/<pid>/stat."""
     user = system = 0
     for pid in pids:
-        text = (_PROC / str(pid) / "stat").read_text()
-        fields = text[text.rindex(")") + 2 :].split()
+        fields = _stat_fields((_PROC / str(pid) / "stat").read_text())
         user += int(fields[_UTIME])
         system += int(fields[_STIME])
     return user / _TICKS_PER_S, system / _TICKS_PER_S
