@@ -30,12 +30,12 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cpr_bench import perf_split, tls_floor
-from cpr_bench.configs import Via, haproxy_cfg, write_pem
+from cpr_bench.configs import Via
 from cpr_bench.deploy import Deployed, Stack
 from cpr_bench.loadgen import Generator, LoadMode, Workload
 from cpr_bench.measure import cpu_times
@@ -45,11 +45,11 @@ from cpr_bench.servers import LOOPBACK, free_port
 from cpr_bench.stages import IDLE, STAGES, parse_raw, top_frames
 from cpr_bench.tls_floor import HandshakeFloor
 from cpr_bench.wire import Target
-from cpr_devtools.haproxy import haproxy_argv, haproxy_binary
 from gateway.runtime.loops import run as run_loop
 
-#: The scenario of the gateway from ``--against``.
+#: The scenario of the gateway from ``--against``, and of HAProxy resuming sessions.
 AGAINST = "gateway-against-tls"
+REUSE = "haproxy-reuse-tls"
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +196,7 @@ def _reuse_line(hops: dict[str, Cost]) -> list[str]:
 
 def _table(hops: dict[str, Cost], samples: Counter[str], floor: HandshakeFloor) -> str:
     gateway, haproxy, bare = hops[GATEWAY], hops[HAPROXY], hops[BARE]
-    total = sum(n for stage, n in samples.items() if stage != IDLE) or 1
+    total = sum(n for stage, n in samples.items() if stage != IDLE)
     lines = ["CPU per lookup, by library (perf):", ""]
     if any(c.libraries for c in hops.values()):
         lines += _library_table(hops)
@@ -214,7 +214,7 @@ def _table(hops: dict[str, Cost], samples: Counter[str], floor: HandshakeFloor) 
         f" {floor.both_us:,.0f} µs",
         "",
     ]
-    if not any(n for stage, n in samples.items() if stage != IDLE):
+    if not total:
         return "\n".join([*lines, "py-spy took no samples of the gateway: no table by stage."])
     lines += [
         f"The gateway's CPU per lookup by stage (py-spy, {total:,} samples):",
@@ -241,6 +241,8 @@ async def run_breakdown(s: BreakdownSettings, var: Path) -> Path:
         scenarios.append(Scenario(AGAINST, Via.LEGACY, True, 1, source=s.against))
     elif not s.measure_only:
         scenarios.append(Scenario("haproxy-tls", Via.HAPROXY, True, 1))
+        if s.haproxy_reuse:
+            scenarios.append(Scenario(REUSE, Via.HAPROXY, True, 1, session_reuse=True))
     generator = Generator(s.generators)
     try:
         await generator.start()
@@ -251,16 +253,16 @@ async def run_breakdown(s: BreakdownSettings, var: Path) -> Path:
         hop = (gateway, await lookup_records(gateway, stack.register))
         if s.against is not None:
             other = deployed[AGAINST]
-            await _ab(generator, hop, (other, await lookup_records(other, stack.register)), s,
-                      run_dir)  # fmt: skip
+            theirs = ("against", other, await lookup_records(other, stack.register))
+            await _in_turn(generator, ("this tree", *hop), theirs, s, run_dir)
             return run_dir
         bare = await _bare_relay(stack, gateway)
         relay = (bare, await lookup_records(bare, stack.register))
         if s.measure_only:
-            await _compare(generator, hop, relay, s, run_dir)
+            await _in_turn(generator, ("gateway", *hop), ("bare relay", *relay), s, run_dir)
             return run_dir
-        haproxy = deployed["haproxy-tls"]
-        text = await _whole(generator, stack, hop, relay, haproxy=haproxy, s=s, run_dir=run_dir)
+        proxies = [deployed[name] for name in ("haproxy-tls", REUSE) if name in deployed]
+        text = await _whole(generator, stack, hop, relay, proxies=proxies, s=s, run_dir=run_dir)
     finally:
         generator.close()
         await stack.aclose()
@@ -281,20 +283,22 @@ async def _whole(
     gateway: tuple[Deployed, tuple[bytes, ...]],
     relay: tuple[Deployed, tuple[bytes, ...]],
     *,
-    haproxy: Deployed,
+    proxies: list[Deployed],
     s: BreakdownSettings,
     run_dir: Path,
 ) -> str:
-    """Every hop measured (perf along), the gateway profiled, the handshakes in memory."""
-    hops = {HAPROXY: (haproxy, await lookup_records(haproxy, stack.register))}
-    if s.haproxy_reuse:
-        reusing = await _haproxy_reusing(stack, gateway[0])
-        hops[REUSING] = (reusing, await lookup_records(reusing, stack.register))
+    """Every hop measured (perf along), the gateway profiled, the handshakes in memory.
+    ``proxies``: HAProxy, and HAProxy resuming sessions when the run has it."""
+    hops = {
+        REUSING if proxy.scenario.session_reuse else HAPROXY: (
+            proxy,
+            await lookup_records(proxy, stack.register),
+        )
+        for proxy in proxies
+    }
     hops[BARE] = relay
     hops[GATEWAY] = gateway
-    quiet = replace(s, duration_s=2.0, perf=False)  # warming up
-    for hop in hops.values():
-        await _window(generator, *hop, quiet, profile_dir=run_dir)
+    await _warm(generator, hops.values(), s, run_dir)
     costs = {name: await _window(generator, *hop, s, profile_dir=run_dir)
              for name, hop in hops.items()}  # fmt: skip
     stacks = run_dir / "stacks-gateway.txt"
@@ -308,87 +312,55 @@ async def _whole(
     return _table(costs, parse_raw(lines), floor)
 
 
-async def _ab(
+async def _warm(
     generator: Generator,
-    ours: tuple[Deployed, tuple[bytes, ...]],
-    theirs: tuple[Deployed, tuple[bytes, ...]],
+    hops: Iterable[tuple[Deployed, tuple[bytes, ...]]],
     s: BreakdownSettings,
     run_dir: Path,
 ) -> None:
-    """This tree's gateway and the one from ``--against``, side by side in one run: windows
-    in turn (A B, then B A, so that a drift favours neither), each pair's ratio, and the
-    medians. Both share the emulator and the machine's moods."""
-    plain = replace(s, perf=False)
+    """Two seconds of load on each hop, not counted: fresh processes are slow at first."""
     quiet = replace(s, duration_s=2.0, perf=False)
-    for hop in (ours, theirs):
+    for hop in hops:
         await _window(generator, *hop, quiet, profile_dir=run_dir)
-    costs: dict[str, list[float]] = {"this tree": [], "against": []}
+
+
+async def _in_turn(
+    generator: Generator,
+    first: tuple[str, Deployed, tuple[bytes, ...]],
+    second: tuple[str, Deployed, tuple[bytes, ...]],
+    s: BreakdownSettings,
+    run_dir: Path,
+) -> None:
+    """Two hops measured in turn, window after window (A B, then B A, so that a drift
+    favours neither): each pair's figures and ratio (first ÷ second), then the medians.
+    The machine's speed drifts by a tenth or more over minutes here, and both hops drift
+    with it, so the ratio is the steadier figure."""
+    plain = replace(s, perf=False)
+    await _warm(generator, (first[1:], second[1:]), s, run_dir)
+    names = (first[0], second[0])
+    costs: dict[str, list[float]] = {name: [] for name in names}
     ratios = []
     for number in range(s.windows):
-        order = [("this tree", ours), ("against", theirs)]
+        order = (first, second) if number % 2 == 0 else (second, first)
         pair = {}
-        for label, hop in order if number % 2 == 0 else order[::-1]:
-            pair[label] = (await _window(generator, *hop, plain, profile_dir=run_dir)).total_us
-            costs[label].append(pair[label])
-        ratios.append(pair["this tree"] / max(pair["against"], 1))
+        for name, deployed, records in order:
+            pair[name] = await _window(generator, deployed, records, plain, profile_dir=run_dir)
+            costs[name].append(pair[name].total_us)
+        ratios.append(pair[names[0]].total_us / max(pair[names[1]].total_us, 1))
         print(
-            f"window {number + 1}: this tree {pair['this tree']:,.0f} µs, against"
-            f" {pair['against']:,.0f} µs per lookup; ratio {ratios[-1]:.3f}",
+            f"window {number + 1}: "
+            + "; ".join(
+                f"{name} {c.total_us:,.0f} µs ({c.user_us:,.0f} user + {c.system_us:,.0f} system)"
+                for name, c in ((n, pair[n]) for n in names)
+            )
+            + f" per lookup; ratio {ratios[-1]:.3f}",
             flush=True,
         )
-    medians = {label: sorted(v)[len(v) // 2] for label, v in costs.items()}
+    medians = [f"{name} {sorted(v)[len(v) // 2]:,.0f} µs" for name, v in costs.items()]
     print(
-        f"median: this tree {medians['this tree']:,.0f} µs, against {medians['against']:,.0f} µs;"
-        f" median ratio {sorted(ratios)[len(ratios) // 2]:.3f}"
+        f"median: {', '.join(medians)}; median ratio {sorted(ratios)[len(ratios) // 2]:.3f}"
         f" (ratios {min(ratios):.3f}-{max(ratios):.3f})"
     )
-
-
-async def _compare(
-    generator: Generator,
-    gateway: tuple[Deployed, tuple[bytes, ...]],
-    bare: tuple[Deployed, tuple[bytes, ...]],
-    s: BreakdownSettings,
-    run_dir: Path,
-) -> None:
-    """Windows of the gateway and the bare relay in turn; each pair's ratio. The machine's
-    speed drifts by a tenth or more over minutes here, and the bare relay drifts with it, so
-    the ratio is the steadier figure to compare two versions of the gateway by."""
-    plain = replace(s, perf=False)
-    quiet = replace(s, duration_s=2.0, perf=False)
-    for hop in (gateway, bare):
-        await _window(generator, *hop, quiet, profile_dir=run_dir)
-    ratios = []
-    for _ in range(s.windows):
-        ours = await _window(generator, *gateway, plain, profile_dir=run_dir)
-        floor = await _window(generator, *bare, plain, profile_dir=run_dir)
-        ratios.append(ours.total_us / max(floor.total_us, 1))
-        print(
-            f"gateway CPU per lookup: {ours.user_us:,.0f} µs user + {ours.system_us:,.0f} µs"
-            f" system = {ours.total_us:,.0f} µs; bare relay {floor.total_us:,.0f} µs;"
-            f" ratio {ratios[-1]:.3f}",
-            flush=True,
-        )
-    print(f"median ratio {sorted(ratios)[len(ratios) // 2]:.3f}")
-
-
-async def _haproxy_reusing(stack: Stack, gateway: Deployed) -> Deployed:
-    """HAProxy as in the benchmark but with its default session reuse towards the emulator."""
-    [emulator] = gateway.behind
-    binary = haproxy_binary()
-    assert binary is not None  # the plain HAProxy hop started, so it is installed
-    port = free_port()
-    tls = stack.gateway_tls
-    pem = write_pem(tls.cert, tls.key, stack.run_dir / "gateway-reuse.pem")
-    config = stack.run_dir / "haproxy-reuse-tls.cfg"
-    config.write_text(
-        haproxy_cfg(port=port, pem=pem, emulator_port=emulator.port,
-                    emulator_ca=stack.emulator_tls.ca, threads=1, reuse=True)
-    )  # fmt: skip
-    argv = haproxy_argv(binary, config)
-    server = await stack.servers.start("haproxy-reuse-tls", argv, port, [(port, None)])
-    scenario = Scenario("haproxy-reuse-tls", Via.HAPROXY, True, 1)
-    return Deployed(scenario, Target(LOOPBACK, port, tls.ca), server, (emulator,))
 
 
 async def _bare_relay(stack: Stack, gateway: Deployed) -> Deployed:

@@ -189,6 +189,7 @@ class Stack:
                 emulator_port=self._shared["emulator-tls"].port,
                 emulator_ca=self.emulator_tls.ca,
                 threads=scenario.workers,
+                reuse=scenario.session_reuse,
             )
         )
         argv = haproxy_argv(binary, config)

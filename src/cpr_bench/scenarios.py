@@ -36,6 +36,9 @@ class Scenario:
     #: A gateway run from another source tree's ``src`` (an A/B of two versions in one run,
     #: cpr_bench.breakdown --against); None: this one.
     source: Path | None = None
+    #: HAProxy with its default TLS session reuse towards the mainframe instead of a full
+    #: handshake per connection (cpr_bench.breakdown --haproxy-reuse: what resumption saves).
+    session_reuse: bool = False
 
 
 @dataclass(frozen=True, slots=True)
