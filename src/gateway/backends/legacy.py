@@ -160,7 +160,7 @@ class LegacyBackend:
                 transport.abort()
                 raise
             assert tls is not None  # None only when the transport was closing: it raised
-            exchange.transport = tls
+            exchange.transport = tls  # what the call writes to from now on
         return exchange
 
 
@@ -200,8 +200,8 @@ class _Exchange(asyncio.Protocol):
             self.transport.abort()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Called for the TCP transport, and (from start_tls) for the TLS one once the
-        # handshake is done: the later one is what the call writes to.
+        # Called for the TCP transport only: start_tls does not call it again for the TLS
+        # transport, which _connect sets once the handshake is done.
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
