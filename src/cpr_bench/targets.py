@@ -44,6 +44,19 @@ def _ran(*rows: Row | None) -> bool:
     return all(r is not None and r.ok > 0 for r in rows)
 
 
+def _first_ran(
+    find: Find, prefixes: tuple[str, ...], scenarios: tuple[str, ...], required: int
+) -> list[Row | None] | None:
+    """The rows of ``scenarios`` in the first phase (by name prefix, in order) where the first
+    ``required`` of them ran; None when no phase has them. The light phase comes first
+    wherever it judges: every path keeps up there."""
+    for prefix in prefixes:
+        rows = [find(prefix, s) for s in scenarios]
+        if _ran(*rows[:required]):
+            return rows
+    return None
+
+
 def _behind(row: Row) -> str:
     """Why ``row``, a baseline, does not count: it fell behind the offered load."""
     return (
@@ -57,14 +70,11 @@ def _p1(find: Find) -> dict[str, Any]:
         "legacy route, TLS, open loop where every path keeps up (the light phase): added p50"
         " over direct ≤ HAProxy's added p50 + 0.5 ms; p99 ≤ HAProxy's; 0 errors"
     )
-    for prefix in ("light-tls-", "open-tls-"):  # the light phase judges; else the one run
-        gw, direct, ha = (
-            find(prefix, s) for s in ("gateway-legacy-tls", "direct-tls", "haproxy-tls")
-        )
-        if _ran(gw, direct):
-            break
-    else:
+    names = ("gateway-legacy-tls", "direct-tls", "haproxy-tls")
+    rows = _first_ran(find, ("light-tls-", "open-tls-"), names, required=2)
+    if rows is None:
         return _target("P1", goal, "not run", None)
+    gw, direct, ha = rows
     assert gw is not None and direct is not None
     if not direct.kept_up:
         return _target("P1", goal, _behind(direct), None)
@@ -126,12 +136,10 @@ def _p4(find: Find) -> dict[str, Any]:
         " up (the light phase)"
     )
     names = ("gateway-shadow-tls", "gateway-legacy-tls")
-    for prefix in ("light-tls-", "open-shadow-"):  # the light phase judges; else the one run
-        on, off = (find(prefix, s) for s in names)
-        if _ran(on, off):
-            break
-    else:
+    rows = _first_ran(find, ("light-tls-", "open-shadow-"), names, required=2)
+    if rows is None:
         return _target("P4", goal, "not run", None)
+    on, off = rows
     assert on is not None and off is not None
     if not off.kept_up:
         return _target("P4", goal, _behind(off), None)
@@ -151,12 +159,11 @@ def _p4_text(on: Row | None, off: Row | None) -> str:
 
 def _p5(find: Find) -> dict[str, Any]:
     goal = "gateway CPU per lookup, legacy route ≤ 1.2 × HAProxy's"
-    for prefix in ("light-tls-", "open-tls-"):  # the unsaturated phase first
-        gw, ha = find(prefix, "gateway-legacy-tls"), find(prefix, "haproxy-tls")
-        if _ran(gw, ha):
-            break
-    else:
+    names = ("gateway-legacy-tls", "haproxy-tls")
+    rows = _first_ran(find, ("light-tls-", "open-tls-"), names, required=2)
+    if rows is None:
         return _target("P5", goal, "not run", None)
+    gw, ha = rows
     assert gw is not None and ha is not None
     if gw.hop_cpu_ms is None or ha.hop_cpu_ms is None or ha.hop_cpu_ms <= 0:
         return _target("P5", goal, "no CPU figures", None)
