@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import signal
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -75,7 +76,7 @@ class Recording:
         """Stop recording; the shares by group (empty if perf recorded nothing)."""
         assert self._process is not None, "not started"
         if self._process.returncode is None:
-            self._process.send_signal(2)  # SIGINT: perf writes its file and exits
+            self._process.send_signal(signal.SIGINT)  # perf writes its file and exits
         await self._process.wait()
         if not self._output.exists():
             return {}
