@@ -3,11 +3,13 @@
 A reference for cpr_bench.breakdown, not a product: it terminates the client's TLS with
 the gateway's certificate, opens a verified TLS connection to the mainframe for the
 first bytes that arrive, relays them, relays the answer back until the mainframe closes,
-and closes. No framing, routing, sessions, limits, deadlines, telemetry or logging: what
-it costs per lookup is what uvloop, its TLS transport, the socket calls and a protocol
-callback or two cost, the floor under any gateway written this way. The gateway's cost
-beyond it is the gateway's own logic; its cost beyond HAProxy's is the price of Python
-and uvloop's TLS layer.
+and closes. Towards the mainframe it resumes TLS sessions as the gateway's legacy
+backend does (gateway.backends.tls_resumption), unless ``--full-handshakes``. No
+framing, routing, sessions, limits, deadlines, telemetry or logging: what it costs per
+lookup is what uvloop, its TLS transport, the socket calls and a protocol callback or
+two cost, the floor under any gateway written this way. The gateway's cost beyond it is
+the gateway's own logic; its cost beyond HAProxy's is the price of Python and uvloop's
+TLS layer.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, cast
 
+from gateway.backends.tls_resumption import ResumingContext
 from gateway.runtime import heap
 from gateway.runtime.loops import run
 from gateway.tls import client_context, server_context
@@ -28,13 +31,20 @@ from gateway.tls import client_context, server_context
 class _Upstream(asyncio.Protocol):
     """The mainframe side: the answer goes back to the client as it comes, then both close."""
 
-    def __init__(self, client: asyncio.Transport) -> None:
+    def __init__(self, client: asyncio.Transport, context: ssl.SSLContext) -> None:
         self._client = client
+        self._context = context
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
 
     def data_received(self, data: bytes) -> None:
         self._client.write(data)
 
     def eof_received(self) -> bool:
+        if isinstance(self._context, ResumingContext) and self._transport is not None:
+            self._context.keep(self._transport.get_extra_info("ssl_object"))
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -76,7 +86,7 @@ class Relay:
         loop = asyncio.get_running_loop()
         try:
             upstream, _ = await loop.create_connection(
-                lambda: _Upstream(client),
+                lambda: _Upstream(client, self._context),
                 self._host,
                 self._port,
                 ssl=self._context,
@@ -91,7 +101,9 @@ class Relay:
 async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     inbound = server_context(args.cert, args.key)
-    outbound = client_context(args.ca)
+    outbound = client_context(
+        args.ca, kind=ssl.SSLContext if args.full_handshakes else ResumingContext
+    )
     outbound.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
     relay = Relay(args.upstream_host, args.upstream_port, outbound)
     server = await loop.create_server(
@@ -113,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ca", type=Path, required=True)
     parser.add_argument("--upstream-host", default="127.0.0.1")
     parser.add_argument("--upstream-port", type=int, required=True)
+    parser.add_argument(
+        "--full-handshakes", action="store_true", help="no TLS session resumption upstream"
+    )
     run(serve(parser.parse_args(argv)))
     return 0
 

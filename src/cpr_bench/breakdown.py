@@ -47,9 +47,8 @@ from cpr_bench.tls_floor import HandshakeFloor
 from cpr_bench.wire import Target
 from gateway.runtime.loops import run as run_loop
 
-#: The scenario of the gateway from ``--against``, and of HAProxy resuming sessions.
+#: The scenario of the gateway from ``--against``.
 AGAINST = "gateway-against-tls"
-REUSE = "haproxy-reuse-tls"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +73,10 @@ class BreakdownSettings:
     measure_only: bool = False
     #: How many pairs of windows when ``measure_only`` or ``against``.
     windows: int = 3
-    #: Also HAProxy with its default TLS session reuse towards the mainframe: what resumption
-    #: saves a proxy per lookup (the gateway does full handshakes, docs/benchmarks.md).
-    haproxy_reuse: bool = False
+    #: Every hop with a full TLS handshake per connection towards the mainframe (HAProxy's
+    #: ``no-ssl-reuse``, the gateway's ``tls_resumption: false``, the bare relay's
+    #: ``--full-handshakes``) instead of each resuming sessions, as they do by default.
+    full_handshakes: bool = False
     #: Another source tree (a work tree of an earlier commit): its gateway runs beside this
     #: one's and the two are measured in turn, in one run (an A/B; nothing else is measured).
     against: Path | None = None
@@ -175,23 +175,7 @@ def _library_table(hops: dict[str, Cost]) -> list[str]:
     return lines
 
 
-HAPROXY, REUSING, BARE, GATEWAY = (
-    "HAProxy (1 thread)",
-    "HAProxy, sessions resumed",
-    "bare relay",
-    "gateway (1 process)",
-)
-
-
-def _reuse_line(hops: dict[str, Cost]) -> list[str]:
-    """What HAProxy saves by resuming sessions, when the run measured it."""
-    if REUSING not in hops:
-        return []
-    full, resumed = hops[HAPROXY].total_us, hops[REUSING].total_us
-    return [
-        f"- HAProxy with sessions resumed towards the mainframe: {resumed:,.0f} µs per lookup,"
-        f" {full - resumed:,.0f} µs less than with full handshakes"
-    ]
+HAPROXY, BARE, GATEWAY = ("HAProxy (1 thread)", "bare relay", "gateway (1 process)")
 
 
 def _table(hops: dict[str, Cost], samples: Counter[str], floor: HandshakeFloor) -> str:
@@ -208,9 +192,9 @@ def _table(hops: dict[str, Cost], samples: Counter[str], floor: HandshakeFloor) 
         f"- gateway ÷ HAProxy {gateway.total_us / max(haproxy.total_us, 1):.2f} ×; bare relay ÷"
         f" HAProxy {bare.total_us / max(haproxy.total_us, 1):.2f} ×; the gateway beyond the bare"
         f" relay {gateway.total_us - bare.total_us:,.0f} µs per lookup",
-        *_reuse_line(hops),
         f"- the two handshakes alone, in memory (cpr_bench.tls_floor): {floor.server_us:,.0f} µs"
-        f" as the client hop's server + {floor.client_us:,.0f} µs as the mainframe's client ="
+        f" as the client hop's server + {floor.client_us:,.0f} µs as the mainframe's client"
+        f" ({'resuming' if floor.resumed else 'a full handshake'}) ="
         f" {floor.both_us:,.0f} µs",
         "",
     ]
@@ -236,13 +220,14 @@ async def run_breakdown(s: BreakdownSettings, var: Path) -> Path:
     run_dir = var / "bench" / f"breakdown-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(var, run_dir, s.persons)
-    scenarios = [Scenario("gateway-legacy-tls", Via.LEGACY, True, 1)]
+    reuse = not s.full_handshakes
+    scenarios = [Scenario("gateway-legacy-tls", Via.LEGACY, True, 1, session_reuse=reuse)]
     if s.against is not None:
-        scenarios.append(Scenario(AGAINST, Via.LEGACY, True, 1, source=s.against))
+        scenarios.append(
+            Scenario(AGAINST, Via.LEGACY, True, 1, source=s.against, session_reuse=reuse)
+        )
     elif not s.measure_only:
-        scenarios.append(Scenario("haproxy-tls", Via.HAPROXY, True, 1))
-        if s.haproxy_reuse:
-            scenarios.append(Scenario(REUSE, Via.HAPROXY, True, 1, session_reuse=True))
+        scenarios.append(Scenario("haproxy-tls", Via.HAPROXY, True, 1, session_reuse=reuse))
     generator = Generator(s.generators)
     try:
         await generator.start()
@@ -256,19 +241,20 @@ async def run_breakdown(s: BreakdownSettings, var: Path) -> Path:
             theirs = ("against", other, await lookup_records(other, stack.register))
             await _in_turn(generator, ("this tree", *hop), theirs, s, run_dir)
             return run_dir
-        bare = await _bare_relay(stack, gateway)
+        bare = await _bare_relay(stack, gateway, full_handshakes=s.full_handshakes)
         relay = (bare, await lookup_records(bare, stack.register))
         if s.measure_only:
             await _in_turn(generator, ("gateway", *hop), ("bare relay", *relay), s, run_dir)
             return run_dir
-        proxies = [deployed[name] for name in ("haproxy-tls", REUSE) if name in deployed]
-        text = await _whole(generator, stack, hop, relay, proxies=proxies, s=s, run_dir=run_dir)
+        haproxy = deployed["haproxy-tls"]
+        text = await _whole(generator, stack, hop, relay, haproxy=haproxy, s=s, run_dir=run_dir)
     finally:
         generator.close()
         await stack.aclose()
     head = (
         f"Measured {stamp} UTC: one gateway process, one HAProxy thread and the bare relay,"
-        f" {s.rate:g} TLS lookups/s for {s.duration_s:g} s per window; load average after"
+        f" {s.rate:g} TLS lookups/s for {s.duration_s:g} s per window, TLS sessions towards the"
+        f" mainframe {'never resumed' if s.full_handshakes else 'resumed'}; load average after"
         f" {os.getloadavg()[0]:.1f}."
     )
     path = run_dir / "breakdown.md"
@@ -283,19 +269,12 @@ async def _whole(
     gateway: tuple[Deployed, tuple[bytes, ...]],
     relay: tuple[Deployed, tuple[bytes, ...]],
     *,
-    proxies: list[Deployed],
+    haproxy: Deployed,
     s: BreakdownSettings,
     run_dir: Path,
 ) -> str:
-    """Every hop measured (perf along), the gateway profiled, the handshakes in memory.
-    ``proxies``: HAProxy, and HAProxy resuming sessions when the run has it."""
-    hops = {
-        REUSING if proxy.scenario.session_reuse else HAPROXY: (
-            proxy,
-            await lookup_records(proxy, stack.register),
-        )
-        for proxy in proxies
-    }
+    """Every hop measured (perf along), the gateway profiled, the handshakes in memory."""
+    hops = {HAPROXY: (haproxy, await lookup_records(haproxy, stack.register))}
     hops[BARE] = relay
     hops[GATEWAY] = gateway
     await _warm(generator, hops.values(), s, run_dir)
@@ -307,7 +286,11 @@ async def _whole(
     (run_dir / "top-frames.txt").write_text(top_frames(lines))
     tls = stack.gateway_tls, stack.emulator_tls
     floor = await asyncio.to_thread(
-        tls_floor.measure, (tls[0].cert, tls[0].key), (tls[1].cert, tls[1].key), tls[0].ca
+        tls_floor.measure,
+        (tls[0].cert, tls[0].key),
+        (tls[1].cert, tls[1].key),
+        tls[0].ca,
+        resumed=not s.full_handshakes,
     )
     return _table(costs, parse_raw(lines), floor)
 
@@ -363,7 +346,7 @@ async def _in_turn(
     )
 
 
-async def _bare_relay(stack: Stack, gateway: Deployed) -> Deployed:
+async def _bare_relay(stack: Stack, gateway: Deployed, *, full_handshakes: bool) -> Deployed:
     """cpr_bench.bare_relay in front of the gateway's emulator, with the gateway's certificate."""
     [emulator] = gateway.behind
     port = free_port()
@@ -371,6 +354,7 @@ async def _bare_relay(stack: Stack, gateway: Deployed) -> Deployed:
     argv = [sys.executable, "-m", "cpr_bench.bare_relay", "--port", str(port)]
     argv += ["--cert", str(tls.cert), "--key", str(tls.key), "--ca", str(tls.ca)]
     argv += ["--upstream-port", str(emulator.port)]
+    argv += ["--full-handshakes"] if full_handshakes else []
     server = await stack.servers.start("bare-relay-tls", argv, port, [(port, None)])
     scenario = Scenario("bare-relay-tls", Via.HAPROXY, True, 1)  # a TLS hop in front, as HAProxy
     return Deployed(scenario, Target(LOOPBACK, port, tls.ca), server, (emulator,))
@@ -394,9 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--windows", type=int, default=defaults.windows)
     parser.add_argument(
-        "--haproxy-reuse",
+        "--full-handshakes",
         action="store_true",
-        help="also HAProxy resuming TLS sessions towards the mainframe (what resumption saves)",
+        help="every hop without TLS session resumption towards the mainframe",
     )
     parser.add_argument(
         "--against",
@@ -411,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         native=args.native,
         measure_only=args.measure_only,
         windows=args.windows,
-        haproxy_reuse=args.haproxy_reuse,
+        full_handshakes=args.full_handshakes,
         against=args.against.resolve() if args.against else None,
     )
     started = time.monotonic()

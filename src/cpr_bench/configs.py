@@ -114,18 +114,23 @@ def gateway_yaml(
     session_store: str | None = None,
     audit: Path | None = None,
     product_limits: bool = False,
+    tls_resumption: bool = True,
 ) -> str:
     """routing.yaml of one gateway scenario: legacy only, modern only, legacy with a shadow,
     or logons on legacy and lookups on modern (sessions in ``session_store`` when given; the
     audit log of lookups in ``audit`` when given, as routing.yaml ships it). ``limits`` are
     the benchmark's (:data:`BENCH_LIMITS`), or with ``product_limits`` the product's own
-    defaults (the admission phases, cpr_bench.admission)."""
-    mainframe = {
+    defaults (the admission phases, cpr_bench.admission). ``tls_resumption`` False: the
+    legacy backend does a full handshake per connection (the key is left out otherwise, so
+    that a tree from before it runs the same configuration: breakdown --against)."""
+    mainframe: dict[str, object] = {
         "kind": "legacy",
         "address": f"127.0.0.1:{emulator_port}",
         "tls": {"ca": str(emulator_ca), "server_name": "localhost"},
         "connect_timeout": "1s",
     }
+    if not tls_resumption:
+        mainframe["tls_resumption"] = False
     modern = {"kind": "grpc", "address": f"127.0.0.1:{modern_port}", "tls": None}
     backends: dict[str, object]
     if via is Via.LEGACY:
@@ -175,24 +180,22 @@ def haproxy_cfg(
     emulator_port: int,
     emulator_ca: Path,
     threads: int,
-    reuse: bool = False,
+    reuse: bool = True,
 ) -> str:
     """HAProxy in TCP mode doing what the gateway's legacy route does on the wire.
 
-    Client side: TLS with the gateway's certificate (``pem``: certificate and key
-    in one file), or plaintext when None. Mainframe side: TLS verified against the
-    development CA, a full handshake per connection (``no-ssl-reuse``) exactly as
-    the gateway does; HAProxy's default would resume sessions, which the gateway
-    does not (docs/benchmarks.md says why), and that would measure a different
-    amount of work. At most as many connections to the mainframe at once as the
-    gateway's workers open together (``max_connections`` each), the rest waiting in
-    HAProxy's queue: the same admission policy. In TCP mode HAProxy connects to the
-    server when the client connects, not when its request arrives, so a queued
-    client's wait includes its own think time; the queue timeout is therefore the
-    client timeout, not the gateway's route deadline.
+    Client side: TLS with the gateway's certificate (``pem``: certificate and key in one
+    file), or plaintext when None. Mainframe side: TLS verified against the development
+    CA, the last session resumed (HAProxy's default, ``ssl-reuse``), as the gateway does
+    by default (``tls_resumption``). At most as many connections to the mainframe at
+    once as the gateway's workers open together (``max_connections`` each), the rest
+    waiting in HAProxy's queue: the same admission policy. In TCP mode HAProxy connects
+    to the server when the client connects, not when its request arrives, so a queued
+    client's wait includes its own think time; the queue timeout is therefore the client
+    timeout, not the gateway's route deadline.
 
-    ``reuse``: HAProxy's default instead, TLS sessions towards the mainframe resumed (what
-    resumption would save, measured by cpr_bench.breakdown --haproxy-reuse).
+    ``reuse`` False: a full handshake per connection (``no-ssl-reuse``), for a run whose
+    gateway has ``tls_resumption: false`` (cpr_bench.breakdown --full-handshakes).
     """
     towards_mainframe = LEGACY_MAX_CONNECTIONS * threads
     tls = f" ssl crt {pem}" if pem is not None else ""

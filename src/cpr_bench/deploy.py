@@ -211,6 +211,7 @@ class Stack:
                 session_store=self._session_store(scenario),
                 audit=self.audit,
                 product_limits=scenario.product_limits,
+                tls_resumption=scenario.session_reuse,
             )
         )
         load_routing(config)  # a config the gateway refuses makes the scenario unavailable

@@ -36,9 +36,11 @@ class Scenario:
     #: A gateway run from another source tree's ``src`` (an A/B of two versions in one run,
     #: cpr_bench.breakdown --against); None: this one.
     source: Path | None = None
-    #: HAProxy with its default TLS session reuse towards the mainframe instead of a full
-    #: handshake per connection (cpr_bench.breakdown --haproxy-reuse: what resumption saves).
-    session_reuse: bool = False
+    #: TLS sessions resumed towards the mainframe, as both hops do by default (HAProxy's
+    #: ``ssl-reuse``, the gateway's ``tls_resumption``); False: a full handshake per
+    #: connection on either (cpr_bench.breakdown --full-handshakes). The same on both, so
+    #: that both do the same TLS work.
+    session_reuse: bool = True
 
 
 @dataclass(frozen=True, slots=True)

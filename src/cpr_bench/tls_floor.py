@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.backends.tls_resumption import ResumingContext
 from gateway.tls import client_context, server_context
 
 _SERVER_NAME = "localhost"
@@ -29,6 +30,8 @@ class HandshakeFloor:
 
     server_us: float
     client_us: float
+    #: Whether the client side resumed a session (``measure(resumed=True)``).
+    resumed: bool = False
 
     @property
     def both_us(self) -> float:
@@ -76,7 +79,9 @@ def _pass(source: _Side, sink: _Side) -> None:
 
 
 def _handshake(client: ssl.SSLContext, server: ssl.SSLContext) -> tuple[int, int]:
-    """One handshake: (server's, client's) CPU ns."""
+    """One handshake: (server's, client's) CPU ns. A resuming client context gets the
+    connection back afterwards, as the legacy backend hands it back (untimed: it costs
+    nothing once a session is stored)."""
     c, s = _Side(client, server=False), _Side(server, server=True)
     for _ in range(10):
         c.step()
@@ -88,11 +93,13 @@ def _handshake(client: ssl.SSLContext, server: ssl.SSLContext) -> tuple[int, int
     else:
         raise RuntimeError("handshake did not finish in 10 flights")
     c.read_tickets()
+    if isinstance(client, ResumingContext):
+        client.keep(c.tls)
     return s.cpu_ns, c.cpu_ns
 
 
-def _client(ca: Path) -> ssl.SSLContext:
-    context = client_context(ca)
+def _client(ca: Path, resumed: bool = False) -> ssl.SSLContext:
+    context = client_context(ca, kind=ResumingContext if resumed else ssl.SSLContext)
     context.options |= ssl.OP_IGNORE_UNEXPECTED_EOF  # as the legacy backend's
     return context
 
@@ -102,14 +109,22 @@ def measure(
     mainframe: tuple[Path, Path],
     ca: Path,
     count: int = 300,
+    *,
+    resumed: bool = False,
 ) -> HandshakeFloor:
     """Median CPU of ``count`` handshakes each way: the gateway's certificate and key as the
-    server, and as a client verifying the mainframe's (both signed by ``ca``)."""
+    server, and as a client verifying the mainframe's (both signed by ``ca``); with
+    ``resumed``, the client offers the session of an earlier handshake, as the legacy
+    backend's ``tls_resumption`` does (the copy of the session it hands OpenSSL included)."""
     as_server = server_context(*gateway)
     towards_mainframe = server_context(*mainframe)
     client = _client(ca)
+    upstream = _client(ca, resumed)
     for _ in range(10):  # warm: the first handshakes load providers and decoders
         _handshake(client, as_server)
     servers = sorted(_handshake(client, as_server)[0] for _ in range(count))
-    clients = sorted(_handshake(client, towards_mainframe)[1] for _ in range(count))
-    return HandshakeFloor(servers[count // 2] / 1e3, clients[count // 2] / 1e3)
+    _handshake(upstream, towards_mainframe)  # a full one first: the session to offer
+    clients = sorted(_handshake(upstream, towards_mainframe)[1] for _ in range(count))
+    if resumed and getattr(upstream, "resumed", 0) != count:
+        raise RuntimeError("the server side did not resume every session offered")
+    return HandshakeFloor(servers[count // 2] / 1e3, clients[count // 2] / 1e3, resumed)

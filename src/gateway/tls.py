@@ -69,11 +69,24 @@ def harden(context: ssl.SSLContext, min_version: str, ciphers: str) -> None:
 
 
 def client_context(
-    ca: Path | None, *, cert: Path | None = None, key: Path | None = None
+    ca: Path | None,
+    *,
+    cert: Path | None = None,
+    key: Path | None = None,
+    kind: type[ssl.SSLContext] = ssl.SSLContext,
 ) -> ssl.SSLContext:
     """A client context verifying against ``ca`` (system trust store when None), presenting
-    ``cert``/``key`` as its own certificate when given (mutual TLS)."""
-    context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    ``cert``/``key`` as its own certificate when given (mutual TLS); an instance of ``kind``
+    (gateway.backends.tls_resumption's context offers sessions).
+
+    What ``ssl.create_default_context`` makes, but for the class (and SSLKEYLOGFILE, which
+    a gateway does not honour: it would write every connection's secrets to a file).
+    """
+    context = kind(ssl.PROTOCOL_TLS_CLIENT)  # verifies the certificate and the host name
+    if ca is not None:
+        context.load_verify_locations(cafile=str(ca))
+    else:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if cert is not None and key is not None:
         context.load_cert_chain(cert, key)
     return context

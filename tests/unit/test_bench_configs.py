@@ -20,6 +20,7 @@ from cpr_bench.configs import (
 )
 from cpr_devtools.pki import ensure_dev_pki
 from cpr_mainframe.config import load_config
+from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.config import load_routing
 from gateway.config.schema import Limits
 
@@ -52,6 +53,22 @@ def test_gateway_configs_load(via: Via, tls: TlsFiles, tmp_path: Path) -> None:
     assert [r.backends for r in config.routes] == [
         ("mainframe",) if via is Via.LEGACY else ("persons-v2",)
     ]
+
+
+@pytest.mark.parametrize("resuming", [True, False])
+def test_the_gateways_tls_resumption_follows_the_scenario(
+    resuming: bool, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The legacy backend resumes sessions unless the run asks for full handshakes, and the
+    key is written only then (a tree from before it loads the default run's config)."""
+    path = tmp_path / "routing.yaml"
+    text = gateway_yaml(Via.LEGACY, port=15000, admin_port=19100, tls=tls, emulator_port=15001,
+                        emulator_ca=tls.ca, modern_port=0, tls_resumption=resuming)  # fmt: skip
+    path.write_text(text)
+    backend = load_routing(path).backends["mainframe"]
+    assert isinstance(backend, LegacyBackendConfig)
+    assert backend.tls_resumption is resuming
+    assert ("tls_resumption" in text) is not resuming
 
 
 @pytest.mark.parametrize("product_limits", [False, True], ids=["bench", "product"])
@@ -186,26 +203,26 @@ def test_emulator_config_loads_with_zero_service_time(tmp_path: Path, tls: TlsFi
 
 
 def test_haproxy_terminates_tls_like_the_gateway(tmp_path: Path) -> None:
-    """TLS with the given certificate on the client side, verified TLS to the emulator without
-    session reuse (the gateway cannot resume sessions either), TCP mode."""
+    """TLS with the given certificate on the client side, verified TLS to the emulator with
+    sessions resumed (as the gateway's tls_resumption does by default), TCP mode."""
     pem = tmp_path / "gateway.pem"
     cfg = haproxy_cfg(port=5000, pem=pem, emulator_port=5001, emulator_ca=Path("/ca"), threads=2)
     assert "mode tcp" in cfg
     assert f"bind 127.0.0.1:5000 ssl crt {pem}" in cfg
     assert "server emulator 127.0.0.1:5001 ssl verify required ca-file /ca" in cfg
-    assert "no-ssl-reuse" in cfg
+    assert "no-ssl-reuse" not in cfg
     # The gateway's admission towards the mainframe: 64 per worker, waiting up to the deadline.
-    assert "no-ssl-reuse maxconn 128" in cfg
+    assert "verifyhost localhost maxconn 128" in cfg
     assert "timeout queue 30s" in cfg
     assert "nbthread 2" in cfg
 
 
-def test_haproxy_with_reuse_resumes_sessions_towards_the_emulator(tmp_path: Path) -> None:
-    """The breakdown's HAProxy with its default: the same but for ``no-ssl-reuse``."""
+def test_haproxy_with_full_handshakes_does_not_reuse_sessions(tmp_path: Path) -> None:
+    """The breakdown's --full-handshakes: the same but for ``no-ssl-reuse``."""
     args = {"port": 5000, "pem": tmp_path / "g.pem", "emulator_port": 5001,
             "emulator_ca": Path("/ca"), "threads": 1}  # fmt: skip
-    full, reusing = haproxy_cfg(**args), haproxy_cfg(**args, reuse=True)  # type: ignore[arg-type]
-    assert "no-ssl-reuse" not in reusing
+    reusing, full = haproxy_cfg(**args), haproxy_cfg(**args, reuse=False)  # type: ignore[arg-type]
+    assert " no-ssl-reuse maxconn 64" in full
     assert reusing == full.replace(" no-ssl-reuse", "")
 
 

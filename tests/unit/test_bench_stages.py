@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cpr_bench.stages import GC, IDLE, OTHER, STAGES, parse_raw, stage_of, top_frames
 from cpr_bench.tls_floor import measure
 from cpr_devtools.pki import ensure_dev_pki
@@ -80,8 +82,10 @@ def test_raw_lines_are_counted_per_stage_and_the_top_frames_listed() -> None:
     )
 
 
-def test_the_handshake_floor_is_measured_on_each_side(tmp_path: Path) -> None:
-    """Both sides complete real handshakes with the development certificates; each side's
+@pytest.mark.parametrize("resumed", [False, True], ids=["full", "resumed"])
+def test_the_handshake_floor_is_measured_on_each_side(resumed: bool, tmp_path: Path) -> None:
+    """Both sides complete real handshakes with the development certificates (resuming an
+    earlier session upstream, when asked: measure checks that each one did); each side's
     CPU is its own (a positive figure; how large is the benchmark's business)."""
     pki = ensure_dev_pki(tmp_path, servers=("gateway", "emulator"))
     floor = measure(
@@ -89,7 +93,9 @@ def test_the_handshake_floor_is_measured_on_each_side(tmp_path: Path) -> None:
         (pki.cert("emulator"), pki.key("emulator")),
         pki.ca_cert,
         count=5,
+        resumed=resumed,
     )
     assert floor.server_us > 0
     assert floor.client_us > 0
     assert floor.both_us == floor.server_us + floor.client_us
+    assert floor.resumed is resumed

@@ -108,6 +108,18 @@ def test_optional_sections_take_their_defaults(tmp_path: Path) -> None:
     assert isinstance(backend, LegacyBackendConfig)
     assert backend.connect_timeout == 1.0
     assert backend.max_connections == 64
+    assert backend.tls_resumption is True
+
+
+def test_tls_resumption_can_be_turned_off(tmp_path: Path) -> None:
+    """``tls_resumption: false``: a full handshake per connection; anything not a boolean is
+    named as the key's problem."""
+    off = MINIMAL.replace("tls: null}}", "tls: null, tls_resumption: false}}")
+    backend = load_routing(_write(tmp_path, off)).backends["mainframe"]
+    assert isinstance(backend, LegacyBackendConfig) and backend.tls_resumption is False
+    bad = MINIMAL.replace("tls: null}}", "tls: null, tls_resumption: sometimes}}")
+    [problem] = _problems(tmp_path, bad)
+    assert problem.startswith("backends.mainframe.tls_resumption: ")
 
 
 #: Both backends of the shipped routing.yaml: var/'s CA, and the gateway's client certificate.
@@ -215,7 +227,7 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
             "tls: null, deadline: 5s}}",
             "backends.mainframe.deadline: unknown key "
             "(expected kind, address, tls, connect_timeout, max_connections, queue_target, "
-            "proxy_protocol, breaker)",
+            "proxy_protocol, tls_resumption, breaker)",
         ),
         (
             "tls: null}}",

@@ -21,6 +21,7 @@ from typing import cast
 
 from gateway.backends.connection_line import ConnectionLine
 from gateway.backends.legacy_config import LegacyBackendConfig
+from gateway.backends.tls_resumption import ResumingContext
 from gateway.codec import LogonRequest, Request
 from gateway.codec.headers import (
     HEADER_LENGTH,
@@ -36,7 +37,7 @@ from gateway.errors import (
     BackendUnavailable,
     ConfigError,
 )
-from gateway.observe.events import EventBus
+from gateway.observe.events import EventBus, TlsResumptionRefused
 from gateway.tls import client_context
 
 #: A backend that has sent EOF finishes closing at once; this bounds one that does not.
@@ -46,9 +47,18 @@ _CLOSE_TIMEOUT_S = 1.0
 class LegacyBackend:
     """One named CPR Direkte server."""
 
-    def __init__(self, config: LegacyBackendConfig, context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        config: LegacyBackendConfig,
+        context: ssl.SSLContext | None,
+        bus: EventBus | None = None,
+    ) -> None:
         self._config = config
         self._context = context
+        #: The context again when it offers sessions (``tls_resumption``), which each
+        #: call's connection is handed back to.
+        self._resuming = context if isinstance(context, ResumingContext) else None
+        self._bus = bus
         self._server_name = (config.tls.server_name if config.tls else None) or config.host
         self._line = ConnectionLine(config.name, config.max_connections, config.queue_target)
 
@@ -57,14 +67,15 @@ class LegacyBackend:
         """Build it, loading the CA (and the client certificate, when ``tls`` names one) now, so
         a bad file fails at start, not at the first request.
 
-        ``bus`` is taken like every kind's factory takes it; this adapter has nothing of
-        its own to tell (the dispatcher reports its calls).
+        ``bus`` hears of a TLS session the server refused to resume (the dispatcher
+        reports the calls themselves).
         """
         if config.tls is None:
-            return cls(config, None)
+            return cls(config, None, bus)
         tls = config.tls
+        kind = ResumingContext if config.tls_resumption else ssl.SSLContext
         try:
-            context = client_context(tls.ca)
+            context = client_context(tls.ca, kind=kind)
         except (OSError, ssl.SSLError) as exc:
             where = f"backends.{config.name}.tls.ca"
             raise ConfigError([f"{where}: cannot load {tls.ca}: {exc}"]) from None
@@ -77,12 +88,20 @@ class LegacyBackend:
         # A peer that closes without TLS close_notify has still sent a whole answer;
         # the shape check below catches a truncated one.
         context.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
-        return cls(config, context)
+        return cls(config, context, bus)
 
     @property
     def name(self) -> str:
         """The backend's name from routing.yaml."""
         return self._config.name
+
+    @property
+    def handshakes(self) -> tuple[int, int]:
+        """TLS connections answered so far that resumed a session, and that did not; (0, 0)
+        without ``tls_resumption`` (or TLS)."""
+        if self._resuming is None:
+            return 0, 0
+        return self._resuming.resumed, self._resuming.full
 
     async def call(
         self,
@@ -111,12 +130,16 @@ class LegacyBackend:
                 exchange = await self._connect(origin)
                 exchange.send(raw)
                 answer = await exchange.answer
+            if self._resuming is not None:
+                self._keep_session(exchange)
         except TimeoutError:
             if not slot:
                 what = f"no free connection of {self._config.max_connections}"
                 raise BackendTimeout(f"{self.name}: {what} within {deadline:g}s") from None
             raise BackendTimeout(f"{self.name}: no answer within {deadline:g}s") from None
         except ssl.SSLError as exc:
+            if self._resuming is not None:
+                self._resuming.forget()
             raise BackendUnavailable(f"{self.name}: TLS: {exc.reason or exc}") from None
         except OSError as exc:
             raise BackendUnavailable(f"{self.name}: {_describe(exc)}") from None
@@ -127,6 +150,13 @@ class LegacyBackend:
                 self._line.release()
         _check_shape(self.name, request, answer)
         return answer
+
+    def _keep_session(self, exchange: _Exchange) -> None:
+        """Hand the answered connection's TLS session to the context (tls_resumption)."""
+        assert self._resuming is not None and exchange.transport is not None
+        resumed = self._resuming.keep(exchange.transport.get_extra_info("ssl_object"))
+        if not resumed and self._bus is not None:
+            self._bus.emit(TlsResumptionRefused(self.name))
 
     async def aclose(self) -> None:
         """Nothing to release: every call has its own connection."""

@@ -38,6 +38,9 @@ class LegacyBackendConfig:
     #: Open each connection with a PROXY protocol v2 header naming the client, so that the
     #: server's per-address rules (the customers' IP allow-lists) see the client, not us.
     proxy_protocol: bool = False
+    #: Offer the TLS session of a recent verified handshake to new connections, as HAProxy
+    #: does (gateway.backends.tls_resumption): a call then costs no certificate check.
+    tls_resumption: bool = True
     #: After this many failed calls in a row, calls fail at once for a while (a dead
     #: mainframe costs its clients no deadline each).
     breaker: Breaker = field(default_factory=Breaker)
@@ -51,10 +54,10 @@ _DEFAULTS = LegacyBackendConfig("", "", 0, None)
 
 def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> LegacyBackendConfig:
     """``address`` and ``tls`` (null for plaintext); ``connect_timeout``, ``max_connections``,
-    ``queue_target``, ``proxy_protocol``, ``breaker``."""
+    ``queue_target``, ``proxy_protocol``, ``tls_resumption``, ``breaker``."""
     keys = (
         "kind", "address", "tls", "connect_timeout", "max_connections", "queue_target",
-        "proxy_protocol", "breaker",
+        "proxy_protocol", "tls_resumption", "breaker",
     )  # fmt: skip
     section = reader.section(raw, path, keys)
     section.get("kind", lambda value, _path: value)
@@ -64,6 +67,9 @@ def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> Le
     most = section.get("max_connections", positive_int, _DEFAULTS.max_connections)
     target = section.get("queue_target", positive_duration, _DEFAULTS.queue_target)
     proxied = section.get("proxy_protocol", flag, _DEFAULTS.proxy_protocol)
+    resuming = section.get("tls_resumption", flag, _DEFAULTS.tls_resumption)
     breaker = section.get("breaker", lambda v, p: parse_breaker(reader, v, p), _DEFAULTS.breaker)
     section.done()  # raises Skip after any bad value, so host_port is a pair below
-    return LegacyBackendConfig(name, *host_port, tls, timeout, most, target, proxied, breaker)
+    return LegacyBackendConfig(
+        name, *host_port, tls, timeout, most, target, proxied, resuming, breaker
+    )

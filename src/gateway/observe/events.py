@@ -128,6 +128,16 @@ class BackendFailed:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class TlsResumptionRefused:
+    """A CPR Direkte server did not resume the TLS session the gateway offered (its tickets
+    are single-use, or it restarted or changed its ticket key): the call was answered after
+    a full handshake, and nothing is offered to it for a while
+    (gateway.backends.tls_resumption)."""
+
+    backend: str
+
+
 #: Every ``BreakerChanged.state`` (gateway.backends.breaker.State).
 BREAKER_STATES = ("closed", "open", "half_open")
 
@@ -489,6 +499,7 @@ Event = (
     | RequestCompleted
     | LookupAnswered
     | BackendFailed
+    | TlsResumptionRefused
     | ReadsBatched
     | BreakerChanged
     | ReadFallback

@@ -38,6 +38,7 @@ from gateway.observe.events import (
     ShadowCompleted,
     ShadowSamplesLost,
     ShadowStoreState,
+    TlsResumptionRefused,
 )
 from gateway.observe.line_budget import LineBudget
 
@@ -120,6 +121,8 @@ def log_event(event: Event) -> None:
             _log.error("backend_unauthenticated", **_failure(event))
         case CertificatesReloaded():
             _log_certificates(event)
+        case TlsResumptionRefused():
+            _log.info("tls_resumption_refused", backend=event.backend)
         case SessionShared(outcome="failed"):
             _log.warning("session_peer_failed", detail=event.detail)
         case SessionStoreCall(outcome="timeout" | "error"):

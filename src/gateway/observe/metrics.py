@@ -50,6 +50,7 @@ from gateway.observe.events import (
     ShadowQueue,
     ShadowSamplesLost,
     ShadowVerdict,
+    TlsResumptionRefused,
 )
 
 #: Lookups per BatchReadPersons call: 1 while the services keep up (READS_PER_CALL at most).
@@ -83,6 +84,11 @@ class Metrics:
         self.backend_errors = Counter(
             "cpr_gateway_backend_errors", "Failed backend calls (answered 09).",
             ("backend", "kind"), registry=r,
+        )  # fmt: skip
+        self.tls_resumption_refused = Counter(
+            "cpr_gateway_tls_resumption_refused",
+            "TLS sessions a legacy backend did not resume (tls_resumption; refused offers).",
+            ("backend",), registry=r,
         )  # fmt: skip
         self._isolation_series(r)
         self.reloads = Counter(
@@ -179,6 +185,16 @@ class Metrics:
             "customer and source address.",
             registry=r,
         )
+
+    def _on_backend(self, event: BackendFailed | TlsResumptionRefused | ReadsBatched) -> None:
+        match event:
+            case BackendFailed():
+                self.backend_errors.labels(event.backend, event.kind).inc()
+            case TlsResumptionRefused():
+                self.tls_resumption_refused.labels(event.backend).inc()
+            case ReadsBatched():
+                self.batch_reads.labels(event.backend).observe(event.reads)
+                self.batch_call.labels(event.backend).observe(event.duration_s)
 
     def _on_isolation(self, event: BreakerChanged | ReadFallback | LogonRefused) -> None:
         match event:
@@ -309,13 +325,10 @@ class Metrics:
                 duration.observe(event.duration_s)
             case RequestRejected():
                 self.rejected.labels(event.reason).inc(event.count)
-            case BackendFailed():
-                self.backend_errors.labels(event.backend, event.kind).inc()
+            case BackendFailed() | TlsResumptionRefused() | ReadsBatched():
+                self._on_backend(event)
             case BreakerChanged() | ReadFallback() | LogonRefused():
                 self._on_isolation(event)
-            case ReadsBatched():
-                self.batch_reads.labels(event.backend).observe(event.reads)
-                self.batch_call.labels(event.backend).observe(event.duration_s)
             case SessionEvent():
                 self.sessions.labels(event.kind, event.backend).inc()
             case SessionShared():

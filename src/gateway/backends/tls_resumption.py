@@ -1,0 +1,104 @@
+"""TLS session resumption towards a CPR Direkte server: one session, offered to every connection.
+
+A CPR Direkte exchange is one connection per request, so without resumption every call
+pays a whole client handshake, certificate chain verification included. With it, the
+server's session ticket from one verified handshake lets the next connections skip
+the certificate (and the mainframe skips signing for them): the gateway's side of a
+call costs about a sixth less (docs/benchmarks.md, "TLS session resumption"). This is
+what HAProxy does by default (``ssl-reuse``): the last session, offered again.
+
+The context offers its stored session to every connection it wraps, which is where
+asyncio's and uvloop's TLS transports take one (``wrap_bio``); the backend hands back
+each finished connection (:meth:`ResumingContext.keep`) and the context takes that
+connection's session when it has none worth offering. A session is offered for
+``max_age`` at most, so a changed server certificate is verified again within that
+time. A server that refuses what is offered (single-use tickets, a restart, a
+rotated ticket key) gets full handshakes for ``max_age`` before the next try: reading
+a session out of OpenSSL costs as much as resuming saves, so it is not done per call.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable
+
+#: How long one session is offered; the certificate is verified again at least this often.
+SESSION_MAX_AGE_S = 300.0
+
+
+class OfferedObject(ssl.SSLObject):
+    """A connection's TLS object that knows whether a stored session was offered to it."""
+
+    offered = False
+
+
+class ResumingContext(ssl.SSLContext):
+    """A client context that offers one stored TLS session to every connection it wraps."""
+
+    sslobject_class = OfferedObject
+    # SSLContext is made by __new__(protocol); :meth:`configure_offers` changes the first two.
+    _max_age = SESSION_MAX_AGE_S
+    _clock: Callable[[], float] = staticmethod(time.monotonic)
+    _session: ssl.SSLSession | None = None
+    _since = 0.0
+    #: When the server last refused an offer: nothing is offered until ``max_age`` after it.
+    _refused_at: float | None = None
+    #: Connections handed back (:meth:`keep`) that resumed a session, and that did not.
+    resumed = 0
+    full = 0
+
+    def configure_offers(
+        self, max_age: float = SESSION_MAX_AGE_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Offer sessions each for ``max_age`` seconds of ``clock``."""
+        self._max_age = max_age
+        self._clock = clock
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        if session is None and not server_side:
+            session = self._offer()
+        wrapped = super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        if isinstance(wrapped, OfferedObject):
+            wrapped.offered = session is not None
+        return wrapped
+
+    def keep(self, connection: object) -> bool:
+        """After a connection's exchange, when a TLS 1.3 server's ticket has arrived with the
+        answer: store its session if none is and none was refused lately. Only a full
+        handshake's session is stored: its certificate was verified now. Returns False when
+        the connection was offered a session and the server refused it."""
+        if not isinstance(connection, OfferedObject):
+            return True
+        now = self._clock()
+        if connection.session_reused:
+            self.resumed += 1
+        else:
+            self.full += 1
+        if connection.offered and not connection.session_reused:
+            self._session, self._refused_at = None, now
+            return False
+        refused_lately = self._refused_at is not None and now - self._refused_at < self._max_age
+        if self._session is None and not connection.session_reused and not refused_lately:
+            session = connection.session  # OpenSSL's copy: costs about what a resumption saves
+            if session is not None:
+                self._session, self._since = session, now
+        return True
+
+    def forget(self) -> None:
+        """Offer nothing until a full handshake's session is stored again (after a TLS
+        failure, which the stored session may have caused)."""
+        self._session = None
+
+    def _offer(self) -> ssl.SSLSession | None:
+        session = self._session
+        if session is not None and self._clock() - self._since >= self._max_age:
+            self._session = session = None  # the certificate is due to be verified again
+        return session

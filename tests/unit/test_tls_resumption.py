@@ -1,0 +1,122 @@
+"""gateway.backends.tls_resumption with real OpenSSL handshakes over memory BIOs and a clock
+that moves only when told: what is offered, kept, aged out and given up on."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from pathlib import Path
+
+import pytest
+
+from cpr_devtools.pki import ensure_dev_pki
+from gateway.backends.tls_resumption import ResumingContext
+from gateway.tls import client_context, server_context
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def connect(client: ResumingContext, server: ssl.SSLContext) -> ssl.SSLObject:
+    """One handshake and a byte of data, as a call has (a TLS 1.3 ticket comes after the
+    handshake, read with the answer); the client's TLS object afterwards."""
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    ours = client.wrap_bio(c_in, c_out, server_hostname="localhost")
+    theirs = server.wrap_bio(s_in, s_out, server_side=True)
+    for _ in range(10):
+        for side in (ours, theirs):
+            with contextlib.suppress(ssl.SSLWantReadError):
+                side.do_handshake()
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+    theirs.write(b"x")
+    c_in.write(s_out.read())
+    assert ours.read(1) == b"x"
+    return ours
+
+
+@pytest.fixture
+def pki_dir(tmp_path: Path) -> Path:
+    ensure_dev_pki(tmp_path, servers=("emulator",))
+    return tmp_path
+
+
+def contexts(pki_dir: Path, clock: Clock) -> tuple[ResumingContext, ssl.SSLContext]:
+    pki = ensure_dev_pki(pki_dir, servers=("emulator",))
+    client = client_context(pki.ca_cert, kind=ResumingContext)
+    assert isinstance(client, ResumingContext)
+    client.configure_offers(max_age=60.0, clock=clock)
+    return client, server_context(pki.cert("emulator"), pki.key("emulator"))
+
+
+def test_a_full_handshakes_session_is_offered_until_it_is_too_old(pki_dir: Path) -> None:
+    clock = Clock()
+    client, server = contexts(pki_dir, clock)
+    first = connect(client, server)
+    assert not first.session_reused and client.keep(first)
+    clock.now += 59
+    second = connect(client, server)
+    assert second.session_reused and client.keep(second)
+    clock.now += 1  # 60 s after the full handshake: the certificate is verified again
+    third = connect(client, server)
+    assert not third.session_reused and client.keep(third)
+    fourth = connect(client, server)
+    assert fourth.session_reused
+    assert (client.resumed, client.full) == (1, 2)  # the fourth is not handed back
+
+
+def test_a_resumed_connections_session_is_not_stored(pki_dir: Path) -> None:
+    """Only a full handshake's session is stored: a resumed one would carry the first
+    verification past ``max_age``."""
+    clock = Clock()
+    client, server = contexts(pki_dir, clock)
+    client.keep(connect(client, server))
+    resumed = connect(client, server)
+    clock.now += 60
+    client.keep(resumed)  # handed back after the stored one aged out
+    assert not connect(client, server).session_reused
+
+
+def test_a_refusal_stops_the_offers_for_max_age(pki_dir: Path) -> None:
+    """A server with other ticket keys refuses; nothing is offered to it for ``max_age``, and
+    then its own session is."""
+    clock = Clock()
+    client, server = contexts(pki_dir, clock)
+    client.keep(connect(client, server))
+    restarted = server_context(*_pair(pki_dir))
+    refused = connect(client, restarted)
+    assert not refused.session_reused and not client.keep(refused)
+    clock.now += 59
+    waiting = connect(client, restarted)
+    assert not waiting.session_reused and client.keep(waiting)
+    clock.now += 1
+    client.keep(connect(client, restarted))
+    assert connect(client, restarted).session_reused
+
+
+def test_forget_drops_the_session(pki_dir: Path) -> None:
+    client, server = contexts(pki_dir, Clock())
+    client.keep(connect(client, server))
+    client.forget()
+    assert not connect(client, server).session_reused
+
+
+def test_a_context_that_is_not_resuming_has_nothing_to_offer(pki_dir: Path) -> None:
+    """A connection of another context handed back is ignored (the bench's bare relay and
+    tls_floor hand back whatever they have)."""
+    client, server = contexts(pki_dir, Clock())
+    plain = client_context(ensure_dev_pki(pki_dir, servers=("emulator",)).ca_cert)
+    c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    assert client.keep(plain.wrap_bio(c_in, c_out, server_hostname="localhost"))
+    assert (client.resumed, client.full) == (0, 0)
+    assert not connect(client, server).session_reused
+
+
+def _pair(pki_dir: Path) -> tuple[Path, Path]:
+    pki = ensure_dev_pki(pki_dir, servers=("emulator",))
+    return pki.cert("emulator"), pki.key("emulator")
