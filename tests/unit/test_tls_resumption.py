@@ -4,12 +4,15 @@ that moves only when told: what is offered, kept, aged out and given up on."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import ssl
+import sys
 from pathlib import Path
 
 import pytest
 
 from cpr_devtools.pki import ensure_dev_pki
+from gateway.backends.session_handoff import load
 from gateway.backends.tls_resumption import ResumingContext
 from gateway.tls import client_context, server_context
 
@@ -22,9 +25,12 @@ class Clock:
         return self.now
 
 
-def connect(client: ResumingContext, server: ssl.SSLContext) -> ssl.SSLObject:
+def connect(
+    client: ResumingContext, server: ssl.SSLContext, *, close: bool = True
+) -> ssl.SSLObject:
     """One handshake and a byte of data, as a call has (a TLS 1.3 ticket comes after the
-    handshake, read with the answer); the client's TLS object afterwards."""
+    handshake, read with the answer), then close_notify as a call's connection ends (unless
+    not ``close``); the client's TLS object afterwards."""
     c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
     ours = client.wrap_bio(c_in, c_out, server_hostname="localhost")
     theirs = server.wrap_bio(s_in, s_out, server_side=True)
@@ -37,6 +43,9 @@ def connect(client: ResumingContext, server: ssl.SSLContext) -> ssl.SSLObject:
     theirs.write(b"x")
     c_in.write(s_out.read())
     assert ours.read(1) == b"x"
+    if close:
+        with contextlib.suppress(ssl.SSLWantReadError):
+            ours.unwrap()
     return ours
 
 
@@ -46,17 +55,50 @@ def pki_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def contexts(pki_dir: Path, clock: Clock) -> tuple[ResumingContext, ssl.SSLContext]:
+#: Every test runs with sessions handed to OpenSSL directly and through CPython's setter.
+HANDOFF = pytest.mark.parametrize("handoff", [True, False], ids=["handoff", "copy"])
+
+
+def contexts(
+    pki_dir: Path, clock: Clock, handoff: bool = True
+) -> tuple[ResumingContext, ssl.SSLContext]:
     pki = ensure_dev_pki(pki_dir, servers=("emulator",))
     client = client_context(pki.ca_cert, kind=ResumingContext)
     assert isinstance(client, ResumingContext)
-    client.configure_offers(max_age=60.0, clock=clock)
+    client.configure_offers(max_age=60.0, clock=clock, handoff=handoff)
+    assert (client.handoff is not None) is handoff
     return client, server_context(pki.cert("emulator"), pki.key("emulator"))
 
 
-def test_a_full_handshakes_session_is_offered_until_it_is_too_old(pki_dir: Path) -> None:
+def test_sessions_are_handed_over_without_a_copy_on_this_interpreter() -> None:
+    """The project's interpreter (CPython 3.11) has the layout session_handoff knows, so the
+    gateway offers sessions without CPython's copy."""
+    assert sys.version_info[:2] == (3, 11)
+    assert load() is not None
+
+
+@HANDOFF
+def test_a_session_spent_by_an_abrupt_end_is_not_offered(pki_dir: Path, handoff: bool) -> None:
+    """OpenSSL marks a session not to be resumed when a connection holding it is freed
+    without close_notify. Handed over directly, the stored session is that one: it is
+    dropped, not offered (and not taken for a refusal), and the next full handshake brings
+    another. Copied, each connection had its own, and the stored one is still good."""
     clock = Clock()
-    client, server = contexts(pki_dir, clock)
+    client, server = contexts(pki_dir, clock, handoff)
+    abrupt = connect(client, server, close=False)
+    assert client.keep(abrupt)
+    del abrupt
+    gc.collect()  # freed without close_notify
+    after = connect(client, server)
+    assert after.session_reused is not handoff
+    assert client.keep(after)
+    assert connect(client, server).session_reused
+
+
+@HANDOFF
+def test_a_full_handshakes_session_is_offered_until_too_old(pki_dir: Path, handoff: bool) -> None:
+    clock = Clock()
+    client, server = contexts(pki_dir, clock, handoff)
     first = connect(client, server)
     assert not first.session_reused and client.keep(first)
     clock.now += 59
@@ -70,11 +112,12 @@ def test_a_full_handshakes_session_is_offered_until_it_is_too_old(pki_dir: Path)
     assert (client.resumed, client.full) == (1, 2)  # the fourth is not handed back
 
 
-def test_a_resumed_connections_session_is_not_stored(pki_dir: Path) -> None:
+@HANDOFF
+def test_a_resumed_connections_session_is_not_stored(pki_dir: Path, handoff: bool) -> None:
     """Only a full handshake's session is stored: a resumed one would carry the first
     verification past ``max_age``."""
     clock = Clock()
-    client, server = contexts(pki_dir, clock)
+    client, server = contexts(pki_dir, clock, handoff)
     client.keep(connect(client, server))
     resumed = connect(client, server)
     clock.now += 60
@@ -82,11 +125,12 @@ def test_a_resumed_connections_session_is_not_stored(pki_dir: Path) -> None:
     assert not connect(client, server).session_reused
 
 
-def test_a_refusal_stops_the_offers_for_max_age(pki_dir: Path) -> None:
+@HANDOFF
+def test_a_refusal_stops_the_offers_for_max_age(pki_dir: Path, handoff: bool) -> None:
     """A server with other ticket keys refuses; nothing is offered to it for ``max_age``, and
     then its own session is."""
     clock = Clock()
-    client, server = contexts(pki_dir, clock)
+    client, server = contexts(pki_dir, clock, handoff)
     client.keep(connect(client, server))
     restarted = server_context(*_pair(pki_dir))
     refused = connect(client, restarted)
@@ -99,8 +143,9 @@ def test_a_refusal_stops_the_offers_for_max_age(pki_dir: Path) -> None:
     assert connect(client, restarted).session_reused
 
 
-def test_forget_drops_the_session(pki_dir: Path) -> None:
-    client, server = contexts(pki_dir, Clock())
+@HANDOFF
+def test_forget_drops_the_session(pki_dir: Path, handoff: bool) -> None:
+    client, server = contexts(pki_dir, Clock(), handoff)
     client.keep(connect(client, server))
     client.forget()
     assert not connect(client, server).session_reused

@@ -15,13 +15,18 @@ connection's session when it has none worth offering. A session is offered for
 time. A server that refuses what is offered (single-use tickets, a restart, a
 rotated ticket key) gets full handshakes for ``max_age`` before the next try: reading
 a session out of OpenSSL costs as much as resuming saves, so it is not done per call.
+Offering one is done without CPython's copy where gateway.backends.session_handoff can
+(the copy costs about what resuming saves), and with it elsewhere.
 """
 
 from __future__ import annotations
 
+import functools
 import ssl
 import time
 from collections.abc import Callable
+
+from gateway.backends.session_handoff import SessionHandoff, load
 
 #: How long one session is offered; the certificate is verified again at least this often.
 SESSION_MAX_AGE_S = 300.0
@@ -47,13 +52,25 @@ class ResumingContext(ssl.SSLContext):
     #: Connections handed back (:meth:`keep`) that resumed a session, and that did not.
     resumed = 0
     full = 0
+    _use_handoff = True
 
     def configure_offers(
-        self, max_age: float = SESSION_MAX_AGE_S, clock: Callable[[], float] = time.monotonic
+        self,
+        max_age: float = SESSION_MAX_AGE_S,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        handoff: bool = True,
     ) -> None:
-        """Offer sessions each for ``max_age`` seconds of ``clock``."""
+        """Offer sessions each for ``max_age`` seconds of ``clock``; without ``handoff``,
+        always through CPython's setter (which copies the session)."""
         self._max_age = max_age
         self._clock = clock
+        self._use_handoff = handoff
+
+    @property
+    def handoff(self) -> SessionHandoff | None:
+        """How sessions are offered without a copy; None: through CPython's setter."""
+        return _handoff() if self._use_handoff else None
 
     def wrap_bio(
         self,
@@ -63,11 +80,18 @@ class ResumingContext(ssl.SSLContext):
         server_hostname: str | bytes | None = None,
         session: ssl.SSLSession | None = None,
     ) -> ssl.SSLObject:
-        if session is None and not server_side:
-            session = self._offer()
-        wrapped = super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        handoff = self.handoff
+        if session is not None or server_side:
+            return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        session = self._offer(handoff)
+        if handoff is None or session is None:
+            wrapped = super().wrap_bio(incoming, outgoing, False, server_hostname, session)
+            offered = session is not None
+        else:
+            wrapped = super().wrap_bio(incoming, outgoing, False, server_hostname)
+            offered = handoff.offer(wrapped, session)
         if isinstance(wrapped, OfferedObject):
-            wrapped.offered = session is not None
+            wrapped.offered = offered
         return wrapped
 
     def keep(self, connection: object) -> bool:
@@ -97,8 +121,21 @@ class ResumingContext(ssl.SSLContext):
         failure, which the stored session may have caused)."""
         self._session = None
 
-    def _offer(self) -> ssl.SSLSession | None:
+    def _offer(self, handoff: SessionHandoff | None) -> ssl.SSLSession | None:
         session = self._session
-        if session is not None and self._clock() - self._since >= self._max_age:
-            self._session = session = None  # the certificate is due to be verified again
+        if session is None:
+            return None
+        if self._clock() - self._since >= self._max_age:
+            self._session = None  # the certificate is due to be verified again
+            return None
+        if handoff is not None and not handoff.resumable(session):
+            # A connection that offered it ended abruptly before its server's new tickets
+            # replaced it, and OpenSSL marked it spent; the next full handshake brings one.
+            self._session = None
+            return None
         return session
+
+
+@functools.cache
+def _handoff() -> SessionHandoff | None:
+    return load()
