@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cpr_devtools.pki import ensure_dev_pki
+from gateway.backends import session_handoff
 from gateway.backends.session_handoff import load
 from gateway.backends.tls_resumption import ResumingContext
 from gateway.tls import client_context, server_context
@@ -75,6 +76,13 @@ def test_sessions_are_handed_over_without_a_copy_on_this_interpreter() -> None:
     gateway offers sessions without CPython's copy."""
     assert sys.version_info[:2] == (3, 11)
     assert load() is not None
+
+
+def test_an_unknown_layout_is_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an interpreter whose object sizes are not the known ones, no pointer is read:
+    sessions go through CPython's setter."""
+    monkeypatch.setattr(session_handoff, "_KNOWN_LAYOUTS", {(3, 11): (96, 40)})
+    assert session_handoff.load() is None
 
 
 @HANDOFF
