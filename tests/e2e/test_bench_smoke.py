@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from cpr_bench.grpc_floor import measure as measure_grpc_floor
+from cpr_bench.scenarios import SMOKE
 from cpr_bench.session_peers import measure as measure_session_peers
 
 
@@ -78,7 +79,7 @@ def test_rows_carry_latency_cpu_memory_and_handshakes(run: tuple[Path, str]) -> 
             assert row["hop_rss_peak_mb"] > 0
     assert rows[("smoke-open", "gateway-legacy-tls")]["tls_handshakes_per_s"] > 0
     hold = rows[("smoke-hold", "gateway-legacy-tls")]
-    assert hold["held"] == 10
+    assert hold["held"] == SMOKE.hold
     assert hold["rss_held_mb"] > 0
 
 
@@ -96,7 +97,7 @@ def test_the_markdown_table_is_written_and_printed(run: tuple[Path, str]) -> Non
     assert markdown in stdout
     for phase in ("smoke-open", "smoke-closed", "smoke-hold"):
         assert f"#### {phase}" in markdown
-    assert "| gateway-legacy-tls | 20/s offered |" in markdown
+    assert f"| gateway-legacy-tls | {SMOKE.tls_rate:g}/s offered |" in markdown
 
 
 def test_configs_and_logs_of_the_run_are_kept(run: tuple[Path, str]) -> None:
