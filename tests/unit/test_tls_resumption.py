@@ -81,7 +81,7 @@ def test_sessions_are_handed_over_without_a_copy_on_this_interpreter() -> None:
 def test_an_unknown_layout_is_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """On an interpreter whose object sizes are not the known ones, no pointer is read:
     sessions go through CPython's setter."""
-    monkeypatch.setattr(session_handoff, "_KNOWN_LAYOUTS", {(3, 11): (96, 40)})
+    monkeypatch.setattr(session_handoff, "_KNOWN_LAYOUTS", {(3, 11): (96, 40, 96)})
     assert session_handoff.load() is None
 
 

@@ -2,9 +2,9 @@
 
 CPython's ``SSLObject.session`` setter hands OpenSSL a copy of the session, made by
 encoding it and decoding it again (``_ssl_session_dup``, a workaround for an OpenSSL
-1.1.0 bug), and decoding parses the server's certificate with OpenSSL 3's decoders: at
-the light phase's rate the copy cost ~390 µs per connection, about what resuming saves
-(docs/benchmarks.md, "TLS session resumption towards the mainframe"). OpenSSL itself
+1.1.0 bug), and decoding parses the server's certificate with OpenSSL 3's decoders: most
+of what resuming saves (docs/benchmarks.md, "TLS session resumption towards the
+mainframe"). OpenSSL itself
 needs no copy: ``SSL_set_session`` takes a reference, and a TLS 1.3 client replaces a
 resumed session with a new one when its tickets arrive, leaving the offered one as it
 was. So this module calls ``SSL_set_session`` itself, through ctypes, on the ``SSL`` and
@@ -23,20 +23,16 @@ from __future__ import annotations
 import ctypes
 import ssl
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-#: (CPython minor version) → the sizes of ``_ssl._SSLSocket`` and ``_ssl.SSLSession``
-#: whose layouts the offsets below were read from (Modules/_ssl.c).
-_KNOWN_LAYOUTS = {(3, 11): (96, 32)}
+#: (CPython minor version) → the sizes of ``_ssl._SSLSocket``, ``_ssl.SSLSession`` and
+#: ``_ssl._SSLContext`` whose layouts the offsets below were read from (Modules/_ssl.c).
+_KNOWN_LAYOUTS = {(3, 11): (96, 32, 96)}
 #: After PyObject_HEAD (refcount, type): PySSLSocket {PyObject *Socket; SSL *ssl; ...},
 #: PySSLSession {SSL_SESSION *session; ...}, PySSLContext {SSL_CTX *ctx; ...}.
 _SSL_OFFSET = 24
 _SESSION_OFFSET = 16
 _CTX_OFFSET = 16
-
-#: ``offer(connection, session)``: True once OpenSSL holds the session for the connection.
-Offer = Callable[[ssl.SSLObject, ssl.SSLSession], bool]
 
 
 class SessionHandoff:
@@ -75,7 +71,8 @@ def load() -> SessionHandoff | None:
     """The handoff where this interpreter's layout is known and checks out; else None."""
     import _ssl  # noqa: PLC0415  (the module whose objects are read)
 
-    sizes = (_ssl._SSLSocket.__basicsize__, _ssl.SSLSession.__basicsize__)  # type: ignore[attr-defined]
+    objects = (_ssl._SSLSocket, _ssl.SSLSession, _ssl._SSLContext)  # type: ignore[attr-defined]
+    sizes = tuple(kind.__basicsize__ for kind in objects)
     known = _KNOWN_LAYOUTS.get(sys.version_info[:2])
     release_build = not hasattr(sys, "gettotalrefcount") and ctypes.sizeof(ctypes.c_void_p) == 8
     if sys.implementation.name != "cpython" or not release_build or sizes != known:

@@ -2,21 +2,21 @@
 
 A CPR Direkte exchange is one connection per request, so without resumption every call
 pays a whole client handshake, certificate chain verification included. With it, the
-server's session ticket from one verified handshake lets the next connections skip
-the certificate (and the mainframe skips signing for them): the gateway's side of a
-call costs about a sixth less (docs/benchmarks.md, "TLS session resumption"). This is
-what HAProxy does by default (``ssl-reuse``): the last session, offered again.
+server's session ticket from one verified handshake lets the next connections skip the
+certificate (and the mainframe skips signing for them), which is most of the client
+side's handshake (docs/benchmarks.md, "TLS session resumption towards the mainframe").
+This is what HAProxy does by default (``ssl-reuse``): the last session, offered again.
 
 The context offers its stored session to every connection it wraps, which is where
 asyncio's and uvloop's TLS transports take one (``wrap_bio``); the backend hands back
 each finished connection (:meth:`ResumingContext.keep`) and the context takes that
 connection's session when it has none worth offering. A session is offered for
 ``max_age`` at most, so a changed server certificate is verified again within that
-time. A server that refuses what is offered (single-use tickets, a restart, a
-rotated ticket key) gets full handshakes for ``max_age`` before the next try: reading
-a session out of OpenSSL costs as much as resuming saves, so it is not done per call.
-Offering one is done without CPython's copy where gateway.backends.session_handoff can
-(the copy costs about what resuming saves), and with it elsewhere.
+time. A server that refuses what is offered (single-use tickets, a restart, a rotated
+ticket key) gets full handshakes for ``max_age`` before the next try, so that a server
+that never resumes costs no session bookkeeping per call. The offer itself goes without
+CPython's copy of the session where gateway.backends.session_handoff can do it (the copy
+costs most of what resuming saves), and through CPython's setter elsewhere.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class ResumingContext(ssl.SSLContext):
             return False
         refused_lately = self._refused_at is not None and now - self._refused_at < self._max_age
         if self._session is None and not connection.session_reused and not refused_lately:
-            session = connection.session  # OpenSSL's copy: costs about what a resumption saves
+            session = connection.session  # read once per stored session, not per call
             if session is not None:
                 self._session, self._since = session, now
         return True
