@@ -58,7 +58,7 @@ bench: $(STAMP)
 	$(BIN)/cpr-gateway bench --var var
 
 ## Where a lookup's CPU goes in the gateway, stage by stage, beside HAProxy (~1.5 minutes;
-## docs/benchmarks.md, "Where a lookup's CPU goes").
+## docs/benchmarks.md, "A lookup's cost, stage by stage").
 breakdown: $(STAMP)
 	scripts/debian_packages.sh haproxy linux-perf
 	$(BIN)/python -m cpr_bench.breakdown --var var
