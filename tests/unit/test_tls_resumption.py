@@ -14,7 +14,7 @@ import pytest
 from cpr_devtools.pki import ensure_dev_pki
 from gateway.backends import session_handoff
 from gateway.backends.session_handoff import load
-from gateway.backends.tls_resumption import ResumingContext
+from gateway.backends.tls_resumption import REFUSED, STORED, ResumingContext
 from gateway.tls import client_context, server_context
 
 
@@ -94,12 +94,12 @@ def test_a_session_spent_by_an_abrupt_end_is_not_offered(pki_dir: Path, handoff:
     clock = Clock()
     client, server = contexts(pki_dir, clock, handoff)
     abrupt = connect(client, server, close=False)
-    assert client.keep(abrupt)
+    assert client.keep(abrupt) == STORED
     del abrupt
     gc.collect()  # freed without close_notify
     after = connect(client, server)
     assert after.session_reused is not handoff
-    assert client.keep(after)
+    assert client.keep(after) == (STORED if handoff else None)
     assert connect(client, server).session_reused
 
 
@@ -108,13 +108,13 @@ def test_a_full_handshakes_session_is_offered_until_too_old(pki_dir: Path, hando
     clock = Clock()
     client, server = contexts(pki_dir, clock, handoff)
     first = connect(client, server)
-    assert not first.session_reused and client.keep(first)
+    assert not first.session_reused and client.keep(first) == STORED
     clock.now += 59
     second = connect(client, server)
-    assert second.session_reused and client.keep(second)
+    assert second.session_reused and client.keep(second) is None
     clock.now += 1  # 60 s after the full handshake: the certificate is verified again
     third = connect(client, server)
-    assert not third.session_reused and client.keep(third)
+    assert not third.session_reused and client.keep(third) == STORED
     fourth = connect(client, server)
     assert fourth.session_reused
     assert (client.resumed, client.full) == (1, 2)  # the fourth is not handed back
@@ -142,10 +142,10 @@ def test_a_refusal_stops_the_offers_for_max_age(pki_dir: Path, handoff: bool) ->
     client.keep(connect(client, server))
     restarted = server_context(*_pair(pki_dir))
     refused = connect(client, restarted)
-    assert not refused.session_reused and not client.keep(refused)
+    assert not refused.session_reused and client.keep(refused) == REFUSED
     clock.now += 59
     waiting = connect(client, restarted)
-    assert not waiting.session_reused and client.keep(waiting)
+    assert not waiting.session_reused and client.keep(waiting) is None
     clock.now += 1
     client.keep(connect(client, restarted))
     assert connect(client, restarted).session_reused
@@ -165,7 +165,7 @@ def test_a_context_that_is_not_resuming_has_nothing_to_offer(pki_dir: Path) -> N
     client, server = contexts(pki_dir, Clock())
     plain = client_context(ensure_dev_pki(pki_dir, servers=("emulator",)).ca_cert)
     c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    assert client.keep(plain.wrap_bio(c_in, c_out, server_hostname="localhost"))
+    assert client.keep(plain.wrap_bio(c_in, c_out, server_hostname="localhost")) is None
     assert (client.resumed, client.full) == (0, 0)
     assert not connect(client, server).session_reused
 

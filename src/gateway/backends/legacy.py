@@ -37,7 +37,7 @@ from gateway.errors import (
     BackendUnavailable,
     ConfigError,
 )
-from gateway.observe.events import EventBus, TlsResumptionRefused
+from gateway.observe.events import EventBus, TlsSession
 from gateway.tls import client_context
 
 #: A backend that has sent EOF finishes closing at once; this bounds one that does not.
@@ -67,8 +67,8 @@ class LegacyBackend:
         """Build it, loading the CA (and the client certificate, when ``tls`` names one) now, so
         a bad file fails at start, not at the first request.
 
-        ``bus`` hears of a TLS session the server refused to resume (the dispatcher
-        reports the calls themselves).
+        ``bus`` hears of each TLS session stored to be offered, and of each the server did
+        not resume (the dispatcher reports the calls themselves).
         """
         if config.tls is None:
             return cls(config, None, bus)
@@ -154,9 +154,9 @@ class LegacyBackend:
     def _keep_session(self, exchange: _Exchange) -> None:
         """Hand the answered connection's TLS session to the context (tls_resumption)."""
         assert self._resuming is not None and exchange.transport is not None
-        resumed = self._resuming.keep(exchange.transport.get_extra_info("ssl_object"))
-        if not resumed and self._bus is not None:
-            self._bus.emit(TlsResumptionRefused(self.name))
+        outcome = self._resuming.keep(exchange.transport.get_extra_info("ssl_object"))
+        if outcome is not None and self._bus is not None:
+            self._bus.emit(TlsSession(self.name, outcome))
 
     async def aclose(self) -> None:
         """Nothing to release: every call has its own connection."""

@@ -30,6 +30,9 @@ from gateway.backends.session_handoff import SessionHandoff, load
 
 #: How long one session is offered; the certificate is verified again at least this often.
 SESSION_MAX_AGE_S = 300.0
+#: What :meth:`ResumingContext.keep` tells: a full handshake's session is now offered, or
+#: the server did not resume the one offered (gateway.observe.events.TlsSession).
+STORED, REFUSED = "stored", "refused"
 
 
 class OfferedObject(ssl.SSLObject):
@@ -94,27 +97,30 @@ class ResumingContext(ssl.SSLContext):
             wrapped.offered = offered
         return wrapped
 
-    def keep(self, connection: object) -> bool:
+    def keep(self, connection: object) -> str | None:
         """After a connection's exchange, when a TLS 1.3 server's ticket has arrived with the
         answer: store its session if none is and none was refused lately. Only a full
-        handshake's session is stored: its certificate was verified now. Returns False when
-        the connection was offered a session and the server refused it."""
+        handshake's session is stored: its certificate was verified now. Returns what
+        happened worth telling: :data:`STORED`, :data:`REFUSED` (the connection was offered a
+        session and the server did not resume it), or None."""
         if not isinstance(connection, OfferedObject):
-            return True
+            return None
         now = self._clock()
         if connection.session_reused:
             self.resumed += 1
-        else:
-            self.full += 1
-        if connection.offered and not connection.session_reused:
+            return None
+        self.full += 1
+        if connection.offered:
             self._session, self._refused_at = None, now
-            return False
+            return REFUSED
         refused_lately = self._refused_at is not None and now - self._refused_at < self._max_age
-        if self._session is None and not connection.session_reused and not refused_lately:
-            session = connection.session  # read once per stored session, not per call
-            if session is not None:
-                self._session, self._since = session, now
-        return True
+        if self._session is not None or refused_lately:
+            return None
+        session = connection.session  # read once per stored session, not per call
+        if session is None:
+            return None
+        self._session, self._since = session, now
+        return STORED
 
     def forget(self) -> None:
         """Offer nothing until a full handshake's session is stored again (after a TLS

@@ -129,13 +129,19 @@ class BackendFailed:
 
 
 @dataclass(frozen=True, slots=True)
-class TlsResumptionRefused:
-    """A CPR Direkte server did not resume the TLS session the gateway offered (its tickets
-    are single-use, or it restarted or changed its ticket key): the call was answered after
-    a full handshake, and nothing is offered to it for a while
-    (gateway.backends.tls_resumption)."""
+class TlsSession:
+    """A legacy backend's TLS session resumption (gateway.backends.tls_resumption): a full
+    handshake's session ``stored``, to be offered to the next connections (about once per
+    5 minutes per process while the server resumes them), or an offered one ``refused``
+    by the server (single-use tickets, a restart, new ticket keys): that call was answered
+    after a full handshake, and nothing is offered to the server for a while."""
 
     backend: str
+    outcome: str
+
+
+#: Every ``TlsSession.outcome``.
+TLS_SESSION_OUTCOMES = ("stored", "refused")
 
 
 #: Every ``BreakerChanged.state`` (gateway.backends.breaker.State).
@@ -499,7 +505,7 @@ Event = (
     | RequestCompleted
     | LookupAnswered
     | BackendFailed
-    | TlsResumptionRefused
+    | TlsSession
     | ReadsBatched
     | BreakerChanged
     | ReadFallback

@@ -38,7 +38,7 @@ from gateway.observe.events import (
     ShadowCompleted,
     ShadowSamplesLost,
     ShadowStoreState,
-    TlsResumptionRefused,
+    TlsSession,
 )
 from gateway.observe.line_budget import LineBudget
 
@@ -121,7 +121,7 @@ def log_event(event: Event) -> None:
             _log.error("backend_unauthenticated", **_failure(event))
         case CertificatesReloaded():
             _log_certificates(event)
-        case TlsResumptionRefused():
+        case TlsSession(outcome="refused"):
             _log.info("tls_resumption_refused", backend=event.backend)
         case SessionShared(outcome="failed"):
             _log.warning("session_peer_failed", detail=event.detail)

@@ -50,7 +50,7 @@ from gateway.observe.events import (
     ShadowQueue,
     ShadowSamplesLost,
     ShadowVerdict,
-    TlsResumptionRefused,
+    TlsSession,
 )
 
 #: Lookups per BatchReadPersons call: 1 while the services keep up (READS_PER_CALL at most).
@@ -85,10 +85,11 @@ class Metrics:
             "cpr_gateway_backend_errors", "Failed backend calls (answered 09).",
             ("backend", "kind"), registry=r,
         )  # fmt: skip
-        self.tls_resumption_refused = Counter(
-            "cpr_gateway_tls_resumption_refused",
-            "TLS sessions a legacy backend did not resume (tls_resumption; refused offers).",
-            ("backend",), registry=r,
+        self.tls_sessions = Counter(
+            "cpr_gateway_tls_sessions",
+            "A legacy backend's TLS sessions (tls_resumption): stored to be offered, or an "
+            "offered one the server refused.",
+            ("backend", "outcome"), registry=r,
         )  # fmt: skip
         self._isolation_series(r)
         self.reloads = Counter(
@@ -186,12 +187,12 @@ class Metrics:
             registry=r,
         )
 
-    def _on_backend(self, event: BackendFailed | TlsResumptionRefused | ReadsBatched) -> None:
+    def _on_backend(self, event: BackendFailed | TlsSession | ReadsBatched) -> None:
         match event:
             case BackendFailed():
                 self.backend_errors.labels(event.backend, event.kind).inc()
-            case TlsResumptionRefused():
-                self.tls_resumption_refused.labels(event.backend).inc()
+            case TlsSession():
+                self.tls_sessions.labels(event.backend, event.outcome).inc()
             case ReadsBatched():
                 self.batch_reads.labels(event.backend).observe(event.reads)
                 self.batch_call.labels(event.backend).observe(event.duration_s)
@@ -325,7 +326,7 @@ class Metrics:
                 duration.observe(event.duration_s)
             case RequestRejected():
                 self.rejected.labels(event.reason).inc(event.count)
-            case BackendFailed() | TlsResumptionRefused() | ReadsBatched():
+            case BackendFailed() | TlsSession() | ReadsBatched():
                 self._on_backend(event)
             case BreakerChanged() | ReadFallback() | LogonRefused():
                 self._on_isolation(event)
