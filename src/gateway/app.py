@@ -30,7 +30,7 @@ from gateway.canary.controller import CanaryController
 from gateway.canary.evidence import RunnerTallies, ShadowTallies, StoreTallies
 from gateway.config.diff import diff_configs, restart_needed
 from gateway.config.load import load_routing
-from gateway.config.schema import GatewayConfig, Route
+from gateway.config.schema import GatewayConfig, RequestLines, Route
 from gateway.config.shadows import shadow_policies
 from gateway.config.watch import FileWatcher
 from gateway.dispatch import Dispatcher
@@ -44,6 +44,7 @@ from gateway.observe.events import (
     Lifecycle,
     LoopLagSampled,
     OpenFileLimit,
+    RequestCompleted,
 )
 from gateway.observe.logs import log_event
 from gateway.observe.metrics import Metrics
@@ -101,7 +102,7 @@ class Gateway:
         #: This gateway's series, in a registry of its own.
         self.metrics = metrics if metrics is not None else Metrics()
         self.bus.subscribe(self.metrics.on_event)
-        self.bus.subscribe(log_event)
+        self.bus.subscribe(self._log)
         self._watch_interval = watch_interval
         self._watcher: FileWatcher | None = None
         self._dispatcher: Dispatcher | None = None
@@ -127,6 +128,17 @@ class Gateway:
             idle=lambda: self._listener is None or self._listener.in_flight == 0,
         )
         self.bus.subscribe(self._resume_sampling)
+
+    def _log(self, event: Event) -> None:
+        """The log subscriber under ``logging.requests`` (read per event, so a reload applies
+        at once): with ``errors``, an answered request's line is left out, not its metrics."""
+        if (
+            type(event) is RequestCompleted
+            and not event.error
+            and self.config.logging.requests is RequestLines.ERRORS
+        ):
+            return
+        log_event(event)
 
     def _resume_sampling(self, event: Event) -> None:
         if type(event) is ConnectionOpened:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from gateway_harness import (
 from cpr_devtools.client import Endpoint, exchange
 from cpr_devtools.pki import ensure_dev_pki
 from gateway.codec import LogonAnswer, LookupAnswer, LookupRequest
-from gateway.config.schema import ClientTls, ServerTls
+from gateway.config.schema import ClientTls, Logging, RequestLines, ServerTls
 from gateway.model import Family, FejlNr
 from gateway.observe.logs import configure_logging
 from gateway.tls import client_context, server_context
@@ -163,3 +164,22 @@ async def test_one_json_log_line_per_request_without_secrets(log_output: io.Stri
     assert PNR not in text
     assert PASSWORD not in text
     assert TOKEN not in text
+
+
+async def test_logging_requests_errors_keeps_only_failed_requests_lines(
+    log_output: io.StringIO,
+) -> None:
+    """``logging.requests: errors``: an answered request logs no line, a request its backend
+    failed (answered 09) still does."""
+    quiet = Logging(RequestLines.ERRORS)
+    async with (
+        backend_server(canned()) as port,
+        running(replace(gateway_config(port), logging=quiet)) as run,
+    ):
+        await exchange(run.client, LOOKUP.encode())
+    with refusing_port() as port:
+        async with running(replace(gateway_config(port), logging=quiet)) as run:
+            await exchange(run.client, LOOKUP.encode())
+    lines = [json.loads(line) for line in log_output.getvalue().splitlines()]
+    requests = [line for line in lines if line["event"] == "request"]
+    assert [(r["fejlnr"], r["level"]) for r in requests] == [("09", "warning")]

@@ -14,7 +14,9 @@ from gateway.config.schema import (
     GatewayConfig,
     Limits,
     Listen,
+    Logging,
     Match,
+    RequestLines,
     Route,
     Sessions,
     Split,
@@ -155,6 +157,13 @@ def test_config_diff_names_settings_backends_then_routes() -> None:
     ]
     assert diff_configs(new, old)[3] == "backend persons-v2: removed"
     assert diff_configs(old, old) == []
+
+
+def test_request_lines_change_on_reload_and_are_named() -> None:
+    """logging.requests applies on reload (no restart); the diff names both values."""
+    new = _config(logging=Logging(RequestLines.ERRORS))
+    assert diff_configs(_config(), new) == ["logging.requests: all → errors"]
+    assert restart_needed(_config(), new) == []
 
 
 def test_a_new_failed_logon_limit_is_named_with_both_values() -> None:

@@ -21,7 +21,7 @@ from gateway.config import (
     load_routing,
 )
 from gateway.config.breaker import Breaker
-from gateway.config.schema import FailedLogons
+from gateway.config.schema import FailedLogons, Logging, RequestLines
 from gateway.errors import ConfigError
 from gateway.model import Operation
 
@@ -109,6 +109,16 @@ def test_optional_sections_take_their_defaults(tmp_path: Path) -> None:
     assert backend.connect_timeout == 1.0
     assert backend.max_connections == 64
     assert backend.tls_resumption is True
+
+
+def test_logging_requests_is_all_unless_errors_is_asked(tmp_path: Path) -> None:
+    """Every request's line by default; ``logging: {requests: errors}`` keeps only failed
+    ones; any other value is named as the key's problem."""
+    assert load_routing(_write(tmp_path, MINIMAL)).logging == Logging(RequestLines.ALL)
+    quiet = load_routing(_write(tmp_path, MINIMAL + "logging: {requests: errors}\n"))
+    assert quiet.logging == Logging(RequestLines.ERRORS)
+    [problem] = _problems(tmp_path, MINIMAL + "logging: {requests: some}\n")
+    assert problem == "logging.requests: expected one of all, errors, got 'some'"
 
 
 def test_tls_resumption_can_be_turned_off(tmp_path: Path) -> None:
@@ -378,7 +388,7 @@ def test_unknown_top_level_key_is_named(tmp_path: Path) -> None:
     """A misspelt section is reported instead of silently ignored."""
     assert _problems(tmp_path, f"{MINIMAL}rotues: []\n") == [
         "rotues: unknown key (expected version, listen, admin, limits, sessions, backends, "
-        "routes, shadowing, canary, audit)"
+        "routes, shadowing, canary, audit, logging)"
     ]
 
 
@@ -499,7 +509,7 @@ def test_unreadable_file_and_bad_yaml_are_problems(tmp_path: Path) -> None:
     assert _problems(tmp_path, f"{MINIMAL}version: 1\n") == ["line 5: duplicate key 'version'"]
     assert _problems(tmp_path, "- just\n- a list\n") == [
         "(top level): expected a mapping with keys version, listen, admin, limits, sessions, "
-        "backends, routes, shadowing, canary, audit, got ['just', 'a list']"
+        "backends, routes, shadowing, canary, audit, logging, got ['just', 'a list']"
     ]
 
 

@@ -141,6 +141,8 @@ def diff_configs(old: GatewayConfig, new: GatewayConfig) -> list[str]:
         before, after = getattr(old.sessions, key), getattr(new.sessions, key)
         if before != after:
             lines.append(f"sessions.{key}: {_show_limit(before)} → {_show_limit(after)}")
+    if old.logging.requests != new.logging.requests:
+        lines.append(f"logging.requests: {old.logging.requests} → {new.logging.requests}")
     for name in sorted(set(old.backends) | set(new.backends)):
         was, now = old.backends.get(name), new.backends.get(name)
         if was is None and now is not None:

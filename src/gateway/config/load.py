@@ -44,8 +44,10 @@ from gateway.config.schema import (
     GatewayConfig,
     Limits,
     Listen,
+    Logging,
     Match,
     ProxyProtocol,
+    RequestLines,
     Route,
     ServerTls,
     Sessions,
@@ -124,6 +126,7 @@ class RoutingReader(Problems):
             "shadowing",
             "canary",
             "audit",
+            "logging",
         )
         s = self.section(raw, "", keys)
         s.get("version", _version)
@@ -142,11 +145,19 @@ class RoutingReader(Problems):
         )
         canary = s.get("canary", self.canary, None) or self.canary({}, "canary")
         audit = s.get("audit", lambda value, p: parse_audit(self, value, p, self.file), None)
+        logging = s.get("logging", self.logging, Logging())
         s.done()
         return GatewayConfig(
             listen, admin, limits, backends, routes, source, shadowing, sessions, canary,
-            audit=audit,
+            audit=audit, logging=logging,
         )  # fmt: skip
+
+    def logging(self, raw: object, path: str) -> Logging:
+        """``requests``: ``all`` (the default) or ``errors``."""
+        s = self.section(raw, path, ("requests",))
+        requests = s.get("requests", _request_lines, RequestLines.ALL)
+        s.done()
+        return Logging(requests)
 
     def listen(self, raw: object, path: str) -> Listen:
         """The client-facing listener; ``tls`` must be given (null = plaintext, on purpose)."""
@@ -407,6 +418,14 @@ def _parser_of(kind: str) -> BackendParser | None:
     """The parser :data:`BACKEND_KINDS` names for ``kind`` (its module imported now), or None."""
     found = BACKEND_KINDS.get(kind)
     return None if found is None else cast(BackendParser, load_attribute(found.parser))
+
+
+def _request_lines(raw: object, _path: str) -> RequestLines:
+    for lines in RequestLines:
+        if raw == lines.value:
+            return lines
+    known = ", ".join(lines.value for lines in RequestLines)
+    raise Problem(f"expected one of {known}, got {show(raw)}")
 
 
 def _version(raw: object, _path: str) -> int:

@@ -91,6 +91,23 @@ class Admin:
     token_file: Path | None = None
 
 
+class RequestLines(enum.StrEnum):
+    """Which requests get their canonical log line (``logging.requests``)."""
+
+    #: Every request: operation, route, backend, FEJLNR, latency, peer.
+    ALL = "all"
+    #: Only requests a backend failed (answered 08 or 09 on its behalf); the metrics count
+    #: and time every request either way.
+    ERRORS = "errors"
+
+
+@dataclass(frozen=True, slots=True)
+class Logging:
+    """What the gateway logs besides its events (``logging`` in routing.yaml)."""
+
+    requests: RequestLines = RequestLines.ALL
+
+
 @dataclass(frozen=True, slots=True)
 class FailedLogons:
     """``limits.failed_logons``: at most ``max`` logons refused (01) per customer and source
@@ -430,3 +447,4 @@ class GatewayConfig:
     canary: CanarySettings = field(default_factory=CanarySettings)
     #: The audit log of lookups (docs/audit.md); None: no audit log.
     audit: Audit | None = None
+    logging: Logging = Logging()
