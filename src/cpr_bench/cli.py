@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--audit", action="store_true", help="every gateway keeps the audit log (its cost)"
     )
     parser.add_argument(
+        "--request-lines",
+        choices=("all", "errors"),
+        default="all",
+        help="every gateway's logging.requests (errors: no line per answered request, as"
+        " HAProxy logs none)",
+    )
+    parser.add_argument(
         "--update-docs",
         type=Path,
         metavar="MD",
@@ -116,7 +123,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
         for flag, field, _kind, _text in _SIZES
         if (value := getattr(args, flag.lstrip("-").replace("-", "_"))) is not None
     }
-    return replace(base, **overrides, phases=tuple(args.phase), audit=args.audit)
+    return replace(
+        base,
+        **overrides,
+        phases=tuple(args.phase),
+        audit=args.audit,
+        request_lines=args.request_lines,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

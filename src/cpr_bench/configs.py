@@ -115,14 +115,16 @@ def gateway_yaml(
     audit: Path | None = None,
     product_limits: bool = False,
     tls_resumption: bool = True,
+    request_lines: str = "all",
 ) -> str:
     """routing.yaml of one gateway scenario: legacy only, modern only, legacy with a shadow,
     or logons on legacy and lookups on modern (sessions in ``session_store`` when given; the
     audit log of lookups in ``audit`` when given, as routing.yaml ships it). ``limits`` are
     the benchmark's (:data:`BENCH_LIMITS`), or with ``product_limits`` the product's own
     defaults (the admission phases, cpr_bench.admission). ``tls_resumption`` False: the
-    legacy backend does a full handshake per connection (the key is left out otherwise, so
-    that a tree from before it runs the same configuration: breakdown --against)."""
+    legacy backend does a full handshake per connection, and ``request_lines`` is the
+    gateway's ``logging.requests`` (each key is left out at its default, so that a tree
+    from before it runs the same configuration: breakdown --against)."""
     mainframe: dict[str, object] = {
         "kind": "legacy",
         "address": f"127.0.0.1:{emulator_port}",
@@ -164,6 +166,8 @@ def gateway_yaml(
     }
     if session_store is not None:
         config["sessions"] = {"store": session_store}
+    if request_lines != "all":
+        config["logging"] = {"requests": request_lines}
     if audit is not None:
         config["audit"] = {"directory": str(audit), "fsync": "interval", "fsync_interval": "1s"}
     return yaml.safe_dump(config, sort_keys=False)

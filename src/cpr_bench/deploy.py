@@ -64,10 +64,20 @@ def data_files(bench_dir: Path, persons: int) -> tuple[Path, Path]:
 class Stack:
     """Every server of a run, started once; scenarios share the emulator and gRPC services."""
 
-    def __init__(self, var: Path, run_dir: Path, persons: int, *, audit: bool = False) -> None:
+    def __init__(
+        self,
+        var: Path,
+        run_dir: Path,
+        persons: int,
+        *,
+        audit: bool = False,
+        request_lines: str = "all",
+    ) -> None:
         self.run_dir = run_dir
         #: Where every gateway writes its audit log, when the run keeps one.
         self.audit = run_dir / "audit" if audit else None
+        #: Every gateway's ``logging.requests``.
+        self.request_lines = request_lines
         self.servers = Servers(run_dir)
         pki = ensure_dev_pki(var / "tls")
         self.gateway_tls = TlsFiles(pki.cert("gateway"), pki.key("gateway"), pki.ca_cert)
@@ -210,6 +220,7 @@ class Stack:
                 modern_port=modern.port if modern is not None else 0,
                 session_store=self._session_store(scenario),
                 audit=self.audit,
+                request_lines=self.request_lines,
                 product_limits=scenario.product_limits,
                 tls_resumption=scenario.session_reuse,
             )

@@ -73,7 +73,9 @@ async def run_bench(
     run_dir = bench_dir / f"run-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
     catalogue = scenarios(settings)
-    stack = Stack(var, run_dir, settings.persons, audit=settings.audit)
+    stack = Stack(
+        var, run_dir, settings.persons, audit=settings.audit, request_lines=settings.request_lines
+    )
     generator = Generator(max(settings.generators, settings.plain_generators))
     began, times_before = time.monotonic(), machine_times()
     load_before = os.getloadavg()[0]  # other work on the machine skews every number

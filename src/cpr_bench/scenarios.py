@@ -93,6 +93,9 @@ class Settings:
     #: Every gateway keeps the audit log of lookups (docs/audit.md) in the run's directory,
     #: as `make run` does: its cost is this run's figures against a run without.
     audit: bool = False
+    #: Every gateway's ``logging.requests``: ``all`` (the product's default), or ``errors``
+    #: (no line per answered request, as the benchmark's HAProxy writes none).
+    request_lines: str = "all"
 
     def __post_init__(self) -> None:
         check_hold(self.hold_s)

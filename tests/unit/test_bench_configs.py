@@ -71,6 +71,20 @@ def test_the_gateways_tls_resumption_follows_the_scenario(
     assert ("tls_resumption" in text) is not resuming
 
 
+@pytest.mark.parametrize("lines", ["all", "errors"])
+def test_the_gateways_request_lines_follow_the_run(
+    lines: str, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """``--request-lines errors`` gives every gateway ``logging.requests: errors``; the key is
+    written only then."""
+    path = tmp_path / "routing.yaml"
+    text = gateway_yaml(Via.LEGACY, port=15000, admin_port=19100, tls=tls, emulator_port=15001,
+                        emulator_ca=tls.ca, modern_port=0, request_lines=lines)  # fmt: skip
+    path.write_text(text)
+    assert load_routing(path).logging.requests == lines
+    assert ("logging" in text) is (lines != "all")
+
+
 @pytest.mark.parametrize("product_limits", [False, True], ids=["bench", "product"])
 def test_admission_is_opened_up_except_for_the_admission_phases(
     product_limits: bool, tls: TlsFiles, tmp_path: Path
