@@ -4,7 +4,9 @@ It speaks exactly what clients speak: a new connection per request, the client's
 bytes written unchanged, the answer read until EOF. The answer's shape is
 checked and its bytes are returned untouched, so the gateway relays them
 byte-identically. This is the only place that sees OSError, ssl.SSLError or a
-timeout from this kind of backend; each becomes a BackendError.
+timeout from this kind of backend; each becomes a BackendError. Over TLS, connections
+resume the session of a recent verified handshake (``tls_resumption``,
+gateway.backends.tls_resumption).
 
 With ``proxy_protocol: true`` each connection opens with a PROXY v2 header, in clear
 ahead of TLS, naming the client (its address; port 0, which the gateway does not pass
