@@ -118,7 +118,7 @@ def test_logging_requests_is_all_unless_errors_is_asked(tmp_path: Path) -> None:
     quiet = load_routing(_write(tmp_path, MINIMAL + "logging: {requests: errors}\n"))
     assert quiet.logging == Logging(RequestLines.ERRORS)
     [problem] = _problems(tmp_path, MINIMAL + "logging: {requests: some}\n")
-    assert problem == "logging.requests: expected one of all, errors, got 'some'"
+    assert problem == "logging.requests: unknown request lines 'some' (known: all, errors)"
 
 
 def test_tls_resumption_can_be_turned_off(tmp_path: Path) -> None:

@@ -65,20 +65,12 @@ def parse_audit(
     s = problems.section(raw, path, keys)
     directory = s.get("directory", file)
     key_file = s.get("key_file", file, None)
-    fsync = s.get("fsync", _fsync, _DEFAULT.fsync)
+    fsync = s.get("fsync", r.one_of(FsyncPolicy, "fsync policy"), _DEFAULT.fsync)
     interval = s.get("fsync_interval", r.positive_duration, _DEFAULT.fsync_interval)
     rotate_size = s.get("rotate_size", _size, _DEFAULT.rotate_size)
     s.done()  # every value is good from here on
     key_file = key_file or directory.with_name(directory.name + ".key")
     return Audit(directory, key_file, fsync, interval, rotate_size)
-
-
-def _fsync(raw: object, _path: str) -> FsyncPolicy:
-    for policy in FsyncPolicy:
-        if raw == policy.value:
-            return policy
-    known = ", ".join(policy.value for policy in FsyncPolicy)
-    raise Problem(f"unknown fsync policy {show(raw)} (known: {known})")
 
 
 def _size(raw: object, _path: str) -> int:

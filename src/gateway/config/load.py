@@ -67,6 +67,8 @@ _OPERATIONS = {operation.value: operation for operation in Operation}
 _ADMIN, _LIMITS, _SESSIONS = Admin(), Limits(), Sessions()
 _SHADOWING = Shadowing()
 _SERVER_TLS = ServerTls(Path(), Path())
+_SPLIT_KEY = r.one_of(SplitKey, "split key")
+_REQUEST_LINES = r.one_of(RequestLines, "request lines")
 #: The characters of an OpenSSL cipher string (``ECDHE+AESGCM:!aNULL:@SECLEVEL=2``).
 _CIPHER_STRING = re.compile(r"[A-Za-z0-9_+\-!:,@=. ]{1,512}")
 _ROUTE_KEYS = (
@@ -155,7 +157,7 @@ class RoutingReader(Problems):
     def logging(self, raw: object, path: str) -> Logging:
         """``requests``: ``all`` (the default) or ``errors``."""
         s = self.section(raw, path, ("requests",))
-        requests = s.get("requests", _request_lines, RequestLines.ALL)
+        requests = s.get("requests", _REQUEST_LINES, RequestLines.ALL)
         s.done()
         return Logging(requests)
 
@@ -386,7 +388,7 @@ class RoutingReader(Problems):
     def split(self, raw: object, path: str, backends: set[object]) -> Split:
         """A sticky weighted split: the hashed key and percentages summing to 100."""
         s = self.section(raw, path, ("key", "backends"))
-        key = s.get("key", _split_key)
+        key = s.get("key", _SPLIT_KEY)
         shares = s.get("backends", lambda v, p: self.shares(v, p, backends))
         s.done()
         return Split(key, shares)
@@ -418,14 +420,6 @@ def _parser_of(kind: str) -> BackendParser | None:
     """The parser :data:`BACKEND_KINDS` names for ``kind`` (its module imported now), or None."""
     found = BACKEND_KINDS.get(kind)
     return None if found is None else cast(BackendParser, load_attribute(found.parser))
-
-
-def _request_lines(raw: object, _path: str) -> RequestLines:
-    for lines in RequestLines:
-        if raw == lines.value:
-            return lines
-    known = ", ".join(lines.value for lines in RequestLines)
-    raise Problem(f"expected one of {known}, got {show(raw)}")
 
 
 def _version(raw: object, _path: str) -> int:
@@ -481,14 +475,6 @@ def _ciphers(raw: object, _path: str) -> str:
     if not isinstance(raw, str) or not _CIPHER_STRING.fullmatch(raw):
         raise Problem(f"expected an OpenSSL cipher string like ECDHE+AESGCM, got {show(raw)}")
     return raw
-
-
-def _split_key(raw: object, _path: str) -> SplitKey:
-    for key in SplitKey:
-        if raw == key.value:
-            return key
-    known = ", ".join(key.value for key in SplitKey)
-    raise Problem(f"unknown split key {show(raw)} (known: {known})")
 
 
 def _user(raw: object) -> str:

@@ -9,6 +9,7 @@ short fact; the section records it under the value's path and carries on.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 from gateway.errors import ConfigError
 
 T = TypeVar("T")
+E = TypeVar("E", bound=enum.StrEnum)
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
@@ -264,6 +266,19 @@ def percentage(raw: object, path: str = "") -> float:
     elif not isinstance(raw, str):
         return percent(raw, path)
     raise Problem(f"expected a percentage like 20% or 100%, got {show(raw)}")
+
+
+def one_of(kind: type[E], what: str) -> Callable[[object, str], E]:
+    """A reader of one of ``kind``'s values, named ``what`` in the problem it reports."""
+
+    def read(raw: object, _path: str = "") -> E:
+        for member in kind:
+            if raw == member.value:
+                return member
+        known = ", ".join(member.value for member in kind)
+        raise Problem(f"unknown {what} {show(raw)} (known: {known})")
+
+    return read
 
 
 def address(raw: object, _path: str = "") -> tuple[str, int]:
