@@ -33,8 +33,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from cpr_bench import perf_split, tls_floor
+from cpr_bench import accounting, perf_split, tls_floor
 from cpr_bench.configs import Via
 from cpr_bench.deploy import Deployed, Stack
 from cpr_bench.loadgen import Generator, LoadMode, Workload
@@ -71,7 +72,7 @@ class BreakdownSettings:
     #: Only measured windows (CPU per lookup of the gateway and the bare relay in turn, no
     #: profiler): for A/B runs.
     measure_only: bool = False
-    #: How many pairs of windows when ``measure_only`` or ``against``.
+    #: How many pairs of windows when ``measure_only`` or ``against`` (windows with ``account``).
     windows: int = 3
     #: Every hop with a full TLS handshake per connection towards the mainframe (HAProxy's
     #: ``no-ssl-reuse``, the gateway's ``tls_resumption: false``, the bare relay's
@@ -80,6 +81,10 @@ class BreakdownSettings:
     #: Another source tree (a work tree of an earlier commit): its gateway runs beside this
     #: one's and the two are measured in turn, in one run (an A/B; nothing else is measured).
     against: Path | None = None
+    #: The gateway's functions accounted in place (cpr_bench.accounting), each window: alone,
+    #: or with ``against``, both trees' gateways (a tree from before the accounting runs
+    #: unaccounted).
+    account: bool = False
     generators: int = os.cpu_count() or 1
     persons: int = 10_000
 
@@ -221,12 +226,15 @@ async def run_breakdown(s: BreakdownSettings, var: Path) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(var, run_dir, s.persons)
     reuse = not s.full_handshakes
-    scenarios = [Scenario("gateway-legacy-tls", Via.LEGACY, True, 1, session_reuse=reuse)]
+    ledgers = run_dir / "accounting" if s.account else None
+    ours = Scenario("gateway-legacy-tls", Via.LEGACY, True, 1, session_reuse=reuse)
+    scenarios = [replace(ours, accounting=None if ledgers is None else ledgers / ours.name)]
     if s.against is not None:
-        scenarios.append(
-            Scenario(AGAINST, Via.LEGACY, True, 1, source=s.against, session_reuse=reuse)
-        )
-    elif not s.measure_only:
+        against = replace(ours, name=AGAINST, source=s.against)
+        if ledgers is not None and (s.against / "src/cpr_bench/accounting.py").exists():
+            against = replace(against, accounting=ledgers / AGAINST)
+        scenarios.append(against)
+    elif not s.measure_only and not s.account:
         scenarios.append(Scenario("haproxy-tls", Via.HAPROXY, True, 1, session_reuse=reuse))
     generator = Generator(s.generators)
     try:
@@ -239,12 +247,15 @@ async def run_breakdown(s: BreakdownSettings, var: Path) -> Path:
         if s.against is not None:
             other = deployed[AGAINST]
             theirs = ("against", other, await lookup_records(other, stack.register))
-            await _in_turn(generator, ("this tree", *hop), theirs, s, run_dir)
+            await _in_turn(generator, [("this tree", *hop), theirs], s, run_dir)
+            return run_dir
+        if s.account:
+            await _in_turn(generator, [("gateway", *hop)], s, run_dir)
             return run_dir
         bare = await _bare_relay(stack, gateway, full_handshakes=s.full_handshakes)
         relay = (bare, await lookup_records(bare, stack.register))
         if s.measure_only:
-            await _in_turn(generator, ("gateway", *hop), ("bare relay", *relay), s, run_dir)
+            await _in_turn(generator, [("gateway", *hop), ("bare relay", *relay)], s, run_dir)
             return run_dir
         haproxy = deployed["haproxy-tls"]
         text = await _whole(generator, stack, hop, relay, haproxy=haproxy, s=s, run_dir=run_dir)
@@ -309,41 +320,76 @@ async def _warm(
 
 async def _in_turn(
     generator: Generator,
-    first: tuple[str, Deployed, tuple[bytes, ...]],
-    second: tuple[str, Deployed, tuple[bytes, ...]],
+    hops: Sequence[tuple[str, Deployed, tuple[bytes, ...]]],
     s: BreakdownSettings,
     run_dir: Path,
 ) -> None:
-    """Two hops measured in turn, window after window (A B, then B A, so that a drift
-    favours neither): each pair's figures and ratio (first ÷ second), then the medians.
-    The machine's speed drifts by a tenth or more over minutes here, and both hops drift
-    with it, so the ratio is the steadier figure."""
+    """Hops measured in turn, window after window (A B, then B A, so that a drift favours
+    neither): each window's figures and, of two hops, their ratio (first ÷ second), then
+    the medians. The machine's speed drifts by a tenth or more over minutes here, and both
+    hops drift with it, so the ratio is the steadier figure. An accounted gateway's
+    functions (cpr_bench.accounting) are read before and after each of its windows."""
     plain = replace(s, perf=False)
-    await _warm(generator, (first[1:], second[1:]), s, run_dir)
-    names = (first[0], second[0])
+    await _warm(generator, (hop[1:] for hop in hops), s, run_dir)
+    names = [hop[0] for hop in hops]
     costs: dict[str, list[float]] = {name: [] for name in names}
+    ledgers: dict[str, list[accounting.Window]] = {name: [] for name in names}
     ratios = []
     for number in range(s.windows):
-        order = (first, second) if number % 2 == 0 else (second, first)
         pair = {}
-        for name, deployed, records in order:
-            pair[name] = await _window(generator, deployed, records, plain, profile_dir=run_dir)
-            costs[name].append(pair[name].total_us)
-        ratios.append(pair[names[0]].total_us / max(pair[names[1]].total_us, 1))
-        print(
-            f"window {number + 1}: "
-            + "; ".join(
-                f"{name} {c.total_us:,.0f} µs ({c.user_us:,.0f} user + {c.system_us:,.0f} system)"
-                for name, c in ((n, pair[n]) for n in names)
+        for name, deployed, records in hops if number % 2 == 0 else reversed(hops):
+            pair[name], ledger = await _accounted_window(
+                generator, deployed, records, plain, run_dir
             )
-            + f" per lookup; ratio {ratios[-1]:.3f}",
-            flush=True,
+            costs[name].append(pair[name].total_us)
+            if ledger is not None:
+                ledgers[name].append(ledger)
+        line = "; ".join(
+            f"{name} {c.total_us:,.0f} µs ({c.user_us:,.0f} user + {c.system_us:,.0f} system)"
+            for name, c in ((n, pair[n]) for n in names)
         )
-    medians = [f"{name} {sorted(v)[len(v) // 2]:,.0f} µs" for name, v in costs.items()]
-    print(
-        f"median: {', '.join(medians)}; median ratio {sorted(ratios)[len(ratios) // 2]:.3f}"
-        f" (ratios {min(ratios):.3f}-{max(ratios):.3f})"
-    )
+        if len(names) == 2:
+            ratios.append(pair[names[0]].total_us / max(pair[names[1]].total_us, 1))
+            line += f" per lookup; ratio {ratios[-1]:.3f}"
+        print(f"window {number + 1}: {line}", flush=True)
+    medians = [f"{name} {_median(v):,.0f} µs" for name, v in costs.items()]
+    summary = f"median: {', '.join(medians)}"
+    if ratios:
+        summary += f"; median ratio {_median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+    print(summary)
+    accounted = {name: windows for name, windows in ledgers.items() if windows}
+    if accounted:
+        text = accounting.table(accounted, accounting.clock_cost_us())
+        (run_dir / "accounting.md").write_text(text + "\n")
+        print(text)
+
+
+def _median(values: Sequence[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+async def _accounted_window(
+    generator: Generator,
+    d: Deployed,
+    records: tuple[bytes, ...],
+    s: BreakdownSettings,
+    run_dir: Path,
+) -> tuple[Cost, accounting.Window | None]:
+    """A measured window; with the gateway's functions accounted, what they spent in it."""
+    directory = d.scenario.accounting
+    if directory is None or d.proxy is None:
+        return await _window(generator, d, records, s, profile_dir=run_dir), None
+    pid = d.proxy.pids[0]
+    before = await _ledger(directory, pid)
+    cost = await _window(generator, d, records, s, profile_dir=run_dir)
+    after = await _ledger(directory, pid)
+    return cost, accounting.between(before, after, cost.lookups)
+
+
+async def _ledger(directory: Path, pid: int) -> dict[str, Any]:
+    """The accounted process's figures once everything before now is in them."""
+    await asyncio.sleep(accounting.WRITE_INTERVAL_S * 2.5)
+    return accounting.read(directory, pid)
 
 
 async def _bare_relay(stack: Stack, gateway: Deployed, *, full_handshakes: bool) -> Deployed:
@@ -387,6 +433,11 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="another source tree: its gateway beside this one's, in turn (A/B in one run)",
     )
+    parser.add_argument(
+        "--account",
+        action="store_true",
+        help="the gateway's functions' CPU per lookup, in place (cpr_bench.accounting)",
+    )
     args = parser.parse_args(argv)
     settings = BreakdownSettings(
         args.rate,
@@ -397,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         windows=args.windows,
         full_handshakes=args.full_handshakes,
         against=args.against.resolve() if args.against else None,
+        account=args.account,
     )
     started = time.monotonic()
     path = run_loop(run_breakdown(settings, args.var.resolve()))

@@ -36,6 +36,9 @@ class Scenario:
     #: A gateway run from another source tree's ``src`` (an A/B of two versions in one run,
     #: cpr_bench.breakdown --against); None: this one.
     source: Path | None = None
+    #: A gateway whose functions are accounted in place, writing its figures to this
+    #: directory (cpr_bench.accounting; one process); None: not accounted.
+    accounting: Path | None = None
     #: TLS sessions resumed towards the mainframe, as both hops do by default (HAProxy's
     #: ``ssl-reuse``, the gateway's ``tls_resumption``); False: a full handshake per
     #: connection on either (cpr_bench.breakdown --full-handshakes). The same on both, so
