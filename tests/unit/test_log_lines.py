@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import io
 import json
+import re
+from dataclasses import replace
 
 import structlog
 
-from gateway.observe.logs import configure_logging
+from gateway.model import Operation
+from gateway.observe.events import RequestCompleted
+from gateway.observe.logs import _request_fields, configure_logging, log_event
 
 
 class Writes(io.StringIO):
@@ -41,3 +45,39 @@ def test_each_log_line_is_one_write_with_its_newline() -> None:
     for n, write in enumerate(stream.writes):
         assert write.endswith("\n") and write.count("\n") == 1
         assert json.loads(write)["n"] == n
+
+
+def test_an_answered_requests_line_is_what_structlog_renders_for_it() -> None:
+    """The answered request's line is written without structlog's processors (it is the one
+    line per request): the same keys in the same order, the same values and timestamp form
+    as structlog's own rendering of the same fields, which a failed request's line keeps."""
+    stream = Writes()
+    configure_logging(json=True, stream=stream)
+    answered = RequestCompleted("127.0.0.1:5", Operation.LOOKUP, "all", "mainframe", "00", 0.0025)
+    try:
+        log_event(answered)
+        structlog.get_logger("gateway").info("request", **_request_fields(answered))
+    finally:
+        structlog.reset_defaults()
+    direct, rendered = (json.loads(write) for write in stream.writes)
+    assert list(direct) == list(rendered)
+    assert {**direct, "timestamp": ""} == {**rendered, "timestamp": ""}
+    assert direct["latency_ms"] == 2.5 and direct["level"] == "info"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", direct["timestamp"])
+
+
+def test_answered_lines_follow_the_level_and_the_console() -> None:
+    answered = RequestCompleted("127.0.0.1:5", Operation.LOOKUP, "all", "mainframe", "00", 0.0025)
+    failed = replace(answered, fejlnr="09", error="mainframe: no answer within 5s")
+    quiet, console = Writes(), Writes()
+    try:
+        configure_logging(json=True, level="warning", stream=quiet)
+        log_event(answered)
+        log_event(failed)
+        configure_logging(json=False, stream=console)
+        log_event(answered)
+    finally:
+        structlog.reset_defaults()
+    assert [json.loads(w)["fejlnr"] for w in quiet.writes] == ["09"]  # info is filtered out
+    assert len(console.writes) == 1 and not console.writes[0].startswith("{")
+    assert "request" in console.writes[0] and "mainframe" in console.writes[0]

@@ -7,6 +7,8 @@ events do not carry them, and this module logs only event fields.
 
 from __future__ import annotations
 
+import datetime as dt
+import json as json_module
 import logging
 import sys
 from typing import Any, TextIO
@@ -42,11 +44,42 @@ from gateway.observe.events import (
 )
 from gateway.observe.line_budget import LineBudget
 
+#: The events :func:`log_event` may write a line for: what it subscribes to. (Connections
+#: opened and closed, answered lookups and the loop's lag are counted, never logged.)
+LOGGED = (
+    RequestCompleted,
+    RequestRejected,
+    AdminCall,
+    AuditLost,
+    AuditFile,
+    InternalError,
+    Lifecycle,
+    OpenFileLimit,
+    ConfigReloaded,
+    ConfigRejected,
+    BackendFailed,
+    CertificatesReloaded,
+    TlsSession,
+    SessionShared,
+    SessionStoreCall,
+    ShadowCompleted,
+    ShadowSamplesLost,
+    ShadowStoreState,
+    CanaryTransitioned,
+    CanaryStoreFailed,
+    BreakerChanged,
+    ReadFallback,
+    LogonRefused,
+)
+
 #: Bound afresh by each :func:`configure_logging`: a bound logger skips the lookup of the
 #: configuration (and a new output object) that the lazy proxy does on every line.
 _log: Any = structlog.get_logger("gateway")
 #: Lines per rejection reason per second (observe/line_budget).
 _rejections = LineBudget()
+#: Where an answered request's line goes when it is written directly (JSON at info or below),
+#: None otherwise; see :func:`_answered_line`.
+_answered: structlog.WriteLogger | None = None
 
 
 def configure_logging(
@@ -82,27 +115,23 @@ def configure_logging(
         # Not cached by structlog: a reconfigured process (or test) must reach every logger.
         cache_logger_on_first_use=False,
     )
-    global _log, _rejections  # noqa: PLW0603  (this module's one logger follows its configuration)
+    global _log, _rejections, _answered  # noqa: PLW0603  (this module's logger follows its configuration)
     _rejections = LineBudget()  # a new configuration starts with a whole budget
     _log = structlog.get_logger("gateway").bind()
+    info = logging.getLevelNamesMapping()[level.upper()] <= logging.INFO
+    _answered = structlog.WriteLogger(out) if as_json and info else None
 
 
 def log_event(event: Event) -> None:
     """The log subscriber: one line per request, rejection, internal error, phase and reload."""
     match event:
         case RequestCompleted():
-            fields = {
-                "operation": event.operation.value,
-                "route": event.route,
-                "backend": event.backend,
-                "fejlnr": event.fejlnr,
-                "latency_ms": round(event.duration_s * 1000, 3),
-                "peer": event.peer,
-            }
             if event.error:
-                _log.warning("request", error=event.error, **fields)
+                _log.warning("request", error=event.error, **_request_fields(event))
+            elif _answered is not None:
+                _answered_line(event, _answered)
             else:
-                _log.info("request", **fields)
+                _log.info("request", **_request_fields(event))
         case RequestRejected():
             _log_rejected(event)
         case AdminCall() | AuditLost() | AuditFile():
@@ -155,6 +184,29 @@ def log_event(event: Event) -> None:
             _log.warning("canary_store_failed", action=event.action, detail=event.detail)
         case _:
             _log_isolation(event)
+
+
+def _request_fields(event: RequestCompleted) -> dict[str, Any]:
+    return {
+        "operation": event.operation.value,
+        "route": event.route,
+        "backend": event.backend,
+        "fejlnr": event.fejlnr,
+        "latency_ms": round(event.duration_s * 1000, 3),
+        "peer": event.peer,
+    }
+
+
+def _answered_line(event: RequestCompleted, out: structlog.WriteLogger) -> None:
+    """An answered request's line as structlog renders it (the same keys in the same order,
+    the same timestamp), without its processors: it is the one line every request writes,
+    and in a loaded process the processors cost several times the JSON itself
+    (docs/benchmarks.md, "In place, function by function")."""
+    fields = _request_fields(event)
+    fields["event"] = "request"
+    fields["level"] = "info"
+    fields["timestamp"] = dt.datetime.now(tz=dt.UTC).isoformat().replace("+00:00", "Z")
+    out.msg(json_module.dumps(fields))
 
 
 def _log_rejected(event: RequestRejected) -> None:
