@@ -42,12 +42,13 @@ from gateway.observe.events import (
     Event,
     EventBus,
     Lifecycle,
+    LookupAnswered,
     LoopLagSampled,
     OpenFileLimit,
     RequestCompleted,
 )
-from gateway.observe.logs import log_event
-from gateway.observe.metrics import Metrics
+from gateway.observe.logs import LOGGED, log_event
+from gateway.observe.metrics import COUNTED, Metrics
 from gateway.routing import RouteTable
 from gateway.runtime import heap
 from gateway.runtime.open_files import needed_for, raise_open_files
@@ -101,8 +102,8 @@ class Gateway:
         self.bus = EventBus()
         #: This gateway's series, in a registry of its own.
         self.metrics = metrics if metrics is not None else Metrics()
-        self.bus.subscribe(self.metrics.on_event)
-        self.bus.subscribe(self._log)
+        self.bus.subscribe(self.metrics.on_event, *COUNTED)
+        self.bus.subscribe(self._log, *LOGGED)
         self._watch_interval = watch_interval
         self._watcher: FileWatcher | None = None
         self._dispatcher: Dispatcher | None = None
@@ -127,7 +128,7 @@ class Gateway:
             on_sample=lambda lag: self.bus.emit(LoopLagSampled(lag)),
             idle=lambda: self._listener is None or self._listener.in_flight == 0,
         )
-        self.bus.subscribe(self._resume_sampling)
+        self.bus.subscribe(self._resume_sampling, ConnectionOpened)
 
     def _log(self, event: Event) -> None:
         """The log subscriber under ``logging.requests`` (read per event, so a reload applies
@@ -141,8 +142,7 @@ class Gateway:
         log_event(event)
 
     def _resume_sampling(self, event: Event) -> None:
-        if type(event) is ConnectionOpened:
-            self.loop_lag.resume()
+        self.loop_lag.resume()  # a connection opened
 
     @property
     def admin_address(self) -> tuple[str, int]:
@@ -259,7 +259,7 @@ class Gateway:
         except ConfigError:
             await self._close_stores()
             raise
-        self.bus.subscribe(audit.on_event)
+        self.bus.subscribe(audit.on_event, LookupAnswered)
         return audit
 
     async def _close_stores(self) -> None:

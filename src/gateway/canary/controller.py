@@ -60,6 +60,8 @@ from gateway.observe.events import (
     CanaryTransitioned,
     CanaryWeights,
     EventBus,
+    ReadFallback,
+    RequestCompleted,
 )
 from gateway.runtime.tasks import TaskSet
 from gateway.shadow.noise import Tally
@@ -99,7 +101,7 @@ class CanaryController:
         #: This replica, in the lease and in its evidence rows: unique per Gateway object.
         self.replica = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
         self.counter = AnswerCounter()
-        bus.subscribe(self.counter.on_event)
+        bus.subscribe(self.counter.on_event, RequestCompleted, ReadFallback)
         self._routes: tuple[Route, ...] = ()
         self._plans: dict[str, Route] = {}
         self._store: CanaryStore | None = None

@@ -59,10 +59,41 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 #: What the /metrics endpoint answers with.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+#: The events :meth:`Metrics.on_event` counts: what it subscribes to.
+COUNTED = (
+    ShadowCompleted,
+    ShadowVerdict,
+    ShadowQueue,
+    ShadowSamplesLost,
+    AuditLost,
+    LoopLagSampled,
+    RequestCompleted,
+    RequestRejected,
+    BackendFailed,
+    TlsSession,
+    ReadsBatched,
+    BreakerChanged,
+    ReadFallback,
+    LogonRefused,
+    SessionEvent,
+    SessionShared,
+    SessionStoreCall,
+    AdminCall,
+    ConnectionOpened,
+    ConnectionClosed,
+    ConfigReloaded,
+    ConfigRejected,
+    CertificatesReloaded,
+    CanaryWeights,
+    CanaryTransitioned,
+    CanaryJudged,
+    CanaryStoreFailed,
+)
 
 
 class Metrics:
-    """The gateway's series, registered in one registry; subscribe :meth:`on_event` to a bus."""
+    """The gateway's series, registered in one registry; subscribe :meth:`on_event` to a bus
+    for the events it counts (:data:`COUNTED`)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
