@@ -247,7 +247,9 @@ class Dispatcher:
         else:
             decision, answer, error = await self._brokered(routing, decision, request, client)
         fejlnr = answer_fejlnr(answer).decode("ascii")
-        self._bus.emit(
+        # After the answer is written (the caller writes it in this same step): the client
+        # does not wait for the request's log line, metrics or audit record.
+        self._bus.emit_soon(
             RequestCompleted(
                 peer=peer,
                 operation=request.operation,
@@ -259,7 +261,7 @@ class Dispatcher:
             )
         )
         if isinstance(request, LookupRequest):  # for the audit log: who asked about whom
-            self._bus.emit(_answered(request, origin or peer, decision, fejlnr))
+            self._bus.emit_soon(_answered(request, origin or peer, decision, fejlnr))
         if decision.shadows and not error and self.shadows is not None:
             # The answer is final: the copies run after it, against the same backends.
             self.shadows.submit(

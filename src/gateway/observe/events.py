@@ -7,6 +7,7 @@ names and closed code lists only, never record contents and never a PNR.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -558,6 +559,12 @@ class EventBus:
         """Add ``subscriber`` for later events of ``kinds`` (of every type when none)."""
         self._subscriptions.append((subscriber, frozenset(kinds)))
         self._routes.clear()
+
+    def emit_soon(self, event: Event) -> None:
+        """Hand ``event`` to its subscribers once the running callback or task step is done:
+        a request's own events wait until its answer is written (the answer is written in
+        the step that made it), so that the client does not wait for its telemetry."""
+        asyncio.get_running_loop().call_soon(self.emit, event)
 
     def _subscribers_of(self, kind: type) -> tuple[Subscriber, ...]:
         return tuple(each for each, kinds in self._subscriptions if kind in kinds or not kinds)
