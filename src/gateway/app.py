@@ -38,6 +38,7 @@ from gateway.errors import ConfigError
 from gateway.observe.events import (
     ConfigRejected,
     ConfigReloaded,
+    ConnectionClosed,
     ConnectionOpened,
     Event,
     EventBus,
@@ -129,6 +130,7 @@ class Gateway:
             idle=lambda: self._listener is None or self._listener.in_flight == 0,
         )
         self.bus.subscribe(self._resume_sampling, ConnectionOpened)
+        self.bus.subscribe(self._rest_sampling, ConnectionClosed)
 
     def _log(self, event: Event) -> None:
         """The log subscriber under ``logging.requests`` (read per event, so a reload applies
@@ -143,6 +145,9 @@ class Gateway:
 
     def _resume_sampling(self, event: Event) -> None:
         self.loop_lag.resume()  # a connection opened
+
+    def _rest_sampling(self, event: Event) -> None:
+        self.loop_lag.rest()  # a connection closed: the last one, perhaps
 
     @property
     def admin_address(self) -> tuple[str, int]:

@@ -83,3 +83,31 @@ async def test_an_idle_loop_is_not_sampled_until_work_resumes_it() -> None:
     sampler.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sampler
+
+
+async def test_the_last_connection_done_stops_the_sampling_at_once() -> None:
+    """``rest()`` when idle cancels the pending sample (no wake-up for it) and says the loop
+    is on time once; when not idle it changes nothing. A busy spell shorter than the
+    interval costs no sample at all, and its parking records nothing new."""
+    samples = Samples()
+    busy = [True]
+    lag = LoopLag(interval_s=0.02, on_sample=samples.take, idle=lambda: not busy[0])
+    sampler = asyncio.get_running_loop().create_task(lag.run())
+    await samples.until(2)
+    lag.rest()  # still busy: sampling goes on
+    await samples.until(3)
+    busy[0] = False
+    lag.rest()
+    assert lag.parked and samples[-1] == 0.0 and lag() == 0.0
+    taken = len(samples)
+    await asyncio.sleep(0.1)
+    assert len(samples) == taken  # cancelled: nothing more, not even the one that was due
+    busy[0] = True
+    lag.resume()
+    busy[0] = False
+    lag.rest()  # a connection over before its first sample was due
+    await asyncio.sleep(0.05)
+    assert len(samples) == taken and lag.parked
+    sampler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampler

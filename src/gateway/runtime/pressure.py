@@ -11,10 +11,15 @@ garbage collection, a password hash) sheds little or nothing, while an overload 
 on within about a tenth of a second. (The least of the samples was tried: under real
 overload the loop still catches up now and then, and too little was shed.)
 
-An idle loop is not sampled: while ``idle()`` says nothing is being served, the sampler
-waits for :meth:`LoopLag.resume` (a new connection) instead of waking 40 times a second
-to find the loop on time: an idle gateway worker paid for that waking in CPU
-(docs/benchmarks.md, "Where the time goes, and what was changed": the loop-lag sampler).
+The loop is sampled only while it serves: a new connection starts the sampling
+(:meth:`LoopLag.resume`), and the moment the last one is done (:meth:`LoopLag.rest`) the
+pending sample is cancelled and one punctual sample says the loop is on time. An idle
+gateway worker woke 40 times a second to find its loop on time (docs/benchmarks.md, "Where
+the time goes, and what was changed": the loop-lag sampler); at a light load, where each
+connection is over long before the next sample is due, the wake-up a sample cost came on
+top of every few requests. A loop that falls behind has connections open throughout, and
+is sampled throughout. The samples are timer callbacks, not a task: a sample costs one
+timer, nothing else.
 """
 
 from __future__ import annotations
@@ -44,7 +49,10 @@ class LoopLag:
         self._on_sample = on_sample
         self._recent: collections.deque[float] = collections.deque(maxlen=sustained)
         self._idle = idle
-        self._resumed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: The next sample (its timer, and when it is due); None while parked or stopped.
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
         #: True while the sampler waits out an idle spell (no timer armed).
         self.parked = False
 
@@ -58,21 +66,58 @@ class LoopLag:
         if self._on_sample is not None:
             self._on_sample(lag_s)
 
+    async def run(self) -> None:
+        """Sample, while not idle, until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        self.parked = False
+        self._next()
+        try:
+            await self._loop.create_future()  # the samples are timer callbacks
+        finally:
+            self._stop_timer()
+            self._loop = None
+
     def resume(self) -> None:
         """Work arrived: sample again if the sampler is waiting out an idle spell."""
-        self._resumed.set()
+        if self.parked and self._loop is not None:
+            self.parked = False
+            self._arm()
 
-    async def run(self) -> None:
-        """Sample until cancelled; while idle, one punctual sample, then wait for work."""
-        loop = asyncio.get_running_loop()
-        while True:
-            if self._idle is not None and self._idle():
-                self.parked = True  # set first: whoever sees the 0.0 sample sees it parked
-                self._recent.clear()
-                self.record(0.0)  # an idle loop is on time, and the gauge says so
-                self._resumed.clear()
-                await self._resumed.wait()
-                self.parked = False
-            due = loop.time() + self.interval_s
-            await asyncio.sleep(self.interval_s)
-            self.record(max(loop.time() - due, 0.0))
+    def rest(self) -> None:
+        """Work may have ended: if the loop is idle now, stop sampling until :meth:`resume`."""
+        if not self.parked and self._loop is not None and self._is_idle():
+            self._stop_timer()
+            self._park()
+
+    def _next(self) -> None:
+        if self._is_idle():
+            self._park()
+        else:
+            self._arm()
+
+    def _arm(self) -> None:
+        assert self._loop is not None
+        self._due = self._loop.time() + self.interval_s
+        self._timer = self._loop.call_at(self._due, self._sample)
+
+    def _sample(self) -> None:
+        assert self._loop is not None
+        self._timer = None
+        self.record(max(self._loop.time() - self._due, 0.0))
+        self._next()
+
+    def _park(self) -> None:
+        """An idle loop is on time, and the gauge says so (once per spell: no sample came
+        since the last one said so, and nothing is recorded again)."""
+        self.parked = True  # set first: whoever sees the 0.0 sample sees it parked
+        if list(self._recent) != [0.0]:
+            self._recent.clear()
+            self.record(0.0)
+
+    def _is_idle(self) -> bool:
+        return self._idle is not None and self._idle()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
