@@ -44,7 +44,12 @@ from gateway.cli import main as gateway_main
 #: accept to close, and the TLS calls it makes through Python.
 ACCOUNTS = (
     "gateway.server.admission:AdmittingServer._accept_queued",
+    "gateway.server.admission:AdmittingServer._admit",
     "gateway.server.admission:AdmittingServer._let_in",
+    "gateway.server.admission:AdmittingServer._handshake",
+    "gateway.runtime.tasks:TaskSet.spawn",
+    "socket:socket.accept",
+    "gateway.server.tcp:_Client.admit",
     "gateway.server.connection:OneRequest.connection_made",
     "gateway.server.connection:OneRequest.data_received",
     "gateway.server.connection:OneRequest._answer",
@@ -53,6 +58,8 @@ ACCOUNTS = (
     "gateway.server.tcp:_Client.answer",
     "gateway.codec.framing:RequestFramer.next_request",
     "gateway.dispatch:Dispatcher.handle",
+    "gateway.dispatch:Dispatcher._brokered",
+    "gateway.dispatch:Dispatcher._call",
     "gateway.routing:RouteTable.route",
     "gateway.backends.legacy:LegacyBackend.call",
     "gateway.backends.legacy:LegacyBackend._connect",
