@@ -216,6 +216,7 @@ class Gateway:
             context,
             pressure=self.loop_lag,
         )
+        self.metrics.count_connections(lambda: self._listener.in_flight if self._listener else 0)
         try:
             await self._start_canary(config)
         except BaseException:

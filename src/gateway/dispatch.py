@@ -260,7 +260,8 @@ class Dispatcher:
                 error=error,
             )
         )
-        if isinstance(request, LookupRequest):  # for the audit log: who asked about whom
+        if isinstance(request, LookupRequest) and self._bus.heard(LookupAnswered):
+            # For the audit log (when there is one): who asked about whom.
             self._bus.emit_soon(_answered(request, origin or peer, decision, fejlnr))
         if decision.shadows and not error and self.shadows is not None:
             # The answer is final: the copies run after it, against the same backends.

@@ -73,6 +73,7 @@ async def test_graceful_shutdown_lets_an_in_flight_request_finish() -> None:
         async with asyncio.TaskGroup() as tasks:
             answer = tasks.create_task(exchange(client, LOOKUP.encode()))
             await arrived.wait()
+            assert gateway.metrics.value("cpr_gateway_connections_in_flight") == 1
             closing = tasks.create_task(gateway.aclose())
             await draining.wait()
             assert (await _get(gateway, "/readyz"))[0] == 503

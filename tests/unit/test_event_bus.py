@@ -81,3 +81,12 @@ def test_the_log_subscriber_is_subscribed_to_every_type_it_logs() -> None:
 
 def test_the_metrics_subscriber_is_subscribed_to_every_type_it_counts() -> None:
     assert {kind.__name__ for kind in metrics.COUNTED} == _matched_event_types(metrics)
+
+
+def test_the_bus_says_whether_anyone_takes_a_type() -> None:
+    bus = EventBus()
+    assert not bus.heard(RequestCompleted)
+    bus.subscribe(lambda e: None, ConnectionOpened)
+    assert bus.heard(ConnectionOpened) and not bus.heard(RequestCompleted)
+    bus.subscribe(lambda e: None)  # every type
+    assert bus.heard(RequestCompleted)

@@ -560,6 +560,14 @@ class EventBus:
         self._subscriptions.append((subscriber, frozenset(kinds)))
         self._routes.clear()
 
+    def heard(self, kind: type) -> bool:
+        """Whether any subscriber takes events of ``kind`` (an event nobody takes need not
+        be made)."""
+        subscribers = self._routes.get(kind)
+        if subscribers is None:
+            subscribers = self._routes[kind] = self._subscribers_of(kind)
+        return bool(subscribers)
+
     def emit_soon(self, event: Event) -> None:
         """Hand ``event`` to its subscribers once the running callback or task step is done:
         a request's own events wait until its answer is written (the answer is written in

@@ -7,6 +7,8 @@ registry, so tests get a fresh one and nothing lands in the global default.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -34,8 +36,6 @@ from gateway.observe.events import (
     CertificatesReloaded,
     ConfigRejected,
     ConfigReloaded,
-    ConnectionClosed,
-    ConnectionOpened,
     Event,
     LogonRefused,
     LoopLagSampled,
@@ -79,8 +79,6 @@ COUNTED = (
     SessionShared,
     SessionStoreCall,
     AdminCall,
-    ConnectionOpened,
-    ConnectionClosed,
     ConfigReloaded,
     ConfigRejected,
     CertificatesReloaded,
@@ -109,6 +107,8 @@ class Metrics:
         self.rejected = Counter(
             "cpr_gateway_rejected", "Connections closed without an answer.", ("reason",), registry=r
         )
+        #: Read from the listener when scraped (:meth:`count_connections`), not kept per
+        #: connection: two updates fewer per request, and a count that cannot drift.
         self.in_flight = Gauge(
             "cpr_gateway_connections_in_flight", "Client connections being served.", registry=r
         )
@@ -369,10 +369,6 @@ class Metrics:
                 self.session_store.labels(event.call, event.outcome).inc()
             case AdminCall():
                 self.admin_calls.labels(event.call, event.result).inc()
-            case ConnectionOpened():
-                self.in_flight.inc()
-            case ConnectionClosed():
-                self.in_flight.dec()
             case ConfigReloaded():
                 self.reloads.labels("ok").inc()
                 self.last_reload_ok.set(1)
@@ -386,6 +382,10 @@ class Metrics:
                 self._on_canary(event)
             case _:
                 pass
+
+    def count_connections(self, in_flight: Callable[[], int]) -> None:
+        """``cpr_gateway_connections_in_flight`` is what ``in_flight`` says when scraped."""
+        self.in_flight.set_function(in_flight)
 
     def _series_of(self, event: RequestCompleted) -> tuple[Counter, Histogram]:
         key = (event.operation, event.route, event.backend, event.fejlnr)
