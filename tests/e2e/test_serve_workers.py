@@ -13,7 +13,7 @@ import pytest
 from workers_harness import ROOT, serving_workers, wait_ready
 
 from cpr_bench.measure import process_tree
-from cpr_bench.servers import free_port, free_ports
+from cpr_bench.servers import free_port, free_ports, http_get
 from cpr_devtools.client import Endpoint, logon
 from emulator_harness import DEMO_PRIV, running_emulator
 
@@ -70,6 +70,45 @@ async def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
             endpoint = Endpoint("127.0.0.1", port)
             tokens = [await logon(endpoint, DEMO_PRIV.who, DEMO_PRIV.password) for _ in range(6)]
             assert all(len(token) == 8 for token in tokens)
+
+
+async def test_the_parent_sleeps_and_passes_a_reload_on_to_every_worker(tmp_path: Path) -> None:
+    """Idle, the parent does not wake (it waits on its workers and its signals, no polling);
+    a SIGHUP wakes it, reaches every worker as a reload, and the set keeps running."""
+    async with running_emulator(tls=False) as emu:
+        port, admin = _free_ports(2)
+        config = tmp_path / "routing.yaml"
+        config.write_text(ROUTING.format(port=port, admin=admin, backend=emu.port))
+        async with serving_workers(config, admin) as process:
+            before = _voluntary_switches(process.pid)
+            await asyncio.sleep(1.0)
+            # Polling ten times a second, as it once did, would be ten switches here.
+            assert _voluntary_switches(process.pid) - before <= 1
+            process.send_signal(signal.SIGHUP)
+            for index in range(2):
+                assert await _reloads_ok(admin + index) == 1.0
+            assert process.returncode is None
+
+
+def _voluntary_switches(pid: int) -> int:
+    """How often process ``pid`` has given up its core to wait (its wake-ups)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches in /proc")
+
+
+async def _reloads_ok(admin: int) -> float:
+    """The worker's successful reloads, from its /metrics, once it has done one (10 s)."""
+    for _ in range(100):
+        _status, raw = await http_get(admin, "/metrics")
+        for line in raw.decode().splitlines():
+            if line.startswith('cpr_gateway_config_reloads_total{result="ok"}'):
+                count = float(line.rsplit(" ", 1)[1])
+                if count > 0:
+                    return count
+        await asyncio.sleep(0.1)
+    return 0.0
 
 
 async def test_a_broken_routing_file_fails_once_before_any_worker_starts(tmp_path: Path) -> None:
