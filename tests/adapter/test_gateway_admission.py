@@ -363,6 +363,32 @@ def _server_side_nodelay(server_port: int, client: tuple[str, int]) -> int | Non
     return None
 
 
+async def test_a_burst_queued_in_the_kernel_is_accepted_and_answered_whole(
+    ca: tuple[Path, ServerTls],
+) -> None:
+    """Connections that arrive while the loop is busy wait in the kernel's accept queue; the
+    listener takes as many as are queued at its next wake-up (and any that came meanwhile
+    at the one after), and every one is answered."""
+    ca_cert, tls = ca
+    async with backend_server(canned()) as port, running(_config(port, tls)) as run:
+        # Blocking connects from the loop's own thread: the loop cannot accept meanwhile,
+        # so all of them are queued at once before the listener's next wake-up.
+        queued = [socket.create_connection((run.client.host, run.client.port)) for _ in range(6)]
+
+        async def lookup(sock: socket.socket) -> bytes:
+            reader, writer = await asyncio.open_connection(
+                sock=sock, ssl=client_context(ca_cert), server_hostname="localhost"
+            )
+            writer.write(LOOKUP.encode())
+            try:
+                return await read_all(reader)
+            finally:
+                writer.close()
+
+        answers = await asyncio.gather(*(lookup(sock) for sock in queued))
+        assert answers == [LOOKUP_ANSWER] * 6
+
+
 async def test_an_admitted_tls_connection_sends_small_writes_at_once(
     ca: tuple[Path, ServerTls],
 ) -> None:

@@ -1,9 +1,12 @@
-"""Connection slots: counted in all and per source address, released once, limits read live."""
+"""Connection slots: counted in all and per source address, released once, limits read live;
+the accept queue's length as the kernel tells it."""
 
 from __future__ import annotations
 
+import socket
+
 from gateway.config.schema import Limits
-from gateway.server.admission import Slot, Slots
+from gateway.server.admission import Slot, Slots, _queued
 
 
 def _slots(limits: list[Limits]) -> Slots:
@@ -61,3 +64,21 @@ def test_a_reload_applies_to_the_next_connection() -> None:
     limits[0] = Limits(max_connections=10, max_connections_per_address=2)
     assert slots.take("192.0.2.1") == "per_address"
     assert slots.from_address("192.0.2.1") == 2
+
+
+def test_the_accept_queue_is_read_from_the_kernel() -> None:
+    """What a wake-up accepts: the connections the kernel has queued on a TCP listener (so
+    that no accept ends a batch with EAGAIN); unknown on a socket that is not TCP."""
+    with socket.create_server(("127.0.0.1", 0), backlog=8) as listening:
+        assert _queued(listening) == 0
+        clients = [socket.create_connection(listening.getsockname()) for _ in range(3)]
+        try:
+            assert _queued(listening) == 3  # loopback connects complete before they return
+            accepted, _ = listening.accept()
+            accepted.close()
+            assert _queued(listening) == 2
+        finally:
+            for client in clients:
+                client.close()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+        assert _queued(unix) is None
