@@ -173,3 +173,26 @@ def test_a_context_that_is_not_resuming_has_nothing_to_offer(pki_dir: Path) -> N
 def _pair(pki_dir: Path) -> tuple[Path, Path]:
     pki = ensure_dev_pki(pki_dir, servers=("emulator",))
     return pki.cert("emulator"), pki.key("emulator")
+
+
+def test_the_servers_certificate_is_verified_and_kept_in_der_only(pki_dir: Path) -> None:
+    """A resuming connection verifies the server's certificate and name in the handshake, as
+    any does; afterwards the certificate is there in DER, and not decoded into a dict (the
+    one a TLS transport would decode after every handshake, for nobody)."""
+    client, server = contexts(pki_dir, Clock())
+    ours = connect(client, server, close=False)
+    pki = ensure_dev_pki(pki_dir, servers=("emulator",))
+    assert ours.getpeercert(binary_form=True) == ssl.PEM_cert_to_DER_cert(
+        pki.cert("emulator").read_text()
+    )
+    assert ours.getpeercert() is None
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    wrong_name = client.wrap_bio(c_in, c_out, server_hostname="not-the-emulator")
+    theirs = server.wrap_bio(s_in, s_out, server_side=True)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        for _ in range(10):
+            for side in (wrong_name, theirs):
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    side.do_handshake()
+            s_in.write(c_out.read())
+            c_in.write(s_out.read())
