@@ -146,6 +146,25 @@ async def test_over_max_connections_is_closed_before_tls(ca: tuple[Path, ServerT
         assert await _tls_exchange(run, ca_cert, LOOKUP.encode(), "127.0.0.1") == LOOKUP_ANSWER
 
 
+async def test_a_tls_connection_is_named_by_the_address_it_was_accepted_from(
+    ca: tuple[Path, ServerTls],
+) -> None:
+    """The listener knows the client's address from the accept: its connection's events and
+    its request's log fields name that ``host:port``, from a second loopback address too."""
+    ca_cert, tls = ca
+    async with backend_server(canned()) as port, running(_config(port, tls)) as run:
+        seen: list[Event] = []
+        run.gateway.bus.subscribe(seen.append)
+        async with _tls_client(run, ca_cert, OTHER_HOST) as (reader, writer):
+            client = writer.get_extra_info("sockname")
+            writer.write(LOOKUP.encode())
+            assert await read_all(reader) == LOOKUP_ANSWER
+        await asyncio.sleep(0)  # the request's own events come in the loop's next pass
+        named = {type(e).__name__: e.peer for e in seen if hasattr(e, "peer")}
+        assert named["ConnectionOpened"] == f"{OTHER_HOST}:{client[1]}"
+        assert named["RequestCompleted"] == f"{OTHER_HOST}:{client[1]}"
+
+
 async def test_over_the_per_address_limit_is_closed_before_tls(
     ca: tuple[Path, ServerTls],
 ) -> None:

@@ -49,9 +49,10 @@ from gateway.server.proxy_gate import read_proxy_header
 from gateway.server.turns import HandshakeTurns
 
 #: Builds a connection's own protocol, given the client a trusted proxy named (None when the
-#: socket's peer is the client) and the slot it holds, which the protocol releases when the
-#: connection is lost.
-ConnectionFactory = Callable[[Address | None, "Slot"], asyncio.Protocol]
+#: socket's peer is the client), the slot it holds, which the protocol releases when the
+#: connection is lost, and the socket's peer as accepted: ``host:port`` and the host (known
+#: here, so that the protocol need not ask its transport; None when it has no address).
+ConnectionFactory = Callable[[Address | None, "Slot", tuple[str, str] | None], asyncio.Protocol]
 #: Hears of connections closed before they became one: the peer (``host:port``; the host
 #: alone for refusals at accept), the reason (a ``RequestRejected`` reason), bytes received,
 #: what was wrong when the reason alone does not say, and how many connections alike.
@@ -263,7 +264,8 @@ class AdmittingServer:
             sock.close()
             return slot, host
         accepted = asyncio.get_running_loop().time()
-        coro = self._let_in(sock, f"{host}:{port}", slot, balancer, accepted)
+        accepted_from = (f"{host}:{port}", host) if host else None
+        coro = self._let_in(sock, accepted_from, slot, balancer, accepted)
         self._doors.spawn(coro, name="admitted")
         return None
 
@@ -277,11 +279,17 @@ class AdmittingServer:
         return self._pressure() > self._slots.limits().shed_lag
 
     async def _let_in(
-        self, sock: socket.socket, peer: str, slot: Slot, balancer: bool, accepted: float
+        self,
+        sock: socket.socket,
+        accepted_from: tuple[str, str] | None,
+        slot: Slot,
+        balancer: bool,
+        accepted: float,
     ) -> None:
         """Header (from a balancer), then the address's turn and TLS, then the protocol; a
         socket that does not get that far is closed and its slot released here."""
         loop = asyncio.get_running_loop()
+        peer = accepted_from[0] if accepted_from else ":"
         patience = self._slots.limits().handshake_timeout
         deadline = accepted + patience
         through = False
@@ -289,7 +297,7 @@ class AdmittingServer:
             # Non-blocking: the transport makes it so (and TCP_NODELAY came from the
             # listening socket); a balancer's header is read before there is a transport.
             source = await self._source(sock, peer, slot, patience) if balancer else None
-            await self._handshake(sock, source, slot, deadline)
+            await self._handshake(sock, source, slot, deadline, accepted_from)
             through = True
         except _NotAdmitted:
             pass  # reported by _source
@@ -307,7 +315,12 @@ class AdmittingServer:
                 sock.close()
 
     async def _handshake(
-        self, sock: socket.socket, source: Address | None, slot: Slot, deadline: float
+        self,
+        sock: socket.socket,
+        source: Address | None,
+        slot: Slot,
+        deadline: float,
+        accepted_from: tuple[str, str] | None,
     ) -> None:
         """TLS (when the listener has it) within ``deadline``, in the turn of the address
         that the slot counts, then the connection's protocol."""
@@ -318,7 +331,7 @@ class AdmittingServer:
                 await self._turns.take(address)
         try:
             await loop.connect_accepted_socket(
-                lambda: self._factory(source, slot),
+                lambda: self._factory(source, slot, accepted_from),
                 sock,
                 ssl=self._context,
                 ssl_handshake_timeout=max(deadline - loop.time(), 0.001) if self._context else None,

@@ -160,14 +160,19 @@ class ClientListener:
         server.start(sock)
         return server
 
-    def _connection(self, source: Address | None = None, slot: Slot | None = None) -> _Client:
+    def _connection(
+        self,
+        source: Address | None = None,
+        slot: Slot | None = None,
+        accepted_from: tuple[str, str] | None = None,
+    ) -> _Client:
         return _Client(
             self._connections,
             self._limits,
             self._dispatcher,
             self._bus,
             answering=self._answering,
-            admitted=_Admitted(self._slots, slot, source),
+            admitted=_Admitted(self._slots, slot, source, accepted_from),
         )
 
     def _refused(self, peer: str, reason: str, received: int, detail: str, count: int) -> None:
@@ -185,14 +190,22 @@ class _Answering:
 
 class _Admitted:
     """How a connection came in: its slot (None on a plaintext listener: taken when the
-    connection is made) and the client a trusted balancer named (None: the socket's peer)."""
+    connection is made), the client a trusted balancer named (None: the socket's peer), and
+    the socket's peer as accepted (``host:port`` and the host; None: ask the transport)."""
 
-    __slots__ = ("slot", "slots", "source")
+    __slots__ = ("accepted_from", "slot", "slots", "source")
 
-    def __init__(self, slots: Slots, slot: Slot | None, source: Address | None) -> None:
+    def __init__(
+        self,
+        slots: Slots,
+        slot: Slot | None,
+        source: Address | None,
+        accepted_from: tuple[str, str] | None = None,
+    ) -> None:
         self.slots = slots
         self.slot = slot
         self.source = source
+        self.accepted_from = accepted_from
 
 
 class _Client(OneRequest):
@@ -219,7 +232,10 @@ class _Client(OneRequest):
 
     def admit(self) -> bool:
         admitted = self._admitted
-        self._peer, self._origin = _peer(self.transport, admitted.source)
+        if admitted.source is None and admitted.accepted_from is not None:
+            self._peer, self._origin = admitted.accepted_from
+        else:
+            self._peer, self._origin = _peer(self.transport, admitted.source)
         if admitted.slot is None:  # a plaintext listener: this is the accept
             slot = admitted.slots.take(self._origin)
             if isinstance(slot, str):
