@@ -40,9 +40,11 @@ def server_context(
     min_version: str = DEFAULT_MIN_VERSION,
     ciphers: str = DEFAULT_CIPHERS,
     client_ca: Path | None = None,
+    session_tickets: int | None = None,
 ) -> ssl.SSLContext:
     """A server-side context: ``cert``/``key`` presented, at least ``min_version``, TLS 1.2
-    suites from ``ciphers``; with ``client_ca``, clients must present a certificate it signed.
+    suites from ``ciphers``; with ``client_ca``, clients must present a certificate it signed;
+    ``session_tickets`` TLS 1.3 tickets after each full handshake (None: OpenSSL's 2).
 
     Raises OSError or ssl.SSLError for files that cannot be loaded, ValueError for a
     ``min_version`` or ``ciphers`` that allow nothing.
@@ -50,6 +52,8 @@ def server_context(
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     harden(context, min_version, ciphers)
     context.load_cert_chain(cert, key)
+    if session_tickets is not None:
+        context.num_tickets = session_tickets
     if client_ca is not None:
         context.load_verify_locations(cafile=str(client_ca))
         context.verify_mode = ssl.CERT_REQUIRED

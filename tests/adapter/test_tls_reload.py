@@ -1,6 +1,7 @@
-"""The client port's certificate follows its files: a real TLS client sees a renewed
+"""The client port's TLS: its certificate follows its files (a real TLS client sees a renewed
 certificate on its next handshake while a connection opened before completes; a bad pair
-is refused and the old one stays."""
+is refused and the old one stays); old protocols and weak suites are refused; session
+tickets are sent unless turned off."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import ssl
 import warnings
 from dataclasses import replace
@@ -18,6 +20,7 @@ from gateway_harness import (
     LOOKUP,
     LOOKUP_ANSWER,
     backend_server,
+    canned,
     free_port,
     gateway_config,
     held,
@@ -223,6 +226,47 @@ async def test_the_client_port_refuses_old_protocols_and_weak_suites(tmp_path: P
         await _handshake(server_context(tls.cert, tls.key, min_version="TLSv1.3"), tls12)
 
 
+@pytest.mark.parametrize(("tickets", "resumable"), [(None, True), (0, False)])
+async def test_session_tickets_are_sent_unless_turned_off(
+    tmp_path: Path, tickets: int | None, resumable: bool
+) -> None:
+    """By default a TLS 1.3 client gets session tickets with its answer and can resume its
+    next connection; ``session_tickets: 0`` sends none, and every connection is a full
+    handshake (which a consumer that never resumes does anyway)."""
+    pki, tls = _pki(tmp_path)
+    if tickets is not None:
+        tls = replace(tls, session_tickets=tickets)
+    async with backend_server(canned()) as port:
+        gateway = Gateway(gateway_config(port, listen_tls=tls), watch_interval=None)
+        _host, client_port = await gateway.start()
+        client = client_context(pki.ca_cert)
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", client_port, ssl=client, server_hostname="localhost"
+            )
+            writer.write(LOOKUP.encode())
+            assert await read_to_eof(reader, MAX_ANSWER_LENGTH) == LOOKUP_ANSWER
+            ssl_object = writer.get_extra_info("ssl_object")
+            assert ssl_object.version() == "TLSv1.3"
+            session = ssl_object.session
+            writer.close()
+            assert (session is not None and session.has_ticket) is resumable
+            if resumable:
+                assert await asyncio.to_thread(_resumes, client, client_port, session)
+        finally:
+            await gateway.aclose()
+
+
+def _resumes(client: ssl.SSLContext, port: int, session: ssl.SSLSession) -> bool:
+    """Whether a new connection offering ``session`` resumes it (a blocking client: asyncio's
+    connections take no session to offer)."""
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        client.wrap_socket(raw, server_hostname="localhost", session=session) as tls,
+    ):
+        return tls.session_reused is True
+
+
 async def test_ciphers_that_select_nothing_stop_the_start(tmp_path: Path) -> None:
     """A cipher string of the right shape that this OpenSSL cannot use is a ConfigError at
     start, naming it (reading routing.yaml cannot tell: it loads no ssl)."""
@@ -244,6 +288,10 @@ def test_the_configs_defaults_are_the_tls_modules() -> None:
         policy.DEFAULT_CIPHERS,
     )
     assert tuple(policy.MIN_VERSIONS) == TLS_VERSIONS
+    # session_tickets' default is what a context sends when not told (OpenSSL's own).
+    assert (
+        defaults.session_tickets == ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).num_tickets
+    )
 
 
 def test_a_renewal_written_file_by_file_is_loaded_once_as_a_pair(tmp_path: Path) -> None:

@@ -132,6 +132,17 @@ def test_tls_resumption_can_be_turned_off(tmp_path: Path) -> None:
     assert problem.startswith("backends.mainframe.tls_resumption: ")
 
 
+def test_session_tickets_default_to_two_and_can_be_turned_off(tmp_path: Path) -> None:
+    """The client port sends OpenSSL's 2 TLS 1.3 tickets unless ``session_tickets`` says
+    otherwise (0: none)."""
+    tls = "tls: {cert: a.crt, key: a.key}"
+    default = load_routing(_write(tmp_path, MINIMAL.replace("tls: null}\n", tls + "}\n")))
+    assert default.listen.tls is not None and default.listen.tls.session_tickets == 2
+    none = tls.replace("}", ", session_tickets: 0}")
+    off = load_routing(_write(tmp_path, MINIMAL.replace("tls: null}\n", none + "}\n")))
+    assert off.listen.tls is not None and off.listen.tls.session_tickets == 0
+
+
 #: Both backends of the shipped routing.yaml: var/'s CA, and the gateway's client certificate.
 MUTUAL_TLS = ClientTls(
     REPO_ROUTING.parent / "var/tls/ca.crt",
@@ -200,12 +211,27 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
             "tls: null}",
             "tls: [a.crt, a.key]}",
             "listen.tls: expected a mapping with keys cert, key, min_version, ciphers, "
-            "got ['a.crt', 'a.key']",
+            "session_tickets, got ['a.crt', 'a.key']",
         ),
         (
             "tls: null}",
             "tls: {cert: a.crt, key: a.key, min_version: TLSv1.1}}",
             "listen.tls.min_version: expected TLSv1.2 or TLSv1.3, got 'TLSv1.1'",
+        ),
+        (
+            "tls: null}",
+            "tls: {cert: a.crt, key: a.key, session_tickets: 9}}",
+            "listen.tls.session_tickets: expected 0-8, got 9",
+        ),
+        (
+            "tls: null}",
+            "tls: {cert: a.crt, key: a.key, session_tickets: -1}}",
+            "listen.tls.session_tickets: expected 0-8, got -1",
+        ),
+        (
+            "tls: null}",
+            "tls: {cert: a.crt, key: a.key, session_tickets: no}}",
+            "listen.tls.session_tickets: expected an integer, got False",
         ),
         (
             "tls: null}",

@@ -71,6 +71,8 @@ _SPLIT_KEY = r.one_of(SplitKey, "split key")
 _REQUEST_LINES = r.one_of(RequestLines, "request lines")
 #: The characters of an OpenSSL cipher string (``ECDHE+AESGCM:!aNULL:@SECLEVEL=2``).
 _CIPHER_STRING = re.compile(r"[A-Za-z0-9_+\-!:,@=. ]{1,512}")
+#: ``listen.tls.session_tickets`` at most: a client uses one per connection it resumes.
+MAX_SESSION_TICKETS = 8
 _ROUTE_KEYS = (
     "name", "match", "backend", "split", "deadline", "shadow", "noise", "compare", "thresholds",
     "canary",
@@ -184,12 +186,13 @@ class RoutingReader(Problems):
         """Certificate and key, or None for plaintext; the lowest version and TLS 1.2 suites."""
         if raw is None:
             return None
-        s = self.section(raw, path, ("cert", "key", "min_version", "ciphers"))
+        s = self.section(raw, path, ("cert", "key", "min_version", "ciphers", "session_tickets"))
         tls = ServerTls(
             s.get("cert", self.file),
             s.get("key", self.file),
             s.get("min_version", _min_version, _SERVER_TLS.min_version),
             s.get("ciphers", _ciphers, _SERVER_TLS.ciphers),
+            s.get("session_tickets", _session_tickets, _SERVER_TLS.session_tickets),
         )
         s.done()
         return tls
@@ -475,6 +478,14 @@ def _ciphers(raw: object, _path: str) -> str:
     if not isinstance(raw, str) or not _CIPHER_STRING.fullmatch(raw):
         raise Problem(f"expected an OpenSSL cipher string like ECDHE+AESGCM, got {show(raw)}")
     return raw
+
+
+def _session_tickets(raw: object, path: str) -> int:
+    """0-8: more than a client could use is a mistake (OpenSSL sends 2, as does HAProxy)."""
+    value = r.integer(raw, path)
+    if not 0 <= value <= MAX_SESSION_TICKETS:
+        raise Problem(f"expected 0-{MAX_SESSION_TICKETS}, got {value}")
+    return value
 
 
 def _user(raw: object) -> str:

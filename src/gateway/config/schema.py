@@ -47,6 +47,9 @@ class ServerTls:
     min_version: str = "TLSv1.2"
     #: TLS 1.2 cipher suites, as an OpenSSL cipher string (TLS 1.3's are OpenSSL's own).
     ciphers: str = "ECDHE+AESGCM:ECDHE+CHACHA20"
+    #: TLS 1.3 session tickets sent after each full handshake (OpenSSL's and HAProxy's 2);
+    #: 0 when no consumer resumes sessions, which saves the server issuing them.
+    session_tickets: int = 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,13 @@ MAX_PEM_BYTES = 1024 * 1024
 def listener_context(tls: ServerTls) -> ssl.SSLContext:
     """The client port's context from ``listen.tls``; ConfigError when it cannot be made."""
     try:
-        return server_context(tls.cert, tls.key, min_version=tls.min_version, ciphers=tls.ciphers)
+        return server_context(
+            tls.cert,
+            tls.key,
+            min_version=tls.min_version,
+            ciphers=tls.ciphers,
+            session_tickets=tls.session_tickets,
+        )
     except ValueError as exc:  # min_version or ciphers that allow nothing
         raise ConfigError([f"listen.tls: {exc}"]) from None
     except (OSError, ssl.SSLError) as exc:
