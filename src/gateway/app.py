@@ -217,6 +217,9 @@ class Gateway:
             pressure=self.loop_lag,
         )
         self.metrics.count_connections(lambda: self._listener.in_flight if self._listener else 0)
+        self.metrics.count_client_handshakes(
+            lambda: self._listener.handshakes if self._listener else (0, 0)
+        )
         try:
             await self._start_canary(config)
         except BaseException:

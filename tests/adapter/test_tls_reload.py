@@ -232,7 +232,8 @@ async def test_session_tickets_are_sent_unless_turned_off(
 ) -> None:
     """By default a TLS 1.3 client gets session tickets with its answer and can resume its
     next connection; ``session_tickets: 0`` sends none, and every connection is a full
-    handshake (which a consumer that never resumes does anyway)."""
+    handshake (which a consumer that never resumes does anyway). The gateway counts its
+    client handshakes, resumed and full."""
     pki, tls = _pki(tmp_path)
     if tickets is not None:
         tls = replace(tls, session_tickets=tickets)
@@ -253,17 +254,27 @@ async def test_session_tickets_are_sent_unless_turned_off(
             assert (session is not None and session.has_ticket) is resumable
             if resumable:
                 assert await asyncio.to_thread(_resumes, client, client_port, session)
+            # Whether consumers resume is what decides the setting: the gateway counts it.
+            handshakes = "cpr_gateway_client_tls_handshakes_total"
+            assert gateway.metrics.value(handshakes, session="full") == 1
+            assert gateway.metrics.value(handshakes, session="resumed") == int(resumable)
         finally:
             await gateway.aclose()
 
 
 def _resumes(client: ssl.SSLContext, port: int, session: ssl.SSLSession) -> bool:
-    """Whether a new connection offering ``session`` resumes it (a blocking client: asyncio's
-    connections take no session to offer)."""
+    """Whether a lookup on a new connection offering ``session`` resumes it (a blocking
+    client: asyncio's connections take no session to offer). The answer is read whole, so
+    the gateway has seen the handshake through by the time this returns."""
     with (
-        socket.create_connection(("127.0.0.1", port)) as raw,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
         client.wrap_socket(raw, server_hostname="localhost", session=session) as tls,
     ):
+        tls.sendall(LOOKUP.encode())
+        answer = b""
+        while chunk := tls.recv(MAX_ANSWER_LENGTH):
+            answer += chunk
+        assert answer == LOOKUP_ANSWER
         return tls.session_reused is True
 
 

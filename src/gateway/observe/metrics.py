@@ -7,7 +7,7 @@ registry, so tests get a fresh one and nothing lands in the global default.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,6 +17,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from gateway.comparison import Verdict
 from gateway.observe.events import (
@@ -96,6 +98,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        self._client_handshakes: _ClientHandshakes | None = None
         self.requests = Counter(
             "cpr_gateway_requests", "Answered requests.",
             ("operation", "route", "backend", "fejlnr"), registry=r,
@@ -387,6 +390,16 @@ class Metrics:
         """``cpr_gateway_connections_in_flight`` is what ``in_flight`` says when scraped."""
         self.in_flight.set_function(in_flight)
 
+    def count_client_handshakes(self, handshakes: Callable[[], tuple[int, int]]) -> None:
+        """``cpr_gateway_client_tls_handshakes_total{session}``: the client port's TLS
+        handshakes that resumed a session and that did not, as ``handshakes`` says when
+        scraped (kept as two integers by the listener, not a labelled counter per
+        connection). Whether any consumer resumes decides ``listen.tls.session_tickets``."""
+        if self._client_handshakes is None:
+            self._client_handshakes = _ClientHandshakes(handshakes)
+            self.registry.register(self._client_handshakes)
+        self._client_handshakes.handshakes = handshakes
+
     def _series_of(self, event: RequestCompleted) -> tuple[Counter, Histogram]:
         key = (event.operation, event.route, event.backend, event.fejlnr)
         series = self._request_series.get(key)
@@ -404,3 +417,21 @@ class Metrics:
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class _ClientHandshakes(Collector):
+    """The client port's handshakes, resumed and full, read from the listener at scrape."""
+
+    def __init__(self, handshakes: Callable[[], tuple[int, int]]) -> None:
+        self.handshakes = handshakes
+
+    def collect(self) -> Iterator[Metric]:
+        resumed, full = self.handshakes()
+        family = CounterMetricFamily(
+            "cpr_gateway_client_tls_handshakes",
+            "Client TLS handshakes by session: resumed (a ticket offered and taken) or full.",
+            labels=("session",),
+        )
+        family.add_metric(("resumed",), resumed)
+        family.add_metric(("full",), full)
+        yield family

@@ -78,6 +78,7 @@ class ClientListener:
         self._connections = Connections()
         self._slots = Slots(lambda: self._limits)
         self._answering = _Answering()
+        self._handshakes = _Handshakes()
 
     @property
     def accepting(self) -> bool:
@@ -88,6 +89,11 @@ class ClientListener:
     def in_flight(self) -> int:
         """Connections being served right now."""
         return len(self._connections)
+
+    @property
+    def handshakes(self) -> tuple[int, int]:
+        """Client TLS handshakes so far that resumed a session, and that did not."""
+        return self._handshakes.resumed, self._handshakes.full
 
     @property
     def slots(self) -> Slots:
@@ -173,6 +179,7 @@ class ClientListener:
             self._bus,
             answering=self._answering,
             admitted=_Admitted(self._slots, slot, source, accepted_from),
+            handshakes=self._handshakes,
         )
 
     def _refused(self, peer: str, reason: str, received: int, detail: str, count: int) -> None:
@@ -186,6 +193,17 @@ class _Answering:
 
     def __init__(self) -> None:
         self.count = 0
+
+
+class _Handshakes:
+    """Client TLS handshakes that resumed a session (``resumed``) and that did not (``full``):
+    whether any consumer resumes decides ``listen.tls.session_tickets``."""
+
+    __slots__ = ("full", "resumed")
+
+    def __init__(self) -> None:
+        self.resumed = 0
+        self.full = 0
 
 
 class _Admitted:
@@ -220,6 +238,7 @@ class _Client(OneRequest):
         *,
         answering: _Answering,
         admitted: _Admitted,
+        handshakes: _Handshakes,
     ) -> None:
         super().__init__(connections, limits.read_timeout, limits.first_byte_timeout)
         self._max_in_flight = limits.max_in_flight
@@ -227,6 +246,7 @@ class _Client(OneRequest):
         self._bus = bus
         self._answering = answering
         self._admitted = admitted
+        self._handshakes = handshakes
         self._peer = "unknown"
         self._origin: str | None = None
 
@@ -242,6 +262,12 @@ class _Client(OneRequest):
                 self._bus.emit(RequestRejected(self._peer, slot, 0))
                 return False
             admitted.slot = slot
+        tls = self.transport.get_extra_info("ssl_object")
+        if tls is not None:  # the handshake is done: the protocol sees the connection after it
+            if tls.session_reused:
+                self._handshakes.resumed += 1
+            else:
+                self._handshakes.full += 1
         self._bus.emit(ConnectionOpened(self._peer))
         return True
 
