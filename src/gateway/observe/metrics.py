@@ -393,7 +393,7 @@ class Metrics:
     def count_client_handshakes(self, handshakes: Callable[[], tuple[int, int]]) -> None:
         """``cpr_gateway_client_tls_handshakes_total{session}``: the client port's TLS
         handshakes that resumed a session and that did not, as ``handshakes`` says when
-        scraped (kept as two integers by the listener, not a labelled counter per
+        scraped (OpenSSL counts them for the listener's context: nothing is counted per
         connection). Whether any consumer resumes decides ``listen.tls.session_tickets``."""
         if self._client_handshakes is None:
             self._client_handshakes = _ClientHandshakes(handshakes)

@@ -78,7 +78,6 @@ class ClientListener:
         self._connections = Connections()
         self._slots = Slots(lambda: self._limits)
         self._answering = _Answering()
-        self._handshakes = _Handshakes()
 
     @property
     def accepting(self) -> bool:
@@ -92,8 +91,14 @@ class ClientListener:
 
     @property
     def handshakes(self) -> tuple[int, int]:
-        """Client TLS handshakes so far that resumed a session, and that did not."""
-        return self._handshakes.resumed, self._handshakes.full
+        """Client TLS handshakes completed so far that resumed a session, and that did not:
+        OpenSSL's own counts for the listener's context (nothing counted per connection
+        here); (0, 0) without TLS."""
+        if self._context is None:
+            return 0, 0
+        stats = self._context.session_stats()
+        resumed = stats["hits"]
+        return resumed, stats["accept_good"] - resumed
 
     @property
     def slots(self) -> Slots:
@@ -109,9 +114,9 @@ class ClientListener:
         An address that cannot be bound or a certificate that cannot be loaded is
         a ConfigError, so the operator sees which setting to fix.
         """
+        if self._context is None and self._listen.tls is not None:
+            self._context = listener_context(self._listen.tls)
         context = self._context
-        if context is None and self._listen.tls is not None:
-            context = listener_context(self._listen.tls)
         where: dict[str, Any] = {"sock": sock}
         if sock is None:
             where = {"host": self._listen.host, "port": self._listen.port}
@@ -179,7 +184,6 @@ class ClientListener:
             self._bus,
             answering=self._answering,
             admitted=_Admitted(self._slots, slot, source, accepted_from),
-            handshakes=self._handshakes,
         )
 
     def _refused(self, peer: str, reason: str, received: int, detail: str, count: int) -> None:
@@ -193,17 +197,6 @@ class _Answering:
 
     def __init__(self) -> None:
         self.count = 0
-
-
-class _Handshakes:
-    """Client TLS handshakes that resumed a session (``resumed``) and that did not (``full``):
-    whether any consumer resumes decides ``listen.tls.session_tickets``."""
-
-    __slots__ = ("full", "resumed")
-
-    def __init__(self) -> None:
-        self.resumed = 0
-        self.full = 0
 
 
 class _Admitted:
@@ -238,7 +231,6 @@ class _Client(OneRequest):
         *,
         answering: _Answering,
         admitted: _Admitted,
-        handshakes: _Handshakes,
     ) -> None:
         super().__init__(connections, limits.read_timeout, limits.first_byte_timeout)
         self._max_in_flight = limits.max_in_flight
@@ -246,7 +238,6 @@ class _Client(OneRequest):
         self._bus = bus
         self._answering = answering
         self._admitted = admitted
-        self._handshakes = handshakes
         self._peer = "unknown"
         self._origin: str | None = None
 
@@ -262,12 +253,6 @@ class _Client(OneRequest):
                 self._bus.emit(RequestRejected(self._peer, slot, 0))
                 return False
             admitted.slot = slot
-        tls = self.transport.get_extra_info("ssl_object")
-        if tls is not None:  # the handshake is done: the protocol sees the connection after it
-            if tls.session_reused:
-                self._handshakes.resumed += 1
-            else:
-                self._handshakes.full += 1
         self._bus.emit(ConnectionOpened(self._peer))
         return True
 
