@@ -243,10 +243,7 @@ class _Client(OneRequest):
 
     def admit(self) -> bool:
         admitted = self._admitted
-        if admitted.source is None and admitted.accepted_from is not None:
-            self._peer, self._origin = admitted.accepted_from
-        else:
-            self._peer, self._origin = _peer(self.transport, admitted.source)
+        self._peer, self._origin = _peer(self.transport, admitted)
         if admitted.slot is None:  # a plaintext listener: this is the accept
             slot = admitted.slots.take(self._origin)
             if isinstance(slot, str):
@@ -287,12 +284,15 @@ class _Client(OneRequest):
         self._bus.emit(ConnectionClosed(self._peer))
 
 
-def _peer(transport: asyncio.BaseTransport, source: Address | None) -> tuple[str, str | None]:
+def _peer(transport: asyncio.BaseTransport, admitted: _Admitted) -> tuple[str, str | None]:
     """``host:port`` of the client, for logs (an address, never request contents), and its
     address alone, for backends (None when unknown): the one a trusted proxy named, else
-    the socket's peer."""
+    the socket's peer (as accepted, when the listener accepted it itself)."""
+    source = admitted.source
     if source is not None:
         return str(source), str(source.ip)
+    if admitted.accepted_from is not None:
+        return admitted.accepted_from
     address = transport.get_extra_info("peername")
     if isinstance(address, tuple) and len(address) >= 2:
         return f"{address[0]}:{address[1]}", str(address[0])
