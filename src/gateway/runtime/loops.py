@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Coroutine
-from typing import Any, Literal, TypeVar, cast, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 T = TypeVar("T")
 
@@ -45,17 +45,3 @@ def run(main: Coroutine[Any, Any, T], name: LoopName | None = None) -> T:
     """:func:`asyncio.run` on the chosen loop."""
     with asyncio.Runner(loop_factory=loop_factory(name)) as runner:
         return runner.run(main)
-
-
-def tls_protocol(loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:
-    """The TLS protocol class ``loop`` itself uses (``start_tls``, ``create_server(ssl=)``):
-    uvloop's for a uvloop loop, asyncio's otherwise. Same arguments for both: ``(loop,
-    app_protocol, context, waiter, server_side=, server_hostname=, call_connection_made=,
-    ssl_handshake_timeout=, ssl_shutdown_timeout=)``."""
-    if type(loop).__module__.startswith("uvloop"):
-        from uvloop import loop as uvloop_loop  # noqa: PLC0415
-
-        return cast(Callable[..., Any], uvloop_loop.SSLProtocol)  # type: ignore[attr-defined]
-    from asyncio.sslproto import SSLProtocol as AsyncioSSLProtocol  # noqa: PLC0415
-
-    return AsyncioSSLProtocol

@@ -1,12 +1,9 @@
 """Admission at accept: a connection is counted, and refused if over a limit, before any TLS.
 
 A TLS handshake costs the server far more CPU than the client, and ``loop.create_server``
-with TLS (asyncio's and uvloop's alike) runs it before the protocol learns that a connection
-exists. A TLS listener therefore takes its connections from ``create_server`` without TLS
-and starts TLS itself once a connection is admitted (gateway.server.tls_doors); a listener
-behind a trusted load balancer accepts its connections itself (:class:`AdmittingServer`,
-here), because it must read the balancer's header in clear before any transport does.
-Both decide at once, from the socket's peer address, by the same rules:
+(asyncio's and uvloop's alike) runs it before the protocol learns that a connection exists.
+A listener with TLS, or behind a trusted load balancer, therefore accepts its connections
+itself (:class:`AdmittingServer`) and decides at once, from the socket's peer address:
 
 * :class:`Slots` counts connections from accept to close, per process and per source
   address; over ``limits.max_connections`` or ``limits.max_connections_per_address`` the
@@ -73,7 +70,7 @@ _UNACKED_AT = 24
 _TCP_INFO_BYTES = _UNACKED_AT + 4
 #: A handshake that failed this close to its deadline was cut by it: a loop's timers may
 #: run a little before their time (uvloop's clock counts milliseconds).
-CLOCK_SLACK_S = 0.005
+_CLOCK_SLACK_S = 0.005
 
 
 class Slots:
@@ -308,7 +305,7 @@ class AdmittingServer:
             # A failed handshake is unseen, as on any TLS listener; one cut by the timeout
             # (or whose turn did not come in time) held a slot for the whole of it, which
             # is worth knowing.
-            if self._context is not None and loop.time() >= deadline - CLOCK_SLACK_S:
+            if self._context is not None and loop.time() >= deadline - _CLOCK_SLACK_S:
                 self._refused(
                     peer, HANDSHAKE_TIMEOUT, 0, f"no TLS handshake within {patience:g}s", 1
                 )

@@ -119,11 +119,6 @@ class OneRequest(asyncio.Protocol):
         """The connection is over (called once, for every admitted connection)."""
 
     @property
-    def connected(self) -> bool:
-        """Whether the connection was made (for TLS: the handshake is through)."""
-        return self._transport is not None
-
-    @property
     def transport(self) -> asyncio.Transport:
         assert self._transport is not None, "not connected yet"
         return self._transport

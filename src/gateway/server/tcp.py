@@ -8,8 +8,7 @@ its own bounds, and a failure while answering drops only that connection.
 
 Admission (gateway.server.admission): every connection holds a slot from accept to close,
 within ``limits.max_connections`` per process and ``limits.max_connections_per_address``;
-a listener with TLS admits at accept and starts TLS itself (gateway.server.tls_doors), one
-behind a balancer accepts for itself (gateway.server.admission), so that a connection over a
+a listener with TLS or behind a balancer accepts for itself, so that a connection over a
 limit is closed before any TLS work, and so is any while the process is behind (its loop
 lag); a plaintext listener counts in ``connection_made``,
 which for it is the accept. The TLS handshake has ``limits.handshake_timeout``, the first
@@ -50,7 +49,6 @@ from gateway.server.admission import AdmittingServer, Slot, Slots
 from gateway.server.certificates import listener_context
 from gateway.server.connection import Connections, OneRequest, describe_failure
 from gateway.server.proxy_gate import listening_socket
-from gateway.server.tls_doors import TlsDoors
 
 
 class ClientListener:
@@ -76,7 +74,7 @@ class ClientListener:
         self._limits = limits
         self._dispatcher = dispatcher
         self._bus = bus
-        self._server: asyncio.Server | AdmittingServer | TlsDoors | None = None
+        self._server: asyncio.Server | AdmittingServer | None = None
         self._connections = Connections()
         self._slots = Slots(lambda: self._limits)
         self._answering = _Answering()
@@ -123,10 +121,8 @@ class ClientListener:
         if sock is None:
             where = {"host": self._listen.host, "port": self._listen.port}
         try:
-            if self._listen.proxy_protocol is not None:
+            if context is not None or self._listen.proxy_protocol is not None:
                 self._server = await self._admitting(context, sock)
-            elif context is not None:
-                self._server = await self._doors(context, sock)
             else:
                 self._server = await asyncio.get_running_loop().create_server(
                     self._connection,
@@ -153,7 +149,7 @@ class ClientListener:
 
     async def drain(self, grace_s: float) -> int:
         """Let in-flight connections finish within ``grace_s``; returns how many were cancelled."""
-        if isinstance(self._server, AdmittingServer | TlsDoors):
+        if isinstance(self._server, AdmittingServer):
             await self._server.aclose()
         return await self._connections.drain(grace_s, "shutdown: grace period over")
 
@@ -174,17 +170,6 @@ class ClientListener:
             sock = await listening_socket(self._listen.host, self._listen.port, backlog)
         server.start(sock)
         return server
-
-    async def _doors(self, context: ssl.SSLContext, sock: socket.socket | None) -> TlsDoors:
-        """A TLS listener without a balancer: the loop accepts, the doors admit."""
-        doors = TlsDoors(
-            self._slots, context, self._connection, self._refused, pressure=self._pressure
-        )
-        if sock is None:
-            backlog = self._limits.max_connections
-            sock = await listening_socket(self._listen.host, self._listen.port, backlog)
-        await doors.start(sock)
-        return doors
 
     def _connection(
         self,

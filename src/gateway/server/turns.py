@@ -50,33 +50,19 @@ class HandshakeTurns:
         cancelled wait (the handshake's deadline) leaves nothing taken."""
         if self.try_take(address):
             return
-        turn = self.reserve(address)
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line = self._waiting.setdefault(address, collections.deque())
+        line.append(turn)
         try:
             await turn
         except asyncio.CancelledError:
-            self.withdraw(address, turn)
+            if turn.done() and not turn.cancelled():
+                self.give(address)  # handed over just as the wait was cut: pass it on
+            else:
+                line.remove(turn)
+                if not line:
+                    del self._waiting[address]
             raise
-
-    def reserve(self, address: str) -> asyncio.Future[None]:
-        """A place in ``address``'s line (after :meth:`try_take` said no): the future is
-        done when the turn is this connection's; :meth:`give` it back after, or
-        :meth:`withdraw` from the line."""
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(address, collections.deque()).append(turn)
-        return turn
-
-    def withdraw(self, address: str, turn: asyncio.Future[None]) -> None:
-        """Leave the line (a deadline, a connection gone): nothing stays taken, and a turn
-        handed over just now passes on."""
-        if turn.done() and not turn.cancelled():
-            self.give(address)
-            return
-        turn.cancel()
-        line = self._waiting.get(address)
-        if line is not None and turn in line:
-            line.remove(turn)
-            if not line:
-                del self._waiting[address]
 
     def give(self, address: str) -> None:
         """A handshake from ``address`` is over: its turn goes to the next in line, if any."""
