@@ -421,3 +421,34 @@ async def test_an_admitted_tls_connection_sends_small_writes_at_once(
     ):
         client = writer.get_extra_info("sockname")
         assert _server_side_nodelay(run.client.port, client) == 1
+
+
+async def test_at_shutdown_connections_still_at_their_door_are_closed_and_their_slots_freed(
+    ca: tuple[Path, ServerTls],
+) -> None:
+    """A connection in its handshake and one waiting for its address's turn are closed when
+    the gateway shuts down, not left to their handshake timeout, and hold no slot after."""
+    _ca_cert, tls = ca
+
+    def config(port: int) -> GatewayConfig:
+        return _config(port, tls, handshake_timeout=30.0, handshakes_per_address=1)
+
+    async with backend_server(canned()) as port:
+        run_context = running(config(port))
+        run = await run_context.__aenter__()
+        listener = run.gateway._listener
+        assert listener is not None
+        async with (
+            raw_connection(run.client) as (in_handshake, _w1),
+            raw_connection(run.client) as (waiting, _w2),
+        ):
+            for _ in range(100):  # both accepted: one holds the turn, one waits for it
+                if len(listener.slots) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(listener.slots) == 2
+            async with asyncio.timeout(5.0):  # far below the handshake timeout
+                await run_context.__aexit__(None, None, None)
+                assert await read_all(in_handshake) == b""
+                assert await read_all(waiting) == b""
+        assert len(listener.slots) == 0
