@@ -433,10 +433,8 @@ async def test_at_shutdown_connections_still_at_their_door_are_closed_and_their_
     def config(port: int) -> GatewayConfig:
         return _config(port, tls, handshake_timeout=30.0, handshakes_per_address=1)
 
-    async with backend_server(canned()) as port:
-        run_context = running(config(port))
-        run = await run_context.__aenter__()
-        listener = run.gateway._listener
+    async with backend_server(canned()) as port, running(config(port)) as run:
+        listener = run.gateway._listener  # the slots have no public face but the limits
         assert listener is not None
         async with (
             raw_connection(run.client) as (in_handshake, _w1),
@@ -448,7 +446,7 @@ async def test_at_shutdown_connections_still_at_their_door_are_closed_and_their_
                 await asyncio.sleep(0.01)
             assert len(listener.slots) == 2
             async with asyncio.timeout(5.0):  # far below the handshake timeout
-                await run_context.__aexit__(None, None, None)
+                await run.gateway.aclose()  # (safe to call again as `running` exits)
                 assert await read_all(in_handshake) == b""
                 assert await read_all(waiting) == b""
         assert len(listener.slots) == 0
