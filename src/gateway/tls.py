@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio.sslproto
 import ssl
 from pathlib import Path
+from typing import Any
 
 #: Read buffer per TLS connection. CPython's asyncio allocates ``SSLProtocol.max_size``
 #: (256 KiB in 3.11) for every TLS connection and keeps it resident; no CPR Direkte message
@@ -26,6 +27,79 @@ DEFAULT_MIN_VERSION = "TLSv1.2"
 #: ``listen.tls.ciphers`` when not given: TLS 1.2 suites with ephemeral ECDH key exchange
 #: (forward secrecy) and an AEAD cipher; no CBC, RSA key exchange, SHA-1 MACs or 3DES.
 DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+class DirectObject(ssl.SSLObject):
+    """A connection's TLS object whose per-record methods are the C object's own.
+
+    ``ssl.SSLObject`` wraps CPython's C object, and each of its methods is a Python
+    function that only makes the C call. The event loop's TLS transport calls them for
+    every handshake step, record read, write and shutdown: about twenty-five Python calls
+    per lookup over both hops. Bound on the instance (whose ``__dict__`` is looked in
+    before the class), the C object's methods are called directly, with the same results
+    and errors; they take their arguments by position only, as the transports pass them
+    (see :data:`_DIRECT`). A subclass that overrides one of them keeps its own.
+    """
+
+    #: (SSLObject's method, the C object's method it only calls) for this class: those it
+    #: does not override itself.
+    _bound: tuple[tuple[str, str], ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._bound = _not_overridden(cls)
+
+    @classmethod
+    def _create(cls, *args: Any, **kwargs: Any) -> DirectObject:
+        connection: DirectObject = super()._create(*args, **kwargs)  # type: ignore[misc]
+        inner = connection._sslobj  # type: ignore[attr-defined]
+        own = connection.__dict__
+        for name, direct in cls._bound:
+            own[name] = getattr(inner, direct)
+        return connection
+
+
+#: SSLObject's methods that only call the C object's (of the same name but ``unwrap``),
+#: among those the transports call. Not ``getpeercert``: callers name its argument
+#: (``binary_form=True``), which the C method takes only by position; and ``read``'s length
+#: has no default in C (the transports always pass it).
+_DIRECT = (
+    ("read", "read"),
+    ("write", "write"),
+    ("pending", "pending"),
+    ("do_handshake", "do_handshake"),
+    ("unwrap", "shutdown"),
+    ("cipher", "cipher"),
+    ("compression", "compression"),
+)
+
+
+def _not_overridden(cls: type[ssl.SSLObject]) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (name, direct)
+        for name, direct in _DIRECT
+        if getattr(cls, name) is getattr(ssl.SSLObject, name)
+    )
+
+
+DirectObject._bound = _not_overridden(DirectObject)
+
+
+class DirectContext(ssl.SSLContext):
+    """A context whose connections are :class:`DirectObject`, and which encodes the server
+    name it is given once rather than through the IDNA codec (Python) per connection."""
+
+    sslobject_class = DirectObject
+    _name: str | bytes | None = None
+    _encoded: str | None = None
+
+    def _encode_hostname(self, hostname: str | bytes | None) -> str | None:
+        if hostname is None:
+            return None
+        if hostname != self._name:
+            self._encoded = super()._encode_hostname(hostname)  # type: ignore[misc]
+            self._name = hostname
+        return self._encoded
 
 
 def bound_tls_buffers() -> None:
@@ -49,7 +123,9 @@ def server_context(
     Raises OSError or ssl.SSLError for files that cannot be loaded, ValueError for a
     ``min_version`` or ``ciphers`` that allow nothing.
     """
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # What ssl.create_default_context(Purpose.CLIENT_AUTH) makes, but for the class (and
+    # SSLKEYLOGFILE, as in client_context).
+    context = DirectContext(ssl.PROTOCOL_TLS_SERVER)
     harden(context, min_version, ciphers)
     context.load_cert_chain(cert, key)
     if session_tickets is not None:
@@ -77,7 +153,7 @@ def client_context(
     *,
     cert: Path | None = None,
     key: Path | None = None,
-    kind: type[ssl.SSLContext] = ssl.SSLContext,
+    kind: type[ssl.SSLContext] = DirectContext,
 ) -> ssl.SSLContext:
     """A client context verifying against ``ca`` (system trust store when None), presenting
     ``cert``/``key`` as its own certificate when given (mutual TLS); an instance of ``kind``

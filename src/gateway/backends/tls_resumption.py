@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.backends.session_handoff import SessionHandoff, load
+from gateway.tls import DirectContext, DirectObject
 
 #: How long one session is offered; the certificate is verified again at least this often.
 SESSION_MAX_AGE_S = 300.0
@@ -36,7 +37,7 @@ SESSION_MAX_AGE_S = 300.0
 STORED, REFUSED = "stored", "refused"
 
 
-class OfferedObject(ssl.SSLObject):
+class OfferedObject(DirectObject):
     """A connection's TLS object that knows whether a stored session was offered to it.
 
     Its peer's certificate is there in DER only (``getpeercert(binary_form=True)``); as a
@@ -53,7 +54,7 @@ class OfferedObject(ssl.SSLObject):
         return super().getpeercert(True) if binary_form else None
 
 
-class ResumingContext(ssl.SSLContext):
+class ResumingContext(DirectContext):
     """A client context that offers one stored TLS session to every connection it wraps."""
 
     sslobject_class = OfferedObject
