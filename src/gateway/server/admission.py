@@ -27,6 +27,7 @@ protocol sees the connection at accept, so it counts the slot itself (gateway.se
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import errno
 import socket
@@ -166,6 +167,8 @@ class AdmittingServer:
         self._factory = factory
         self._refused = refused
         self._sock: socket.socket | None = None
+        #: The listening socket's (family, type, proto), which its connections share.
+        self._kind: tuple[int, int, int] = (socket.AF_INET, socket.SOCK_STREAM, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._paused: asyncio.TimerHandle | None = None
         #: Connections admitted but not yet through their header and handshake.
@@ -188,6 +191,7 @@ class AdmittingServer:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
+        self._kind = (int(sock.family), int(sock.type), sock.proto)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._accept_queued)
 
@@ -221,10 +225,11 @@ class AdmittingServer:
             return
         refused: dict[tuple[str, str], int] = {}
         queued = _queued(listening)
+        family, kind, proto = self._kind
         try:
             for _ in range(_ACCEPT_BATCH if queued is None else min(queued, _ACCEPT_BATCH)):
                 try:
-                    sock, address = listening.accept()
+                    fd, address = listening._accept()  # type: ignore[attr-defined]
                 except (BlockingIOError, InterruptedError):
                     return
                 except ConnectionAbortedError:
@@ -233,6 +238,9 @@ class AdmittingServer:
                     if exc.errno in _RESOURCES:
                         self._pause()
                     return  # anything else: the listening socket is being closed
+                # What socket.accept() makes of it here (the listening socket does not
+                # block, so neither does this one until the transport makes it so).
+                sock = _Accepted(family, kind, proto, fd)
                 refusal = self._admit(sock, address)
                 if refusal is not None:
                     refused[refusal] = refused.get(refusal, 0) + 1
@@ -357,6 +365,18 @@ class AdmittingServer:
             self._refused(str(source), PER_ADDRESS, reader.received, "", 1)
             raise _NotAdmitted
         return source
+
+
+class _Accepted(socket.socket):
+    """An accepted connection's socket whose ``family`` and ``type`` are the C object's
+    integers. ``socket.socket`` turns them into enums in Python on every read, and the
+    event loop reads them three times per connection (``connect_accepted_socket``), as
+    ``socket.accept`` does twice more (of the listening socket): about twenty Python calls
+    per connection for what compares the same as an integer."""
+
+    __slots__ = ()
+    family = _socket.socket.family  # type: ignore[assignment]
+    type = _socket.socket.type  # type: ignore[assignment]
 
 
 class _NotAdmitted(Exception):
