@@ -59,7 +59,7 @@ ACCOUNTS = (
     "gateway.codec.framing:RequestFramer.next_request",
     "gateway.dispatch:Dispatcher.handle",
     "gateway.dispatch:Dispatcher._brokered",
-    "gateway.dispatch:Dispatcher._call",
+    "gateway.dispatch:Dispatcher._leased",
     "gateway.routing:RouteTable.route",
     "gateway.backends.legacy:LegacyBackend.call",
     "gateway.backends.legacy:LegacyBackend._connect",

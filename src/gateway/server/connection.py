@@ -170,7 +170,9 @@ class OneRequest(asyncio.Protocol):
             return
         self._stop_timer()
         self._stage = _Stage.ANSWERING
-        self.transport.pause_reading()
+        transport = self._transport  # (not the property: one Python call fewer per request)
+        assert transport is not None  # data came, so it is connected
+        transport.pause_reading()
         self._task = asyncio.get_running_loop().create_task(
             self._answer(request), name="cpr-direkte request"
         )
@@ -203,8 +205,9 @@ class OneRequest(asyncio.Protocol):
             raise
         else:
             self._stage = _Stage.CLOSING
-            if not self.transport.is_closing():  # a client that left gets nothing written
-                self.transport.write(answer)
+            transport = self.transport
+            if not transport.is_closing():  # a client that left gets nothing written
+                transport.write(answer)
                 self._close()
         finally:
             self._finish_if_done()
@@ -223,7 +226,9 @@ class OneRequest(asyncio.Protocol):
 
     def _close(self) -> None:
         """Flush and close; a client that will not take its answer in time is aborted."""
-        self.transport.close()
+        transport = self._transport
+        assert transport is not None  # only a connected one closes
+        transport.close()
         if not self._lost:
             self._timer = asyncio.get_running_loop().call_later(self._patience_s, self._expired)
 

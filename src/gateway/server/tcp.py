@@ -243,7 +243,7 @@ class _Client(OneRequest):
 
     def admit(self) -> bool:
         admitted = self._admitted
-        self._peer, self._origin = _peer(self.transport, admitted)
+        self._peer, self._origin = _peer(self._transport, admitted)
         if admitted.slot is None:  # a plaintext listener: this is the accept
             slot = admitted.slots.take(self._origin)
             if isinstance(slot, str):
@@ -284,7 +284,7 @@ class _Client(OneRequest):
         self._bus.emit(ConnectionClosed(self._peer))
 
 
-def _peer(transport: asyncio.BaseTransport, admitted: _Admitted) -> tuple[str, str | None]:
+def _peer(transport: asyncio.BaseTransport | None, admitted: _Admitted) -> tuple[str, str | None]:
     """``host:port`` of the client, for logs (an address, never request contents), and its
     address alone, for backends (None when unknown): the one a trusted proxy named, else
     the socket's peer (as accepted, when the listener accepted it itself)."""
@@ -293,7 +293,7 @@ def _peer(transport: asyncio.BaseTransport, admitted: _Admitted) -> tuple[str, s
         return str(source), str(source.ip)
     if admitted.accepted_from is not None:
         return admitted.accepted_from
-    address = transport.get_extra_info("peername")
+    address = transport.get_extra_info("peername") if transport is not None else None
     if isinstance(address, tuple) and len(address) >= 2:
         return f"{address[0]}:{address[1]}", str(address[0])
     return "unknown", None
