@@ -110,16 +110,7 @@ class Ledger:
 
             return started
 
-        @functools.wraps(function)
-        def called(*args: Any, **kwargs: Any) -> Any:
-            began = _clock(_THREAD)
-            try:
-                return function(*args, **kwargs)
-            finally:
-                entry[0] += _clock(_THREAD) - began
-                entry[1] += 1
-
-        return called
+        return _timed(function, entry)
 
     def wrap_emit(self, emit: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
         """EventBus.emit accounted per event type."""
@@ -154,6 +145,29 @@ class Ledger:
         else:
             owner, name = found
             setattr(owner, name, self.wrap_emit(getattr(owner, name)))
+        if any(path.startswith("ssl:SSLObject.") for path in accounts):
+            self._install_direct()
+
+    def _install_direct(self) -> None:
+        """A tree whose TLS objects call the C object's methods directly (gateway.tls's
+        DirectObject binds them on each instance, past the class's accounted ones): those
+        bound methods accounted under the same labels, as each object is made."""
+        found = _resolve("gateway.tls:DirectObject._create")
+        if found is None:
+            return
+        owner, _name = found
+        create = owner.__dict__["_create"].__func__
+        entries = {name: self.account(f"SSLObject.{name}") for name in _DIRECT_ACCOUNTED}
+
+        def accounted_create(cls: type, *args: Any, **kwargs: Any) -> Any:
+            connection = create(cls, *args, **kwargs)
+            own = connection.__dict__
+            for name, entry in entries.items():
+                if name in own:
+                    own[name] = _timed(own[name], entry)
+            return connection
+
+        owner._create = classmethod(accounted_create)
 
     def snapshot(self) -> dict[str, Any]:
         """The figures so far: the process's CPU in ns, and each account's [ns, calls]."""
@@ -163,6 +177,25 @@ class Ledger:
             "accounts": {label: list(entry) for label, entry in list(self.accounts.items())},
             "missing": list(self.missing),
         }
+
+
+#: The TLS object's methods accounted, as in :data:`ACCOUNTS`.
+_DIRECT_ACCOUNTED = ("do_handshake", "read", "write", "unwrap")
+
+
+def _timed(function: Callable[..., Any], entry: list[int]) -> Callable[..., Any]:
+    """``function`` with its calls and CPU added to ``entry``."""
+
+    @functools.wraps(function)
+    def called(*args: Any, **kwargs: Any) -> Any:
+        began = _clock(_THREAD)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            entry[0] += _clock(_THREAD) - began
+            entry[1] += 1
+
+    return called
 
 
 class _Stepped(Coroutine[Any, Any, Any]):

@@ -5,7 +5,9 @@ tree has."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import ssl
 import sys
 import types
 from pathlib import Path
@@ -14,6 +16,8 @@ import pytest
 
 from cpr_bench import accounting
 from cpr_bench.accounting import ACCOUNTS, Ledger, Window, between, table
+from cpr_devtools.pki import ensure_dev_pki
+from gateway import tls
 from gateway.model import Operation
 from gateway.observe.events import ConnectionOpened, EventBus, RequestCompleted
 
@@ -117,6 +121,36 @@ def test_install_replaces_where_defined_and_names_what_is_missing() -> None:
         assert ledger.missing[:2] == ["accounted_here:Owner.gone", "nowhere:X.y"]
     finally:
         del sys.modules["accounted_here"]
+
+
+def test_tls_objects_calling_c_methods_directly_are_accounted_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gateway.tls's DirectObject binds the C methods on each instance, past the class's
+    accounted ones: the accounts follow them there."""
+    # Put back at teardown whatever install replaces.
+    monkeypatch.setattr(tls.DirectObject, "_create", tls.DirectObject.__dict__["_create"])
+    for name in ("do_handshake", "read"):
+        monkeypatch.setattr(ssl.SSLObject, name, getattr(ssl.SSLObject, name))
+    ledger = Ledger()
+    ledger.install(["ssl:SSLObject.do_handshake", "ssl:SSLObject.read"])
+    pki = ensure_dev_pki(tmp_path, servers=("emulator",))
+    client = tls.client_context(pki.ca_cert)
+    server = tls.server_context(pki.cert("emulator"), pki.key("emulator"))
+    bios = [ssl.MemoryBIO() for _ in range(4)]
+    ours = client.wrap_bio(bios[0], bios[1], server_hostname="localhost")
+    theirs = server.wrap_bio(bios[2], bios[3], server_side=True)
+    for _ in range(3):
+        for side in (ours, theirs):
+            with contextlib.suppress(ssl.SSLWantReadError):
+                side.do_handshake()
+        bios[2].write(bios[1].read())
+        bios[0].write(bios[3].read())
+    theirs.write(b"x")
+    bios[0].write(bios[3].read())
+    assert ours.read(1) == b"x"
+    assert ledger.accounts["SSLObject.do_handshake"][1] == 6
+    assert ledger.accounts["SSLObject.read"][1] == 1
 
 
 def test_a_window_is_the_difference_per_lookup(tmp_path: Path) -> None:
