@@ -9,7 +9,9 @@ can present a client certificate (mutual TLS) as the gateway's identity.
 from __future__ import annotations
 
 import asyncio.sslproto
+import operator
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +43,20 @@ class DirectObject(ssl.SSLObject):
     (see :data:`_DIRECT`). A subclass that overrides one of them keeps its own.
     """
 
-    #: (SSLObject's method, the C object's method it only calls) for this class: those it
-    #: does not override itself.
-    _bound: tuple[tuple[str, str], ...] = ()
+    #: SSLObject's methods that this class binds directly (those it does not override),
+    #: and the getter of the C object's methods they only call, in the same order.
+    _bound: tuple[str, ...] = ()
+    _direct: Callable[[Any], tuple[Any, ...]] = staticmethod(lambda inner: ())
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._bound = _not_overridden(cls)
+        _bind(cls)
 
     @classmethod
     def _create(cls, *args: Any, **kwargs: Any) -> DirectObject:
         connection: DirectObject = super()._create(*args, **kwargs)  # type: ignore[misc]
         inner = connection._sslobj  # type: ignore[attr-defined]
-        own = connection.__dict__
-        for name, direct in cls._bound:
-            own[name] = getattr(inner, direct)
+        connection.__dict__.update(zip(cls._bound, cls._direct(inner), strict=True))
         return connection
 
 
@@ -74,15 +75,19 @@ _DIRECT = (
 )
 
 
-def _not_overridden(cls: type[ssl.SSLObject]) -> tuple[tuple[str, str], ...]:
-    return tuple(
-        (name, direct)
-        for name, direct in _DIRECT
-        if getattr(cls, name) is getattr(ssl.SSLObject, name)
-    )
+def _bind(cls: type[DirectObject]) -> None:
+    """Which of :data:`_DIRECT` ``cls`` binds (those it does not override), and one getter
+    for all their C methods (one call per connection, not one per method)."""
+    pairs = [(name, c) for name, c in _DIRECT if getattr(cls, name) is getattr(ssl.SSLObject, name)]
+    cls._bound = tuple(name for name, _c in pairs)
+    names = tuple(c for _name, c in pairs)
+    if len(names) > 1:
+        cls._direct = staticmethod(operator.attrgetter(*names))
+    else:  # attrgetter of one name does not return a tuple, and of none is an error
+        cls._direct = staticmethod(lambda inner: tuple(getattr(inner, n) for n in names))
 
 
-DirectObject._bound = _not_overridden(DirectObject)
+_bind(DirectObject)
 
 
 class DirectContext(ssl.SSLContext):

@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import replace
 
+import pytest
 import structlog
 
 from gateway.model import Operation
@@ -64,6 +65,31 @@ def test_an_answered_requests_line_is_what_structlog_renders_for_it() -> None:
     assert {**direct, "timestamp": ""} == {**rendered, "timestamp": ""}
     assert direct["latency_ms"] == 2.5 and direct["level"] == "info"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", direct["timestamp"])
+
+
+@pytest.mark.parametrize(
+    ("operation", "route", "peer", "duration_s"),
+    [
+        (Operation.LOOKUP, "all", "127.0.0.1:5", 0.0025),
+        (Operation.SUBSCRIBE, 'a "quoted" \\ route', "[::1]:5000", 1.0),
+        (Operation.UNSUBSCRIBE, "rute-æøå\n\t", "unknown", 12.3456789),
+        (Operation.LOOKUP, "", "10.0.0.1:1", 0.0),
+    ],
+)
+def test_an_answered_line_is_byte_for_byte_what_json_dumps_writes(
+    operation: Operation, route: str, peer: str, duration_s: float
+) -> None:
+    stream = Writes()
+    configure_logging(json=True, stream=stream)
+    answered = RequestCompleted(peer, operation, route, "mainframe", "00", duration_s)
+    try:
+        log_event(answered)
+    finally:
+        structlog.reset_defaults()
+    (line,) = stream.writes
+    stamp = json.loads(line)["timestamp"]
+    fields = {**_request_fields(answered), "event": "request", "level": "info", "timestamp": stamp}
+    assert line == json.dumps(fields) + "\n"
 
 
 def test_answered_lines_follow_the_level_and_the_console() -> None:

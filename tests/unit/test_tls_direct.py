@@ -13,7 +13,7 @@ import pytest
 
 from cpr_devtools.pki import ensure_dev_pki
 from gateway.backends.tls_resumption import OfferedObject, ResumingContext
-from gateway.tls import DirectContext, DirectObject, client_context, server_context
+from gateway.tls import _DIRECT, DirectContext, DirectObject, client_context, server_context
 
 
 @pytest.fixture
@@ -105,3 +105,27 @@ def test_server_names_are_encoded_as_cpython_encodes_them_one_name_after_another
         theirs = plain.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname=name)
         assert ours.server_hostname == theirs.server_hostname
     assert context._encode_hostname("bücher.example") == "xn--bcher-kva.example"
+
+
+def _own(self: object, *args: object) -> bytes:
+    return b"own"
+
+
+class _ReadsItself(DirectObject):
+    read = _own  # type: ignore[assignment]
+
+
+class _AllItsOwn(DirectObject):
+    locals().update({name: _own for name, _c in _DIRECT})
+
+
+def test_subclasses_overriding_some_or_all_methods_bind_only_the_rest() -> None:
+    context = DirectContext(ssl.PROTOCOL_TLS_CLIENT)
+    for cls, bound in ((_ReadsItself, {"write", "unwrap"}), (_AllItsOwn, set())):
+        context.sslobject_class = cls
+        ours = context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="localhost")
+        assert type(ours) is cls and ours.read(1) == b"own"
+        assert {name for name, _c in _DIRECT} & set(vars(ours)) >= bound
+        assert "read" not in vars(ours)
+        for name in bound:
+            assert getattr(ours, name).__self__ is ours._sslobj  # type: ignore[union-attr]
