@@ -31,6 +31,8 @@ class Layout:
     by_name: Mapping[str, FieldSpec] = field(init=False, repr=False, compare=False)
     #: Per field, in order: (name, spec, encoder, decoder, its empty value, its slice).
     _plan: tuple[_Step, ...] = field(init=False, repr=False, compare=False)
+    #: (name, slice) per field when every field is TEXT (:meth:`texts`); else None.
+    _text_spans: tuple[tuple[str, slice], ...] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         offset = 0
@@ -48,6 +50,19 @@ class Layout:
             (s.name, s, *codecs_of(s.kind), s.empty(), slice(s.start, s.end)) for s in self.fields
         )
         object.__setattr__(self, "_plan", plan)
+        all_text = all(spec.kind is Kind.TEXT for spec in self.fields)
+        spans = tuple((name, where) for name, *_rest, where in plan) if all_text else None
+        object.__setattr__(self, "_text_spans", spans)
+
+    def texts(self, data: bytes) -> dict[str, str] | None:
+        """What :meth:`decode` returns, made in one step, when every field of the layout is
+        TEXT and ``data`` is one printable Latin-1 record of it (then no field can be
+        irregular): each field's text, right-trimmed. None otherwise: decode it instead."""
+        spans = self._text_spans
+        if spans is None or len(data) != self.length or not is_printable_latin1(data):
+            return None
+        text = data.decode(ENCODING)
+        return {name: text[where].rstrip(" ") for name, where in spans}
 
     def decode(self, data: bytes) -> dict[str, Value]:
         """Decode exactly one record's bytes into field values by name. Total: a field

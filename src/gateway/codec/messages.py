@@ -89,6 +89,18 @@ class LogonRequest:
         )
 
 
+#: The lookup record's fields a LookupRequest keeps (all but KOMMA).
+_LOOKUP_FIELDS = (
+    "CPRTRANS",
+    "KUNDENR",
+    "TOKEN",
+    "BRUGER_ID",
+    "PNR",
+    "ABON_TYPE",
+    "DATA_TYPE",
+    "FEJLNR",
+)
+
 #: Spec §3.2: ABON_TYPE 0 (leave subscriptions), 1 (subscribe), 3 (unsubscribe).
 _ABON_TYPES = frozenset({"0", "1", "3"})
 #: Spec §3.2: DATA_TYPE 6 (person data per task) or 0 (header only).
@@ -148,16 +160,22 @@ class LookupRequest:
     @classmethod
     def decode(cls, data: bytes) -> LookupRequest:
         """Decode a framed 39-byte lookup record."""
-        v = LOOKUP_REQUEST.decode(data)
+        # Every lookup passes here: a printable record's fields are all text at once, with
+        # no field to check (Layout.texts); only a record with a control character goes
+        # field by field, where one in a header field leaves the header unread.
+        v = LOOKUP_REQUEST.texts(data)
+        if v is None:
+            fields = LOOKUP_REQUEST.decode(data)
+            v = {name: _str(fields, name) for name in _LOOKUP_FIELDS}
         return cls(
-            transaction=_str(v, "CPRTRANS"),
-            customer=_str(v, "KUNDENR"),
-            token=_str(v, "TOKEN"),
-            user=_str(v, "BRUGER_ID"),
-            pnr=_str(v, "PNR"),
-            abon_type=_str(v, "ABON_TYPE"),
-            data_type=_str(v, "DATA_TYPE"),
-            fejlnr=_str(v, "FEJLNR"),
+            transaction=v["CPRTRANS"],
+            customer=v["KUNDENR"],
+            token=v["TOKEN"],
+            user=v["BRUGER_ID"],
+            pnr=v["PNR"],
+            abon_type=v["ABON_TYPE"],
+            data_type=v["DATA_TYPE"],
+            fejlnr=v["FEJLNR"],
         )
 
     def __repr__(self) -> str:  # a PNR never reaches a log through repr
