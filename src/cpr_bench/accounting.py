@@ -31,11 +31,13 @@ import importlib
 import inspect
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import CodeType, FrameType
 from typing import Any
 
 from gateway.cli import main as gateway_main
@@ -94,6 +96,8 @@ class Ledger:
         self.accounts: dict[str, list[int]] = {}
         #: Accounts whose function this source tree does not have.
         self.missing: list[str] = []
+        #: With :meth:`count_calls`: calls per Python code object, and per C function name.
+        self._counted: tuple[dict[CodeType, int], dict[str, int]] | None = None
 
     def account(self, label: str) -> list[int]:
         return self.accounts.setdefault(label, [0, 0])
@@ -169,12 +173,38 @@ class Ledger:
 
         owner._create = classmethod(accounted_create)
 
+    def count_calls(self) -> None:
+        """Count every call the calling thread makes from now on, Python functions and C
+        ones alike (``sys.setprofile``), instead of timing chosen ones: a figure that does
+        not move with the machine, so a change of a few calls per lookup shows. Each shows
+        as an account with calls and no CPU: ``module:qualname``, or ``C:qualname``."""
+        python: dict[CodeType, int] = {}
+        native: dict[str, int] = {}
+        self._counted = (python, native)
+
+        def counted(frame: FrameType, event: str, arg: Any) -> None:
+            if event == "call":
+                code = frame.f_code
+                python[code] = python.get(code, 0) + 1
+            elif event == "c_call":
+                label = getattr(arg, "__qualname__", None) or type(arg).__qualname__
+                native[label] = native.get(label, 0) + 1
+
+        sys.setprofile(counted)
+
     def snapshot(self) -> dict[str, Any]:
         """The figures so far: the process's CPU in ns, and each account's [ns, calls]."""
+        accounts = {label: list(entry) for label, entry in list(self.accounts.items())}
+        if self._counted is not None:
+            python, native = self._counted
+            for code, calls in list(python.items()):
+                label = f"{_module_of(code.co_filename)}:{code.co_qualname}"
+                accounts[label] = [0, accounts.get(label, [0, 0])[1] + calls]
+            accounts.update({f"C:{label}": [0, calls] for label, calls in list(native.items())})
         return {
             "pid": os.getpid(),
             "process_ns": time.process_time_ns(),
-            "accounts": {label: list(entry) for label, entry in list(self.accounts.items())},
+            "accounts": accounts,
             "missing": list(self.missing),
         }
 
@@ -308,6 +338,53 @@ def table(accounted: dict[str, list[Window]], clock_us: float) -> str:
     return "\n".join([*rows, "", note])
 
 
+def calls_table(counted: dict[str, list[Window]], rows: int = 60) -> str:
+    """Markdown: calls per lookup of each gateway (the median of its windows), in all and
+    of Python functions and C ones, then the ``rows`` most called, the most first."""
+    names = list(counted)
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2] if values else 0.0
+
+    def calls(name: str, label: str) -> float:
+        return median([w.accounts.get(label, (0.0, 0.0))[0] for w in counted[name]])
+
+    def total(name: str, native: bool | None) -> float:
+        def of(window: Window) -> float:
+            figures = window.accounts.items()
+            return sum(c for label, (c, _us) in figures if native in (None, label[:2] == "C:"))
+
+        return median([of(w) for w in counted[name]])
+
+    labels = {label for windows in counted.values() for w in windows for label in w.accounts}
+    head = "| calls per lookup | " + " | ".join(names) + " |"
+    lines = [head, "|---|" + "---|" * len(names)]
+    for title, native in (("**all**", None), ("**Python**", False), ("**C**", True)):
+        lines.append(f"| {title} | " + " | ".join(f"{total(n, native):,.0f}" for n in names) + " |")
+    for label in sorted(labels, key=lambda label: (-calls(names[0], label), label))[:rows]:
+        cells = (f"{calls(n, label):.2f}" if calls(n, label) else "–" for n in names)
+        lines.append(f"| `{label}` | " + " | ".join(cells) + " |")
+    note = (
+        f"Medians of {len(counted[names[0]])} window(s); every call the process's main thread"
+        " made (sys.setprofile), per lookup, while the load ran."
+    )
+    return "\n".join([*lines, "", note])
+
+
+def _module_of(filename: str) -> str:
+    """A short name for the file a function is defined in: from ``src/``, ``site-packages/``
+    or the standard library's directory on."""
+    for marker in (
+        "/src/",
+        "/site-packages/",
+        f"/python{sys.version_info[0]}.{sys.version_info[1]}/",
+    ):
+        _, found, rest = filename.rpartition(marker)
+        if found:
+            return rest
+    return filename
+
+
 def read(directory: Path, pid: int) -> dict[str, Any]:
     """The latest figures a process wrote."""
     data: dict[str, Any] = json.loads((directory / f"{pid}.json").read_text())
@@ -342,14 +419,20 @@ def _write_forever(ledger: Ledger, path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cpr_bench.accounting", description=__doc__)
     parser.add_argument("--output", type=Path, required=True, help="where <pid>.json goes")
+    parser.add_argument(
+        "--calls", action="store_true", help="count every call instead (Ledger.count_calls)"
+    )
     parser.add_argument("gateway", nargs=argparse.REMAINDER, help="cpr-gateway's arguments")
     args = parser.parse_args(argv)
     command = args.gateway[1:] if args.gateway[:1] == ["--"] else args.gateway
     ledger = Ledger()
-    ledger.install()  # before the gateway is built: every bound method is an accounted one
     args.output.mkdir(parents=True, exist_ok=True)
     path = args.output / f"{os.getpid()}.json"
     threading.Thread(target=_write_forever, args=(ledger, path), daemon=True).start()
+    if args.calls:
+        ledger.count_calls()  # this thread's: the event loop's (the writer is not counted)
+    else:
+        ledger.install()  # before the gateway is built: every bound method is an accounted one
     return gateway_main(command)
 
 

@@ -85,6 +85,9 @@ class BreakdownSettings:
     #: or with ``against``, both trees' gateways (a tree from before the accounting runs
     #: unaccounted).
     account: bool = False
+    #: Like ``account``, but every call the gateway makes is counted instead (calls per
+    #: lookup, which do not move with the machine; cpr_bench.accounting ``--calls``).
+    calls: bool = False
     generators: int = os.cpu_count() or 1
     persons: int = 10_000
 
@@ -226,15 +229,17 @@ async def run_breakdown(s: BreakdownSettings, var: Path) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(var, run_dir, s.persons)
     reuse = not s.full_handshakes
-    ledgers = run_dir / "accounting" if s.account else None
-    ours = Scenario("gateway-legacy-tls", Via.LEGACY, True, 1, session_reuse=reuse)
+    ledgers = run_dir / "accounting" if s.account or s.calls else None
+    ours = Scenario(
+        "gateway-legacy-tls", Via.LEGACY, True, 1, session_reuse=reuse, count_calls=s.calls
+    )
     scenarios = [replace(ours, accounting=None if ledgers is None else ledgers / ours.name)]
     if s.against is not None:
         against = replace(ours, name=AGAINST, source=s.against)
-        if ledgers is not None and (s.against / "src/cpr_bench/accounting.py").exists():
+        if ledgers is not None and _accounts(s.against, calls=s.calls):
             against = replace(against, accounting=ledgers / AGAINST)
         scenarios.append(against)
-    elif not s.measure_only and not s.account:
+    elif not s.measure_only and not s.account and not s.calls:
         scenarios.append(Scenario("haproxy-tls", Via.HAPROXY, True, 1, session_reuse=reuse))
     generator = Generator(s.generators)
     try:
@@ -249,7 +254,7 @@ async def run_breakdown(s: BreakdownSettings, var: Path) -> Path:
             theirs = ("against", other, await lookup_records(other, stack.register))
             await _in_turn(generator, [("this tree", *hop), theirs], s, run_dir)
             return run_dir
-        if s.account:
+        if s.account or s.calls:
             await _in_turn(generator, [("gateway", *hop)], s, run_dir)
             return run_dir
         bare = await _bare_relay(stack, gateway, full_handshakes=s.full_handshakes)
@@ -359,9 +364,19 @@ async def _in_turn(
     print(summary)
     accounted = {name: windows for name, windows in ledgers.items() if windows}
     if accounted:
-        text = accounting.table(accounted, accounting.clock_cost_us())
+        if s.calls:
+            text = accounting.calls_table(accounted)
+        else:
+            text = accounting.table(accounted, accounting.clock_cost_us())
         (run_dir / "accounting.md").write_text(text + "\n")
         print(text)
+
+
+def _accounts(tree: Path, *, calls: bool) -> bool:
+    """Whether ``tree``'s gateway can be accounted (its cpr_bench.accounting exists), or with
+    ``calls`` its calls counted (that module has ``--calls``)."""
+    module = tree / "src/cpr_bench/accounting.py"
+    return module.exists() and (not calls or '"--calls"' in module.read_text())
 
 
 def _median(values: Sequence[float]) -> float:
@@ -438,6 +453,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the gateway's functions' CPU per lookup, in place (cpr_bench.accounting)",
     )
+    parser.add_argument(
+        "--calls",
+        action="store_true",
+        help="every call the gateway makes, per lookup (cpr_bench.accounting --calls)",
+    )
     args = parser.parse_args(argv)
     settings = BreakdownSettings(
         args.rate,
@@ -449,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         full_handshakes=args.full_handshakes,
         against=args.against.resolve() if args.against else None,
         account=args.account,
+        calls=args.calls,
     )
     started = time.monotonic()
     path = run_loop(run_breakdown(settings, args.var.resolve()))

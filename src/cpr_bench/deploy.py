@@ -228,7 +228,9 @@ class Stack:
         load_routing(config)  # a config the gateway refuses makes the scenario unavailable
         argv = cli("serve", "--config", str(config))
         if scenario.accounting is not None:  # the same command, its functions accounted
-            argv[1:3] = ["-m", "cpr_bench.accounting", "--output", str(scenario.accounting), "--"]
+            wrapper = ["-m", "cpr_bench.accounting", "--output", str(scenario.accounting)]
+            wrapper += ["--calls"] if scenario.count_calls else []
+            argv[1:3] = [*wrapper, "--"]
         if scenario.workers > 1:
             argv += ["--workers", str(scenario.workers)]
         ready = [(admin + i, "/readyz") for i in range(scenario.workers)]

@@ -39,6 +39,9 @@ class Scenario:
     #: A gateway whose functions are accounted in place, writing its figures to this
     #: directory (cpr_bench.accounting; one process); None: not accounted.
     accounting: Path | None = None
+    #: With ``accounting``: every call counted instead of chosen functions timed
+    #: (cpr_bench.accounting ``--calls``).
+    count_calls: bool = False
     #: TLS sessions resumed towards the mainframe, as both hops do by default (HAProxy's
     #: ``ssl-reuse``, the gateway's ``tls_resumption``); False: a full handshake per
     #: connection on either (cpr_bench.breakdown --full-handshakes). The same on both, so

@@ -16,6 +16,7 @@ import pytest
 
 from cpr_bench import accounting
 from cpr_bench.accounting import ACCOUNTS, Ledger, Window, between, table
+from cpr_bench.breakdown import _accounts
 from cpr_devtools.pki import ensure_dev_pki
 from gateway import tls
 from gateway.model import Operation
@@ -179,3 +180,40 @@ def test_the_table_puts_the_dearest_first_with_both_trees() -> None:
 
 def test_the_clock_cost_is_measured_not_assumed() -> None:
     assert accounting.clock_cost_us(2_000) > 0
+
+
+def _twice() -> int:
+    return len("ab") + _spin(3) + _spin(4)
+
+
+def test_calls_are_counted_per_function_python_and_c_apart() -> None:
+    ledger = Ledger()
+    before = ledger.snapshot()
+    try:
+        ledger.count_calls()
+        for _ in range(5):
+            _twice()
+    finally:
+        sys.setprofile(None)
+    window = between(before, ledger.snapshot(), lookups=5)
+    here = accounting._module_of(__file__)
+    assert window.accounts[f"{here}:_twice"][0] == 1
+    assert window.accounts[f"{here}:_spin"][0] == 2
+    assert window.accounts["C:len"][0] == 1
+    assert window.accounts["C:sum"][0] == 2
+    text = accounting.calls_table({"this tree": [window], "against": [window]})
+    assert f"| `{here}:_spin` | 2.00 | 2.00 |" in text
+    assert accounting._module_of(accounting.__file__) == "cpr_bench/accounting.py"
+    python = sum(c for label, (c, _us) in window.accounts.items() if not label.startswith("C:"))
+    assert f"| **Python** | {python:,.0f} | {python:,.0f} |" in text
+
+
+def test_a_tree_without_the_call_count_is_not_counted(
+    tmp_path: Path,
+) -> None:
+    module = tmp_path / "src/cpr_bench/accounting.py"
+    assert not _accounts(tmp_path, calls=False)
+    module.parent.mkdir(parents=True)
+    module.write_text("parser.add_argument('--output')\n")
+    assert _accounts(tmp_path, calls=False) and not _accounts(tmp_path, calls=True)
+    assert _accounts(Path(accounting.__file__).parents[2], calls=True)
