@@ -8,7 +8,9 @@ processes, so their CPU and memory are its alone.
 
 A **phase** is a workload run against several scenarios. Rounds interleave them
 (phase 1: A B C, phase 2: …, then again), so that whatever else the machine does
-hits every scenario alike, instead of one unlucky scenario taking it all.
+hits every scenario alike, instead of one unlucky scenario taking it all; every other
+round takes a phase's scenarios in reverse (A B C, then C B A), so that a machine
+that speeds up or slows down over a round favours no scenario of the phase.
 """
 
 from __future__ import annotations
@@ -210,12 +212,14 @@ def smoke_phases(settings: Settings) -> list[Phase]:
 
 
 def interleave(plan: list[Phase], rounds: int) -> Iterator[tuple[int, Phase, str]]:
-    """(round, phase, scenario) in run order: A B C of each phase, then every phase again."""
+    """(round, phase, scenario) in run order: A B C of each phase, then every phase again,
+    with each phase's scenarios reversed in every other round (C B A)."""
     for round_number in range(rounds):
         for phase in plan:
             if phase.once and round_number > 0:
                 continue
-            for name in phase.scenarios:
+            names = phase.scenarios if round_number % 2 == 0 else reversed(phase.scenarios)
+            for name in names:
                 yield round_number, phase, name
 
 

@@ -21,12 +21,14 @@ A = Workload(LoadMode.OPEN, 1.0, rate=10)
 
 
 def test_rounds_interleave_scenarios_within_each_phase() -> None:
-    """Round by round: A B C of phase 1, then phase 2, then all again: noise hits all alike."""
+    """Round by round: A B C of phase 1, then phase 2, then all again, each phase's order
+    reversed every other round: noise hits all alike, and a drift favours none."""
     plan = [Phase("p", A, ("a", "b", "c")), Phase("q", A, ("d",))]
-    order = [(r, p.name, s) for r, p, s in interleave(plan, 2)]
+    order = [(r, p.name, s) for r, p, s in interleave(plan, 3)]
     assert order == [
         (0, "p", "a"), (0, "p", "b"), (0, "p", "c"), (0, "q", "d"),
-        (1, "p", "a"), (1, "p", "b"), (1, "p", "c"), (1, "q", "d"),
+        (1, "p", "c"), (1, "p", "b"), (1, "p", "a"), (1, "q", "d"),
+        (2, "p", "a"), (2, "p", "b"), (2, "p", "c"), (2, "q", "d"),
     ]  # fmt: skip
 
 
