@@ -128,8 +128,8 @@ def server_context(
     Raises OSError or ssl.SSLError for files that cannot be loaded, ValueError for a
     ``min_version`` or ``ciphers`` that allow nothing.
     """
-    # What ssl.create_default_context(Purpose.CLIENT_AUTH) makes, but for the class (and
-    # SSLKEYLOGFILE, as in client_context).
+    # What ssl.create_default_context(Purpose.CLIENT_AUTH) makes, but of our class and
+    # without honouring SSLKEYLOGFILE (as client_context: no connection's secrets in a file).
     context = DirectContext(ssl.PROTOCOL_TLS_SERVER)
     harden(context, min_version, ciphers)
     context.load_cert_chain(cert, key)
