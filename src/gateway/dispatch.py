@@ -398,9 +398,12 @@ class Dispatcher:
         with routing.leases[decision.backend] as backend:
             try:
                 answer = await backend.call(
-                    sent.request, sent.raw, deadline=decision.deadline, origin=sent.origin,
+                    sent.request,
+                    sent.raw,
+                    deadline=decision.deadline,
+                    origin=sent.origin,
                     repeat=repeat,
-                )  # fmt: skip
+                )
                 return answer, ""
             except BackendError as exc:
                 self._bus.emit(BackendFailed(backend.name, decision.route, exc.kind, str(exc)))
