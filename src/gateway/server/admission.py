@@ -271,7 +271,8 @@ class AdmittingServer:
         if isinstance(slot, str):
             sock.close()
             return slot, host
-        accepted = asyncio.get_running_loop().time()
+        assert self._loop is not None  # accepting
+        accepted = self._loop.time()
         accepted_from = (f"{host}:{port}", host) if host else None
         coro = self._let_in(sock, accepted_from, slot, balancer, accepted)
         self._doors.spawn(coro, name="admitted")

@@ -98,6 +98,9 @@ class OneRequest(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._transport: asyncio.Transport | None = None
+        #: The connection's loop, from connection_made on (asked once: in Python 3.11 each
+        #: asyncio.get_running_loop() is also a getpid system call).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- what the owner supplies ----------------------------------------------------------
 
@@ -140,6 +143,7 @@ class OneRequest(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        self._loop = loop = asyncio.get_running_loop()
         if not self.admit():
             self._stage = _Stage.DONE
             self._transport.abort()
@@ -148,7 +152,6 @@ class OneRequest(asyncio.Protocol):
         # The whole record within the deadline, not each read: drip-feeding must not pay off.
         # With a first-byte deadline, one timer still serves: it fires at the first-byte
         # deadline and, if bytes came, is set again for the rest of the whole deadline.
-        loop = asyncio.get_running_loop()
         if self._first_byte_s is None:
             self._timer = loop.call_later(self._patience_s, self._expired)
         else:
@@ -173,9 +176,8 @@ class OneRequest(asyncio.Protocol):
         transport = self._transport  # (not the property: one Python call fewer per request)
         assert transport is not None  # data came, so it is connected
         transport.pause_reading()
-        self._task = asyncio.get_running_loop().create_task(
-            self._answer(request), name="cpr-direkte request"
-        )
+        assert self._loop is not None
+        self._task = self._loop.create_task(self._answer(request), name="cpr-direkte request")
 
     def eof_received(self) -> bool:
         # Seen only while reading: reading stops once the request is whole, so a client
@@ -230,7 +232,8 @@ class OneRequest(asyncio.Protocol):
         assert transport is not None  # only a connected one closes
         transport.close()
         if not self._lost:
-            self._timer = asyncio.get_running_loop().call_later(self._patience_s, self._expired)
+            assert self._loop is not None
+            self._timer = self._loop.call_later(self._patience_s, self._expired)
 
     def _first_byte_due(self) -> None:
         """The first-byte deadline: a connection that sent nothing is idle and rejected."""
@@ -242,7 +245,8 @@ class OneRequest(asyncio.Protocol):
             self._reject(FramingError(IDLE, f"no byte within {self._first_byte_s:g}s"))
             return
         rest = self._patience_s - self._first_byte_s
-        self._timer = asyncio.get_running_loop().call_later(rest, self._expired)
+        assert self._loop is not None
+        self._timer = self._loop.call_later(rest, self._expired)
 
     def _expired(self) -> None:
         self._timer = None
