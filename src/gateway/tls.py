@@ -55,8 +55,11 @@ class DirectObject(ssl.SSLObject):
     @classmethod
     def _create(cls, *args: Any, **kwargs: Any) -> DirectObject:
         connection: DirectObject = super()._create(*args, **kwargs)  # type: ignore[misc]
-        inner = connection._sslobj  # type: ignore[attr-defined]
-        connection.__dict__.update(zip(cls._bound, cls._direct(inner), strict=True))
+        # CPython's C object, as ssl.SSLObject keeps it (3.7 on); were it not there, the
+        # object would keep SSLObject's own methods: slower, not wrong.
+        inner = getattr(connection, "_sslobj", None)
+        if inner is not None:
+            connection.__dict__.update(zip(cls._bound, cls._direct(inner), strict=True))
         return connection
 
 
