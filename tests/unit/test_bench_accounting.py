@@ -5,7 +5,6 @@ tree has."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import ssl
 import sys
@@ -21,6 +20,7 @@ from cpr_devtools.pki import ensure_dev_pki
 from gateway import tls
 from gateway.model import Operation
 from gateway.observe.events import ConnectionOpened, EventBus, RequestCompleted
+from memory_tls import pump_handshake
 
 
 def _spin(n: int) -> int:
@@ -141,12 +141,7 @@ def test_tls_objects_calling_c_methods_directly_are_accounted_too(
     bios = [ssl.MemoryBIO() for _ in range(4)]
     ours = client.wrap_bio(bios[0], bios[1], server_hostname="localhost")
     theirs = server.wrap_bio(bios[2], bios[3], server_side=True)
-    for _ in range(3):
-        for side in (ours, theirs):
-            with contextlib.suppress(ssl.SSLWantReadError):
-                side.do_handshake()
-        bios[2].write(bios[1].read())
-        bios[0].write(bios[3].read())
+    pump_handshake(ours, theirs, bios, rounds=3)
     theirs.write(b"x")
     bios[0].write(bios[3].read())
     assert ours.read(1) == b"x"

@@ -4,7 +4,6 @@ object's own methods; and the server name encoded as CPython encodes it, per nam
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 from pathlib import Path
 from typing import cast
@@ -14,6 +13,7 @@ import pytest
 from cpr_devtools.pki import ensure_dev_pki
 from gateway.backends.tls_resumption import OfferedObject, ResumingContext
 from gateway.tls import _DIRECT, DirectContext, DirectObject, client_context, server_context
+from memory_tls import pump_handshake
 
 
 @pytest.fixture
@@ -21,16 +21,6 @@ def pair(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     pki = ensure_dev_pki(tmp_path, servers=("emulator",))
     client = client_context(pki.ca_cert)
     return client, server_context(pki.cert("emulator"), pki.key("emulator"))
-
-
-def _handshake(client: ssl.SSLObject, server: ssl.SSLObject, bios: list[ssl.MemoryBIO]) -> None:
-    c_in, c_out, s_in, s_out = bios
-    for _ in range(10):
-        for side in (client, server):
-            with contextlib.suppress(ssl.SSLWantReadError):
-                side.do_handshake()
-        s_in.write(c_out.read())
-        c_in.write(s_out.read())
 
 
 def test_both_sides_are_direct_objects_that_call_the_c_methods(
@@ -58,7 +48,7 @@ def test_an_exchange_and_its_close_go_as_through_sslobject(
     theirs = server.wrap_bio(s_in, s_out, server_side=True)
     with pytest.raises(ssl.SSLWantReadError):  # nothing from the server yet
         ours.do_handshake()
-    _handshake(ours, theirs, bios)
+    pump_handshake(ours, theirs, bios)
     assert ours.version() == "TLSv1.3" and ours.cipher() is not None
     assert ours.compression() is None
     assert ours.write(b"lookup") == 6
@@ -86,7 +76,7 @@ def test_a_failed_verification_raises_as_before(tmp_path: Path) -> None:
     ours = client.wrap_bio(bios[0], bios[1], server_hostname="not-the-emulator.example")
     theirs = server.wrap_bio(bios[2], bios[3], server_side=True)
     with pytest.raises(ssl.SSLCertVerificationError):
-        _handshake(ours, theirs, bios)
+        pump_handshake(ours, theirs, bios)
 
 
 def test_an_override_in_a_subclass_is_kept() -> None:

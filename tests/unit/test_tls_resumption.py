@@ -16,6 +16,7 @@ from gateway.backends import session_handoff
 from gateway.backends.session_handoff import load
 from gateway.backends.tls_resumption import REFUSED, STORED, ResumingContext
 from gateway.tls import client_context, server_context
+from memory_tls import pump_handshake
 
 
 class Clock:
@@ -36,15 +37,11 @@ def connect(
     """One handshake and a byte of data, as a call has (a TLS 1.3 ticket comes after the
     handshake, read with the answer), then close_notify as a call's connection ends (unless
     not ``close``); the client's TLS object afterwards. The handshake's errors propagate."""
-    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    bios = [ssl.MemoryBIO() for _ in range(4)]
+    c_in, c_out, s_in, s_out = bios
     ours = client.wrap_bio(c_in, c_out, server_hostname=server_hostname)
     theirs = server.wrap_bio(s_in, s_out, server_side=True)
-    for _ in range(10):
-        for side in (ours, theirs):
-            with contextlib.suppress(ssl.SSLWantReadError):
-                side.do_handshake()
-        s_in.write(c_out.read())
-        c_in.write(s_out.read())
+    pump_handshake(ours, theirs, bios)
     theirs.write(b"x")
     c_in.write(s_out.read())
     assert ours.read(1) == b"x"
