@@ -149,19 +149,20 @@ class Ledger:
         else:
             owner, name = found
             setattr(owner, name, self.wrap_emit(getattr(owner, name)))
-        if any(path.startswith("ssl:SSLObject.") for path in accounts):
-            self._install_direct()
+        tls_methods = [path.rpartition(".")[2] for path in accounts if path.startswith(_TLS)]
+        if tls_methods:
+            self._install_direct(tls_methods)
 
-    def _install_direct(self) -> None:
+    def _install_direct(self, methods: Sequence[str]) -> None:
         """A tree whose TLS objects call the C object's methods directly (gateway.tls's
         DirectObject binds them on each instance, past the class's accounted ones): those
-        bound methods accounted under the same labels, as each object is made."""
+        of ``methods`` it binds accounted under the same labels, as each object is made."""
         found = _resolve("gateway.tls:DirectObject._create")
         if found is None:
             return
         owner, _name = found
         create = owner.__dict__["_create"].__func__
-        entries = {name: self.account(f"SSLObject.{name}") for name in _DIRECT_ACCOUNTED}
+        entries = {name: self.account(f"SSLObject.{name}") for name in methods}
 
         def accounted_create(cls: type, *args: Any, **kwargs: Any) -> Any:
             connection = create(cls, *args, **kwargs)
@@ -209,8 +210,8 @@ class Ledger:
         }
 
 
-#: The TLS object's methods accounted, as in :data:`ACCOUNTS`.
-_DIRECT_ACCOUNTED = ("do_handshake", "read", "write", "unwrap")
+#: The prefix of the TLS object's accounts in :data:`ACCOUNTS`.
+_TLS = "ssl:SSLObject."
 
 
 def _timed(
@@ -310,20 +311,17 @@ def table(accounted: dict[str, list[Window]], clock_us: float) -> str:
     first = accounted[names[0]]
     labels = {label for windows in accounted.values() for w in windows for label in w.accounts}
 
-    def median(values: list[float]) -> float:
-        return sorted(values)[len(values) // 2] if values else 0.0
-
     def figures(name: str, label: str) -> tuple[float, float]:
         windows = accounted[name]
-        calls = median([w.accounts.get(label, (0.0, 0.0))[0] for w in windows])
-        return calls, median([w.accounts.get(label, (0.0, 0.0))[1] for w in windows])
+        calls = _median([w.accounts.get(label, (0.0, 0.0))[0] for w in windows])
+        return calls, _median([w.accounts.get(label, (0.0, 0.0))[1] for w in windows])
 
     head = "| account | " + " | ".join(f"{n}: calls, µs per lookup" for n in names) + " |"
     rows = [head, "|---|" + "---|" * len(names)]
-    whole = " | ".join(f"{median([w.process_us for w in accounted[n]]):,.0f}" for n in names)
+    whole = " | ".join(f"{_median([w.process_us for w in accounted[n]]):,.0f}" for n in names)
     rows.append(f"| **the process, all its CPU** | {whole} |")
     for label in sorted(
-        labels, key=lambda label: -median([w.accounts.get(label, (0, 0))[1] for w in first])
+        labels, key=lambda label: -_median([w.accounts.get(label, (0, 0))[1] for w in first])
     ):
         cells = []
         for name in names:
@@ -343,18 +341,15 @@ def calls_table(counted: dict[str, list[Window]], rows: int = 60) -> str:
     of Python functions and C ones, then the ``rows`` most called, the most first."""
     names = list(counted)
 
-    def median(values: list[float]) -> float:
-        return sorted(values)[len(values) // 2] if values else 0.0
-
     def calls(name: str, label: str) -> float:
-        return median([w.accounts.get(label, (0.0, 0.0))[0] for w in counted[name]])
+        return _median([w.accounts.get(label, (0.0, 0.0))[0] for w in counted[name]])
 
     def total(name: str, native: bool | None) -> float:
         def of(window: Window) -> float:
             figures = window.accounts.items()
             return sum(c for label, (c, _us) in figures if native in (None, label[:2] == "C:"))
 
-        return median([of(w) for w in counted[name]])
+        return _median([of(w) for w in counted[name]])
 
     labels = {label for windows in counted.values() for w in windows for label in w.accounts}
     head = "| calls per lookup | " + " | ".join(names) + " |"
@@ -369,6 +364,11 @@ def calls_table(counted: dict[str, list[Window]], rows: int = 60) -> str:
         " made (sys.setprofile), per lookup, while the load ran."
     )
     return "\n".join([*lines, "", note])
+
+
+def _median(values: list[float]) -> float:
+    """The median of windows' figures (the upper one of an even count); 0 without any."""
+    return sorted(values)[len(values) // 2] if values else 0.0
 
 
 def _module_of(filename: str) -> str:
