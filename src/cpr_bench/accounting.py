@@ -313,15 +313,15 @@ def table(accounted: dict[str, list[Window]], clock_us: float) -> str:
 
     def figures(name: str, label: str) -> tuple[float, float]:
         windows = accounted[name]
-        calls = _median([w.accounts.get(label, (0.0, 0.0))[0] for w in windows])
-        return calls, _median([w.accounts.get(label, (0.0, 0.0))[1] for w in windows])
+        calls = median([w.accounts.get(label, (0.0, 0.0))[0] for w in windows])
+        return calls, median([w.accounts.get(label, (0.0, 0.0))[1] for w in windows])
 
     head = "| account | " + " | ".join(f"{n}: calls, µs per lookup" for n in names) + " |"
     rows = [head, "|---|" + "---|" * len(names)]
-    whole = " | ".join(f"{_median([w.process_us for w in accounted[n]]):,.0f}" for n in names)
+    whole = " | ".join(f"{median([w.process_us for w in accounted[n]]):,.0f}" for n in names)
     rows.append(f"| **the process, all its CPU** | {whole} |")
     for label in sorted(
-        labels, key=lambda label: -_median([w.accounts.get(label, (0, 0))[1] for w in first])
+        labels, key=lambda label: -median([w.accounts.get(label, (0, 0))[1] for w in first])
     ):
         cells = []
         for name in names:
@@ -342,14 +342,14 @@ def calls_table(counted: dict[str, list[Window]], rows: int = 60) -> str:
     names = list(counted)
 
     def calls(name: str, label: str) -> float:
-        return _median([w.accounts.get(label, (0.0, 0.0))[0] for w in counted[name]])
+        return median([w.accounts.get(label, (0.0, 0.0))[0] for w in counted[name]])
 
     def total(name: str, native: bool | None) -> float:
         def of(window: Window) -> float:
             figures = window.accounts.items()
             return sum(c for label, (c, _us) in figures if native in (None, label[:2] == "C:"))
 
-        return _median([of(w) for w in counted[name]])
+        return median([of(w) for w in counted[name]])
 
     labels = {label for windows in counted.values() for w in windows for label in w.accounts}
     head = "| calls per lookup | " + " | ".join(names) + " |"
@@ -366,7 +366,7 @@ def calls_table(counted: dict[str, list[Window]], rows: int = 60) -> str:
     return "\n".join([*lines, "", note])
 
 
-def _median(values: list[float]) -> float:
+def median(values: Sequence[float]) -> float:
     """The median of windows' figures (the upper one of an even count); 0 without any."""
     return sorted(values)[len(values) // 2] if values else 0.0
 

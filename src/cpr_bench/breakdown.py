@@ -357,10 +357,11 @@ async def _in_turn(
             ratios.append(pair[names[0]].total_us / max(pair[names[1]].total_us, 1))
             line += f" per lookup; ratio {ratios[-1]:.3f}"
         print(f"window {number + 1}: {line}", flush=True)
-    medians = [f"{name} {_median(v):,.0f} µs" for name, v in costs.items()]
+    medians = [f"{name} {accounting.median(v):,.0f} µs" for name, v in costs.items()]
     summary = f"median: {', '.join(medians)}"
     if ratios:
-        summary += f"; median ratio {_median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+        middle = accounting.median(ratios)
+        summary += f"; median ratio {middle:.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
     print(summary)
     accounted = {name: windows for name, windows in ledgers.items() if windows}
     if accounted:
@@ -377,10 +378,6 @@ def _accounts(tree: Path, *, calls: bool) -> bool:
     ``calls`` its calls counted (that module has ``--calls``)."""
     module = tree / "src/cpr_bench/accounting.py"
     return module.exists() and (not calls or '"--calls"' in module.read_text())
-
-
-def _median(values: Sequence[float]) -> float:
-    return sorted(values)[len(values) // 2]
 
 
 async def _accounted_window(
