@@ -357,7 +357,7 @@ def calls_table(counted: dict[str, list[Window]], rows: int = 60) -> str:
     for title, native in (("**all**", None), ("**Python**", False), ("**C**", True)):
         lines.append(f"| {title} | " + " | ".join(f"{total(n, native):,.0f}" for n in names) + " |")
     for label in sorted(labels, key=lambda label: (-calls(names[0], label), label))[:rows]:
-        cells = (f"{calls(n, label):.2f}" if calls(n, label) else "–" for n in names)
+        cells = (f"{c:.2f}" if c else "–" for c in (calls(n, label) for n in names))
         lines.append(f"| `{label}` | " + " | ".join(cells) + " |")
     note = (
         f"Medians of {len(counted[names[0]])} window(s); every call the process's main thread"
