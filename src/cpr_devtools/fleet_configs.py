@@ -183,7 +183,10 @@ def _backend(backend: dict[str, Any], plan: FleetPlan) -> dict[str, Any]:
     }
     if backend.get("kind") == "legacy":
         address = f"{LOOPBACK}:{plan.ports.emulator}"
-        return {**backend, "address": address, "tls": tls, "proxy_protocol": True}
+        # The emulator sees each client through the PROXY header, which names a client not
+        # yet come when a connection is opened ahead: no spares then.
+        rest = {key: value for key, value in backend.items() if key != "spare_connections"}
+        return {**rest, "address": address, "tls": tls, "proxy_protocol": True}
     if backend.get("kind") == "grpc":
         target = plan.services_target()
         return {**backend, "address": target, "tls": tls, "balancing": "round_robin"}

@@ -132,6 +132,32 @@ def test_tls_resumption_can_be_turned_off(tmp_path: Path) -> None:
     assert problem.startswith("backends.mainframe.tls_resumption: ")
 
 
+def test_spare_connections_are_off_unless_asked_and_refused_with_a_proxy_header(
+    tmp_path: Path,
+) -> None:
+    """``spare_connections`` defaults to none (5 s of age when asked); a count out of 0-16,
+    or spares beside ``proxy_protocol`` (whose header must name a client not yet come),
+    is named as the key's problem."""
+    backend = load_routing(_write(tmp_path, MINIMAL)).backends["mainframe"]
+    assert isinstance(backend, LegacyBackendConfig)
+    assert (backend.spare_connections, backend.spare_max_age) == (0, 5.0)
+    asked = MINIMAL.replace("tls: null}}", "tls: null, spare_connections: 2, spare_max_age: 2s}}")
+    backend = load_routing(_write(tmp_path, asked)).backends["mainframe"]
+    assert isinstance(backend, LegacyBackendConfig)
+    assert (backend.spare_connections, backend.spare_max_age) == (2, 2.0)
+    for extra, problem in (
+        ("spare_connections: 17", "backends.mainframe.spare_connections: must be 0-16, got 17"),
+        ("spare_connections: -1", "backends.mainframe.spare_connections: must be 0-16, got -1"),
+        ("spare_max_age: 0s", "backends.mainframe.spare_max_age: must be greater than 0, got '0s'"),
+        (
+            "spare_connections: 1, proxy_protocol: true",
+            "backends.mainframe.spare_connections: cannot be used with proxy_protocol",
+        ),
+    ):
+        bad = MINIMAL.replace("tls: null}}", f"tls: null, {extra}}}}}")
+        assert _problems(tmp_path, bad) == [problem]
+
+
 def test_session_tickets_default_to_two_and_can_be_turned_off(tmp_path: Path) -> None:
     """The client port sends OpenSSL's 2 TLS 1.3 tickets unless ``session_tickets`` says
     otherwise (0: none)."""
@@ -153,8 +179,9 @@ MUTUAL_TLS = ClientTls(
 
 
 def test_the_shipped_routing_yaml_is_valid() -> None:
-    """The repository's default routing.yaml loads: lookups on the mainframe under a canary plan
-    towards persons-v2 (which their shadow reaches), the rest on the mainframe."""
+    """The repository's default routing.yaml loads: lookups on the mainframe (a connection to it
+    opened ahead of each request) under a canary plan towards persons-v2 (which their shadow
+    reaches), the rest on the mainframe."""
     config = load_routing(REPO_ROUTING)
     assert (config.listen.host, config.listen.port) == ("0.0.0.0", 5000)
     assert (config.admin.host, config.admin.port) == ("127.0.0.1", 9100)
@@ -163,6 +190,7 @@ def test_the_shipped_routing_yaml_is_valid() -> None:
         "127.0.0.1",
         5001,
         MUTUAL_TLS,
+        spare_connections=1,
     )
     persons = config.backends["persons-v2"]
     assert isinstance(persons, GrpcBackendConfig) and persons.tls == MUTUAL_TLS
@@ -263,7 +291,7 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
             "tls: null, deadline: 5s}}",
             "backends.mainframe.deadline: unknown key "
             "(expected kind, address, tls, connect_timeout, max_connections, queue_target, "
-            "proxy_protocol, tls_resumption, breaker)",
+            "proxy_protocol, tls_resumption, breaker, spare_connections, spare_max_age)",
         ),
         (
             "tls: null}}",

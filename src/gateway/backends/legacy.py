@@ -23,6 +23,7 @@ from typing import cast
 
 from gateway.backends.connection_line import ConnectionLine
 from gateway.backends.legacy_config import LegacyBackendConfig
+from gateway.backends.spares import Spares
 from gateway.backends.tls_resumption import ResumingContext
 from gateway.codec import LogonRequest, Request
 from gateway.codec.headers import (
@@ -63,6 +64,11 @@ class LegacyBackend:
         self._bus = bus
         self._server_name = (config.tls.server_name if config.tls else None) or config.host
         self._line = ConnectionLine(config.name, config.max_connections, config.queue_target)
+        #: Connections opened ahead of requests (``spare_connections``); None: none are.
+        self._spares: Spares[_Exchange] | None = None
+        if config.spare_connections:
+            count, age = config.spare_connections, config.spare_max_age
+            self._spares = Spares(self._open_spare, count, age)
 
     @classmethod
     def from_config(cls, config: LegacyBackendConfig, bus: EventBus | None = None) -> LegacyBackend:
@@ -120,6 +126,9 @@ class LegacyBackend:
         BackendBusy, while their line stands); the wait counts against ``deadline`` like
         the rest of the call. ``origin`` (the client's IP
         address) goes in the PROXY header when the backend is configured to get one.
+        With ``spare_connections`` the request goes on a connection opened ahead when one
+        is ready; one the server closed as the request went on it (nothing came back)
+        gives way to a new connection.
         ``repeat`` cannot be told to a CPR Direkte server: the dispatcher holds back
         repeats it refused instead (gateway.sessions.refused_repeats).
         """
@@ -129,10 +138,17 @@ class LegacyBackend:
             async with asyncio.timeout(deadline):
                 await self._line.acquire()
                 slot = True
-                exchange = await self._connect(origin)
-                exchange.send(raw)
-                answer = await exchange.answer
-            if self._resuming is not None:
+                answer: bytes | None = None
+                exchange = self._spares.take() if self._spares is not None else None
+                if exchange is not None:
+                    answer = await _answer_on_spare(exchange, raw)
+                    if answer is None:
+                        exchange.close()
+                if answer is None:
+                    exchange = await self._connect(origin)
+                    exchange.send(raw)
+                    answer = await exchange.answer
+            if self._resuming is not None and exchange is not None:  # (it is: answered on it)
                 self._keep_session(exchange)
         except TimeoutError:
             if not slot:
@@ -161,7 +177,19 @@ class LegacyBackend:
             self._bus.emit(TlsSession(self.name, outcome))
 
     async def aclose(self) -> None:
-        """Nothing to release: every call has its own connection."""
+        """Close the spare connections; every call closes its own."""
+        if self._spares is not None:
+            await self._spares.aclose()
+
+    async def _open_spare(self) -> _Exchange:
+        """A connection for a request not yet come: no client to name (``spare_connections``
+        and ``proxy_protocol`` do not go together)."""
+        try:
+            return await self._connect(None)
+        except ssl.SSLError:
+            if self._resuming is not None:
+                self._resuming.forget()  # as after a call's TLS failure
+            raise
 
     async def _connect(self, origin: str | None) -> _Exchange:
         """TCP connect within the connect timeout, the PROXY header if configured, then the
@@ -189,7 +217,7 @@ class LegacyBackend:
                     transport, exchange, self._context, server_hostname=self._server_name
                 )
             except BaseException:
-                transport.abort()
+                exchange.close()  # aborts, and nobody is left to take the failure as an answer
                 raise
             assert tls is not None  # None only when the transport was closing: it raised
             exchange.transport = tls  # what the call writes to from now on
@@ -211,6 +239,23 @@ class _Exchange(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._lost = False
         self._slow_close: asyncio.TimerHandle | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Connected, TLS done, nothing received, not closing: a request may go on it."""
+        transport = self.transport
+        return (
+            transport is not None
+            and not self._lost
+            and not self._data
+            and not self.answer.done()
+            and not transport.is_closing()
+        )
+
+    @property
+    def received(self) -> int:
+        """Bytes of the answer so far."""
+        return len(self._data)
 
     def send(self, raw: bytes) -> None:
         assert self.transport is not None, "not connected"
@@ -261,6 +306,19 @@ class _Exchange(asyncio.Protocol):
             self.answer.set_result(bytes(self._data))
         else:
             self.answer.set_exception(exc)
+
+
+async def _answer_on_spare(exchange: _Exchange, raw: bytes) -> bytes | None:
+    """``raw`` sent on a spare connection and its answer; None when the server had closed it
+    (reset, or EOF before a byte): the request did not reach it, so it may go again."""
+    exchange.send(raw)
+    try:
+        answer = await exchange.answer
+    except OSError:
+        if exchange.received:
+            raise
+        return None
+    return answer or None
 
 
 def _proxy_header(origin: str | None, backend: object) -> bytes:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from gateway.config.breaker import Breaker, parse_breaker
 from gateway.config.load import RoutingReader
-from gateway.config.reader import address, flag, positive_duration, positive_int
+from gateway.config.reader import Problem, address, flag, integer, positive_duration, positive_int
 from gateway.config.schema import ClientTls
 
 #: A legacy backend's default ``max_connections`` per gateway process.
@@ -44,6 +44,11 @@ class LegacyBackendConfig:
     #: After this many failed calls in a row, calls fail at once for a while (a dead
     #: mainframe costs its clients no deadline each).
     breaker: Breaker = field(default_factory=Breaker)
+    #: Connections kept open ahead of the requests that will use them, per process
+    #: (gateway.backends.spares): a request then waits for no connect or handshake.
+    spare_connections: int = 0
+    #: A spare unused this long is closed; requests further apart than this get none.
+    spare_max_age: float = 5.0
     kind: str = "legacy"
 
 
@@ -54,10 +59,11 @@ _DEFAULTS = LegacyBackendConfig("", "", 0, None)
 
 def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> LegacyBackendConfig:
     """``address`` and ``tls`` (null for plaintext); ``connect_timeout``, ``max_connections``,
-    ``queue_target``, ``proxy_protocol``, ``tls_resumption``, ``breaker``."""
+    ``queue_target``, ``proxy_protocol``, ``tls_resumption``, ``breaker``, ``spare_connections``,
+    ``spare_max_age``."""
     keys = (
         "kind", "address", "tls", "connect_timeout", "max_connections", "queue_target",
-        "proxy_protocol", "tls_resumption", "breaker",
+        "proxy_protocol", "tls_resumption", "breaker", "spare_connections", "spare_max_age",
     )  # fmt: skip
     section = reader.section(raw, path, keys)
     section.get("kind", lambda value, _path: value)
@@ -69,7 +75,24 @@ def parse_config(reader: RoutingReader, name: str, raw: object, path: str) -> Le
     proxied = section.get("proxy_protocol", flag, _DEFAULTS.proxy_protocol)
     resuming = section.get("tls_resumption", flag, _DEFAULTS.tls_resumption)
     breaker = section.get("breaker", lambda v, p: parse_breaker(reader, v, p), _DEFAULTS.breaker)
+    spares = section.get("spare_connections", _spare_count, _DEFAULTS.spare_connections)
+    spare_age = section.get("spare_max_age", positive_duration, _DEFAULTS.spare_max_age)
+    if spares and proxied:
+        # The PROXY header names the client and goes first, before the request is known.
+        reader.problem(f"{path}.spare_connections", "cannot be used with proxy_protocol")
     section.done()  # raises Skip after any bad value, so host_port is a pair below
     return LegacyBackendConfig(
-        name, *host_port, tls, timeout, most, target, proxied, resuming, breaker
+        name, *host_port, tls, timeout, most, target, proxied, resuming, breaker, spares, spare_age
     )
+
+
+def _spare_count(raw: object, path: str) -> int:
+    value = integer(raw, path)
+    if not 0 <= value <= _MAX_SPARES:
+        raise Problem(f"must be 0-{_MAX_SPARES}, got {value}")
+    return value
+
+
+#: More spares than this would hold the mainframe's connections for nothing: one request
+#: takes one, and the next is opened behind it in a handshake's time.
+_MAX_SPARES = 16
