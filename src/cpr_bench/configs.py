@@ -116,13 +116,15 @@ def gateway_yaml(
     product_limits: bool = False,
     tls_resumption: bool = True,
     request_lines: str = "all",
+    spare_connections: int = 0,
 ) -> str:
     """routing.yaml of one gateway scenario: legacy only, modern only, legacy with a shadow,
     or logons on legacy and lookups on modern (sessions in ``session_store`` when given; the
     audit log of lookups in ``audit`` when given, as routing.yaml ships it). ``limits`` are
     the benchmark's (:data:`BENCH_LIMITS`), or with ``product_limits`` the product's own
     defaults (the admission phases, cpr_bench.admission). ``tls_resumption`` False: the
-    legacy backend does a full handshake per connection, and ``request_lines`` is the
+    legacy backend does a full handshake per connection, ``spare_connections`` its spares,
+    and ``request_lines`` is the
     gateway's ``logging.requests`` (each key is left out at its default, so that a tree
     from before it runs the same configuration: breakdown --against)."""
     mainframe: dict[str, object] = {
@@ -133,6 +135,8 @@ def gateway_yaml(
     }
     if not tls_resumption:
         mainframe["tls_resumption"] = False
+    if spare_connections:
+        mainframe["spare_connections"] = spare_connections
     modern = {"kind": "grpc", "address": f"127.0.0.1:{modern_port}", "tls": None}
     backends: dict[str, object]
     if via is Via.LEGACY:

@@ -223,6 +223,7 @@ class Stack:
                 request_lines=self.request_lines,
                 product_limits=scenario.product_limits,
                 tls_resumption=scenario.session_reuse,
+                spare_connections=scenario.spare_connections,
             )
         )
         load_routing(config)  # a config the gateway refuses makes the scenario unavailable

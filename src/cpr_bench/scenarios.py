@@ -49,6 +49,8 @@ class Scenario:
     #: connection on either (cpr_bench.breakdown --full-handshakes). The same on both, so
     #: that both do the same TLS work.
     session_reuse: bool = True
+    #: The legacy backend's ``spare_connections`` (0: none, the product's default).
+    spare_connections: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,8 @@ def scenarios(settings: Settings) -> dict[str, Scenario]:
         Scenario("haproxy-plain", Via.HAPROXY, False, w),
         Scenario("gateway-legacy-tls", Via.LEGACY, True, w),
         Scenario("gateway-legacy-plain", Via.LEGACY, False, w),
+        # The legacy route with a connection to the mainframe opened ahead of each request.
+        Scenario("gateway-spares-tls", Via.LEGACY, True, w, spare_connections=1),
         Scenario("gateway-modern-tls", Via.MODERN, True, w),
         Scenario("gateway-modern-plain", Via.MODERN, False, w),
         # Shadow on against gateway-legacy-tls (shadow off): the same workers, which share
@@ -164,11 +168,19 @@ def phases(settings: Settings) -> list[Phase]:
     )
     shadow_pair = ("gateway-legacy-tls", "gateway-shadow-tls")
     every = [
-        Phase(f"light-tls-{s.light_rate:g}", _open(s, s.light_rate), (*tls_paths, shadow_pair[1])),
+        Phase(
+            f"light-tls-{s.light_rate:g}",
+            _open(s, s.light_rate),
+            (*tls_paths, shadow_pair[1], "gateway-spares-tls"),
+        ),
         Phase(f"open-tls-{s.tls_rate:g}", _open(s, s.tls_rate), tls_paths),
         Phase(f"open-shadow-{s.shadow_rate:g}", _open(s, s.shadow_rate), shadow_pair),
         Phase(f"open-plain-{s.plain_rate:g}", _open(s, s.plain_rate), plain_paths),
-        Phase(f"closed-tls-{s.concurrency}", _closed(s), (*tls_paths, shadow_pair[1])),
+        Phase(
+            f"closed-tls-{s.concurrency}",
+            _closed(s),
+            (*tls_paths, shadow_pair[1], "gateway-spares-tls"),
+        ),
         Phase(f"closed-plain-{s.concurrency}", _closed(s), plain_paths),
         Phase(
             f"light-sessions-{s.light_rate:g}",

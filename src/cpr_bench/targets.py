@@ -33,7 +33,7 @@ def check_targets(rows: Sequence[Row]) -> list[dict[str, Any]]:
             None,
         )
 
-    return [check(find) for check in (_p1, _p2, _p3, _p4, _p5, _p6, _s1)]
+    return [check(find) for check in (_p1, _p1_spares, _p2, _p3, _p4, _p5, _p6, _s1)]
 
 
 def _target(key: str, goal: str, measured: str, met: bool | None) -> dict[str, Any]:
@@ -65,22 +65,33 @@ def _behind(row: Row) -> str:
     )
 
 
+_P1_GOAL = (
+    "legacy route, TLS, open loop where every path keeps up (the light phase): added p50"
+    " over direct ≤ HAProxy's added p50 + 0.5 ms; p99 ≤ HAProxy's; 0 errors"
+)
+
+
 def _p1(find: Find) -> dict[str, Any]:
-    goal = (
-        "legacy route, TLS, open loop where every path keeps up (the light phase): added p50"
-        " over direct ≤ HAProxy's added p50 + 0.5 ms; p99 ≤ HAProxy's; 0 errors"
-    )
-    names = ("gateway-legacy-tls", "direct-tls", "haproxy-tls")
+    return _p1_of("P1", _P1_GOAL, "gateway-legacy-tls", find)
+
+
+def _p1_spares(find: Find) -> dict[str, Any]:
+    goal = f"P1 with a spare connection to the mainframe (spare_connections: 1): {_P1_GOAL}"
+    return _p1_of("P1s", goal, "gateway-spares-tls", find)
+
+
+def _p1_of(key: str, goal: str, gateway: str, find: Find) -> dict[str, Any]:
+    names = (gateway, "direct-tls", "haproxy-tls")
     rows = _first_ran(find, ("light-tls-", "open-tls-"), names, required=2)
     if rows is None:
-        return _target("P1", goal, "not run", None)
+        return _target(key, goal, "not run", None)
     gw, direct, ha = rows
     assert gw is not None and direct is not None
     if not direct.kept_up:
-        return _target("P1", goal, _behind(direct), None)
+        return _target(key, goal, _behind(direct), None)
     measured = f"{gw.load}: {_p1_text(gw, direct, ha)}"
     if ha is None or not ha.ok:
-        return _target("P1", goal, measured, None)  # judged against HAProxy, or not at all
+        return _target(key, goal, measured, None)  # judged against HAProxy, or not at all
     added = gw.latency_ms["p50"] - direct.latency_ms["p50"]
     haproxy_added = ha.latency_ms["p50"] - direct.latency_ms["p50"]
     met = (
@@ -88,7 +99,7 @@ def _p1(find: Find) -> dict[str, Any]:
         and gw.latency_ms["p99"] <= ha.latency_ms["p99"]
         and gw.error_count == 0
     )
-    return _target("P1", goal, measured, met)
+    return _target(key, goal, measured, met)
 
 
 def _p1_text(gw: Row, direct: Row, ha: Row | None) -> str:

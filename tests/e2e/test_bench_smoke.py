@@ -87,7 +87,16 @@ def test_the_report_describes_the_machine_and_every_target(run: tuple[Path, str]
     """nproc, CPU model, memory and Python version; every target present (not measured here)."""
     report = _report(run[0])
     assert {"nproc", "cpu", "memory_gib", "python"} <= set(report["machine"])
-    assert [t["key"] for t in report["targets"]] == ["P1", "P2", "P3", "P4", "P5", "P6", "S1"]
+    assert [t["key"] for t in report["targets"]] == [
+        "P1",
+        "P1s",
+        "P2",
+        "P3",
+        "P4",
+        "P5",
+        "P6",
+        "S1",
+    ]
 
 
 def test_the_markdown_table_is_written_and_printed(run: tuple[Path, str]) -> None:

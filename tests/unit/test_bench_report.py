@@ -145,6 +145,19 @@ def test_p1_is_judged_against_haproxys_own_added_latency_on_the_light_phase() ->
     assert p1([0.0034] * 190 + [0.011] * 10)["met"] is False  # p99 11 ms against 10
 
 
+def test_p1s_judges_the_gateway_with_a_spare_connection_by_the_same_rule() -> None:
+    """P1s is P1 for ``gateway-spares-tls``; without that scenario's rows it is not run."""
+    direct = _sample("light-tls-100", "direct-tls", [0.002] * 200, hop_cpu=None)
+    haproxy = _sample("light-tls-100", "haproxy-tls", [0.003] * 200)
+    default = _sample("light-tls-100", "gateway-legacy-tls", [0.0036] * 200)
+    spares = _sample("light-tls-100", "gateway-spares-tls", [0.0028] * 200)
+    targets = {t["key"]: t for t in check_targets(pool([direct, haproxy, default, spares]))}
+    assert (targets["P1"]["met"], targets["P1s"]["met"]) == (False, True)
+    assert targets["P1s"]["measured"].startswith("100/s offered: added p50 0.80 ms")
+    without = {t["key"]: t for t in check_targets(pool([direct, haproxy, default]))}
+    assert (without["P1s"]["measured"], without["P1s"]["met"]) == ("not run", None)
+
+
 def test_a_target_is_not_measurable_when_the_baseline_falls_behind() -> None:
     """If direct-to-emulator cannot keep up with the rate, P1 says so instead of failing."""
     p1 = check_targets(_rows(direct_ok=100))[0]
