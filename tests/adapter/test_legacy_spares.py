@@ -186,3 +186,35 @@ async def test_a_spare_the_server_closed_while_idle_is_not_used(tmp_path: Path) 
         await legacy.aclose()
     assert 2 not in seen.requested
     assert seen.accepted[3] > third  # a connection of its own
+
+
+async def test_a_spare_whose_handshake_never_ends_is_given_up_at_its_age(tmp_path: Path) -> None:
+    """A server that accepts the spare's TCP connection but never answers its TLS handshake
+    holds nothing for long: the spare is given up after ``spare_max_age``, not left open."""
+    pki = ensure_dev_pki(tmp_path, servers=("emulator",))
+    context = server_context(pki.cert("emulator"), pki.key("emulator"))
+    accepted: list[float] = []
+    given_up: list[float] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(time.monotonic())
+        if len(accepted) > 2:  # the spare: no handshake, ever; wait for the client to go
+            await reader.read()
+            given_up.append(time.monotonic())
+            writer.close()
+            return
+        await writer.start_tls(context)
+        await read_request(reader)
+        writer.write(LOOKUP_ANSWER)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        legacy = backend(pki, server.sockets[0].getsockname()[1], max_age=0.3)
+        await lookup(legacy)
+        await lookup(legacy)
+        await until(lambda: len(accepted) == 3, "a spare connecting")
+        await until(lambda: len(given_up) == 1, "the spare given up")
+        await legacy.aclose()
+    assert 0.25 < given_up[0] - accepted[2] < 3.0

@@ -183,9 +183,11 @@ class LegacyBackend:
 
     async def _open_spare(self) -> _Exchange:
         """A connection for a request not yet come: no client to name (``spare_connections``
-        and ``proxy_protocol`` do not go together)."""
+        and ``proxy_protocol`` do not go together). One that takes longer than a spare may
+        wait is given up (a call's own deadline bounds its handshake; a spare has none)."""
         try:
-            return await self._connect(None)
+            async with asyncio.timeout(self._config.spare_max_age):
+                return await self._connect(None)
         except ssl.SSLError:
             if self._resuming is not None:
                 self._resuming.forget()  # as after a call's TLS failure
