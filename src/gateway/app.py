@@ -26,6 +26,7 @@ from dataclasses import replace
 
 from gateway.audit.writer import AuditLog, open_audit_log
 from gateway.backends import Backend, build_backend
+from gateway.backends.legacy import spare_outcomes
 from gateway.canary.controller import CanaryController
 from gateway.canary.evidence import RunnerTallies, ShadowTallies, StoreTallies
 from gateway.config.diff import diff_configs, restart_needed
@@ -219,6 +220,9 @@ class Gateway:
         self.metrics.count_connections(lambda: self._listener.in_flight if self._listener else 0)
         self.metrics.count_client_handshakes(
             lambda: self._listener.handshakes if self._listener else (0, 0)
+        )
+        self.metrics.count_spares(
+            lambda: spare_outcomes(self._dispatcher.backends) if self._dispatcher else ()
         )
         try:
             await self._start_canary(config)

@@ -8,10 +8,20 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from gateway_harness import LOOKUP, LOOKUP_ANSWER, read_request
+from gateway_harness import (
+    LOOKUP,
+    LOOKUP_ANSWER,
+    backend_server,
+    canned,
+    gateway_config,
+    raw_connection,
+    read_all,
+    read_request,
+    running,
+)
 
 from cpr_devtools.pki import DevPki, ensure_dev_pki
 from gateway.backends import LegacyBackend
@@ -167,6 +177,7 @@ async def test_a_spare_the_server_dropped_gives_way_to_a_new_connection(tmp_path
         await lookup(legacy)
         await legacy.aclose()
     assert 2 in seen.requested  # sent on the spare, which the server dropped unanswered
+    assert legacy.spares is not None and legacy.spares["stale"] == 1
     assert seen.requested[2] - seen.accepted[2] > 0.2
     assert any(n > 2 and seen.requested[n] - seen.accepted[n] < 0.2 for n in seen.requested)
 
@@ -218,3 +229,45 @@ async def test_a_spare_whose_handshake_never_ends_is_given_up_at_its_age(tmp_pat
         await until(lambda: len(given_up) == 1, "the spare given up")
         await legacy.aclose()
     assert 0.25 < given_up[0] - accepted[2] < 3.0
+
+
+async def test_each_backends_spares_are_counted_for_the_metrics(tmp_path: Path) -> None:
+    """What became of the spares is on /metrics, read from the backend when scraped: requests
+    that went on one and that found none, and the spare left at shutdown not counted as
+    expired (it was closed, not aged)."""
+    async with backend_server(canned()) as port:
+        config = gateway_config(port)
+        mainframe = config.backends["mainframe"]
+        assert isinstance(mainframe, LegacyBackendConfig)
+        mainframe = replace(mainframe, spare_connections=1)
+        config = replace(config, backends={"mainframe": mainframe})
+        async with running(config) as stack:
+            for _ in range(4):
+                async with raw_connection(stack.client) as (reader, writer):
+                    writer.write(LOOKUP.encode())
+                    assert await read_all(reader) == LOOKUP_ANSWER
+                await asyncio.sleep(0.05)  # time for the spare behind it to be ready
+            metrics = stack.gateway.metrics
+
+            def spares(outcome: str) -> float:
+                name = "cpr_gateway_backend_spares_total"
+                return metrics.value(name, backend="mainframe", outcome=outcome)
+
+            # The first two found none (the second showed that requests come often enough);
+            # the third and fourth each went on the one opened behind the one before.
+            assert [spares(o) for o in ("missed", "used", "expired", "stale", "failed")] == [
+                2, 2, 0, 0, 0
+            ]  # fmt: skip
+
+
+async def test_a_spare_unused_for_its_age_counts_as_expired(tmp_path: Path) -> None:
+    """The backend's own counts: a request that found none, and the spare closed at its age."""
+    pki = ensure_dev_pki(tmp_path, servers=("emulator",))
+    seen = Seen()
+    async with recording_server(pki, seen) as port:
+        legacy = backend(pki, port, max_age=0.2)
+        await lookup(legacy)
+        await lookup(legacy)
+        await until(lambda: seen.unused == [2], "the spare closed at its age")
+        await legacy.aclose()
+    assert legacy.spares == {"missed": 2, "expired": 1}

@@ -19,8 +19,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl
+from collections.abc import Iterator, Mapping
 from typing import cast
 
+from gateway.backends.base import Backend
+from gateway.backends.breaker import BreakerBackend
 from gateway.backends.connection_line import ConnectionLine
 from gateway.backends.legacy_config import LegacyBackendConfig
 from gateway.backends.spares import Spares
@@ -139,11 +142,12 @@ class LegacyBackend:
                 await self._line.acquire()
                 slot = True
                 answer: bytes | None = None
-                exchange = self._spares.take() if self._spares is not None else None
-                if exchange is not None:
+                spares = self._spares
+                if spares is not None and (exchange := spares.take()) is not None:
                     answer = await _answer_on_spare(exchange, raw)
                     if answer is None:
                         exchange.close()
+                        spares.gave_way()
                 if answer is None:
                     exchange = await self._connect(origin)
                     exchange.send(raw)
@@ -175,6 +179,12 @@ class LegacyBackend:
         outcome = self._resuming.keep(exchange.transport.get_extra_info("ssl_object"))
         if outcome is not None and self._bus is not None:
             self._bus.emit(TlsSession(self.name, outcome))
+
+    @property
+    def spares(self) -> Mapping[str, int] | None:
+        """What became of spare connections, by outcome (gateway.observe.events.SPARE_OUTCOMES);
+        None without ``spare_connections``."""
+        return None if self._spares is None else self._spares.outcomes
 
     async def aclose(self) -> None:
         """Close the spare connections; every call closes its own."""
@@ -308,6 +318,15 @@ class _Exchange(asyncio.Protocol):
             self.answer.set_result(bytes(self._data))
         else:
             self.answer.set_exception(exc)
+
+
+def spare_outcomes(backends: Mapping[str, Backend]) -> Iterator[tuple[str, Mapping[str, int]]]:
+    """Each legacy backend with spares (behind its breaker or not): its name and what became
+    of its spares (``LegacyBackend.spares``), for the metrics at scrape time."""
+    for name, backend in backends.items():
+        inner = backend.backend if isinstance(backend, BreakerBackend) else backend
+        if isinstance(inner, LegacyBackend) and inner.spares is not None:
+            yield name, inner.spares
 
 
 async def _answer_on_spare(exchange: _Exchange, raw: bytes) -> bytes | None:

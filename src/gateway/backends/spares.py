@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
@@ -62,6 +63,9 @@ class Spares(Generic[C]):
         self._last_asked: float | None = None
         self._closed = False
         self._expiry: asyncio.TimerHandle | None = None
+        #: Counts by outcome (gateway.observe.events.SPARE_OUTCOMES), read when the metrics
+        #: are scraped: nothing is emitted per request.
+        self.outcomes: Counter[str] = Counter()
 
     def __len__(self) -> int:
         """Connections ready now."""
@@ -79,10 +83,17 @@ class Spares(Generic[C]):
             if connection.usable and now - since < self._max_age:
                 taken = connection
                 break
-            connection.close()  # the server closed it, or it is too old to trust
+            # The server closed it, or (its expiry not run yet) it is too old to trust.
+            self.outcomes["stale" if not connection.usable else "expired"] += 1
+            connection.close()
+        self.outcomes["used" if taken is not None else "missed"] += 1
         if dense:
             self._replenish()
         return taken
+
+    def gave_way(self) -> None:
+        """A spare taken gave no answer (the server had closed it): counted as ``stale``."""
+        self.outcomes["stale"] += 1
 
     async def aclose(self) -> None:
         """Close every spare and stop opening more (shutdown, or the backend retired)."""
@@ -102,6 +113,7 @@ class Spares(Generic[C]):
         try:
             connection = await self._open()
         except Exception:  # a request that finds none connects (and reports failures) itself
+            self.outcomes["failed"] += 1
             return
         if self._closed:
             connection.close()
@@ -117,6 +129,8 @@ class Spares(Generic[C]):
         now = self._clock()
         while self._ready and (everything or now - self._ready[0][1] >= self._max_age):
             self._ready.popleft()[0].close()
+            if not everything:
+                self.outcomes["expired"] += 1
         if self._ready:
             due = self._ready[0][1] + self._max_age - now
             self._expiry = asyncio.get_running_loop().call_later(due, self._expire)

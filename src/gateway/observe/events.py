@@ -32,6 +32,12 @@ OVERLOADED = "overloaded"
 #: A framed request found ``limits.max_in_flight`` requests being answered: it was answered
 #: at once with FEJLNR 08 (the one reason that gets an answer).
 MAX_IN_FLIGHT = "max_in_flight"
+#: What became of legacy backends' spare connections and of the requests that looked for one
+#: (gateway.backends.spares; ``cpr_gateway_backend_spares_total{outcome}``): a request went on
+#: a spare (``used``) or found none ready (``missed``); a spare closed unused at its age
+#: (``expired``), found closed by the server (``stale``: when taken, or when it gave no answer
+#: and the request went again on a new connection), or not opened at all (``failed``).
+SPARE_OUTCOMES = ("used", "missed", "expired", "stale", "failed")
 #: Every ``RequestRejected.reason``; metrics pre-create one series per reason.
 REJECT_REASONS = (
     *REASONS,

@@ -7,7 +7,7 @@ registry, so tests get a fresh one and nothing lands in the global default.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -27,6 +27,7 @@ from gateway.observe.events import (
     REJECT_REASONS,
     SESSION_STORE_CALLS,
     SESSION_STORE_OUTCOMES,
+    SPARE_OUTCOMES,
     AdminCall,
     AuditLost,
     BackendFailed,
@@ -99,6 +100,7 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self._client_handshakes: _ClientHandshakes | None = None
+        self._spares: _Spares | None = None
         self.requests = Counter(
             "cpr_gateway_requests", "Answered requests.",
             ("operation", "route", "backend", "fejlnr"), registry=r,
@@ -400,6 +402,16 @@ class Metrics:
             self.registry.register(self._client_handshakes)
         self._client_handshakes.handshakes = handshakes
 
+    def count_spares(self, spares: Callable[[], Iterable[tuple[str, Mapping[str, int]]]]) -> None:
+        """``cpr_gateway_backend_spares_total{backend,outcome}``: what became of each legacy
+        backend's spare connections, as ``spares`` says when scraped (each backend counts
+        its own: nothing is emitted per request). A reload that replaces a backend starts
+        its counts again, which Prometheus reads as a counter reset."""
+        if self._spares is None:
+            self._spares = _Spares(spares)
+            self.registry.register(self._spares)
+        self._spares.spares = spares
+
     def _series_of(self, event: RequestCompleted) -> tuple[Counter, Histogram]:
         key = (event.operation, event.route, event.backend, event.fejlnr)
         series = self._request_series.get(key)
@@ -434,4 +446,24 @@ class _ClientHandshakes(Collector):
         )
         family.add_metric(("resumed",), resumed)
         family.add_metric(("full",), full)
+        yield family
+
+
+class _Spares(Collector):
+    """Legacy backends' spare connections by outcome, read from the backends at scrape."""
+
+    def __init__(self, spares: Callable[[], Iterable[tuple[str, Mapping[str, int]]]]) -> None:
+        self.spares = spares
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "cpr_gateway_backend_spares",
+            "Legacy backends' spare connections (spare_connections): requests that went on one"
+            " (used) or found none ready (missed); spares closed unused at their age (expired),"
+            " found closed by the server (stale), or not opened (failed).",
+            labels=("backend", "outcome"),
+        )
+        for backend, outcomes in self.spares():
+            for outcome in SPARE_OUTCOMES:
+                family.add_metric((backend, outcome), outcomes.get(outcome, 0))
         yield family
