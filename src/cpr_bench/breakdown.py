@@ -107,7 +107,7 @@ class Cost:
         return self.user_us + self.system_us
 
 
-async def _window(
+async def window(
     generator: Generator,
     d: Deployed,
     records: tuple[bytes, ...],
@@ -293,11 +293,11 @@ async def _whole(
     hops = {HAPROXY: (haproxy, await lookup_records(haproxy, stack.register))}
     hops[BARE] = relay
     hops[GATEWAY] = gateway
-    await _warm(generator, hops.values(), s, run_dir)
-    costs = {name: await _window(generator, *hop, s, profile_dir=run_dir)
+    await warm(generator, hops.values(), s, run_dir)
+    costs = {name: await window(generator, *hop, s, profile_dir=run_dir)
              for name, hop in hops.items()}  # fmt: skip
     stacks = run_dir / "stacks-gateway.txt"
-    await _window(generator, *gateway, s, profile_dir=run_dir, profile_to=stacks)
+    await window(generator, *gateway, s, profile_dir=run_dir, profile_to=stacks)
     lines = stacks.read_text().splitlines() if stacks.exists() else []
     (run_dir / "top-frames.txt").write_text(top_frames(lines))
     tls = stack.gateway_tls, stack.emulator_tls
@@ -311,7 +311,7 @@ async def _whole(
     return _table(costs, parse_raw(lines), floor)
 
 
-async def _warm(
+async def warm(
     generator: Generator,
     hops: Iterable[tuple[Deployed, tuple[bytes, ...]]],
     s: BreakdownSettings,
@@ -320,7 +320,7 @@ async def _warm(
     """Two seconds of load on each hop, not counted: fresh processes are slow at first."""
     quiet = replace(s, duration_s=2.0, perf=False)
     for hop in hops:
-        await _window(generator, *hop, quiet, profile_dir=run_dir)
+        await window(generator, *hop, quiet, profile_dir=run_dir)
 
 
 async def _in_turn(
@@ -335,7 +335,7 @@ async def _in_turn(
     hops drift with it, so the ratio is the steadier figure. An accounted gateway's
     functions (cpr_bench.accounting) are read before and after each of its windows."""
     plain = replace(s, perf=False)
-    await _warm(generator, (hop[1:] for hop in hops), s, run_dir)
+    await warm(generator, (hop[1:] for hop in hops), s, run_dir)
     names = [hop[0] for hop in hops]
     costs: dict[str, list[float]] = {name: [] for name in names}
     ledgers: dict[str, list[accounting.Window]] = {name: [] for name in names}
@@ -390,10 +390,10 @@ async def _accounted_window(
     """A measured window; with the gateway's functions accounted, what they spent in it."""
     directory = d.scenario.accounting
     if directory is None or d.proxy is None:
-        return await _window(generator, d, records, s, profile_dir=run_dir), None
+        return await window(generator, d, records, s, profile_dir=run_dir), None
     pid = d.proxy.pids[0]
     before = await _ledger(directory, pid)
-    cost = await _window(generator, d, records, s, profile_dir=run_dir)
+    cost = await window(generator, d, records, s, profile_dir=run_dir)
     after = await _ledger(directory, pid)
     return cost, accounting.between(before, after, cost.lookups)
 
