@@ -53,6 +53,7 @@ from gateway.observe.logs import LOGGED, log_event
 from gateway.observe.metrics import COUNTED, Metrics
 from gateway.routing import RouteTable
 from gateway.runtime import heap
+from gateway.runtime.elders import Elders
 from gateway.runtime.open_files import needed_for, raise_open_files
 from gateway.runtime.pressure import LoopLag
 from gateway.runtime.tasks import TaskSet
@@ -89,14 +90,17 @@ class Gateway:
         listen_socket: socket.socket | None = None,
         admin_port: int | None = None,
         peers: PeerDirectory | None = None,
+        elders: Elders | None = None,
     ) -> None:
-        """``listen_socket``, ``admin_port`` and ``peers`` are for one of several workers
-        (gateway.runtime.workers): accept on the client socket they share, serve the admin
-        endpoints on a port of its own, and share sessions with the siblings
-        (gateway.sessions.peers)."""
+        """``listen_socket``, ``admin_port``, ``peers`` and ``elders`` are for one of several
+        workers (gateway.runtime.workers): accept on the client socket they share, serve the
+        admin endpoints on a port of its own, share sessions with the siblings
+        (gateway.sessions.peers), and leave light traffic to elder workers
+        (gateway.runtime.elders)."""
         self._listen_socket = listen_socket
         self._admin_port = admin_port
         self._peer_directory = peers
+        self._elders = elders
         self._shared: SharedSessions | None = None
         #: The config in force (listen and admin stay as started until a restart).
         self.config = config
@@ -216,6 +220,7 @@ class Gateway:
             self.bus,
             context,
             pressure=self.loop_lag,
+            elders=self._elders,
         )
         self.metrics.count_connections(lambda: self._listener.in_flight if self._listener else 0)
         self.metrics.count_client_handshakes(
@@ -517,6 +522,7 @@ async def run_gateway(
     listen_socket: socket.socket | None = None,
     admin_port: int | None = None,
     peers: PeerDirectory | None = None,
+    elders: Elders | None = None,
     settle_heap: bool = False,
 ) -> None:
     """Serve ``config`` until SIGTERM or SIGINT (or ``stop``), then drain and return.
@@ -524,5 +530,7 @@ async def run_gateway(
     SIGHUP, or a change to the file ``config`` was loaded from, reloads it.
     ``settle_heap``: see :meth:`Gateway.serve` (the CLI's process sets it).
     """
-    gateway = Gateway(config, listen_socket=listen_socket, admin_port=admin_port, peers=peers)
+    gateway = Gateway(
+        config, listen_socket=listen_socket, admin_port=admin_port, peers=peers, elders=elders
+    )
     await gateway.serve(stop, settle_heap=settle_heap)

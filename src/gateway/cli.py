@@ -234,22 +234,29 @@ def _run_serve(args: argparse.Namespace) -> int:
     from gateway.app import run_gateway
     from gateway.config import load_routing
     from gateway.observe.logs import configure_logging
+    from gateway.runtime.elders import Elders
     from gateway.runtime.workers import admin_port
     from gateway.sessions.peers import PeerDirectory
 
     configure_logging()
     try:
         config = load_routing(args.config)
-        port, peers = None, None
+        port, peers, elders = None, None, None
         if args.worker_index is not None:
             port = admin_port(config, args.worker_index)
             if args.sessions_dir is not None:
                 peers = PeerDirectory(args.sessions_dir, args.worker_index)
+                elders = Elders.attach(args.sessions_dir, args.worker_index)
         # Start-up can also fail on config: unreadable certificates, a port in use.
         listen_socket = None if args.listen_fd is None else socket.socket(fileno=args.listen_fd)
         run_loop(
             run_gateway(
-                config, listen_socket=listen_socket, admin_port=port, peers=peers, settle_heap=True
+                config,
+                listen_socket=listen_socket,
+                admin_port=port,
+                peers=peers,
+                elders=elders,
+                settle_heap=True,
             )
         )
     except ConfigError as exc:

@@ -10,12 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from workers_harness import ROOT, serving_workers, wait_ready
+from workers_harness import ROOT, logons_answered, serving_workers, wait_ready
 
 from cpr_bench.measure import process_tree
 from cpr_bench.servers import free_port, free_ports, http_get
 from cpr_devtools.client import Endpoint, logon
+from cpr_devtools.pki import ensure_dev_pki
 from emulator_harness import DEMO_PRIV, running_emulator
+from gateway.tls import client_context
 
 ROUTING = """
 version: 1
@@ -215,3 +217,23 @@ async def test_a_temp_directory_too_deep_for_unix_sockets_fails_once_before_any_
     (line,) = err.decode().splitlines()
     assert "socket paths would be" in line and "set TMPDIR" in line
     assert list(deep.iterdir()) == []  # nothing left behind
+
+
+async def test_light_traffic_stays_on_the_eldest_worker(tmp_path: Path) -> None:
+    """One client at a time over TLS: the eldest worker takes them and the younger rests
+    (gateway.runtime.elders), where before each took about half. The younger may take one
+    that the eldest left queued for two of its looks (a machine that stalled the eldest)."""
+    pki = ensure_dev_pki(tmp_path, servers=("gateway",))
+    async with running_emulator(tls=False) as emu:
+        port, admin = _free_ports(2)
+        config = tmp_path / "routing.yaml"
+        routing = ROUTING.format(port=port, admin=admin, backend=emu.port)
+        tls = f"{{cert: {pki.cert('gateway')}, key: {pki.key('gateway')}}}"
+        config.write_text(routing.replace("tls: null}", f"tls: {tls}}}", 1))
+        async with serving_workers(config, admin):
+            endpoint = Endpoint("127.0.0.1", port, client_context(pki.ca_cert), "localhost")
+            for _ in range(30):
+                await logon(endpoint, DEMO_PRIV.who, DEMO_PRIV.password)
+            eldest, younger = [await logons_answered(admin + index) for index in (0, 1)]
+    assert eldest + younger == 30
+    assert younger <= 2

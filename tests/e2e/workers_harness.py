@@ -54,10 +54,19 @@ async def wait_ready(port: int) -> None:
 
 async def lookups_answered(port: int) -> float:
     """Lookups the gateway process behind admin ``port`` answered, from its /metrics."""
+    return await _answered(port, "lookup")
+
+
+async def logons_answered(port: int) -> float:
+    """Logons the gateway process behind admin ``port`` answered, from its /metrics."""
+    return await _answered(port, "logon")
+
+
+async def _answered(port: int, operation: str) -> float:
     _status, raw = await http_get(port, "/metrics")
     body = raw.decode()
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in body.splitlines()
-        if line.startswith("cpr_gateway_requests_total{") and 'operation="lookup"' in line
+        if line.startswith("cpr_gateway_requests_total{") and f'operation="{operation}"' in line
     )

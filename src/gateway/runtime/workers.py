@@ -51,6 +51,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from gateway.errors import ConfigError
+from gateway.runtime.elders import prepare_board
 
 if TYPE_CHECKING:
     from gateway.config.schema import GatewayConfig
@@ -168,6 +169,7 @@ def _run(config_path: Path, workers: int, listener: socket.socket) -> int:
     try:
         with listener:  # the workers' copies only: when they stop accepting, it closes
             fd = listener.fileno()
+            prepare_board(sessions_dir, workers)
             processes.extend(
                 subprocess.Popen(worker_argv(config_path, i, sessions_dir, fd), pass_fds=(fd,))
                 for i in range(workers)

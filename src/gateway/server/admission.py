@@ -30,6 +30,7 @@ from __future__ import annotations
 import _socket
 import asyncio
 import errno
+import os
 import socket
 import ssl
 import sys
@@ -45,6 +46,7 @@ from gateway.observe.events import (
     PER_ADDRESS,
     PROXY_HEADER,
 )
+from gateway.runtime.elders import COVER_S, WATCH_S, Elders
 from gateway.runtime.tasks import TaskSet
 from gateway.server.proxy_gate import read_proxy_header
 from gateway.server.turns import HandshakeTurns
@@ -77,11 +79,15 @@ _CLOCK_SLACK_S = 0.005
 class Slots:
     """Connections open at once: in all, and per source address, against the limits."""
 
-    def __init__(self, limits: Callable[[], Limits]) -> None:
+    def __init__(
+        self, limits: Callable[[], Limits], published: Callable[[int], None] | None = None
+    ) -> None:
         #: Read at each accept, so that a reload applies to new connections at once.
         self.limits = limits
         self._open = 0
         self._per_address: dict[str, int] = {}
+        #: Told the count at each change (the workers' board, gateway.runtime.elders).
+        self._published = published
 
     def __len__(self) -> int:
         return self._open
@@ -98,6 +104,8 @@ class Slots:
         if address is not None and not self._has_room(address):
             return PER_ADDRESS
         self._open += 1
+        if self._published is not None:
+            self._published(self._open)
         slot = Slot(self)
         if address is not None:
             self._count(address)
@@ -112,6 +120,8 @@ class Slots:
 
     def _release(self, slot: Slot) -> None:
         self._open -= 1
+        if self._published is not None:
+            self._published(self._open)
         address = slot.address
         if address is not None:
             left = self._per_address[address] - 1
@@ -160,6 +170,7 @@ class AdmittingServer:
         refused: RefusalHook,
         *,
         pressure: Callable[[], float] | None = None,
+        elders: Elders | None = None,
     ) -> None:
         self._slots = slots
         self._trusted = trusted
@@ -171,6 +182,16 @@ class AdmittingServer:
         self._kind: tuple[int, int, int] = (socket.AF_INET, socket.SOCK_STREAM, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._paused: asyncio.TimerHandle | None = None
+        #: Elder workers that light traffic is left to (None: this process takes all).
+        self._elders = elders if elders is not None and elders.index > 0 else None
+        #: A younger worker's rest (gateway.runtime.elders): its wake-up FIFO, the timer of
+        #: its next look at the accept queue, and whether the last look found it non-empty.
+        self._wakes: int | None = None
+        self._watch: asyncio.TimerHandle | None = None
+        self._queued_at_last_look = False
+        #: Until when a younger worker accepts whether or not an elder has room: its looks
+        #: found connections that no elder took (``elders.COVER_S``).
+        self._covering_until = 0.0
         #: Connections admitted but not yet through their header and handshake.
         self._doors = TaskSet()
         #: The event loop's sustained lag in seconds (see _shedding); None: never shed.
@@ -193,7 +214,12 @@ class AdmittingServer:
         self._sock = sock
         self._kind = (int(sock.family), int(sock.type), sock.proto)
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(sock.fileno(), self._accept_queued)
+        if self._elders is None:
+            self._loop.add_reader(sock.fileno(), self._accept_queued)
+            return
+        self._wakes = self._elders.open_wakes()
+        self._loop.add_reader(self._wakes, self._woken)
+        self._rest()
 
     def is_serving(self) -> bool:
         """True while connections are accepted."""
@@ -201,13 +227,18 @@ class AdmittingServer:
 
     def close(self) -> None:
         """Stop accepting and close the listening socket; connections accepted carry on."""
-        if self._paused is not None:
-            self._paused.cancel()
-            self._paused = None
+        for timer in (self._paused, self._watch):
+            if timer is not None:
+                timer.cancel()
+        self._paused = self._watch = None
         if self._sock is not None and self._loop is not None:
             self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
+        if self._wakes is not None and self._loop is not None:
+            self._loop.remove_reader(self._wakes)
+            os.close(self._wakes)
+            self._wakes = None
 
     async def aclose(self) -> None:
         """At shutdown, after :meth:`close`: connections not yet through the door are closed,
@@ -217,12 +248,68 @@ class AdmittingServer:
     # -- accepting ------------------------------------------------------------------------
 
     def _accept_queued(self) -> None:
-        """Accept what the kernel has queued, up to a batch; admit or refuse each at once.
-        Refusals are reported after the batch, one report per reason and address: a flood
-        is refused at the cost of its accepts and closes, not of a report for each."""
+        """A connection is queued: accept, or leave it to an elder worker with room."""
         listening = self._sock
         if listening is None:
             return
+        elders = self._elders
+        if elders is not None and elders.have_room() and self._covered_by_elders():
+            # The kernel woke the elders too: the one with room takes it.
+            self._loop_of().remove_reader(listening.fileno())
+            self._rest()
+            return
+        self._accept_batch(listening)
+
+    # -- a younger worker's rest (gateway.runtime.elders) ---------------------------------
+
+    def _rest(self) -> None:
+        """Not listening: an elder has room. Look at the accept queue now and then."""
+        self._queued_at_last_look = False
+        self._watch = self._loop_of().call_later(WATCH_S, self._look)
+
+    def _listen(self) -> None:
+        """Every elder is full, or none takes what is queued: accept from now on."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        if self._sock is not None and self._paused is None:  # (not out of descriptors)
+            self._loop_of().add_reader(self._sock.fileno(), self._accept_queued)
+
+    def _woken(self) -> None:
+        """An elder became full: listen if every elder is."""
+        assert self._wakes is not None and self._elders is not None  # (registered so)
+        self._elders.drain(self._wakes)
+        if self._watch is not None and not self._elders.have_room():
+            self._listen()
+
+    def _look(self) -> None:
+        """A resting worker's look at the accept queue: a connection queued at two looks
+        in a row is one no elder took."""
+        self._watch = None
+        if self._sock is None:
+            return
+        queued = bool(_queued(self._sock))
+        if queued and self._queued_at_last_look:
+            # An elder with room that does not accept is busy or stuck: cover for it.
+            self._covering_until = self._loop_of().time() + COVER_S
+            self._accept_batch(self._sock)
+            self._listen()
+            return
+        self._watch = self._loop_of().call_later(WATCH_S, self._look)
+        self._queued_at_last_look = queued
+
+    def _covered_by_elders(self) -> bool:
+        """Whether the elders take what they have room for (not while covering for them)."""
+        return self._covering_until == 0.0 or self._loop_of().time() >= self._covering_until
+
+    def _loop_of(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None  # started
+        return self._loop
+
+    def _accept_batch(self, listening: socket.socket) -> None:
+        """Accept what the kernel has queued, up to a batch; admit or refuse each at once.
+        Refusals are reported after the batch, one report per reason and address: a flood
+        is refused at the cost of its accepts and closes, not of a report for each."""
         refused: dict[tuple[str, str], int] = {}
         queued = _queued(listening)
         family, kind, proto = self._kind

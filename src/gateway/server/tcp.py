@@ -45,6 +45,7 @@ from gateway.observe.events import (
     InternalError,
     RequestRejected,
 )
+from gateway.runtime.elders import ROOM, Elders
 from gateway.server.admission import AdmittingServer, Slot, Slots
 from gateway.server.certificates import listener_context
 from gateway.server.connection import Connections, OneRequest, describe_failure
@@ -63,6 +64,7 @@ class ClientListener:
         context: ssl.SSLContext | None = None,
         *,
         pressure: Callable[[], float] | None = None,
+        elders: Elders | None = None,
     ) -> None:
         #: The TLS context to serve with (gateway.server.certificates reloads its pair);
         #: None: one is made from ``listen.tls``.
@@ -76,7 +78,11 @@ class ClientListener:
         self._bus = bus
         self._server: asyncio.Server | AdmittingServer | None = None
         self._connections = Connections()
-        self._slots = Slots(lambda: self._limits)
+        #: Elder workers to leave light traffic to (gateway.runtime.elders), which see this
+        #: process's open connections; None: a process on its own.
+        self._elders = elders
+        self._slots = Slots(lambda: self._limits, elders.publish if elders else None)
+        self._fit_room()
         self._answering = _Answering()
 
     @property
@@ -141,6 +147,13 @@ class ClientListener:
         """Use ``limits`` from now on (a reload): for connections accepted from now on, and
         for requests framed from now on (``max_in_flight``)."""
         self._limits = limits
+        self._fit_room()
+
+    def _fit_room(self) -> None:
+        """A worker that cannot hold ``elders.ROOM`` connections is full at its limit: the
+        younger workers must not wait for it to reach more."""
+        if self._elders is not None:
+            self._elders.room = min(ROOM, self._limits.max_connections)
 
     def stop_accepting(self) -> None:
         """Close the listening socket; connections already accepted carry on."""
@@ -164,6 +177,7 @@ class ClientListener:
             self._connection,
             self._refused,
             pressure=self._pressure,
+            elders=self._elders,
         )
         if sock is None:
             backlog = self._limits.max_connections
