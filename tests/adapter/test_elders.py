@@ -92,6 +92,21 @@ def test_a_worker_with_a_lower_connection_limit_is_full_at_it(tmp_path: Path) ->
         eldest.close()
 
 
+def test_a_shedding_worker_is_full_whatever_its_count(tmp_path: Path) -> None:
+    eldest, younger = _board(tmp_path, 2)
+    wakes = younger.open_wakes()
+    try:
+        eldest.publish(1)
+        eldest.declare_full()
+        assert _pending(wakes) == b"\0"
+        assert not younger.have_room()
+        eldest.publish(0)  # its next connection closed: the count speaks again
+        assert younger.have_room()
+    finally:
+        os.close(wakes)
+        eldest.close()
+
+
 def test_no_board_or_no_place_on_it_is_no_elders(tmp_path: Path) -> None:
     assert Elders.attach(tmp_path, 0) is None
     (tmp_path / BOARD_FILE).write_bytes(b"")

@@ -19,6 +19,8 @@ otherwise:
   a resting worker woken so listens if every elder is full;
 * a listening younger worker woken for a connection while an elder has room again leaves
   it to the elder (which the kernel woke too) and rests;
+* a worker that sheds (its loop runs late, gateway.server.admission) says it is full, so
+  that no connection is left to a worker that would refuse it;
 * a resting worker also looks at the accept queue every :data:`WATCH_S`: a connection
   queued at two looks in a row is one no elder took (busy or stuck), so it takes what is
   queued and listens, whether or not an elder has room, for :data:`COVER_S`.
@@ -104,6 +106,12 @@ class Elders:
         self._counts[self._index] = open_connections
         if open_connections == self.room:
             self._wake_youngers()
+
+    def declare_full(self) -> None:
+        """This worker refuses new connections for now (its loop runs late: it sheds), so it
+        has no room whatever its count says, until its count next changes."""
+        self._counts[self._index] = max(self._counts[self._index], self.room)
+        self._wake_youngers()
 
     def have_room(self) -> bool:
         """Whether an elder has fewer than ``room`` connections open."""

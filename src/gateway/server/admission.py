@@ -182,6 +182,8 @@ class AdmittingServer:
         self._kind: tuple[int, int, int] = (socket.AF_INET, socket.SOCK_STREAM, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._paused: asyncio.TimerHandle | None = None
+        #: The workers' board, where a shedding worker says it is full (None: on its own).
+        self._board = elders
         #: Elder workers that light traffic is left to (None: this process takes all).
         self._elders = elders if elders is not None and elders.index > 0 else None
         #: A younger worker's rest (gateway.runtime.elders): its wake-up FIFO, the timer of
@@ -355,6 +357,8 @@ class AdmittingServer:
         slot: Slot | str = OVERLOADED
         if not self._shedding():
             slot = self._slots.take(None if balancer else host)
+        elif self._board is not None:
+            self._board.declare_full()  # younger workers must not leave connections to it
         if isinstance(slot, str):
             sock.close()
             return slot, host
