@@ -118,6 +118,25 @@ def test_no_board_or_no_place_on_it_is_no_elders(tmp_path: Path) -> None:
     assert Elders.attach(two, 1) is not None
 
 
+async def test_a_younger_worker_without_its_fifo_starts_and_serves(tmp_path: Path) -> None:
+    _board(tmp_path, 2)
+    wake_path(tmp_path, 1).unlink()
+    younger = Elders.attach(tmp_path, 1)
+    assert younger is not None
+    listening = socket.create_server(("127.0.0.1", 0), backlog=8)
+    port = listening.getsockname()[1]
+    worker = _Worker(listening, younger)
+    try:
+        client = await _connect(port)  # (it listens as a lone worker: no wake-up could reach it)
+        await _until(lambda: len(worker.taken) == 1, "it took the connection")
+        client.close()
+    finally:
+        worker.server.close()
+        for held in worker.taken:
+            if held.transport is not None:
+                held.transport.close()
+
+
 # -- listeners of two workers on one socket ---------------------------------------------
 
 

@@ -216,10 +216,14 @@ class AdmittingServer:
         self._sock = sock
         self._kind = (int(sock.family), int(sock.type), sock.proto)
         self._loop = asyncio.get_running_loop()
-        if self._elders is None:
+        if self._elders is not None:
+            try:
+                self._wakes = self._elders.open_wakes()
+            except OSError:  # no FIFO to be woken through: listen always, as a lone worker
+                self._elders = None
+        if self._elders is None or self._wakes is None:
             self._loop.add_reader(sock.fileno(), self._accept_queued)
             return
-        self._wakes = self._elders.open_wakes()
         self._loop.add_reader(self._wakes, self._woken)
         self._rest()
 
