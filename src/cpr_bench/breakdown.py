@@ -88,6 +88,9 @@ class BreakdownSettings:
     #: Like ``account``, but every call the gateway makes is counted instead (calls per
     #: lookup, which do not move with the machine; cpr_bench.accounting ``--calls``).
     calls: bool = False
+    #: Worker processes of each gateway (``serve --workers``) with ``against`` or
+    #: ``measure_only``; the profiled and accounted runs read one process.
+    workers: int = 1
     generators: int = os.cpu_count() or 1
     persons: int = 10_000
 
@@ -231,7 +234,12 @@ async def run_breakdown(s: BreakdownSettings, var: Path) -> Path:
     reuse = not s.full_handshakes
     ledgers = run_dir / "accounting" if s.account or s.calls else None
     ours = Scenario(
-        "gateway-legacy-tls", Via.LEGACY, True, 1, session_reuse=reuse, count_calls=s.calls
+        "gateway-legacy-tls",
+        Via.LEGACY,
+        True,
+        s.workers,
+        session_reuse=reuse,
+        count_calls=s.calls,
     )
     scenarios = [replace(ours, accounting=None if ledgers is None else ledgers / ours.name)]
     if s.against is not None:
@@ -455,7 +463,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="every call the gateway makes, per lookup (cpr_bench.accounting --calls)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="gateway worker processes (serve --workers), with --against or --measure-only",
+    )
     args = parser.parse_args(argv)
+    if args.workers != 1 and (
+        not (args.against or args.measure_only) or args.account or args.calls
+    ):
+        parser.error("--workers: only with --against or --measure-only, without accounting")
+    if args.workers < 1:
+        parser.error("--workers: at least 1")
     settings = BreakdownSettings(
         args.rate,
         args.duration,
@@ -467,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         against=args.against.resolve() if args.against else None,
         account=args.account,
         calls=args.calls,
+        workers=args.workers,
     )
     started = time.monotonic()
     path = run_loop(run_breakdown(settings, args.var.resolve()))
