@@ -139,6 +139,15 @@ async def backend_server(
         yield server.sockets[0].getsockname()[1]
 
 
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Poll for a state the server reaches soon; a generous bound keeps a bug from hanging."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never seen: {what}")
+
+
 def free_port() -> int:
     """A port nothing listens on (bound, then released)."""
     with socket.socket() as sock:

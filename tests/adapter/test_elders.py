@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+
+from gateway_harness import until
 
 from gateway.config.schema import Limits
 from gateway.runtime.elders import BOARD_FILE, ROOM, WATCH_S, Elders, prepare_board, wake_path
@@ -22,6 +24,18 @@ def _board(directory: Path, workers: int) -> list[Elders]:
     sides = [Elders.attach(directory, index) for index in range(workers)]
     assert all(side is not None for side in sides)
     return [side for side in sides if side is not None]
+
+
+@contextmanager
+def _elder_and_younger(directory: Path) -> Iterator[tuple[Elders, Elders, int]]:
+    """A board of two workers, and the younger one's wake-up FIFO open for reading."""
+    eldest, younger = _board(directory, 2)
+    wakes = younger.open_wakes()
+    try:
+        yield eldest, younger, wakes
+    finally:
+        os.close(wakes)
+        eldest.close()
 
 
 def _pending(fd: int) -> bytes:
@@ -45,9 +59,7 @@ def test_a_worker_sees_room_while_any_elder_has_it(tmp_path: Path) -> None:
 
 
 def test_a_worker_that_becomes_full_wakes_the_younger_ones(tmp_path: Path) -> None:
-    eldest, younger = _board(tmp_path, 2)
-    wakes = younger.open_wakes()
-    try:
+    with _elder_and_younger(tmp_path) as (eldest, _younger, wakes):
         for count in range(1, ROOM):
             eldest.publish(count)
         assert _pending(wakes) == b""
@@ -60,9 +72,6 @@ def test_a_worker_that_becomes_full_wakes_the_younger_ones(tmp_path: Path) -> No
         eldest.publish(ROOM)
         Elders.drain(wakes)  # two wake-ups waiting: both read
         assert _pending(wakes) == b""
-    finally:
-        os.close(wakes)
-        eldest.close()
 
 
 def test_a_younger_worker_not_yet_listening_for_wake_ups_is_skipped(tmp_path: Path) -> None:
@@ -80,31 +89,21 @@ def test_a_younger_worker_not_yet_listening_for_wake_ups_is_skipped(tmp_path: Pa
 
 
 def test_a_worker_with_a_lower_connection_limit_is_full_at_it(tmp_path: Path) -> None:
-    eldest, younger = _board(tmp_path, 2)
-    eldest.room = younger.room = 2
-    wakes = younger.open_wakes()
-    try:
+    with _elder_and_younger(tmp_path) as (eldest, younger, wakes):
+        eldest.room = younger.room = 2
         eldest.publish(2)
         assert _pending(wakes) == b"\0"
         assert not younger.have_room()
-    finally:
-        os.close(wakes)
-        eldest.close()
 
 
 def test_a_shedding_worker_is_full_whatever_its_count(tmp_path: Path) -> None:
-    eldest, younger = _board(tmp_path, 2)
-    wakes = younger.open_wakes()
-    try:
+    with _elder_and_younger(tmp_path) as (eldest, younger, wakes):
         eldest.publish(1)
         eldest.declare_full()
         assert _pending(wakes) == b"\0"
         assert not younger.have_room()
         eldest.publish(0)  # its next connection closed: the count speaks again
         assert younger.have_room()
-    finally:
-        os.close(wakes)
-        eldest.close()
 
 
 def test_no_board_or_no_place_on_it_is_no_elders(tmp_path: Path) -> None:
@@ -128,7 +127,7 @@ async def test_a_younger_worker_without_its_fifo_starts_and_serves(tmp_path: Pat
     worker = _Worker(listening, younger)
     try:
         client = await _connect(port)  # (it listens as a lone worker: no wake-up could reach it)
-        await _until(lambda: len(worker.taken) == 1, "it took the connection")
+        await until(lambda: len(worker.taken) == 1, "it took the connection")
         client.close()
     finally:
         worker.server.close()
@@ -191,6 +190,10 @@ async def _workers(directory: Path) -> AsyncIterator[tuple[_Worker, _Worker, int
         eldest.close()
 
 
+def _holds(taken: list[_Held], count: int) -> Callable[[], bool]:
+    return lambda: len(taken) == count
+
+
 async def _connect(port: int) -> socket.socket:
     loop = asyncio.get_running_loop()
     client = socket.socket()
@@ -199,33 +202,25 @@ async def _connect(port: int) -> socket.socket:
     return client
 
 
-async def _until(condition: object, what: str) -> None:
-    for _ in range(500):
-        if callable(condition) and condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(what)
-
-
 async def test_light_traffic_goes_to_the_elder_alone(tmp_path: Path) -> None:
     async with _workers(tmp_path) as (elder, younger, port):
         for number in range(1, 11):  # one at a time, as at a light load
             client = await _connect(port)
-            await _until(lambda n=number: len(elder.taken) == n, "the elder took it")
+            await until(_holds(elder.taken, number), "the elder took it")
             elder.taken[-1].transport.close()  # type: ignore[union-attr]
             client.close()
-            await _until(lambda: len(elder.slots) == 0, "the connection closed")
+            await until(lambda: len(elder.slots) == 0, "the connection closed")
         assert younger.taken == []
 
 
 async def test_once_the_elder_is_full_the_younger_listens_too(tmp_path: Path) -> None:
     async with _workers(tmp_path) as (elder, younger, port):
         clients = [await _connect(port) for _ in range(ROOM)]
-        await _until(lambda: len(elder.taken) == ROOM, "the elder took the first ones")
+        await until(lambda: len(elder.taken) == ROOM, "the elder took the first ones")
         assert younger.taken == []
         elder.server.close()  # the elder, full, takes no more: only a listening younger can
         clients.append(await _connect(port))
-        await _until(lambda: len(younger.taken) == 1, "the younger took the next")
+        await until(lambda: len(younger.taken) == 1, "the younger took the next")
         for client in clients:
             client.close()
 
@@ -236,25 +231,25 @@ async def test_a_connection_no_elder_takes_is_taken_by_a_resting_younger(
     async with _workers(tmp_path) as (elder, younger, port):
         elder.server.close()  # stuck or gone, with room on the board
         client = await _connect(port)
-        await _until(lambda: len(younger.taken) == 1, "the younger took it")
+        await until(lambda: len(younger.taken) == 1, "the younger took it")
         client.close()
 
 
 async def test_a_listening_younger_rests_again_when_an_elder_has_room(tmp_path: Path) -> None:
     async with _workers(tmp_path) as (elder, younger, port):
         held = [await _connect(port) for _ in range(ROOM)]
-        await _until(lambda: len(elder.taken) == ROOM, "the elder is full")
+        await until(lambda: len(elder.taken) == ROOM, "the elder is full")
         await asyncio.sleep(WATCH_S)  # the younger has read its wake-up by now
         for connection in elder.taken:
             connection.transport.close()  # type: ignore[union-attr]
-        await _until(lambda: len(elder.slots) == 0, "the elder has room again")
+        await until(lambda: len(elder.slots) == 0, "the elder has room again")
         taken_before = len(younger.taken)
         for _ in range(5):
             client = await _connect(port)
-            await _until(lambda: len(elder.slots) == 1, "the elder took it")
+            await until(lambda: len(elder.slots) == 1, "the elder took it")
             elder.taken[-1].transport.close()  # type: ignore[union-attr]
             client.close()
-            await _until(lambda: len(elder.slots) == 0, "closed")
+            await until(lambda: len(elder.slots) == 0, "closed")
         assert len(younger.taken) == taken_before
         for client in held:
             client.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from gateway_harness import (
     read_all,
     read_request,
     running,
+    until,
 )
 
 from cpr_devtools.pki import DevPki, ensure_dev_pki
@@ -84,15 +85,6 @@ async def lookup(legacy: LegacyBackend) -> float:
     asked = time.monotonic()
     assert await legacy.call(LOOKUP, LOOKUP.encode(), deadline=2.0) == LOOKUP_ANSWER
     return asked
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Poll for a state the server reaches soon; a generous bound keeps a bug from hanging."""
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never seen: {what}")
 
 
 async def test_a_request_goes_on_a_connection_opened_before_it(tmp_path: Path) -> None:
