@@ -306,7 +306,7 @@ class AdmittingServer:
 
     def _covered_by_elders(self) -> bool:
         """Whether the elders take what they have room for (not while covering for them)."""
-        return self._covering_until == 0.0 or self._loop_of().time() >= self._covering_until
+        return self._loop_of().time() >= self._covering_until
 
     def _loop_of(self) -> asyncio.AbstractEventLoop:
         assert self._loop is not None  # started
